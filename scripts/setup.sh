@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs everything the build needs, idempotently (a second run takes well under a second):
+#   - Debian packages: libhdf5-dev (HDF5 1.10 for hdf5-metno), pkg-config
+#   - a CPU-capable libtorch 2.11.0 at .deps/libtorch (from PyPI wheels, no Python import needed)
+# The libtorch path is fixed (see .cargo/config.toml) so torch-sys is built once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+deps="$root/.deps"
+lt="$deps/libtorch"
+want="2.11.0"
+stamp="$deps/.setup-done-v1"
+
+if [ -f "$stamp" ] && [ -f "$lt/torch/lib/libtorch_cpu.so" ]; then
+  exit 0
+fi
+
+need_apt=()
+dpkg -s libhdf5-dev >/dev/null 2>&1 || need_apt+=(libhdf5-dev)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_apt[*]}" >&2
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -f "$lt/torch/lib/libtorch_cpu.so" ]; then
+  echo "setup: installing libtorch $want into $lt (PyPI wheels, ~1.2 GB)" >&2
+  rm -rf "$lt.tmp"
+  mkdir -p "$deps"
+  python3 -m pip install -q --no-deps --no-compile --target "$lt.tmp" \
+    "torch==$want" "nvidia-cuda-runtime==13.0.96" "nvidia-cuda-cupti==13.0.85"
+  rm -rf "$lt"
+  mv "$lt.tmp" "$lt"
+fi
+
+# tch's own version check is skipped on the LIBTORCH route: check here.
+got=$(sed -n "s/^__version__ = '\([^']*\)'.*/\1/p" "$lt/torch/version.py" | head -1)
+case "$got" in
+  "$want"|"$want"+*) ;;
+  *) echo "setup: libtorch at $lt is version '$got', expected $want" >&2; exit 78 ;;
+esac
+# torch-sys reads this file and checks the version itself.
+echo "$want" > "$lt/torch/build-version"
+
+if ldd "$lt/torch/lib/libtorch_cpu.so" | grep -q "not found"; then
+  echo "setup: libtorch_cpu.so has unresolved libraries:" >&2
+  ldd "$lt/torch/lib/libtorch_cpu.so" | grep "not found" >&2
+  exit 78
+fi
+touch "$stamp"
+echo "setup: done (libtorch $got, HDF5 $(dpkg-query -W -f='${Version}' libhdf5-dev))" >&2

@@ -1,0 +1,146 @@
+//! Input listings: what a run processes, in a stable order.
+//!
+//! Every layout yields [`Item`]s: the image, its labels where the layout has them, and the relative
+//! output stem (`sub/dir/stem`) under which outputs are written. `folder` walks a directory tree;
+//! the benchmark layouts live in their own modules.
+
+use crate::job::{DatasetKind, DatasetSpec};
+use std::path::{Path, PathBuf};
+
+/// Image extensions the runner decodes (lower case).
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"];
+
+/// How a label image encodes anomaly / ignore.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelSpec {
+    pub path: PathBuf,
+    /// Channel read from the label image (0 = first; labels are read as decoded RGB).
+    pub channel: usize,
+    /// Label values that mean "anomaly".
+    pub anomaly: Vec<u8>,
+    /// Label values that mean "ignore".
+    pub ignore: Vec<u8>,
+}
+
+/// One input image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub image: PathBuf,
+    /// Output stem relative to the output root, without extension (`a/b/frame01`).
+    pub stem: PathBuf,
+    pub label: Option<LabelSpec>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("input folder {0} does not exist")]
+    NoRoot(PathBuf),
+    #[error("cannot list {path}: {message}")]
+    Walk { path: PathBuf, message: String },
+    #[error("dataset {kind}: {message}")]
+    Layout { kind: &'static str, message: String },
+}
+
+/// Lists the items of a dataset in their stable order.
+pub fn list(spec: &DatasetSpec) -> Result<Vec<Item>, DatasetError> {
+    match spec.kind {
+        DatasetKind::Folder => walk_folder(&spec.root),
+        other => Err(DatasetError::Layout {
+            kind: other.as_str(),
+            message: "this layout is not supported by this build".into(),
+        }),
+    }
+}
+
+/// True when the path's extension names an image format the runner decodes.
+pub fn is_image_path(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        .unwrap_or(false)
+}
+
+/// Every image file under `root`, recursively, sorted byte-wise by relative path. Hidden files and
+/// folders (a leading `.`) and non-image files are skipped with a debug log.
+pub fn walk_folder(root: &Path) -> Result<Vec<Item>, DatasetError> {
+    if !root.is_dir() {
+        return Err(DatasetError::NoRoot(root.to_path_buf()));
+    }
+    let mut items = Vec::new();
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .sort_by(|a, b| a.file_name().as_encoded_bytes().cmp(b.file_name().as_encoded_bytes()))
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().as_encoded_bytes().starts_with(b"."));
+    for entry in walker {
+        let entry = entry.map_err(|e| DatasetError::Walk {
+            path: e.path().unwrap_or(root).to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let path = entry.path();
+        if !is_image_path(path) {
+            log::debug!("skipping {} (not an image file name)", path.display());
+            continue;
+        }
+        let rel = path.strip_prefix(root).unwrap_or(path);
+        items.push(Item { image: path.to_path_buf(), stem: rel.with_extension(""), label: None });
+    }
+    // Byte-wise order of the whole relative path (walkdir sorts per directory level).
+    items.sort_by(|a, b| a.stem.as_os_str().as_encoded_bytes().cmp(b.stem.as_os_str().as_encoded_bytes()));
+    check_unique_stems(&items)?;
+    Ok(items)
+}
+
+/// Two inputs that map to the same output stem (`a.jpg`, `a.png`) would overwrite each other.
+pub fn check_unique_stems(items: &[Item]) -> Result<(), DatasetError> {
+    let mut seen = std::collections::HashMap::new();
+    for it in items {
+        if let Some(prev) = seen.insert(it.stem.clone(), &it.image) {
+            return Err(DatasetError::Layout {
+                kind: "folder",
+                message: format!(
+                    "{} and {} would write the same outputs ({}); rename one",
+                    prev.display(),
+                    it.image.display(),
+                    it.stem.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walk_sorts_bytewise_recursively_and_skips_non_images() {
+        let d = tempfile::tempdir().unwrap();
+        for f in ["b.png", "B.jpg", "a/z.JPG", "a/c.txt", ".hidden.png", ".git/x.png", "a_.webp"] {
+            let p = d.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+        let items = walk_folder(d.path()).unwrap();
+        let stems: Vec<_> = items.iter().map(|i| i.stem.to_str().unwrap().to_string()).collect();
+        assert_eq!(stems, ["B", "a/z", "a_", "b"]);
+    }
+
+    #[test]
+    fn duplicate_stems_are_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.png"), b"x").unwrap();
+        std::fs::write(d.path().join("a.jpg"), b"x").unwrap();
+        let err = walk_folder(d.path()).unwrap_err().to_string();
+        assert!(err.contains("a.jpg") && err.contains("a.png"), "{err}");
+    }
+
+    #[test]
+    fn missing_root_is_an_error() {
+        assert!(matches!(walk_folder(Path::new("/nonexistent/x")), Err(DatasetError::NoRoot(_))));
+    }
+}

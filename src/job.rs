@@ -1,0 +1,476 @@
+//! The job file: every key has a default, unknown keys are rejected, and a bad value is reported with
+//! the key's dotted path and its line in the file. A job is validated once, when it is loaded.
+//!
+//! With no file at all, the default job is the published Maskomaly Swin-L Cityscapes run reading
+//! `/input` and writing `/output`.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A whole job as resolved (defaults filled in). Serialised verbatim into `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Job {
+    /// Used in the manifest and as the method name of the `smiyc` output layout.
+    pub name: String,
+    pub dataset: DatasetSpec,
+    pub model: ModelSpec,
+    pub checkpoint: CheckpointSpec,
+    pub preprocess: Preprocess,
+    pub method: Method,
+    pub output: OutputSpec,
+    pub runtime: Runtime,
+}
+
+impl Default for Job {
+    fn default() -> Self {
+        Job {
+            name: "maskomaly".into(),
+            dataset: DatasetSpec::default(),
+            model: ModelSpec::default(),
+            checkpoint: CheckpointSpec::default(),
+            preprocess: Preprocess::default(),
+            method: Method::default(),
+            output: OutputSpec::default(),
+            runtime: Runtime::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetKind {
+    /// Every image under the root (recursively), no labels.
+    Folder,
+    SmiycAnomaly,
+    SmiycObstacle,
+    FsStatic,
+    FsLaf,
+    RoadAnomaly,
+    StreetHazards,
+    LostAndFound,
+}
+
+impl DatasetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetKind::Folder => "folder",
+            DatasetKind::SmiycAnomaly => "smiyc_anomaly",
+            DatasetKind::SmiycObstacle => "smiyc_obstacle",
+            DatasetKind::FsStatic => "fs_static",
+            DatasetKind::FsLaf => "fs_laf",
+            DatasetKind::RoadAnomaly => "road_anomaly",
+            DatasetKind::StreetHazards => "street_hazards",
+            DatasetKind::LostAndFound => "lost_and_found",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatasetSpec {
+    pub kind: DatasetKind,
+    pub root: PathBuf,
+    /// Dataset-specific subset (e.g. `validation`); `null` takes the layout's default.
+    pub split: Option<String>,
+}
+
+impl Default for DatasetSpec {
+    fn default() -> Self {
+        DatasetSpec { kind: DatasetKind::Folder, root: PathBuf::from("/input"), split: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSpec {
+    /// Named architecture for native checkpoints; ignored by `torchscript`.
+    pub preset: Option<String>,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        ModelSpec { preset: Some("mask2former_swin_large_cityscapes_semantic".into()) }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointFormat {
+    /// A TorchScript module: `forward(x[B,3,Hp,Wp]) -> (pred_logits[B,Q,K+1], pred_masks[B,Q,h,w])`.
+    Torchscript,
+    Detectron2,
+    Hf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointSpec {
+    pub format: CheckpointFormat,
+    pub path: PathBuf,
+    /// If set, the file's SHA-256 is checked before use; a mismatch writes nothing.
+    pub sha256: Option<String>,
+    /// Where to fetch the file from when `path` does not exist.
+    pub url: Option<String>,
+}
+
+impl Default for CheckpointSpec {
+    fn default() -> Self {
+        CheckpointSpec {
+            format: CheckpointFormat::Torchscript,
+            path: PathBuf::from("/models/model.pt"),
+            sha256: None,
+            url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ColorFormat {
+    #[serde(rename = "RGB")]
+    Rgb,
+    #[serde(rename = "BGR")]
+    Bgr,
+}
+
+/// detectron2's test-time input rule (ResizeShortestEdge + normalise + pad), §2 of the method spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Preprocess {
+    pub min_size: u32,
+    pub max_size: u32,
+    pub size_divisibility: u32,
+    pub format: ColorFormat,
+    pub pixel_mean: [f32; 3],
+    pub pixel_std: [f32; 3],
+}
+
+impl Default for Preprocess {
+    fn default() -> Self {
+        Preprocess {
+            min_size: 1024,
+            max_size: 2048,
+            size_divisibility: 32,
+            format: ColorFormat::Rgb,
+            pixel_mean: [123.675, 116.28, 103.53],
+            pixel_std: [58.395, 57.12, 57.375],
+        }
+    }
+}
+
+/// The Maskomaly rule's parameters (§4). Query indices are query ids, not class ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Method {
+    pub anomaly_queries: Vec<i64>,
+    pub ground_queries: Vec<i64>,
+    pub void_class: i64,
+    /// Compared as the reference does: in float64 against the float32 class probability.
+    pub rejection_threshold: f64,
+    /// Compared in float32 (`pred > f32(border_threshold)`), as numpy does.
+    pub border_threshold: f64,
+    /// Blend weight; the second weight is `1 - lambda`, computed in float64, then both cast to float32.
+    pub lambda: f64,
+}
+
+impl Default for Method {
+    fn default() -> Self {
+        Method {
+            anomaly_queries: vec![49, 31, 83, 32],
+            ground_queries: vec![19, 24],
+            void_class: 19,
+            rejection_threshold: 0.7,
+            border_threshold: 0.1,
+            lambda: 0.6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// `<root>/<relative dir>/<stem>.<ext>`
+    Flat,
+    /// `<root>/anomaly_p/<name>/<dataset>/<stem>.hdf5` (SegmentMeIfYouCan submission layout).
+    Smiyc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum H5Dtype {
+    Float32,
+    /// SMIYC's storage type; written with gzip level 9.
+    Float16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hdf5Spec {
+    pub enabled: bool,
+    pub dtype: H5Dtype,
+}
+
+impl Default for Hdf5Spec {
+    fn default() -> Self {
+        Hdf5Spec { enabled: true, dtype: H5Dtype::Float32 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputSpec {
+    pub root: PathBuf,
+    pub layout: Layout,
+    /// HDF5 dataset `value`, H×W at input resolution.
+    pub hdf5: Hdf5Spec,
+    /// 16-bit greyscale PNG, `round(score × 65535)`.
+    pub png: bool,
+    /// `<stem>_heat.png`: JET colour map blended 50/50 with the image.
+    pub heatmap: bool,
+}
+
+impl Default for OutputSpec {
+    fn default() -> Self {
+        OutputSpec {
+            root: PathBuf::from("/output"),
+            layout: Layout::Flat,
+            hdf5: Hdf5Spec::default(),
+            png: true,
+            heatmap: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceChoice {
+    /// CUDA when available, else CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Runtime {
+    pub device: DeviceChoice,
+    pub batch_size: usize,
+    /// Decode threads; 0 = one per core, at most 8.
+    pub decode_workers: usize,
+    /// Capacity of every channel between stages, in items.
+    pub queue_depth: usize,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime { device: DeviceChoice::Auto, batch_size: 1, decode_workers: 2, queue_depth: 4 }
+    }
+}
+
+/// A job file that could not be read or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("cannot read job file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("job file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("job file {path}{line}: `{key}` {message}", line = line_suffix(*.line))]
+    Invalid { path: PathBuf, key: String, line: Option<usize>, message: String },
+}
+
+fn line_suffix(line: Option<usize>) -> String {
+    line.map(|l| format!(", line {l}")).unwrap_or_default()
+}
+
+impl Job {
+    /// Loads and validates a job file.
+    pub fn load(path: &Path) -> Result<Job, JobError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| JobError::Read { path: path.to_path_buf(), source })?;
+        Job::from_yaml(&text, path)
+    }
+
+    /// Parses and validates job text; `path` is only used in messages.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Job, JobError> {
+        let job: Job = if text.trim().is_empty() {
+            Job::default()
+        } else {
+            serde_saphyr::from_str(text)
+                .map_err(|e| JobError::Parse { path: path.to_path_buf(), message: e.to_string() })?
+        };
+        job.validate(Some(text), path)?;
+        Ok(job)
+    }
+
+    /// Checks values that serde cannot: ranges, index sets, sizes.
+    pub fn validate(&self, text: Option<&str>, path: &Path) -> Result<(), JobError> {
+        let bad = |key: &str, message: String| JobError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            line: text.and_then(|t| locate_key(t, key)),
+            message,
+        };
+        if self.name.is_empty() || self.name.contains(['/', '\\']) {
+            return Err(bad("name", "must be a non-empty name without slashes".into()));
+        }
+        let p = &self.preprocess;
+        if p.min_size == 0 {
+            return Err(bad("preprocess.min_size", "must be > 0".into()));
+        }
+        if p.max_size < p.min_size {
+            return Err(bad("preprocess.max_size", format!("must be >= min_size ({})", p.min_size)));
+        }
+        if p.size_divisibility == 0 {
+            return Err(bad("preprocess.size_divisibility", "must be >= 1".into()));
+        }
+        if let Some(i) = p.pixel_std.iter().position(|s| !(*s > 0.0 && s.is_finite())) {
+            return Err(bad("preprocess.pixel_std", format!("entry {i} must be a positive number")));
+        }
+        let m = &self.method;
+        if m.anomaly_queries.is_empty() {
+            return Err(bad("method.anomaly_queries", "needs at least one query index".into()));
+        }
+        for (key, list) in
+            [("method.anomaly_queries", &m.anomaly_queries), ("method.ground_queries", &m.ground_queries)]
+        {
+            if let Some(q) = list.iter().find(|q| **q < 0) {
+                return Err(bad(key, format!("query index {q} is negative")));
+            }
+        }
+        if m.void_class < 0 {
+            return Err(bad("method.void_class", "must be >= 0".into()));
+        }
+        for (key, v) in [
+            ("method.rejection_threshold", m.rejection_threshold),
+            ("method.border_threshold", m.border_threshold),
+            ("method.lambda", m.lambda),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(bad(key, format!("must lie in [0, 1], got {v}")));
+            }
+        }
+        let o = &self.output;
+        if !o.hdf5.enabled && !o.png && !o.heatmap {
+            return Err(bad("output", "enables no output (hdf5, png and heatmap are all off)".into()));
+        }
+        if o.layout == Layout::Smiyc && !o.hdf5.enabled {
+            return Err(bad("output.layout", "smiyc needs output.hdf5.enabled: true".into()));
+        }
+        let r = &self.runtime;
+        if r.batch_size == 0 {
+            return Err(bad("runtime.batch_size", "must be >= 1".into()));
+        }
+        if r.queue_depth == 0 {
+            return Err(bad("runtime.queue_depth", "must be >= 1".into()));
+        }
+        if let Some(h) = &self.checkpoint.sha256 {
+            if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(bad("checkpoint.sha256", "must be 64 hexadecimal digits".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Decode threads actually used.
+    pub fn decode_workers(&self) -> usize {
+        match self.runtime.decode_workers {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(8),
+            n => n,
+        }
+    }
+}
+
+/// Finds the 1-based line of a dotted key (`method.lambda`) in block-style YAML text.
+/// Flow-style mappings (`method: {lambda: 2}`) resolve to the line of the innermost block key found.
+fn locate_key(text: &str, dotted: &str) -> Option<usize> {
+    let parts: Vec<&str> = dotted.split('.').collect();
+    let mut found = None;
+    let mut depth = 0usize;
+    let mut parent_indent: isize = -1;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = (line.len() - trimmed.len()) as isize;
+        if depth > 0 && indent <= parent_indent {
+            // Left the block of the last matched parent.
+            break;
+        }
+        if trimmed.starts_with(&format!("{}:", parts[depth])) && indent > parent_indent {
+            found = Some(i + 1);
+            depth += 1;
+            if depth == parts.len() {
+                return found;
+            }
+            // Flow mapping on the same line: report this line.
+            if trimmed.contains('{') && trimmed.contains(&format!("{}:", parts[depth])) {
+                return found;
+            }
+            parent_indent = indent;
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Job, JobError> {
+        Job::from_yaml(text, Path::new("job.yaml"))
+    }
+
+    #[test]
+    fn empty_job_is_the_default_job() {
+        let job = parse("").unwrap();
+        assert_eq!(job, Job::default());
+        assert_eq!(job.dataset.root, PathBuf::from("/input"));
+        assert_eq!(job.output.root, PathBuf::from("/output"));
+        assert_eq!(job.method.anomaly_queries, vec![49, 31, 83, 32]);
+    }
+
+    #[test]
+    fn partial_job_keeps_defaults() {
+        let job = parse("method:\n  lambda: 0.7\noutput: {png: false}\n").unwrap();
+        assert_eq!(job.method.lambda, 0.7);
+        assert_eq!(job.method.ground_queries, vec![19, 24]);
+        assert!(!job.output.png);
+        assert!(job.output.hdf5.enabled);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name_and_line() {
+        let err = parse("name: x\nmethod:\n  lamda: 0.7\n").unwrap_err().to_string();
+        assert!(err.contains("lamda"), "{err}");
+        assert!(err.contains('3'), "line missing: {err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_line() {
+        let err = parse("runtime:\n  batch_size: many\n").unwrap_err().to_string();
+        assert!(err.contains("batch_size") || err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_value_names_key_and_line() {
+        let err = parse("name: x\nmethod:\n  void_class: 19\n  lambda: 1.5\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("`method.lambda`"), "{msg}");
+        assert!(msg.contains("line 4"), "{msg}");
+    }
+
+    #[test]
+    fn bad_sha256_is_rejected() {
+        let err = parse("checkpoint: {sha256: abc}\n").unwrap_err().to_string();
+        assert!(err.contains("checkpoint.sha256"), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn job_round_trips_through_json() {
+        let job = parse("name: rt\noutput: {layout: smiyc, hdf5: {dtype: float16}}\n").unwrap();
+        let back: Job = serde_json::from_str(&serde_json::to_string(&job).unwrap()).unwrap();
+        assert_eq!(job, back);
+    }
+}

@@ -1,0 +1,20 @@
+//! Maskomaly: zero-shot anomaly segmentation from Mask2Former's mask queries, as a batch runner.
+//!
+//! ```text
+//! dataset listing ─► decode (N workers) ─► infer (model thread) ─► score ─► write (one thread)
+//!                 bounded channels between every stage; per-item failures travel as data
+//! ```
+//!
+//! * [`job`]: the job file (defaults, validation).
+//! * [`dataset`]: what a run processes, in a stable order.
+//! * [`preprocess`]: detectron2's exact test-time resize (Pillow bilinear), normalise, pad.
+//! * [`model`]: backends producing `pred_logits` / `pred_masks`.
+//! * [`scoring`]: the Maskomaly rule and the OpenCV INTER_AREA resize back to the input size.
+//! * [`output`]: HDF5, PNG, heatmap writers and the manifest.
+//! * [`pipeline`]: the stages and their wiring.
+
+pub mod dataset;
+pub mod job;
+pub mod model;
+pub mod resize;
+pub mod scoring;

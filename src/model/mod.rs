@@ -1,0 +1,82 @@
+//! Model backends: anything that maps a normalised, padded batch to Mask2Former's raw outputs.
+//!
+//! The contract (same for every backend): `forward(x: [B, 3, Hp, Wp] f32)` returns
+//! `pred_logits [B, Q, K+1]` (class logits, last index = void/no-object) and
+//! `pred_masks [B, Q, h, w]` (mask logits at any resolution; Mask2Former gives Hp/4 × Wp/4).
+
+pub mod torchscript;
+
+use crate::job::{CheckpointFormat, Job};
+use std::path::PathBuf;
+use tch::{Device, Tensor};
+
+/// Raw network outputs for one batch.
+#[derive(Debug)]
+pub struct RawOutput {
+    /// [B, Q, K+1] class logits.
+    pub pred_logits: Tensor,
+    /// [B, Q, h, w] mask logits.
+    pub pred_masks: Tensor,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("checkpoint {path} does not exist")]
+    Missing { path: PathBuf },
+    #[error("cannot load checkpoint {path}: {message}")]
+    Load { path: PathBuf, message: String },
+    #[error("checkpoint {path}: SHA-256 is {found}, the job expects {expected}")]
+    Checksum { path: PathBuf, expected: String, found: String },
+    #[error("model output does not meet the contract: {0}")]
+    Contract(String),
+    #[error("model forward failed: {0}")]
+    Forward(String),
+    #[error("checkpoint format `{0}` is not supported by this build")]
+    Unsupported(String),
+}
+
+/// A loaded network. Lives on the inference thread only.
+pub trait Backend {
+    /// Runs the network on a batch; the caller holds a `no_grad` guard.
+    fn forward(&self, x: &Tensor) -> Result<RawOutput, ModelError>;
+    /// One line for logs and the manifest.
+    fn describe(&self) -> String;
+}
+
+/// Loads the backend the job names onto `device`.
+pub fn load(job: &Job, device: Device) -> Result<Box<dyn Backend>, ModelError> {
+    let ck = &job.checkpoint;
+    match ck.format {
+        CheckpointFormat::Torchscript => {
+            Ok(Box::new(torchscript::TorchScriptModel::load(&ck.path, device)?))
+        }
+        other => Err(ModelError::Unsupported(format!("{other:?}").to_lowercase())),
+    }
+}
+
+/// Checks the shapes of a batch's outputs against the contract.
+pub fn check_outputs(out: &RawOutput, batch: i64) -> Result<(i64, i64), ModelError> {
+    let l = out.pred_logits.size();
+    let m = out.pred_masks.size();
+    if l.len() != 3 || l[0] != batch {
+        return Err(ModelError::Contract(format!("pred_logits has shape {l:?}, expected [{batch}, Q, K+1]")));
+    }
+    if m.len() != 4 || m[0] != batch || m[1] != l[1] {
+        return Err(ModelError::Contract(format!(
+            "pred_masks has shape {m:?}, expected [{batch}, {}, h, w]",
+            l[1]
+        )));
+    }
+    if l[2] < 2 {
+        return Err(ModelError::Contract(format!("pred_logits has {} classes, expected K+1 >= 2", l[2])));
+    }
+    if m[2] < 1 || m[3] < 1 {
+        return Err(ModelError::Contract(format!("pred_masks has an empty spatial size {m:?}")));
+    }
+    for (name, t) in [("pred_logits", &out.pred_logits), ("pred_masks", &out.pred_masks)] {
+        if t.kind() != tch::Kind::Float {
+            return Err(ModelError::Contract(format!("{name} has dtype {:?}, expected float32", t.kind())));
+        }
+    }
+    Ok((l[1], l[2]))
+}

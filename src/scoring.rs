@@ -1,0 +1,298 @@
+//! The Maskomaly rule (`Maskomaly.get_soft_mask` in the reference, §4 of the method spec).
+//!
+//! From class probabilities `cls [Q, K+1]` and mask probabilities `pred [Q, Hp, Wp]`:
+//! ```text
+//! soft2 = max over anomaly queries q of  pred[q] · max_c cls[q, c]            (void included)
+//! soft  = min(1, min over confident non-void q of 1 − pred[q] · cls[q, m_q])   (conf > threshold)
+//! soft  = 0 where ≥ 2 non-void queries have pred > border threshold              (counting form)
+//! soft  = min(soft, 1 − pred[g] · cls[g, m_g]) for ground queries g            (even if void)
+//! score = f32(λ) · soft + f32(1 − λ) · soft2
+//! ```
+//! All arithmetic is float32 as numpy does it. Only the queries the rule reads are upsampled, which
+//! gives the same numbers as upsampling all of them (bilinear resizing is per channel).
+
+use crate::job::Method;
+use tch::{Kind, Tensor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error("`method.{key}` names query {index}, but the model has {queries} queries (0..{queries}-1)")]
+    QueryOutOfRange { key: &'static str, index: i64, queries: i64 },
+    #[error("`method.void_class` is {void}, but the model predicts {classes} classes (0..{classes}-1)")]
+    VoidOutOfRange { void: i64, classes: i64 },
+}
+
+/// Which queries play which role in one image, decided from the class probabilities alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryPlan {
+    /// (query, max class probability incl. void).
+    pub anomaly: Vec<(i64, f32)>,
+    /// Confident non-void queries: (query, probability of its argmax class).
+    pub reject: Vec<(i64, f32)>,
+    /// All queries whose argmax class is not void.
+    pub border: Vec<i64>,
+    /// (query, probability of its argmax class).
+    pub ground: Vec<(i64, f32)>,
+}
+
+impl QueryPlan {
+    /// Every query whose mask the rule reads, ascending, without repeats.
+    pub fn needed(&self) -> Vec<i64> {
+        let mut v: Vec<i64> = self
+            .anomaly
+            .iter()
+            .map(|a| a.0)
+            .chain(self.reject.iter().map(|r| r.0))
+            .chain(self.border.iter().copied())
+            .chain(self.ground.iter().map(|g| g.0))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+/// Checks the job's query and class indices against the model's output sizes.
+pub fn check_indices(method: &Method, queries: i64, classes: i64) -> Result<(), ScoreError> {
+    for (key, list) in [("anomaly_queries", &method.anomaly_queries), ("ground_queries", &method.ground_queries)] {
+        if let Some(&index) = list.iter().find(|&&q| q >= queries) {
+            return Err(ScoreError::QueryOutOfRange { key, index, queries });
+        }
+    }
+    if method.void_class >= classes {
+        return Err(ScoreError::VoidOutOfRange { void: method.void_class, classes });
+    }
+    Ok(())
+}
+
+/// Argmax with the first index winning ties (numpy's rule), and the maximum.
+fn argmax(row: &[f32]) -> (usize, f32) {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    (best, row[best])
+}
+
+/// Decides the query roles from class probabilities `cls` (row-major `[queries, classes]`).
+pub fn plan(cls: &[f32], classes: usize, method: &Method) -> QueryPlan {
+    let queries = cls.len() / classes;
+    let row = |q: usize| &cls[q * classes..(q + 1) * classes];
+    let void = method.void_class as usize;
+    let anomaly = method.anomaly_queries.iter().map(|&q| (q, argmax(row(q as usize)).1)).collect();
+    let mut reject = Vec::new();
+    let mut border = Vec::new();
+    for q in 0..queries {
+        let (m, conf) = argmax(row(q));
+        if m != void {
+            border.push(q as i64);
+            // The reference compares a float32 probability with a Python float (float64).
+            if conf as f64 > method.rejection_threshold {
+                reject.push((q as i64, conf));
+            }
+        }
+    }
+    let ground = method.ground_queries.iter().map(|&q| (q, argmax(row(q as usize)).1)).collect();
+    QueryPlan { anomaly, reject, border, ground }
+}
+
+/// Applies the rule. `masks` holds the sigmoid mask probabilities of exactly the queries in
+/// `plan.needed()`, in that order, as `[n, H, W]` float32; the result is `[H, W]` float32 on the same
+/// device.
+pub fn score(plan: &QueryPlan, masks: &Tensor, method: &Method) -> Tensor {
+    let needed = plan.needed();
+    let row_of = |q: i64| needed.binary_search(&q).expect("plan.needed() covers every role") as i64;
+    let size = masks.size();
+    let (h, w) = (size[1], size[2]);
+    let opts = (Kind::Float, masks.device());
+
+    let mut soft2 = Tensor::zeros([h, w], opts);
+    for &(q, conf) in &plan.anomaly {
+        let t = masks.get(row_of(q)) * conf as f64;
+        soft2 = soft2.maximum(&t);
+    }
+
+    // 1 − p·c, each step rounded in float32 like numpy.
+    let reject = |soft: Tensor, q: i64, conf: f32| soft.minimum(&((masks.get(row_of(q)) * conf as f64).neg() + 1.0));
+    let mut soft = Tensor::ones([h, w], opts);
+    for &(q, conf) in &plan.reject {
+        soft = reject(soft, q, conf);
+    }
+    if plan.border.len() >= 2 {
+        // O(|P|) counting form of the pairwise border step: zero where two or more masks exceed the
+        // threshold. The threshold is the float32 value numpy compares with, exactly representable.
+        let thr = method.border_threshold as f32 as f64;
+        let idx: Vec<i64> = plan.border.iter().map(|&q| row_of(q)).collect();
+        let idx = Tensor::from_slice(&idx).to_device(masks.device());
+        let count = masks.index_select(0, &idx).gt(thr).sum_dim_intlist(0, false, Kind::Int);
+        soft = soft.masked_fill(&count.ge(2), 0.0);
+    }
+    for &(q, conf) in &plan.ground {
+        soft = reject(soft, q, conf);
+    }
+
+    let (a, b) = blend_weights(method.lambda);
+    soft * a as f64 + soft2 * b as f64
+}
+
+/// The two float32 blend weights exactly as numpy forms them from a Python float `lambda`.
+pub fn blend_weights(lambda: f64) -> (f32, f32) {
+    (lambda as f32, (1.0 - lambda) as f32)
+}
+
+/// Class probabilities for one image: softmax over the last axis, float32, on the host.
+pub fn class_probs(pred_logits: &Tensor) -> Vec<f32> {
+    let p = pred_logits.softmax(-1, Kind::Float).to_device(tch::Device::Cpu).contiguous();
+    Vec::<f32>::try_from(p.flatten(0, -1)).expect("float tensor converts to Vec<f32>")
+}
+
+/// Upsamples the needed queries' mask logits bilinearly (align_corners = false) to the padded size
+/// and applies the sigmoid: `[Q, h, w]` logits → `[n, Hp, Wp]` probabilities.
+pub fn needed_masks(pred_masks: &Tensor, needed: &[i64], hp: i64, wp: i64) -> Tensor {
+    let idx = Tensor::from_slice(needed).to_device(pred_masks.device());
+    let sel = pred_masks.index_select(0, &idx).unsqueeze(0);
+    let size = pred_masks.size();
+    let up = if size[1] == hp && size[2] == wp {
+        sel
+    } else {
+        sel.upsample_bilinear2d([hp, wp], false, None, None)
+    };
+    up.squeeze_dim(0).sigmoid()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// §14.1 golden inputs: Q = 100, 20 classes, 6×8.
+    fn golden_inputs() -> (Vec<f32>, Tensor) {
+        let s = [3, 19, 24, 31, 49, 70, 83];
+        let mut cls = Vec::with_capacity(2000);
+        for q in 0..100usize {
+            let mut logits = [-4f32; 20];
+            if s.contains(&q) {
+                logits[q % 19] = 4.0 + (q % 3) as f32;
+            } else {
+                logits[19] = 4.0;
+            }
+            // softmax in float32, as torch/numpy on a float32 array
+            let t = Tensor::from_slice(&logits).softmax(-1, Kind::Float);
+            cls.extend(Vec::<f32>::try_from(t).unwrap());
+        }
+        let mut pred = Vec::with_capacity(100 * 48);
+        for q in 0..100 {
+            for y in 0..6 {
+                for x in 0..8 {
+                    let m = (6.0 * (0.37 * q as f64 + 0.9 * y as f64 + 1.3 * x as f64).sin() - 3.0) as f32;
+                    pred.push((1.0 / (1.0 + (-(m as f64)).exp())) as f32);
+                }
+            }
+        }
+        (cls, Tensor::from_slice(&pred).view([100, 6, 8]))
+    }
+
+    const GOLDEN: [[f32; 8]; 6] = [
+        [0.000405, 0.235263, 0.379893, 0.106495, 0.032485, 0.001184, 0.317339, 0.378892],
+        [0.054638, 0.38038, 0.294594, 0.054938, 0.000188, 0.141299, 0.379611, 0.198261],
+        [0.364251, 0.367266, 0.18019, 0.000062, 0.020169, 0.376712, 0.341369, 0.089702],
+        [0.38008, 0.067839, 0.032329, 0.002033, 0.339996, 0.376488, 0.317959, 0.000063],
+        [0.255217, 0.044705, 0.000281, 0.193207, 0.37888, 0.526866, 0.033903, 0.000771],
+        [0.129655, 0.000076, 0.035243, 0.37927, 0.319588, 0.06752, 0.00014, 0.102165],
+    ];
+
+    #[test]
+    fn golden_scoring_vector() {
+        let (cls, pred) = golden_inputs();
+        let method = Method::default();
+        let p = plan(&cls, 20, &method);
+        let rejected: Vec<i64> = p.reject.iter().map(|r| r.0).collect();
+        assert_eq!(rejected, vec![3, 19, 24, 31, 49, 70, 83]);
+        assert!((p.reject[0].1 - 0.99367).abs() < 1e-5);
+        assert!((p.reject[6].1 - 0.99914).abs() < 1e-5);
+        let masks = pred.index_select(0, &Tensor::from_slice(&p.needed()));
+        let out = Vec::<f32>::try_from(score(&p, &masks, &method).flatten(0, -1)).unwrap();
+        let mut sum = 0f64;
+        for (i, v) in out.iter().enumerate() {
+            let g = GOLDEN[i / 8][i % 8];
+            assert!((v - g).abs() <= 1e-6, "pixel {i}: {v} vs {g}");
+            sum += *v as f64;
+        }
+        assert!((sum - 8.679863697019755).abs() < 1e-5, "sum {sum}");
+    }
+
+    #[test]
+    fn golden_anomaly_term_row0() {
+        let (cls, pred) = golden_inputs();
+        let method = Method::default();
+        let mut p = plan(&cls, 20, &method);
+        // Only the anomaly term: λ = 0 gives soft2 directly.
+        p.reject.clear();
+        p.border.clear();
+        p.ground.clear();
+        let m = Method { lambda: 0.0, ..method };
+        let masks = pred.index_select(0, &Tensor::from_slice(&p.needed()));
+        let out = Vec::<f32>::try_from(score(&p, &masks, &m).flatten(0, -1)).unwrap();
+        let want = [0.001014, 0.588157, 0.949732, 0.266238, 0.000362, 0.002959, 0.793346, 0.94723];
+        for x in 0..8 {
+            assert!((out[x] - want[x]).abs() <= 1e-6, "x={x}: {} vs {}", out[x], want[x]);
+        }
+    }
+
+    /// The pairwise loop exactly as the reference writes it, for comparison with the counting form.
+    fn pairwise_border(pred: &[Vec<f32>], border: &[usize], thr: f32) -> Vec<bool> {
+        let n = pred[0].len();
+        let mut zero = vec![false; n];
+        for (a, &i) in border.iter().enumerate() {
+            for &j in &border[a + 1..] {
+                for x in 0..n {
+                    if pred[i][x] > thr && pred[j][x] > thr {
+                        zero[x] = true;
+                    }
+                }
+            }
+        }
+        zero
+    }
+
+    #[test]
+    fn counting_form_equals_pairwise_loop() {
+        let (cls, pred) = golden_inputs();
+        let method = Method { lambda: 1.0, ..Method::default() };
+        let mut p = plan(&cls, 20, &method);
+        p.reject.clear();
+        p.ground.clear();
+        p.border = (0..40).collect(); // many overlapping masks
+        let masks = pred.index_select(0, &Tensor::from_slice(&p.needed()));
+        let out = Vec::<f32>::try_from(score(&p, &masks, &method).flatten(0, -1)).unwrap();
+        let rows: Vec<Vec<f32>> = (0..100).map(|q| Vec::<f32>::try_from(pred.get(q).flatten(0, -1)).unwrap()).collect();
+        let zero = pairwise_border(&rows, &(0..40).collect::<Vec<_>>(), 0.1f32);
+        for x in 0..48 {
+            assert_eq!(out[x] == 0.0, zero[x], "pixel {x}");
+        }
+        assert!(zero.iter().any(|z| *z) && zero.iter().any(|z| !*z));
+    }
+
+    #[test]
+    fn ties_pick_the_first_class() {
+        assert_eq!(argmax(&[0.2, 0.4, 0.4]).0, 1);
+    }
+
+    #[test]
+    fn out_of_range_indices_are_reported() {
+        let m = Method::default();
+        let e = check_indices(&m, 50, 20).unwrap_err().to_string();
+        assert!(e.contains("anomaly_queries") && e.contains("83"), "{e}");
+        let e = check_indices(&m, 100, 19).unwrap_err().to_string();
+        assert!(e.contains("void_class"), "{e}");
+        assert!(check_indices(&m, 100, 20).is_ok());
+    }
+
+    #[test]
+    fn blend_weights_match_numpy() {
+        let (a, b) = blend_weights(0.6);
+        assert_eq!(a, 0.6f32);
+        assert_eq!(b, 0.4f32);
+    }
+}
