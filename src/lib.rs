@@ -16,5 +16,7 @@
 pub mod dataset;
 pub mod job;
 pub mod model;
+pub mod output;
+pub mod preprocess;
 pub mod resize;
 pub mod scoring;
