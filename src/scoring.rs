@@ -177,6 +177,98 @@ pub fn score(plan: &QueryPlan, masks: &Tensor, method: &Method) -> Tensor {
     soft * a as f64 + soft2 * b as f64
 }
 
+/// The rule as one pass over the image on the host, for CPU runs, row by row so every mask row the
+/// rule reads stays in cache: the same float32 operations in the same order as [`score`] (each
+/// product, difference and blend rounded once), so the result is bit-identical, without [`score`]'s
+/// full-size temporaries. `plane(q)` gives the row-major `H × W` mask of query `q`.
+pub fn score_host<'a>(
+    plan: &QueryPlan,
+    plane: impl Fn(i64) -> &'a [f32] + Sync,
+    h: usize,
+    w: usize,
+    method: &Method,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let anomaly: Vec<(&[f32], f32)> = plan.anomaly.iter().map(|&(q, c)| (plane(q), c)).collect();
+    let reject: Vec<(&[f32], f32)> = plan.reject.iter().map(|&(q, c)| (plane(q), c)).collect();
+    let border: Vec<&[f32]> = plan.border.iter().map(|&q| plane(q)).collect();
+    let ground: Vec<(&[f32], f32)> = plan.ground.iter().map(|&(q, c)| (plane(q), c)).collect();
+    for m in anomaly
+        .iter()
+        .map(|a| a.0)
+        .chain(reject.iter().map(|r| r.0))
+        .chain(border.iter().copied())
+    {
+        assert_eq!(m.len(), h * w, "mask plane does not match the map size");
+    }
+    let thr = method.border_threshold as f32;
+    let (a, b) = blend_weights(method.lambda);
+    let mut out = vec![0f32; h * w];
+    out.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
+        let r = y * w..(y + 1) * w;
+        let mut soft2 = vec![0f32; w];
+        for (m, c) in &anomaly {
+            for (s, &p) in soft2.iter_mut().zip(&m[r.clone()]) {
+                *s = s.max(p * c);
+            }
+        }
+        let mut soft = vec![1f32; w];
+        for (m, c) in &reject {
+            for (s, &p) in soft.iter_mut().zip(&m[r.clone()]) {
+                *s = s.min(1.0 - p * c);
+            }
+        }
+        if border.len() >= 2 {
+            let mut count = vec![0u8; w];
+            for m in &border {
+                for (n, &p) in count.iter_mut().zip(&m[r.clone()]) {
+                    *n = n.saturating_add((p > thr) as u8);
+                }
+            }
+            for (s, &n) in soft.iter_mut().zip(&count) {
+                if n >= 2 {
+                    *s = 0.0;
+                }
+            }
+        }
+        for (m, c) in &ground {
+            for (s, &p) in soft.iter_mut().zip(&m[r.clone()]) {
+                *s = s.min(1.0 - p * c);
+            }
+        }
+        for ((o, &s), &s2) in row.iter_mut().zip(&soft).zip(&soft2) {
+            *o = s * a + s2 * b;
+        }
+    });
+    out
+}
+
+/// The score map on the host, from the masks of `plan.needed()` (`[n, H, W]`, that order): the fused
+/// pass for CPU tensors, the tensor ops on other devices.
+pub fn score_map(plan: &QueryPlan, masks: &Tensor, method: &Method) -> Vec<f32> {
+    let size = masks.size();
+    let (h, w) = (size[1] as usize, size[2] as usize);
+    if masks.device() == tch::Device::Cpu {
+        let m = masks.to_kind(Kind::Float).contiguous();
+        let n = m.numel();
+        // SAFETY: `m` is a contiguous float32 CPU tensor of `n` elements that outlives the slice.
+        let data = unsafe { std::slice::from_raw_parts(m.data_ptr() as *const f32, n) };
+        let needed = plan.needed();
+        let plane = |q: i64| {
+            let i = needed
+                .binary_search(&q)
+                .expect("plan.needed() covers every role");
+            &data[i * h * w..(i + 1) * h * w]
+        };
+        score_host(plan, plane, h, w, method)
+    } else {
+        let t = score(plan, masks, method)
+            .to_device(tch::Device::Cpu)
+            .contiguous();
+        Vec::<f32>::try_from(t.flatten(0, -1)).expect("float tensor converts to Vec<f32>")
+    }
+}
+
 /// The two float32 blend weights exactly as numpy forms them from a Python float `lambda`.
 pub fn blend_weights(lambda: f64) -> (f32, f32) {
     (lambda as f32, (1.0 - lambda) as f32)
@@ -344,6 +436,26 @@ mod tests {
             assert_eq!(out[x] == 0.0, zero[x], "pixel {x}");
         }
         assert!(zero.iter().any(|z| *z) && zero.iter().any(|z| !*z));
+    }
+
+    #[test]
+    fn host_pass_is_bit_identical_to_tensor_ops() {
+        let (cls, pred) = golden_inputs();
+        for method in [
+            Method::default(),
+            Method {
+                border_threshold: 0.8,
+                lambda: 0.7,
+                ..Method::default()
+            },
+        ] {
+            let mut p = plan(&cls, 20, &method);
+            p.border = (0..30).step_by(3).collect();
+            let masks = pred.index_select(0, &Tensor::from_slice(&p.needed()));
+            let a = Vec::<f32>::try_from(score(&p, &masks, &method).flatten(0, -1)).unwrap();
+            let b = score_map(&p, &masks, &method);
+            assert_eq!(a, b);
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod hdf5;
 pub mod image;
 pub mod manifest;
+pub mod npy;
 
 use crate::job::{DatasetKind, Job, Layout};
 use std::fs;

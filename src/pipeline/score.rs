@@ -2,7 +2,7 @@
 //! resize back to the input size (which squeezes the padded border in, as the reference does).
 
 use super::decode::ms;
-use super::message::{Failure, Inferred, Scored, ToScore, ToWrite};
+use super::message::{Inferred, Scored, ToScore, ToWrite};
 use super::{RunError, Shared};
 use crate::resize::opencv_area;
 use crate::scoring;
@@ -42,21 +42,7 @@ pub fn score_one(shared: &Shared, inf: Inferred) -> ToWrite {
     let plan = scoring::plan(&cls, classes, method);
     let (hp, wp) = inf.padded;
     let masks = scoring::needed_masks(&inf.pred_masks, &plan.needed(), hp as i64, wp as i64);
-    let map = scoring::score(&plan, &masks, method)
-        .to_device(tch::Device::Cpu)
-        .contiguous();
-    let padded: Vec<f32> = match Vec::<f32>::try_from(map.flatten(0, -1)) {
-        Ok(v) => v,
-        Err(e) => {
-            return Err(Failure {
-                idx: inf.idx,
-                item: inf.item,
-                input_sha256: Some(inf.input_sha256),
-                error: format!("score map: {e}"),
-                timings: inf.timings,
-            })
-        }
-    };
+    let padded = scoring::score_map(&plan, &masks, method);
     let (h, w) = (inf.image.height, inf.image.width);
     let score = opencv_area(&padded, wp, hp, w, h);
     let mut timings = inf.timings;
