@@ -23,7 +23,10 @@ pub fn run(
         let first = match pending.take() {
             Some(d) => d,
             None => match rx.recv() {
-                Ok(Ok(d)) => d,
+                Ok(Ok(d)) => {
+                    shared.sample_queue(1, rx.len());
+                    d
+                }
                 Ok(Err(f)) => {
                     if tx.send(Err(f)).is_err() {
                         return;

@@ -117,6 +117,11 @@ pub struct RunOptions {
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub counts: Counts,
+    /// Summed per-item busy time of each stage (decode, infer, score, write), in seconds.
+    pub stage_busy_s: [f64; 4],
+    /// Mean number of messages waiting in each channel (work, decoded, inferred, scored) when a
+    /// stage took one; the capacity is `runtime.queue_depth`.
+    pub queue_mean: [f64; 4],
     /// 2 (SIGINT) or 15 (SIGTERM) if a signal stopped the run.
     pub signal: Option<i32>,
     pub manifest: PathBuf,
@@ -141,6 +146,8 @@ pub struct Shared {
     /// Set by SIGINT/SIGTERM (the signal number) or by a fatal error (usize::MAX).
     stop: Arc<AtomicUsize>,
     fatal: Mutex<Option<RunError>>,
+    /// Per channel: (sum of observed lengths, observations).
+    queue_samples: [(AtomicUsize, AtomicUsize); 4],
 }
 
 impl Shared {
@@ -156,6 +163,19 @@ impl Shared {
             *f = Some(e);
         }
         self.stop.store(usize::MAX, Ordering::SeqCst);
+    }
+
+    /// Records how many messages were waiting in channel `i` when a stage took one.
+    pub fn sample_queue(&self, i: usize, len: usize) {
+        self.queue_samples[i].0.fetch_add(len, Ordering::Relaxed);
+        self.queue_samples[i].1.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn queue_means(&self) -> [f64; 4] {
+        std::array::from_fn(|i| {
+            let (s, n) = (&self.queue_samples[i].0, &self.queue_samples[i].1);
+            s.load(Ordering::Relaxed) as f64 / n.load(Ordering::Relaxed).max(1) as f64
+        })
     }
 
     pub fn relative_input(&self, p: &Path) -> PathBuf {
@@ -336,6 +356,7 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
         input_root: job.dataset.root.clone(),
         stop,
         fatal: Mutex::new(None),
+        queue_samples: Default::default(),
     };
     let q = job.runtime.queue_depth;
     let (work_tx, work_rx) = bounded::<Work>(q);
@@ -512,7 +533,21 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
         return Err(e);
     }
     flushed.map_err(|e| RunError::Io(format!("cannot write {}: {e}", manifest_path.display())))?;
+    let mut stage_busy_s = [0f64; 4];
+    for r in &mw.manifest.items {
+        if r.status != ItemStatus::Skipped {
+            let t = &r.timings_ms;
+            for (b, v) in stage_busy_s
+                .iter_mut()
+                .zip([t.decode, t.infer, t.score, t.write])
+            {
+                *b += v / 1e3;
+            }
+        }
+    }
     Ok(RunSummary {
+        stage_busy_s,
+        queue_mean: shared.queue_means(),
         counts: mw.manifest.counts.clone(),
         signal,
         manifest: manifest_path,

@@ -12,7 +12,8 @@ use std::time::Instant;
 pub fn run(shared: &Shared, rx: Receiver<ToScore>, tx: Sender<ToWrite>) {
     let _guard = tch::no_grad_guard();
     let mut checked = false;
-    for msg in rx {
+    while let Ok(msg) = rx.recv() {
+        shared.sample_queue(2, rx.len());
         let out = match msg {
             Err(f) => Err(f),
             Ok(inf) => {

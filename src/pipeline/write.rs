@@ -93,7 +93,8 @@ pub fn run(
     let log_progress = !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (t0, mut last_log, mut done) = (Instant::now(), Instant::now(), 0usize);
     let total = progress.length().unwrap_or(0);
-    for msg in rx {
+    while let Ok(msg) = rx.recv() {
+        shared.sample_queue(3, rx.len());
         let (idx, rec) = match msg {
             Ok(scored) => {
                 let idx = scored.idx;
