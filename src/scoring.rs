@@ -459,6 +459,36 @@ mod tests {
     }
 
     #[test]
+    fn masks_upsample_bilinear_half_pixel_then_sigmoid() {
+        // Query 1 holds [[0, 1], [2, 3]]; ×2 with align_corners = false gives the half-pixel grid
+        // 0, 0.25, 0.75, 1 along a row (edges clamped), then the sigmoid.
+        let m = Tensor::from_slice(&[9f32, 9., 9., 9., 0., 1., 2., 3.]).view([2, 2, 2]);
+        let up = needed_masks(&m, &[1], 4, 4);
+        assert_eq!(up.size(), [1, 4, 4]);
+        let want_logits = [
+            [0.0, 0.25, 0.75, 1.0],
+            [0.5, 0.75, 1.25, 1.5],
+            [1.5, 1.75, 2.25, 2.5],
+            [2.0, 2.25, 2.75, 3.0],
+        ];
+        for y in 0..4 {
+            for x in 0..4 {
+                let got = up.double_value(&[0, y as i64, x as i64]);
+                let want = 1.0 / (1.0 + (-want_logits[y][x] as f64).exp());
+                assert!((got - want).abs() < 1e-6, "({y},{x}): {got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn class_probs_are_a_softmax_over_the_last_axis() {
+        let l = Tensor::from_slice(&[0f32, 0., (3f32).ln(), 0.]).view([2, 2]);
+        let p = class_probs(&l);
+        assert_eq!(p.len(), 4);
+        assert!((p[0] - 0.5).abs() < 1e-7 && (p[2] - 0.75).abs() < 1e-7);
+    }
+
+    #[test]
     fn ties_pick_the_first_class() {
         assert_eq!(argmax(&[0.2, 0.4, 0.4]).0, 1);
     }
