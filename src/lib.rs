@@ -15,6 +15,7 @@
 //! * [`pipeline`]: the stages and their wiring; [`exit`]: exit codes.
 
 pub mod cli;
+pub mod cuda;
 pub mod dataset;
 pub mod demo;
 pub mod exit;

@@ -12,6 +12,8 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 fn main() {
+    // Before anything asks libtorch about CUDA.
+    let cuda = maskomaly::cuda::preload();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -35,6 +37,10 @@ fn main() {
     )
     .format_timestamp_secs()
     .init();
+    match &cuda {
+        Ok(p) => log::debug!("CUDA support loaded from {}", p.display()),
+        Err(e) => log::debug!("no CUDA support (CPU only): {e}"),
+    }
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
