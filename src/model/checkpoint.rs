@@ -437,7 +437,11 @@ pub struct Inventory {
 
 /// Matches a checkpoint to an inventory. Returns the report and, under model names, the tensors
 /// to copy (only meaningful when the report is OK).
-pub fn match_checkpoint(raw: RawCheckpoint, inv: &Inventory, architecture: &str) -> (InspectReport, HashMap<String, Tensor>) {
+pub fn match_checkpoint(
+    raw: RawCheckpoint,
+    inv: &Inventory,
+    architecture: &str,
+) -> (InspectReport, HashMap<String, Tensor>) {
     let mut rep = InspectReport {
         path: raw.path.clone(),
         format: raw.format.to_string(),
@@ -565,7 +569,8 @@ pub fn inventory_buffers(cfg: &Config) -> BTreeMap<String, i64> {
     let mut buffers = BTreeMap::new();
     for (i, &depth) in cfg.swin.depths.iter().enumerate() {
         for j in 0..depth {
-            buffers.insert(format!("backbone.layers.{i}.blocks.{j}.attn.relative_position_index"), cfg.swin.window_size);
+            buffers
+                .insert(format!("backbone.layers.{i}.blocks.{j}.attn.relative_position_index"), cfg.swin.window_size);
         }
     }
     buffers
@@ -579,7 +584,9 @@ pub fn inspect_with(path: &Path, hf: bool, preset: Option<&str>) -> Result<Inspe
         Some(p) => vec![(p.to_string(), Config::preset(p)?)],
         None => match hf_config_beside(&file) {
             Some(c) => vec![("config.json".into(), Config::from_hf_json(&c)?)],
-            None => PRESETS.iter().map(|p| Ok((p.to_string(), Config::preset(p)?))).collect::<Result<_, ModelError>>()?,
+            None => {
+                PRESETS.iter().map(|p| Ok((p.to_string(), Config::preset(p)?))).collect::<Result<_, ModelError>>()?
+            }
         },
     };
     let mut best: Option<InspectReport> = None;
@@ -640,8 +647,14 @@ mod tests {
     fn hf_map_examples_both_transformers_generations() {
         let qkv = hf_sources("backbone.layers.2.blocks.17.attn.qkv.weight").unwrap();
         assert_eq!(qkv.len(), 3);
-        assert_eq!(qkv[0][0], "model.pixel_level_module.encoder.swin.encoder.layers.2.blocks.17.attention.q_proj.weight");
-        assert_eq!(qkv[2][1], "model.pixel_level_module.encoder.encoder.layers.2.blocks.17.attention.self.value.weight");
+        assert_eq!(
+            qkv[0][0],
+            "model.pixel_level_module.encoder.swin.encoder.layers.2.blocks.17.attention.q_proj.weight"
+        );
+        assert_eq!(
+            qkv[2][1],
+            "model.pixel_level_module.encoder.encoder.layers.2.blocks.17.attention.self.value.weight"
+        );
         assert_eq!(
             hf_sources("backbone.layers.0.blocks.1.mlp.fc2.bias").unwrap()[0][1],
             "model.pixel_level_module.encoder.encoder.layers.0.blocks.1.output.dense.bias"
@@ -658,7 +671,8 @@ mod tests {
             hf_sources("sem_seg_head.pixel_decoder.transformer.encoder.layers.5.norm2.weight").unwrap()[0][0],
             "model.pixel_level_module.decoder.encoder.layers.5.final_layer_norm.weight"
         );
-        let inp = hf_sources("sem_seg_head.predictor.transformer_self_attention_layers.8.self_attn.in_proj_bias").unwrap();
+        let inp =
+            hf_sources("sem_seg_head.predictor.transformer_self_attention_layers.8.self_attn.in_proj_bias").unwrap();
         assert_eq!(inp[1][0], "model.transformer_module.decoder.layers.8.self_attn.k_proj.bias");
         assert_eq!(
             hf_sources("sem_seg_head.predictor.transformer_cross_attention_layers.0.multihead_attn.in_proj_weight")

@@ -24,7 +24,8 @@ pub fn cache_dir() -> PathBuf {
 
 /// SHA-256 of a file, lower-case hex.
 pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
-    let mut f = std::fs::File::open(path).map_err(|e| ModelError::Load { path: path.into(), message: e.to_string() })?;
+    let mut f =
+        std::fs::File::open(path).map_err(|e| ModelError::Load { path: path.into(), message: e.to_string() })?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -84,7 +85,9 @@ pub fn resolve(path: &Path, url: Option<&str>, sha256: Option<&str>) -> Result<P
                 log::info!("using cached checkpoint {}", target.display());
                 return Ok(target);
             }
-            Err(ModelError::Checksum { .. }) => log::warn!("cached {} fails its checksum; fetching again", target.display()),
+            Err(ModelError::Checksum { .. }) => {
+                log::warn!("cached {} fails its checksum; fetching again", target.display())
+            }
             Err(e) => return Err(e),
         }
     }
@@ -178,8 +181,9 @@ mod tests {
                 let resp = if first.contains("/missing") {
                     b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
                 } else {
-                    let mut v = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
-                        .into_bytes();
+                    let mut v =
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+                            .into_bytes();
                     v.extend(&body);
                     v
                 };

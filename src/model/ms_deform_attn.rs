@@ -57,14 +57,17 @@ impl MSDeformAttn {
         // [N, Lq, M·L·P·2] -> [N, Lq, M, L, P, 2]   ((x, y) order)
         let offsets = self.sampling_offsets.forward(query).view([n, lq, m, l, p, 2]);
         // [N, Lq, M, L·P] softmax -> [N, Lq, M, L, P]
-        let attn = self.attention_weights.forward(query).view([n, lq, m, l * p]).softmax(-1, Kind::Float).view([
-            n, lq, m, l, p,
-        ]);
+        let attn = self
+            .attention_weights
+            .forward(query)
+            .view([n, lq, m, l * p])
+            .softmax(-1, Kind::Float)
+            .view([n, lq, m, l, p]);
         // Offsets are in cells of each level: divide by (W_l, H_l).
         let norm: Vec<f32> = spatial_shapes.iter().flat_map(|&(h, w)| [w as f32, h as f32]).collect();
         let normalizer = Tensor::from_slice(&norm).view([1, 1, 1, l, 1, 2]).to_device(query.device());
         // [N, Lq, 1, L, 1, 2] + [N, Lq, M, L, P, 2] / [1, 1, 1, L, 1, 2]
-        let loc = reference_points.view([n, lq, 1, l, 1, 2]) + offsets / normalizer;
+        let loc = reference_points.reshape([n, lq, 1, l, 1, 2]) + offsets / normalizer;
         let out = ms_deform_attn_core(&value, spatial_shapes, &loc, &attn);
         self.output_proj.forward(&out)
     }
@@ -82,7 +85,7 @@ pub fn ms_deform_attn_core(
     let sz = sampling_locations.size();
     let (lq, l, p) = (sz[1], sz[3], sz[4]);
     let sizes: Vec<i64> = spatial_shapes.iter().map(|&(h, w)| h * w).collect();
-    let values = value.split_with_sizes(&sizes, 1);
+    let values = value.split_with_sizes(sizes.as_slice(), 1);
     // grid_sample works in [-1, 1].
     let grids = sampling_locations * 2.0 - 1.0;
     let mut sampled = Vec::with_capacity(spatial_shapes.len());
@@ -97,11 +100,8 @@ pub fn ms_deform_attn_core(
     // [N, Lq, M, L, P] -> [N, M, Lq, L, P] -> [N·M, 1, Lq, L·P]
     let a = attention_weights.transpose(1, 2).reshape([n * m, 1, lq, l * p]);
     // stack: [N·M, D, Lq, L, P] -> [N·M, D, Lq, L·P]; weighted sum -> [N·M, D, Lq] -> [N, M·D, Lq]
-    let out = (Tensor::stack(&sampled, -2).flatten(-2, -1) * a).sum_dim_intlist(-1, false, Kind::Float).view([
-        n,
-        m * d,
-        lq,
-    ]);
+    let out =
+        (Tensor::stack(&sampled, -2).flatten(-2, -1) * a).sum_dim_intlist(-1, false, Kind::Float).view([n, m * d, lq]);
     // [N, M·D, Lq] -> [N, Lq, M·D]
     out.transpose(1, 2).contiguous()
 }

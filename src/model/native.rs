@@ -113,7 +113,13 @@ impl NativeModel {
     }
 
     /// Builds `cfg` on `device` and loads `file` into it, strictly.
-    pub fn from_file(file: &Path, format: FileFormat, cfg: &Config, arch: &str, device: Device) -> Result<Self, ModelError> {
+    pub fn from_file(
+        file: &Path,
+        format: FileFormat,
+        cfg: &Config,
+        arch: &str,
+        device: Device,
+    ) -> Result<Self, ModelError> {
         cfg.validate().map_err(ModelError::Config)?;
         let mut vs = nn::VarStore::new(device);
         let model = Mask2Former::new(&vs.root(), cfg);
@@ -327,7 +333,11 @@ mod tests {
         let e = NativeModel::load(&job(CheckpointFormat::Detectron2, junk, Some("tiny")), Device::Cpu).unwrap_err();
         assert!(e.to_string().contains("cannot load checkpoint"), "{e}");
         // The right file for another architecture: a mismatch report, not a panic.
-        let j = job(CheckpointFormat::Detectron2, fixture_dir().join("tiny_d2.pkl"), Some("mask2former_swin_large_cityscapes_semantic"));
+        let j = job(
+            CheckpointFormat::Detectron2,
+            fixture_dir().join("tiny_d2.pkl"),
+            Some("mask2former_swin_large_cityscapes_semantic"),
+        );
         let e = NativeModel::load(&j, Device::Cpu).unwrap_err();
         let text = e.to_string();
         assert!(text.contains("SHAPE differs") && text.contains("NOT LOADABLE"), "{text}");
@@ -347,7 +357,8 @@ mod tests {
         println!("Swin-L: {} parameter tensors + {buffers} index buffers, {floats} float parameters", vars.len());
         assert_eq!(vars.len() + buffers, 649);
         assert_eq!(floats, 215_455_112);
-        let backbone: i64 = vars.iter().filter(|(k, _)| k.starts_with("backbone.")).map(|(_, t)| t.numel() as i64).sum();
+        let backbone: i64 =
+            vars.iter().filter(|(k, _)| k.starts_with("backbone.")).map(|(_, t)| t.numel() as i64).sum();
         assert_eq!(backbone, 195_201_204);
         let _g = tch::no_grad_guard();
         let x = Tensor::randn([1, 3, 64, 64], (Kind::Float, Device::Cpu));

@@ -112,14 +112,19 @@ enum Obj {
     None,
     Bool(bool),
     Int(i64),
-    Float(f64),
+    /// A float; checkpoints' floats (e.g. metadata) are never needed, only skipped.
+    Float,
     Str(String),
     Bytes(Vec<u8>),
     Tuple(Vec<Id>),
     List(Vec<Id>),
     Dict(Vec<(Id, Id)>),
     Global(Global),
-    DType { dtype: Option<DType>, descr: String, big_endian: bool },
+    DType {
+        dtype: Option<DType>,
+        descr: String,
+        big_endian: bool,
+    },
     /// `None` until BUILD fills it in.
     Array(Option<NdArray>),
     /// A large payload whose memory was released once used.
@@ -148,7 +153,8 @@ impl<'a> Vm<'a> {
         if n > self.data.len() - self.pos {
             return Err(PickleError::Truncated { offset: self.data.len() });
         }
-        let s = &self.data[self.pos..self.pos + n];
+        let d: &'a [u8] = self.data;
+        let s = &d[self.pos..self.pos + n];
         self.pos += n;
         Ok(s)
     }
@@ -170,7 +176,8 @@ impl<'a> Vm<'a> {
     }
 
     fn line(&mut self) -> Result<&'a str, PickleError> {
-        let rest = &self.data[self.pos..];
+        let d: &'a [u8] = self.data;
+        let rest = &d[self.pos..];
         let end = rest.iter().position(|&b| b == b'\n').ok_or(PickleError::Truncated { offset: self.data.len() })?;
         let s = std::str::from_utf8(&rest[..end]).map_err(|_| self.err("GLOBAL name is not UTF-8"))?;
         self.pos += end + 1;
@@ -267,10 +274,19 @@ impl<'a> Vm<'a> {
             .collect()
     }
 
-    fn make_array(&self, dtype: DType, shape: Vec<i64>, fortran_order: bool, data: Vec<u8>) -> Result<NdArray, PickleError> {
+    fn make_array(
+        &self,
+        dtype: DType,
+        shape: Vec<i64>,
+        fortran_order: bool,
+        data: Vec<u8>,
+    ) -> Result<NdArray, PickleError> {
         let mut n: usize = dtype.size();
         for &d in &shape {
-            n = usize::try_from(d).ok().and_then(|d| n.checked_mul(d)).ok_or_else(|| self.err("array size overflows"))?;
+            n = usize::try_from(d)
+                .ok()
+                .and_then(|d| n.checked_mul(d))
+                .ok_or_else(|| self.err("array size overflows"))?;
         }
         if n != data.len() {
             return Err(self.err(format!(
@@ -297,7 +313,11 @@ impl<'a> Vm<'a> {
             }
             Global::DTypeType => {
                 let descr = a.first().and_then(|&i| self.str_of(i)).ok_or_else(|| self.err("dtype without a name"))?;
-                Ok(Obj::DType { dtype: DType::parse(descr), descr: descr.to_string(), big_endian: descr.starts_with('>') })
+                Ok(Obj::DType {
+                    dtype: DType::parse(descr),
+                    descr: descr.to_string(),
+                    big_endian: descr.starts_with('>'),
+                })
             }
             Global::CodecsEncode => {
                 if a.len() != 2 || !matches!(self.str_of(a[1]), Some("latin1" | "latin-1")) {
@@ -457,7 +477,8 @@ impl<'a> Vm<'a> {
                     let b = self.take(8)?;
                     let mut a = [0u8; 8];
                     a.copy_from_slice(b);
-                    self.push(Obj::Float(f64::from_be_bytes(a)));
+                    let _ = f64::from_be_bytes(a);
+                    self.push(Obj::Float);
                 }
                 b'X' | 0x8c | 0x8d => {
                     let n = match op {
@@ -579,8 +600,7 @@ fn latin1(s: &str) -> Option<Vec<u8>> {
 fn scalar_value(a: &NdArray) -> Obj {
     let b = &a.data;
     match a.dtype {
-        DType::F64 => Obj::Float(f64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]))),
-        DType::F32 => Obj::Float(f32::from_le_bytes(b[..4].try_into().unwrap_or([0; 4])) as f64),
+        DType::F64 | DType::F32 => Obj::Float,
         DType::I64 => Obj::Int(i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]))),
         DType::I32 => Obj::Int(i32::from_le_bytes(b[..4].try_into().unwrap_or([0; 4])) as i64),
         DType::Bool => Obj::Bool(b[0] != 0),
@@ -600,7 +620,8 @@ pub struct PickledStateDict {
 /// Reads a detectron2 checkpoint pickle: `{"model": {name: ndarray}, ...}` or a bare
 /// `{name: ndarray}` dict.
 pub fn read_state_dict(bytes: &[u8]) -> Result<PickledStateDict, PickleError> {
-    let mut vm = Vm { data: bytes, pos: 0, objs: Vec::new(), stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() };
+    let mut vm =
+        Vm { data: bytes, pos: 0, objs: Vec::new(), stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() };
     let root = vm.run()?;
     let end = vm.pos;
     let invalid = |m: &str| PickleError::Invalid { offset: end, message: m.to_string() };

@@ -115,7 +115,16 @@ impl MSDeformAttnPixelDecoder {
             input_proj,
             level_embed,
             encoder_layers,
-            adapter_1: Conv2dNorm::new(&p / "adapter_1", cfg.stage_dim(0), c, 1, false, pd.num_groups, cfg.norm_eps, false),
+            adapter_1: Conv2dNorm::new(
+                &p / "adapter_1",
+                cfg.stage_dim(0),
+                c,
+                1,
+                false,
+                pd.num_groups,
+                cfg.norm_eps,
+                false,
+            ),
             layer_1: Conv2dNorm::new(&p / "layer_1", c, c, 3, false, pd.num_groups, cfg.norm_eps, true),
             mask_features: nn::conv2d(&p / "mask_features", c, pd.mask_dim, 1, conv),
             pe_layer: PositionEmbeddingSine::new(c / 2),
@@ -150,7 +159,7 @@ impl MSDeformAttnPixelDecoder {
         // Split back into the three maps: [B, H_l·W_l, C] -> [B, C, H_l, W_l]
         let sizes: Vec<i64> = shapes.iter().map(|&(h, w)| h * w).collect();
         let mut out: Vec<Tensor> = memory
-            .split_with_sizes(&sizes, 1)
+            .split_with_sizes(sizes.as_slice(), 1)
             .iter()
             .zip(&shapes)
             .map(|(z, &(h, w))| z.transpose(1, 2).contiguous().view([b, -1, h, w]))

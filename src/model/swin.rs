@@ -167,11 +167,7 @@ impl SwinTransformerBlock {
         let windows = window_partition(&shifted, ws).view([-1, ws * ws, c]);
         let attn_windows = self.attn.forward(&windows, mask).view([-1, ws, ws, c]);
         let shifted = window_reverse(&attn_windows, ws, hp, wp);
-        let x = if self.shift_size > 0 {
-            shifted.roll([self.shift_size, self.shift_size], [1, 2])
-        } else {
-            shifted
-        };
+        let x = if self.shift_size > 0 { shifted.roll([self.shift_size, self.shift_size], [1, 2]) } else { shifted };
         // Crop the padding: [B, Hp, Wp, C] -> [B, H, W, C] -> [B, L, C]
         let x = x.narrow(1, 0, h).narrow(2, 0, w).contiguous().view([b, h * w, c]);
         let x = shortcut + x;
@@ -231,7 +227,8 @@ impl BasicLayer {
                 SwinTransformerBlock::new(&pb / j, dim, cfg.swin.num_heads[stage], ws, s, cfg)
             })
             .collect();
-        let downsample = (stage + 1 < cfg.swin.depths.len()).then(|| PatchMerging::new(&p / "downsample", dim, cfg.norm_eps));
+        let downsample =
+            (stage + 1 < cfg.swin.depths.len()).then(|| PatchMerging::new(&p / "downsample", dim, cfg.norm_eps));
         BasicLayer { blocks, downsample, window_size: ws, shift_size: shift }
     }
 

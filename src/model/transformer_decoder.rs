@@ -110,8 +110,11 @@ impl MultiScaleMaskedTransformerDecoder {
         let t = &cfg.transformer_decoder;
         let d = t.hidden_dim;
         let eps = cfg.norm_eps;
-        let (ps, pc, pf) =
-            (&p / "transformer_self_attention_layers", &p / "transformer_cross_attention_layers", &p / "transformer_ffn_layers");
+        let (ps, pc, pf) = (
+            &p / "transformer_self_attention_layers",
+            &p / "transformer_cross_attention_layers",
+            &p / "transformer_ffn_layers",
+        );
         MultiScaleMaskedTransformerDecoder {
             transformer_self_attention_layers: (0..t.dec_layers)
                 .map(|i| SelfAttentionLayer::new(&ps / i, d, t.nheads, eps))
@@ -119,7 +122,9 @@ impl MultiScaleMaskedTransformerDecoder {
             transformer_cross_attention_layers: (0..t.dec_layers)
                 .map(|i| CrossAttentionLayer::new(&pc / i, d, t.nheads, eps))
                 .collect(),
-            transformer_ffn_layers: (0..t.dec_layers).map(|i| FFNLayer::new(&pf / i, d, t.dim_feedforward, eps)).collect(),
+            transformer_ffn_layers: (0..t.dec_layers)
+                .map(|i| FFNLayer::new(&pf / i, d, t.dim_feedforward, eps))
+                .collect(),
             decoder_norm: layer_norm(&p / "decoder_norm", d, eps),
             // nn.Embedding weights.
             query_feat: (&p / "query_feat").var("weight", &[t.num_queries, d], init()),
@@ -174,7 +179,13 @@ impl MultiScaleMaskedTransformerDecoder {
             // A query whose keys are all blocked attends to every key instead.
             let all_blocked = attn_mask.all_dim(-1, true);
             let mask = attn_mask.logical_and(&all_blocked.logical_not());
-            output = self.transformer_cross_attention_layers[i].forward(&output, &src[level], &mask, &pos[level], &query_embed);
+            output = self.transformer_cross_attention_layers[i].forward(
+                &output,
+                &src[level],
+                &mask,
+                &pos[level],
+                &query_embed,
+            );
             output = self.transformer_self_attention_layers[i].forward(&output, &query_embed);
             output = self.transformer_ffn_layers[i].forward(&output);
             let (pred, next) = self.prediction_heads(&output, mask_features, sizes[(i + 1) % n_levels]);
