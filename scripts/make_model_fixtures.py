@@ -12,6 +12,7 @@ Writes into the output folder:
   tiny_d2.pkl                                       the same weights under detectron2 names, model-zoo layout
                                                     ({"model": {name: np.ndarray}, "__author__": ...}, protocol 2)
   tiny_reference.safetensors                        input and reference tensors (see REFERENCE below)
+  small_proto{4,5}.pkl                              tiny pickles in protocols 4 and 5 for the pickle reader
 
 The model is HF's port, run with eager attention; HF's port gives the same numbers as the original
 Mask2Former code in fp32 (method spec §9.5). The seed is advanced until no mask logit that feeds the
@@ -221,10 +222,25 @@ def hf_to_d2(sd, cfg):
     return out
 
 
+def write_protocol_samples(out_dir):
+    """Small pickles in protocols 4 and 5 (FRAME, MEMOIZE, STACK_GLOBAL, `_frombuffer`, OrderedDict,
+    Fortran order, int64, a numpy scalar) for the pickle reader's tests."""
+    import collections
+
+    m = collections.OrderedDict()
+    m["a"] = np.arange(6, dtype=np.float32).reshape(2, 3)
+    m["f"] = np.asfortranarray(np.arange(6, dtype=np.float32).reshape(2, 3))
+    m["i"] = np.array([[1, -2], [3, 4]], dtype=np.int64)
+    for proto in (4, 5):
+        with open(os.path.join(out_dir, f"small_proto{proto}.pkl"), "wb") as f:
+            pickle.dump({"model": m, "__author__": "x", "iteration": np.int64(7)}, f, protocol=proto)
+
+
 def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/model"
     os.makedirs(os.path.join(out_dir, "tiny_hf"), exist_ok=True)
     torch.set_num_threads(1)
+    write_protocol_samples(out_dir)
     cfg = tiny_config()
     h4, w4 = PADDED_HW[0] // 4, PADDED_HW[1] // 4
     # Memory levels of the decoder: 1/32, 1/16, 1/8.

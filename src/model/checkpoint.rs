@@ -735,6 +735,15 @@ mod tests {
     }
 
     #[test]
+    fn fortran_order_arrays_become_row_major_tensors() {
+        let path = fixtures().join("small_proto4.pkl");
+        let raw = read_file(&path, FileFormat::Detectron2Pickle).unwrap();
+        let get = |n: &str| raw.tensors.iter().find(|(k, _)| k == n).map(|(_, t)| t.shallow_clone()).unwrap();
+        assert!(get("f").equal(&get("a")));
+        assert_eq!(get("i").kind(), Kind::Int64);
+    }
+
+    #[test]
     fn inspect_picks_the_architecture() {
         let rep = inspect_with(&fixtures().join("tiny_hf"), true, None).unwrap();
         assert_eq!(rep.architecture, "config.json");

@@ -679,6 +679,31 @@ mod tests {
         assert_eq!((idx.dtype, idx.shape.clone()), (DType::I64, vec![16, 16]));
     }
 
+    /// Protocols 4 and 5 (FRAME, MEMOIZE, STACK_GLOBAL, OrderedDict, `_frombuffer` in protocol 5,
+    /// a Fortran-ordered array, int64, a numpy scalar entry beside the state dict).
+    #[test]
+    fn reads_protocols_4_and_5() {
+        for proto in [4, 5] {
+            let path = format!("{}/tests/fixtures/model/small_proto{proto}.pkl", env!("CARGO_MANIFEST_DIR"));
+            let sd = read_state_dict(&std::fs::read(path).unwrap()).unwrap();
+            assert_eq!(sd.other_keys, vec!["__author__", "iteration"]);
+            let names: Vec<&str> = sd.tensors.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(names, ["a", "f", "i"]);
+            let f32s = |a: &NdArray| -> Vec<f32> {
+                a.data.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+            };
+            let (a, f, i) = (&sd.tensors[0].1, &sd.tensors[1].1, &sd.tensors[2].1);
+            assert_eq!((a.shape.clone(), a.fortran_order), (vec![2, 3], false));
+            assert_eq!(f32s(a), [0., 1., 2., 3., 4., 5.]);
+            // Column-major bytes of [[0, 1, 2], [3, 4, 5]].
+            assert_eq!((f.shape.clone(), f.fortran_order), (vec![2, 3], true), "protocol {proto}");
+            assert_eq!(f32s(f), [0., 3., 1., 4., 2., 5.]);
+            assert_eq!(i.dtype, DType::I64);
+            let ints: Vec<i64> = i.data.chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+            assert_eq!(ints, [1, -2, 3, 4]);
+        }
+    }
+
     /// Protocol 2 as the zoo writes it, by hand: `{"model": {"w": array([1., 2.], f4)}}`.
     fn tiny_pickle() -> Vec<u8> {
         let push_str = |p: &mut Vec<u8>, s: &str| {
@@ -782,8 +807,15 @@ mod tests {
             state ^= state << 17;
             state
         };
+        let p5 =
+            std::fs::read(format!("{}/tests/fixtures/model/small_proto5.pkl", env!("CARGO_MANIFEST_DIR"))).unwrap();
         for round in 0..3000 {
-            let src = if round % 10 == 0 { &big[..big.len().min(4096)] } else { &base[..] };
+            // Mostly small pickles (every opcode path), sometimes the whole 3 MB fixture.
+            let src = match round % 20 {
+                0 => &big[..],
+                1..=9 => &p5[..],
+                _ => &base[..],
+            };
             let mut d = src.to_vec();
             let edits = 1 + next() % 4;
             for _ in 0..edits {
