@@ -277,6 +277,31 @@ mod tests {
         parity(&NativeModel::load(&j, Device::Cpu).unwrap(), "d2 safetensors");
     }
 
+    /// Old-format detectron2 names (pixel decoder keys directly under `sem_seg_head.`,
+    /// `static_query`) are normalised as upstream's `_load_from_state_dict` does.
+    #[test]
+    fn legacy_detectron2_names_load() {
+        let raw = checkpoint::read_file(&fixture_dir().join("tiny_d2.pkl"), FileFormat::Detectron2Pickle).unwrap();
+        let legacy: Vec<(String, Tensor)> = raw
+            .tensors
+            .into_iter()
+            .map(|(n, t)| {
+                (n.replace("sem_seg_head.pixel_decoder.", "sem_seg_head.").replace("query_feat", "static_query"), t)
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("legacy.safetensors");
+        Tensor::write_safetensors(&legacy, &file).unwrap();
+        let rep = checkpoint::inspect_with(&file, false, Some("tiny")).unwrap();
+        assert!(rep.is_ok(), "{rep}");
+        let renamed = |a: &str, b: &str| rep.renamed.iter().any(|(x, y)| x == a && y == b);
+        assert!(renamed("sem_seg_head.predictor.static_query.weight", "sem_seg_head.predictor.query_feat.weight"));
+        assert!(renamed("sem_seg_head.adapter_1.weight", "sem_seg_head.pixel_decoder.adapter_1.weight"));
+        assert!(rep.to_string().contains("legacy names normalised"), "{rep}");
+        let j = job(CheckpointFormat::Detectron2, file, Some("tiny"));
+        parity(&NativeModel::load(&j, Device::Cpu).unwrap(), "d2 legacy names");
+    }
+
     /// Module by module, each fed the reference's own inputs, so an error points at one module.
     #[test]
     fn layer_level_parity() {
