@@ -374,6 +374,31 @@ mod tests {
         assert!(matches!(e, ModelError::Missing { .. }), "{e}");
     }
 
+    /// The real model-zoo file (or `scripts/make_swin_large_pkl.py`'s random stand-in) through the
+    /// whole load path at full size: `MASKOMALY_SWINL_CHECKPOINT=/path/model_final_17c1ee.pkl`.
+    #[test]
+    #[ignore = "needs an ~800 MB Swin-L checkpoint named by MASKOMALY_SWINL_CHECKPOINT"]
+    fn swin_large_checkpoint_loads() {
+        let Some(path) = std::env::var_os("MASKOMALY_SWINL_CHECKPOINT") else {
+            panic!("set MASKOMALY_SWINL_CHECKPOINT to a Swin-L detectron2 checkpoint");
+        };
+        let t0 = std::time::Instant::now();
+        let rep = checkpoint::inspect_with(Path::new(&path), false, Some("mask2former_swin_large_cityscapes_semantic"))
+            .unwrap();
+        println!("{rep}\ninspect: {:.1} s", t0.elapsed().as_secs_f64());
+        assert!(rep.is_ok());
+        let t0 = std::time::Instant::now();
+        let j =
+            job(CheckpointFormat::Detectron2, PathBuf::from(&path), Some("mask2former_swin_large_cityscapes_semantic"));
+        let m = NativeModel::load(&j, Device::Cpu).unwrap();
+        println!("load: {:.1} s", t0.elapsed().as_secs_f64());
+        let _g = tch::no_grad_guard();
+        let out = m.forward(&Tensor::randn([1, 3, 64, 128], (Kind::Float, Device::Cpu))).unwrap();
+        assert_eq!(out.pred_logits.size(), vec![1, 100, 20]);
+        assert_eq!(out.pred_masks.size(), vec![1, 100, 16, 32]);
+        assert!(bool::try_from(out.pred_masks.isfinite().all()).unwrap());
+    }
+
     /// The published architecture: inventory of method spec §9.4 and one forward on a small input.
     #[test]
     fn swin_large_preset_inventory_and_forward() {
