@@ -127,6 +127,9 @@ enum Obj {
     },
     /// `None` until BUILD fills it in.
     Array(Option<NdArray>),
+    /// A large `str` whose characters are all ≤ U+00FF, kept as its latin-1 bytes: protocol 2
+    /// writes array payloads this way, and the text form would only be converted back.
+    Latin1(Vec<u8>),
     /// A large payload whose memory was released once used.
     Consumed,
 }
@@ -140,8 +143,10 @@ struct Vm<'a> {
     memo: HashMap<u32, Id>,
 }
 
-/// Payloads larger than this are freed after `_codecs.encode` turned them into bytes.
-const RELEASE_AFTER_USE: usize = 1 << 20;
+/// Payloads larger than this are moved (not copied) when used, and strings larger than this are
+/// decoded straight to latin-1 bytes. No real key or name comes near this length; the tiny test
+/// fixture's arrays (up to 128 KiB) already take these paths.
+const RELEASE_AFTER_USE: usize = 4096;
 
 impl<'a> Vm<'a> {
     fn err(&self, message: impl Into<String>) -> PickleError {
@@ -240,9 +245,19 @@ impl<'a> Vm<'a> {
     }
 
     /// Bytes of a payload: `bytes`, or a latin-1 `str` (Python 2 pickles, `encoding="latin1"`).
-    fn payload(&self, id: Id) -> Result<Vec<u8>, PickleError> {
+    /// A large payload is moved out (and its object marked consumed) rather than copied.
+    fn payload(&mut self, id: Id) -> Result<Vec<u8>, PickleError> {
+        let large = match &self.objs[id] {
+            Obj::Bytes(b) | Obj::Latin1(b) => b.len() > RELEASE_AFTER_USE,
+            _ => false,
+        };
+        if large {
+            if let Obj::Bytes(b) | Obj::Latin1(b) = std::mem::replace(&mut self.objs[id], Obj::Consumed) {
+                return Ok(b);
+            }
+        }
         match &self.objs[id] {
-            Obj::Bytes(b) => Ok(b.clone()),
+            Obj::Bytes(b) | Obj::Latin1(b) => Ok(b.clone()),
             Obj::Str(s) => latin1(s).ok_or_else(|| self.err("array payload string is not latin-1")),
             Obj::Consumed => Err(self.err("a large payload is used twice")),
             _ => Err(self.err("array payload is neither bytes nor str")),
@@ -323,14 +338,10 @@ impl<'a> Vm<'a> {
                 if a.len() != 2 || !matches!(self.str_of(a[1]), Some("latin1" | "latin-1")) {
                     return Err(self.err("_codecs.encode with an encoding other than latin1"));
                 }
-                let bytes = match &self.objs[a[0]] {
-                    Obj::Str(s) => latin1(s).ok_or_else(|| self.err("string is not latin-1"))?,
-                    _ => return Err(self.err("_codecs.encode of a non-string")),
-                };
-                if bytes.len() > RELEASE_AFTER_USE {
-                    self.objs[a[0]] = Obj::Consumed;
+                if !matches!(self.objs[a[0]], Obj::Str(_) | Obj::Latin1(_) | Obj::Consumed) {
+                    return Err(self.err("_codecs.encode of a non-string"));
                 }
-                Ok(Obj::Bytes(bytes))
+                Ok(Obj::Bytes(self.payload(a[0])?))
             }
             Global::OrderedDict => {
                 if !a.is_empty() {
@@ -372,9 +383,6 @@ impl<'a> Vm<'a> {
                 let dtype = self.dtype_of(s[2])?;
                 let fortran = matches!(self.objs[s[3]], Obj::Bool(true) | Obj::Int(1));
                 let data = self.payload(s[4])?;
-                if data.len() > RELEASE_AFTER_USE {
-                    self.objs[s[4]] = Obj::Consumed;
-                }
                 let arr = self.make_array(dtype, shape, fortran, data)?;
                 self.objs[target] = Obj::Array(Some(arr));
                 Ok(())
@@ -487,6 +495,13 @@ impl<'a> Vm<'a> {
                         _ => self.u64_len()?,
                     };
                     let b = self.take(n)?;
+                    // Large strings are array payloads: decode straight to latin-1 bytes.
+                    if n > RELEASE_AFTER_USE {
+                        if let Some(l) = utf8_to_latin1(b) {
+                            self.push(Obj::Latin1(l));
+                            continue;
+                        }
+                    }
                     let s = std::str::from_utf8(b).map_err(|_| self.err("string is not UTF-8"))?;
                     self.push(Obj::Str(s.to_string()));
                 }
@@ -591,6 +606,25 @@ impl<'a> Vm<'a> {
             }
         }
     }
+}
+
+/// UTF-8 text whose code points are all ≤ U+00FF, as latin-1 bytes (one pass, no `String`).
+fn utf8_to_latin1(b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c < 0x80 {
+            out.push(c);
+            i += 1;
+        } else if (c == 0xC2 || c == 0xC3) && i + 1 < b.len() && b[i + 1] & 0xC0 == 0x80 {
+            out.push(((c & 0x1F) << 6) | (b[i + 1] & 0x3F));
+            i += 2;
+        } else {
+            return None;
+        }
+    }
+    Some(out)
 }
 
 fn latin1(s: &str) -> Option<Vec<u8>> {
@@ -753,6 +787,15 @@ mod tests {
         assert_eq!(name, "w");
         assert_eq!(a.shape, vec![2]);
         assert_eq!(a.data, [1f32.to_le_bytes(), 2f32.to_le_bytes()].concat());
+    }
+
+    #[test]
+    fn latin1_fast_path_agrees_with_the_text_path() {
+        let all: String = (0u32..=255).filter_map(char::from_u32).collect();
+        assert_eq!(utf8_to_latin1(all.as_bytes()), latin1(&all));
+        assert_eq!(utf8_to_latin1("Ā".as_bytes()), None); // U+0100 is not latin-1
+        assert_eq!(utf8_to_latin1(&[0xC3]), None); // cut in the middle of a character
+        assert_eq!(utf8_to_latin1(&[0xC0, 0x80]), None); // overlong encoding
     }
 
     #[test]
