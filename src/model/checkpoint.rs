@@ -589,10 +589,17 @@ pub fn inspect_with(path: &Path, hf: bool, preset: Option<&str>) -> Result<Inspe
             }
         },
     };
+    let raw = read_file(&file, format)?;
     let mut best: Option<InspectReport> = None;
     for (name, cfg) in candidates {
-        let raw = read_file(&file, format)?;
-        let (rep, _) = match_checkpoint(raw, &inventory(&cfg), &name);
+        // Shallow copies: every candidate sees the same tensors without a second read.
+        let copy = RawCheckpoint {
+            path: raw.path.clone(),
+            format: raw.format,
+            tensors: raw.tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(),
+            other_keys: raw.other_keys.clone(),
+        };
+        let (rep, _) = match_checkpoint(copy, &inventory(&cfg), &name);
         if best.as_ref().is_none_or(|b| rep.problems() < b.problems()) {
             best = Some(rep);
         }
