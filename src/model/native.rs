@@ -266,6 +266,52 @@ mod tests {
         parity(&m, "hf");
     }
 
+    /// The names transformers 4.x wrote (`attention.self.query`, `intermediate.dense`, no `swin.`
+    /// level, `relative_position_index` buffers saved), made here by renaming the 5.x fixture.
+    #[test]
+    fn parity_hf_transformers_4_names() {
+        let raw =
+            checkpoint::read_file(&fixture_dir().join("tiny_hf/model.safetensors"), FileFormat::HfSafetensors).unwrap();
+        let mut v4: Vec<(String, Tensor)> = Vec::new();
+        for (name, t) in raw.tensors {
+            if name.contains(".swin.layernorm.") {
+                continue; // 4.x's SwinBackbone has no final norm
+            }
+            let mut n = name.replace("encoder.swin.", "encoder.");
+            if n.contains(".blocks.") {
+                for (a, b) in [
+                    ("attention.q_proj", "attention.self.query"),
+                    ("attention.k_proj", "attention.self.key"),
+                    ("attention.v_proj", "attention.self.value"),
+                    ("attention.o_proj", "attention.output.dense"),
+                    (
+                        "attention.relative_position_bias.relative_position_bias_table",
+                        "attention.self.relative_position_bias_table",
+                    ),
+                    ("mlp.fc1", "intermediate.dense"),
+                    ("mlp.fc2", "output.dense"),
+                ] {
+                    n = n.replace(a, b);
+                }
+                if n.ends_with("relative_position_bias_table") {
+                    let idx = n.replace("relative_position_bias_table", "relative_position_index");
+                    v4.push((idx, super::super::swin::relative_position_index(4, Device::Cpu)));
+                }
+            }
+            v4.push((n, t));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(fixture_dir().join("tiny_hf/config.json"), dir.path().join("config.json")).unwrap();
+        Tensor::write_safetensors(&v4, dir.path().join("model.safetensors")).unwrap();
+        let rep = checkpoint::inspect_with(dir.path(), true, None).unwrap();
+        assert!(rep.is_ok(), "{rep}");
+        assert_eq!(rep.unused.iter().filter(|(_, r)| r.contains("recomputed")).count(), 8, "{rep}");
+        parity(
+            &NativeModel::load(&job(CheckpointFormat::Hf, dir.path().to_path_buf(), None), Device::Cpu).unwrap(),
+            "hf 4.x names",
+        );
+    }
+
     /// detectron2 names in safetensors: written here from the pickle (the same bytes).
     #[test]
     fn parity_detectron2_safetensors() {
