@@ -74,7 +74,9 @@ pub fn inspect(path: &std::path::Path, format: CheckpointFormat) -> Result<Inspe
     match format {
         CheckpointFormat::Detectron2 => inspect_with(path, false, None),
         CheckpointFormat::Hf => inspect_with(path, true, None),
-        CheckpointFormat::Torchscript => Err(ModelError::Unsupported("torchscript (no parameter names to inspect)".into())),
+        CheckpointFormat::Torchscript => {
+            Err(ModelError::Unsupported("torchscript (no parameter names to inspect)".into()))
+        }
     }
 }
 
