@@ -406,6 +406,11 @@ mod tests {
         std::fs::write(&junk, b"PK\x03\x04 this is a zip").unwrap();
         let e = NativeModel::load(&job(CheckpointFormat::Detectron2, junk, Some("tiny")), Device::Cpu).unwrap_err();
         assert!(e.to_string().contains("cannot load checkpoint"), "{e}");
+        // Corrupt safetensors (a header length beyond the file).
+        let bad = dir.path().join("bad.safetensors");
+        std::fs::write(&bad, [0xffu8, 0xff, 0xff, 0xff, 0, 0, 0, 0, b'{']).unwrap();
+        let e = NativeModel::load(&job(CheckpointFormat::Detectron2, bad, Some("tiny")), Device::Cpu).unwrap_err();
+        assert!(matches!(e, ModelError::Load { .. }), "{e}");
         // The right file for another architecture: a mismatch report, not a panic.
         let j = job(
             CheckpointFormat::Detectron2,
