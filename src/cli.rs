@@ -57,9 +57,31 @@ pub enum Command {
         #[arg(long, value_enum)]
         device: Option<DeviceArg>,
     },
+    /// Checkpoint tools.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
     /// Write the tiny TorchScript test model (100 queries, 19 classes + void) to a file.
     #[command(hide = true)]
     TinyModel { out: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCommand {
+    /// Compare a checkpoint's tensors with the model it is meant for: missing, unexpected, wrong
+    /// shape or dtype, and the keys that are expected to be unused (with the reason). Exit 0 when it
+    /// loads, 78 when it does not.
+    Inspect {
+        /// A detectron2 `.pkl` / `.safetensors`, or a Hugging Face folder / `model.safetensors`.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "detectron2")]
+        format: FormatArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Detectron2,
+    Hf,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -105,8 +105,30 @@ impl Default for ModelSpec {
 pub enum CheckpointFormat {
     /// A TorchScript module: `forward(x[B,3,Hp,Wp]) -> (pred_logits[B,Q,K+1], pred_masks[B,Q,h,w])`.
     Torchscript,
+    /// The Mask2Former model zoo `.pkl` (or `.safetensors` with detectron2 names), run natively.
     Detectron2,
+    /// A Hugging Face transformers Mask2Former checkpoint (folder or `model.safetensors`), run natively.
     Hf,
+}
+
+/// Where the published run expects the model-zoo checkpoint (mounted at /models).
+pub const DEFAULT_CHECKPOINT_PATH: &str = "/models/model_final_17c1ee.pkl";
+/// The official Mask2Former model zoo file: Swin-L IN21k, Cityscapes semantic, 100 queries.
+pub const DEFAULT_CHECKPOINT_URL: &str = "https://dl.fbaipublicfiles.com/maskformer/mask2former/cityscapes/semantic/maskformer2_swin_large_IN21k_384_bs16_90k/model_final_17c1ee.pkl";
+
+impl CheckpointFormat {
+    /// The format a checkpoint file's name implies, where it implies one: `.pt`/`.pth`/`.ts` →
+    /// TorchScript, `.pkl` → detectron2, a folder → Hugging Face. `.safetensors` is ambiguous.
+    pub fn guess(path: &Path) -> Option<CheckpointFormat> {
+        if path.is_dir() {
+            return Some(CheckpointFormat::Hf);
+        }
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "pt" | "pth" | "ts" | "jit" => Some(CheckpointFormat::Torchscript),
+            "pkl" => Some(CheckpointFormat::Detectron2),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,10 +145,10 @@ pub struct CheckpointSpec {
 impl Default for CheckpointSpec {
     fn default() -> Self {
         CheckpointSpec {
-            format: CheckpointFormat::Torchscript,
-            path: PathBuf::from("/models/model.pt"),
+            format: CheckpointFormat::Detectron2,
+            path: PathBuf::from(DEFAULT_CHECKPOINT_PATH),
             sha256: None,
-            url: None,
+            url: Some(DEFAULT_CHECKPOINT_URL.into()),
         }
     }
 }

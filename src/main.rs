@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use maskomaly::cli::{Cli, Command, RunArgs};
+use maskomaly::cli::{CheckpointCommand, Cli, Command, FormatArg, RunArgs};
 use maskomaly::exit::ExitCode;
 use maskomaly::job::Job;
 use maskomaly::pipeline::{self, RunError, RunOptions};
@@ -75,7 +75,13 @@ fn apply_overrides(job: &mut Job, args: &RunArgs) -> Result<(), RunError> {
         job.output.root = p.clone();
     }
     if let Some(p) = &args.checkpoint {
+        // A file given on the command line brings its own format where its name implies one.
+        if let Some(f) = maskomaly::job::CheckpointFormat::guess(p) {
+            job.checkpoint.format = f;
+        }
         job.checkpoint.path = p.clone();
+        job.checkpoint.url = None;
+        job.checkpoint.sha256 = None;
     }
     if let Some(d) = args.device {
         job.runtime.device = d.into();
@@ -139,6 +145,8 @@ fn demo(dir: PathBuf, quiet: bool) -> anyhow::Result<ExitCode> {
     job.output.root = dir.join("output");
     job.output.heatmap = true;
     job.checkpoint.path = model;
+    job.checkpoint.format = maskomaly::job::CheckpointFormat::Torchscript;
+    job.checkpoint.url = None;
     job.runtime.device = maskomaly::job::DeviceChoice::Cpu;
     let job_path = dir.join("job.yaml");
     std::fs::write(
@@ -187,7 +195,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let mut job = load_job(job.as_deref())?;
             if let Some(c) = checkpoint {
+                if let Some(f) = maskomaly::job::CheckpointFormat::guess(&c) {
+                    job.checkpoint.format = f;
+                }
                 job.checkpoint.path = c;
+                job.checkpoint.url = None;
             }
             if let Some(d) = device {
                 job.runtime.device = d.into();
@@ -195,6 +207,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             maskomaly::forward::forward_to_file(&job, &image, &out)?;
             println!("{}", out.display());
             Ok(ExitCode::Ok)
+        }
+        Command::Checkpoint(CheckpointCommand::Inspect { file, format }) => {
+            let format = match format {
+                FormatArg::Detectron2 => maskomaly::job::CheckpointFormat::Detectron2,
+                FormatArg::Hf => maskomaly::job::CheckpointFormat::Hf,
+            };
+            let report = maskomaly::model::inspect(&file, format).map_err(RunError::from)?;
+            println!("{report}");
+            Ok(if report.is_ok() {
+                ExitCode::Ok
+            } else {
+                ExitCode::Config
+            })
         }
         Command::TinyModel { out } => {
             maskomaly::demo::write_tiny_model(&out)

@@ -272,19 +272,22 @@ fn missing_checkpoint_fails_with_one_clear_message_and_writes_nothing() {
         &maskomaly::demo::road_scene(64, 64, 0),
         &input.join("x.png"),
     );
-    let o = run(&[
-        "run",
+    // No file and no URL: a configuration error naming the file and how to provide it.
+    let job = d.path().join("nourl.yaml");
+    std::fs::write(&job, "checkpoint: {path: /models/absent.pkl, url: null}\n").unwrap();
+    let args = [
         "--input",
         input.to_str().unwrap(),
         "--output",
         output.to_str().unwrap(),
         "--device",
         "cpu",
-    ]);
-    assert_eq!(code(&o), 78);
+    ];
+    let o = run(&[&["run", "--job", job.to_str().unwrap()][..], &args[..]].concat());
+    assert_eq!(code(&o), 78, "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.contains("/models/model.pt") && err.contains("does not exist"),
+        err.contains("/models/absent.pkl") && err.contains("does not exist"),
         "{err}"
     );
     assert!(
@@ -292,6 +295,77 @@ fn missing_checkpoint_fails_with_one_clear_message_and_writes_nothing() {
         "{err}"
     );
     assert!(!output.exists(), "nothing written before the model loads");
+    // No file and a URL that cannot be reached: a temporary failure naming the URL.
+    std::fs::write(
+        &job,
+        "checkpoint: {path: /models/absent.pkl, url: 'http://127.0.0.1:9/model.pkl'}\n",
+    )
+    .unwrap();
+    let o = Command::new(bin())
+        .args([&["run", "--job", job.to_str().unwrap()][..], &args[..]].concat())
+        .env("MASKOMALY_CACHE", d.path().join("cache"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 75, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("http://127.0.0.1:9/model.pkl"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!output.exists());
+}
+
+/// The tiny native Mask2Former fixture (8 queries, 4 classes + void) under each checkpoint format
+/// gives identical score maps through the whole pipeline.
+#[test]
+fn native_checkpoints_run_end_to_end_in_every_format() {
+    let d = tempfile::tempdir().unwrap();
+    let input = d.path().join("in");
+    save(
+        &maskomaly::demo::road_scene(90, 60, 7),
+        &input.join("a.jpg"),
+    );
+    save(
+        &maskomaly::demo::road_scene(60, 90, 8),
+        &input.join("b.png"),
+    );
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model");
+    let mut maps = Vec::new();
+    for (name, format, path, preset) in [
+        ("d2", "detectron2", fx.join("tiny_d2.pkl"), "tiny"),
+        ("hf", "hf", fx.join("tiny_hf"), "null"),
+    ] {
+        let out = d.path().join(name);
+        let job = d.path().join(format!("{name}.yaml"));
+        let text = format!(
+            "model: {{preset: {preset}}}\ncheckpoint: {{format: {format}, path: {}, url: null}}\n\
+             preprocess: {{min_size: 64, max_size: 128}}\n\
+             method: {{anomaly_queries: [1, 5], ground_queries: [0], void_class: 4}}\n\
+             dataset: {{root: {}}}\noutput: {{root: {}}}\nruntime: {{device: cpu}}\n",
+            path.display(),
+            input.display(),
+            out.display()
+        );
+        std::fs::write(&job, text).unwrap();
+        let o = run(&["run", "--job", job.to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "{name}: {}", stderr(&o));
+        let a = read_score(&out.join("a.hdf5")).unwrap();
+        let b = read_score(&out.join("b.hdf5")).unwrap();
+        assert_eq!((a.1, a.2, b.1, b.2), (60, 90, 90, 60));
+        assert!(a.0.iter().any(|&v| v != a.0[0]));
+        maps.push((a, b));
+    }
+    assert_eq!(
+        maps[0], maps[1],
+        "detectron2 and HF checkpoints give the same maps"
+    );
+    let o = run(&[
+        "checkpoint",
+        "inspect",
+        fx.join("tiny_d2.pkl").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("criterion.empty_weight"));
 }
 
 #[test]

@@ -95,6 +95,7 @@ impl ModelError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             ModelError::Forward(_) => ExitCode::Software,
+            e if e.is_temporary() => ExitCode::TempFail,
             _ => ExitCode::Config,
         }
     }
@@ -217,12 +218,12 @@ pub fn device_name(d: Device) -> String {
     }
 }
 
-/// Checks the checkpoint file exists and matches the job's SHA-256; returns its hash.
-pub fn checkpoint_sha256(job: &Job) -> Result<String, RunError> {
-    let path = &job.checkpoint.path;
-    if !path.exists() {
-        return Err(ModelError::Missing { path: path.clone() }.into());
-    }
+/// Finds the checkpoint (downloading `checkpoint.url` into the cache when `checkpoint.path` does not
+/// exist), checks the job's SHA-256, and returns the job pointing at the local file together with the
+/// file's SHA-256 for the manifest.
+pub fn resolve_checkpoint(job: &Job) -> Result<(Job, String), RunError> {
+    let ck = &job.checkpoint;
+    let path = model::fetch::resolve(&ck.path, ck.url.as_deref(), None)?;
     let file = if path.is_dir() {
         path.join("model.safetensors")
     } else {
@@ -230,7 +231,7 @@ pub fn checkpoint_sha256(job: &Job) -> Result<String, RunError> {
     };
     let found = manifest::sha256_file(&file)
         .map_err(|e| RunError::Config(format!("cannot read checkpoint {}: {e}", file.display())))?;
-    if let Some(expected) = &job.checkpoint.sha256 {
+    if let Some(expected) = &ck.sha256 {
         if !expected.eq_ignore_ascii_case(&found) {
             return Err(ModelError::Checksum {
                 path: file,
@@ -240,7 +241,10 @@ pub fn checkpoint_sha256(job: &Job) -> Result<String, RunError> {
             .into());
         }
     }
-    Ok(found)
+    let mut resolved = job.clone();
+    resolved.checkpoint.path = path;
+    resolved.checkpoint.sha256 = None; // checked here once; the loader need not hash it again
+    Ok((resolved, found))
 }
 
 fn git_commit() -> Option<String> {
@@ -317,7 +321,7 @@ fn job_identity(job: &Job) -> Job {
 pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     let device = resolve_device(job.runtime.device)?;
-    let ck_sha = checkpoint_sha256(job)?;
+    let (model_job, ck_sha) = resolve_checkpoint(job)?;
 
     let mut items = dataset::list(&job.dataset)?;
     if items.is_empty() {
@@ -411,9 +415,9 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
     std::thread::scope(|s| {
         let shared = &shared;
         // Inference thread: loads the model, reports, then serves batches.
-        let job_ref = &shared.job;
+        let model_job = &model_job;
         s.spawn(move || {
-            let model = match model::load(job_ref, device) {
+            let model = match model::load(&model_job, device) {
                 Ok(m) => {
                     let _ = ready_tx.send(Ok(m.describe()));
                     m
@@ -466,7 +470,7 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
                 deterministic: device == Device::Cpu,
             },
             checkpoint: CheckpointInfo {
-                path: job.checkpoint.path.clone(),
+                path: model_job.checkpoint.path.clone(),
                 format: format!("{:?}", job.checkpoint.format).to_lowercase(),
                 sha256: ck_sha.clone(),
             },
