@@ -12,8 +12,10 @@
 //! * [`scoring`]: the Maskomaly rule and the OpenCV INTER_AREA resize back to the input size.
 //! * [`output`]: HDF5, PNG, heatmap writers and the manifest.
 //! * [`pipeline`]: the stages and their wiring.
+//! * [`eval`]: metrics, reports and query discovery over written predictions.
 
 pub mod dataset;
+pub mod eval;
 pub mod job;
 pub mod model;
 pub mod resize;
