@@ -67,11 +67,58 @@ def expected(frames, mode):
     return {k: float(np.nanmean(np.asarray([p[k] for p in per], dtype=np.float32))) for k in per[0]}
 
 
+def server_binned(frames, num_bins=768):
+    """The SMIYC server's PixBinaryClass procedure (percentile bins per frame, aggregated)."""
+    thresholds, tp_rel, fp_rel, n_pos, n_neg = [], [], [], 0, 0
+    for f in frames:
+        roi = f["ignore"] < 1
+        prob, gt = f["score"][roi], f["gt"][roi].astype(bool)
+        pos, neg = prob[gt], prob[~gt]
+        bins = [np.array([0.0, 1.0])]
+        if pos.size:
+            bins.append(np.quantile(pos, np.linspace(0, 1, min(num_bins // 2, pos.size))))
+        if neg.size:
+            bins.append(np.quantile(neg, np.linspace(0, 1, min(num_bins // 2, neg.size))))
+        edges = np.unique(np.concatenate(bins))
+        tp_k, _ = np.histogram(pos, bins=edges)
+        fp_k, _ = np.histogram(neg, bins=edges)
+        thresholds.append(edges[:-1][::-1])
+        tp_rel.append(tp_k[::-1])
+        fp_rel.append(fp_k[::-1])
+        n_pos += pos.size
+        n_neg += neg.size
+    thr = np.concatenate(thresholds)
+    order = np.argsort(thr, kind="stable")[::-1]
+    thr = thr[order]
+    tp = np.cumsum(np.concatenate(tp_rel)[order].astype(np.float64))
+    fp = np.cumsum(np.concatenate(fp_rel)[order].astype(np.float64))
+    keep = np.concatenate([[0], np.nonzero(thr[:-1] != thr[1:])[0], [len(thr) - 1]])
+    tp, fp = tp[keep], fp[keep]
+    if tp[0] != 0 or fp[0] != 0:
+        tp, fp = np.concatenate([[0], tp]), np.concatenate([[0], fp])
+    if tp[-1] != n_pos or fp[-1] != n_neg:
+        tp, fp = np.concatenate([tp, [n_pos]]), np.concatenate([fp, [n_neg]])
+    tpr, fpr = tp / n_pos, fp / n_neg
+    prec = np.ones(len(tp))
+    prec[tp + fp > 0] = tp[tp + fp > 0] / (tp + fp)[tp + fp > 0]
+    i95 = np.searchsorted(tpr, 0.95)
+    f1 = 2 * tp / (2 * tp + fp + (n_pos - tp))
+    ix = np.nanargmax(f1)
+    return {
+        "ap": float(np.sum(np.diff(tpr) * prec[1:])),
+        "auroc": float(np.trapz(tpr, fpr)),
+        "fpr95": float(fpr[i95]) if i95 < len(tpr) else 1.0,
+        "best_f1": float(f1[ix]),
+        # The server indexes the uncollapsed thresholds with the curve's index.
+        "best_f1_threshold": float(thr[ix]),
+    }
+
+
 def num(x):
     return None if isinstance(x, float) and np.isnan(x) else x
 
 
-def write_case(out_dir, name, frames, mode, note):
+def write_case(out_dir, name, frames, mode, note, smiyc_dtype=None):
     case = {
         "name": name,
         "note": note,
@@ -86,6 +133,10 @@ def write_case(out_dir, name, frames, mode, note):
         ],
         "expected": {k: num(v) for k, v in expected(frames, mode).items()},
     }
+    if smiyc_dtype is not None:
+        typed = [dict(f, score=f["score"].astype(smiyc_dtype)) for f in frames]
+        case["smiyc_dtype"] = np.dtype(smiyc_dtype).name
+        case["expected_smiyc"] = server_binned(typed)
     with open(os.path.join(out_dir, name + ".json"), "w") as fh:
         json.dump(case, fh, separators=(",", ":"))
 
@@ -119,8 +170,9 @@ def main():
     write_case(out_dir, "ties_total", [random_frame(700, 0.2, quant=20, p_ignore=0.1) for _ in range(3)],
                "total", "heavy ties (21 distinct scores), ignore dropped")
     write_case(out_dir, "float16_total", [random_frame(1500, 0.1, f16=True, p_ignore=0.05) for _ in range(2)],
-               "total", "float16-quantised scores")
-    write_case(out_dir, "distinct_total", [random_frame(900, 0.3)], "total", "mostly distinct float32 scores")
+               "total", "float16-quantised scores", smiyc_dtype=np.float16)
+    write_case(out_dir, "distinct_total", [random_frame(900, 0.3)], "total", "mostly distinct float32 scores",
+               smiyc_dtype=np.float32)
     frames = [random_frame(300, 0.15, quant=50) for _ in range(6)]
     frames.append(random_frame(300, 0.0, quant=50))  # no positives: AP -0.0 counted, AUROC NaN skipped
     frames.append(frame(rng.random(50), np.ones(50)))  # no negatives: FPR and AUROC NaN

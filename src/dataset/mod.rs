@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub mod fishyscapes;
 pub mod label;
-mod layout;
+pub(crate) mod layout;
 pub mod lost_and_found;
 pub mod road_anomaly;
 pub mod smiyc;

@@ -274,7 +274,7 @@ impl Histogram {
 
         let (fpr, tpr) = self.roc_curve(true);
         let auroc = trapezoid(&tpr, &fpr);
-        let fpr_at_tpr90_seed = fpr.iter().zip(&tpr).find(|(_, &t)| t > 0.9).map(|(&f, _)| f).unwrap_or(0.0);
+        let fpr_at_tpr90_seed = fpr.iter().zip(&tpr).find(|p| *p.1 > 0.9).map(|p| *p.0).unwrap_or(0.0);
 
         let (fpr_full, tpr_full) = self.roc_curve(false);
         let fpr95 = if tpr_full.iter().any(|t| t.is_nan()) || fpr_full.iter().any(|f| f.is_nan()) {

@@ -13,12 +13,14 @@
 //! * [`metrics`]: exact scikit-learn-compatible metrics over histograms.
 //! * [`predictions`]: reading score maps and finding an item's file.
 //! * [`report`]: the files written and the summary table.
+//! * [`smiyc`]: the SegmentMeIfYouCan server's binned pixel metrics (optional block).
 //! * [`discover`]: ranking of mask queries by overlap with anomaly labels (`discover-queries`).
 
 pub mod discover;
 pub mod metrics;
 pub mod predictions;
 pub mod report;
+pub mod smiyc;
 
 use crate::dataset::{self, DatasetError, LabelError};
 use crate::job::{DatasetKind, Job};
@@ -61,11 +63,13 @@ pub struct EvalOptions {
     pub progress: bool,
     /// Summary table on stdout.
     pub print_summary: bool,
+    /// Also compute the SegmentMeIfYouCan server's binned pixel metrics (`smiyc` block).
+    pub smiyc: bool,
 }
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        EvalOptions { mode: None, plots: true, overlays: true, progress: true, print_summary: true }
+        EvalOptions { mode: None, plots: true, overlays: true, progress: true, print_summary: true, smiyc: false }
     }
 }
 
@@ -141,6 +145,9 @@ pub struct EvalResults {
     pub aupr_seed: f64,
     /// Distinct score values of the pooled histogram.
     pub distinct_scores: usize,
+    /// The server's binned metrics over non-ignored pixels, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smiyc: Option<smiyc::BinnedMetrics>,
     /// `run_id` and `checkpoint` copied from the predictions' `manifest.json`, when present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<serde_json::Value>,
@@ -175,6 +182,7 @@ pub fn run_eval(job: &Job, predictions: &Path, output: &Path, opts: &EvalOptions
 
     let bar = progress_bar(items.len() as u64, opts.progress);
     let mut pooled = HistogramAccumulator::new();
+    let mut binned = opts.smiyc.then(smiyc::BinnedAccumulator::new);
     let mut frames = Vec::with_capacity(items.len());
     let mut counts = PixelCounts::default();
     let mut dtypes = (false, false);
@@ -225,6 +233,9 @@ pub fn run_eval(job: &Job, predictions: &Path, output: &Path, opts: &EvalOptions
                 &label,
                 best_f1_threshold,
             )?);
+        }
+        if let Some(b) = binned.as_mut() {
+            b.push(&kept, pred.dtype);
         }
         pooled.push(kept);
         frames.push(FrameResult {
@@ -278,6 +289,7 @@ pub fn run_eval(job: &Job, predictions: &Path, output: &Path, opts: &EvalOptions
         fpr_at_tpr90_seed,
         aupr_seed,
         distinct_scores: pooled.bins().len(),
+        smiyc: binned.and_then(smiyc::BinnedAccumulator::finish),
         run: report::run_info(predictions),
     };
     written.extend(report::write_reports(output, &results, &frames)?);

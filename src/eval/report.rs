@@ -133,6 +133,10 @@ pub fn summary_table(r: &EvalResults) -> String {
     s += &row("FPR95 (TPR >= 0.95)", r.fpr95);
     s += &row("FPR at TPR > 0.90 (seed)", r.fpr_at_tpr90_seed);
     s += &row("AUPR (seed)", r.aupr_seed);
+    if let Some(b) = &r.smiyc {
+        s += &row("SMIYC binned AP", b.ap);
+        s += &row("SMIYC binned FPR95", b.fpr95);
+    }
     s
 }
 
@@ -316,6 +320,7 @@ mod tests {
             fpr_at_tpr90_seed: 0.5,
             aupr_seed: f64::NAN,
             distinct_scores: 8,
+            smiyc: None,
             run: None,
         };
         let t = results_txt(&r);

@@ -60,7 +60,8 @@ fn total_mode_pools_non_ignored_pixels_and_writes_every_report() {
     let (root, preds) = fs_static(d.path());
     std::fs::write(preds.join("manifest.json"), r#"{"run_id": "r1", "checkpoint": {"sha256": "ab"}, "x": 1}"#).unwrap();
     let out = d.path().join("eval");
-    let s = run_eval(&job_for(DatasetKind::FsStatic, &root), &preds, &out, &quiet()).unwrap();
+    let opts = EvalOptions { smiyc: true, ..quiet() };
+    let s = run_eval(&job_for(DatasetKind::FsStatic, &root), &preds, &out, &opts).unwrap();
 
     // The same pixels pooled by hand.
     let mut acc = metrics::HistogramAccumulator::new();
@@ -84,6 +85,7 @@ fn total_mode_pools_non_ignored_pixels_and_writes_every_report() {
         assert!((0.0..=1.0).contains(&v), "{key} = {v}");
     }
     assert_eq!(json["mode"], "total");
+    assert!(json["smiyc"]["ap"].as_f64().is_some());
     assert_eq!(json["run"], serde_json::json!({"run_id": "r1", "checkpoint": {"sha256": "ab"}}));
     let txt = std::fs::read_to_string(out.join("results.txt")).unwrap();
     assert!(txt.starts_with(&format!("{:.3}%\n", 100.0 * want.ap)), "{txt}");
