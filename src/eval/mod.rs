@@ -13,9 +13,11 @@
 //! * [`metrics`]: exact scikit-learn-compatible metrics over histograms.
 //! * [`predictions`]: reading score maps and finding an item's file.
 //! * [`report`]: the files written and the summary table.
-//! * [`smiyc`]: the SegmentMeIfYouCan server's binned pixel metrics (optional block).
+//! * [`smiyc`], [`components`]: the SegmentMeIfYouCan server's binned pixel metrics and component
+//!   metrics (optional; the components need a second pass at the binned best-F1 threshold).
 //! * [`discover`]: ranking of mask queries by overlap with anomaly labels (`discover-queries`).
 
+pub mod components;
 pub mod discover;
 pub mod metrics;
 pub mod predictions;
@@ -148,6 +150,9 @@ pub struct EvalResults {
     /// The server's binned metrics over non-ignored pixels, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smiyc: Option<smiyc::BinnedMetrics>,
+    /// The server's component metrics at the binned best-F1 threshold, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub components: Option<components::ComponentMetrics>,
     /// `run_id` and `checkpoint` copied from the predictions' `manifest.json`, when present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<serde_json::Value>,
@@ -271,7 +276,12 @@ pub fn run_eval(job: &Job, predictions: &Path, output: &Path, opts: &EvalOptions
             (m.ap, m.auroc, m.fpr95, m.fpr_at_tpr90_seed, m.aupr_seed)
         }
     };
-    let results = EvalResults {
+    let binned = binned.and_then(smiyc::BinnedAccumulator::finish);
+    let component_metrics = match &binned {
+        Some(b) => Some(component_pass(job, &items, predictions, b.best_f1_threshold)?),
+        None => None,
+    };
+    let mut results = EvalResults {
         dataset: job.dataset.kind.as_str(),
         split: job.dataset.split.clone(),
         mode,
@@ -289,9 +299,12 @@ pub fn run_eval(job: &Job, predictions: &Path, output: &Path, opts: &EvalOptions
         fpr_at_tpr90_seed,
         aupr_seed,
         distinct_scores: pooled.bins().len(),
-        smiyc: binned.and_then(smiyc::BinnedAccumulator::finish),
+        smiyc: None,
+        components: None,
         run: report::run_info(predictions),
     };
+    results.smiyc = binned;
+    results.components = component_metrics;
     written.extend(report::write_reports(output, &results, &frames)?);
     if opts.plots {
         written.extend(report::write_plots(output, &pooled)?);
@@ -300,6 +313,32 @@ pub fn run_eval(job: &Job, predictions: &Path, output: &Path, opts: &EvalOptions
         print!("{}", report::summary_table(&results));
     }
     Ok(EvalSummary { results, per_frame: frames, written })
+}
+
+/// Second pass for the component metrics: they binarise at a threshold known only after the
+/// binned curve of all frames.
+fn component_pass(
+    job: &Job,
+    items: &[dataset::Item],
+    predictions: &Path,
+    threshold: f64,
+) -> Result<components::ComponentMetrics, EvalError> {
+    let limits = components::size_limits(job.dataset.kind);
+    let mut frames = Vec::with_capacity(items.len());
+    for item in items {
+        let spec = item.label.as_ref().expect("checked by run_eval");
+        let label = dataset::read_label(spec)?;
+        let pred = predictions::read(&predictions::locate(job, predictions, &item.stem)?)?;
+        frames.push(components::frame_components(
+            &pred.scores,
+            &label.anomaly,
+            &label.ignore,
+            (label.width, label.height),
+            threshold,
+            limits,
+        ));
+    }
+    Ok(components::aggregate(&frames, threshold))
 }
 
 fn progress_bar(len: u64, enabled: bool) -> indicatif::ProgressBar {

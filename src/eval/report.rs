@@ -137,6 +137,11 @@ pub fn summary_table(r: &EvalResults) -> String {
         s += &row("SMIYC binned AP", b.ap);
         s += &row("SMIYC binned FPR95", b.fpr95);
     }
+    if let Some(c) = &r.components {
+        s += &row("SMIYC sIoU (gt)", c.siou_gt);
+        s += &row("SMIYC PPV", c.ppv);
+        s += &row("SMIYC mean F1", c.mean_f1);
+    }
     s
 }
 
@@ -321,6 +326,7 @@ mod tests {
             aupr_seed: f64::NAN,
             distinct_scores: 8,
             smiyc: None,
+            components: None,
             run: None,
         };
         let t = results_txt(&r);

@@ -86,6 +86,7 @@ fn total_mode_pools_non_ignored_pixels_and_writes_every_report() {
     }
     assert_eq!(json["mode"], "total");
     assert!(json["smiyc"]["ap"].as_f64().is_some());
+    assert!(json["components"]["mean_f1"].as_f64().is_some() || json["components"]["mean_f1"].is_null());
     assert_eq!(json["run"], serde_json::json!({"run_id": "r1", "checkpoint": {"sha256": "ab"}}));
     let txt = std::fs::read_to_string(out.join("results.txt")).unwrap();
     assert!(txt.starts_with(&format!("{:.3}%\n", 100.0 * want.ap)), "{txt}");
