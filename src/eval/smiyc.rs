@@ -10,9 +10,10 @@
 //! `AP = Σ diff(recall) · precision[1:]`, `FPR95 = fpr[searchsorted(tpr, 0.95)]` (1 when never
 //! reached), `AUROC = trapz(tpr, fpr)`, best F1 = `max 2TP / (2TP + FP + FN)`.
 //!
-//! Differences from the server, all confined to ties: numpy's unstable `argsort` decides the order of
-//! equal thresholds from different frames; here equal thresholds are merged, which only changes the
-//! curve's very first point when the highest threshold of several frames coincides.
+//! Difference from the server, confined to ties: numpy's unstable `argsort` decides the order of
+//! equal thresholds from different frames, which matters only for the curve's first point when the
+//! highest threshold of several frames coincides; here that order is a stable ascending sort,
+//! reversed.
 //! NOTE(upstream): the server reads `best_f1_threshold` (and the TPR95 threshold) from the *uncollapsed*
 //! threshold list with an index into the collapsed, endpoint-extended curve; that quirk is kept, since
 //! the server's component metrics binarise at that value.
@@ -71,8 +72,8 @@ fn quantiles(s: &Sorted, qs: &[f64], dtype: PredDtype) -> Vec<f64> {
     let n = s.len();
     qs.iter()
         .map(|&q| {
-            // numpy: n * q + (alpha + q * (1 - alpha - beta)) - 1 with alpha = beta = 1.
-            let virtual_index = n as f64 * q + (1.0 + q * (1.0 - 1.0 - 1.0)) - 1.0;
+            // numpy's `linear` method: virtual index (n - 1) * q.
+            let virtual_index = (n - 1) as f64 * q;
             let prev = virtual_index.floor().clamp(0.0, (n - 1) as f64);
             let next = (prev + 1.0).clamp(0.0, (n - 1) as f64);
             let gamma = virtual_index - virtual_index.floor();
@@ -120,15 +121,25 @@ fn frame_entries(hist: &Histogram, dtype: PredDtype) -> Vec<Entry> {
     edges.sort_by(f64::total_cmp);
     edges.dedup();
     // np.histogram: bin k counts e_k <= v < e_{k+1}; the last bin also takes v == e_last.
-    let mut entries: Vec<Entry> =
-        edges.windows(2).map(|w| Entry { threshold: w[0], pos: 0, neg: 0 }).collect();
+    let mut entries: Vec<Entry> = edges
+        .windows(2)
+        .map(|w| Entry {
+            threshold: w[0],
+            pos: 0,
+            neg: 0,
+        })
+        .collect();
     let last = edges.len() - 1;
     for b in hist.bins() {
         let v = b.score as f64;
         if v < edges[0] || v > edges[last] {
             continue;
         }
-        let k = if v == edges[last] { last - 1 } else { edges.partition_point(|&e| e <= v) - 1 };
+        let k = if v == edges[last] {
+            last - 1
+        } else {
+            edges.partition_point(|&e| e <= v) - 1
+        };
         entries[k].pos += b.pos;
         entries[k].neg += b.neg;
     }
@@ -171,22 +182,30 @@ impl BinnedAccumulator {
         if self.entries.is_empty() || self.num_pos + self.num_neg == 0 {
             return None;
         }
-        // Descending thresholds; equal thresholds are accumulated as one point.
-        self.entries.sort_by(|a, b| b.threshold.total_cmp(&a.threshold));
+        // Descending thresholds. Equal thresholds of different frames follow a stable ascending
+        // sort, reversed (numpy's `argsort(...)[::-1]` leaves their order unspecified).
+        self.entries
+            .sort_by(|a, b| a.threshold.total_cmp(&b.threshold));
+        self.entries.reverse();
         let all_thresholds: Vec<f64> = self.entries.iter().map(|e| e.threshold).collect();
         let (p, n) = (self.num_pos as f64, self.num_neg as f64);
-        let mut tp: Vec<f64> = Vec::new();
-        let mut fp: Vec<f64> = Vec::new();
+        let mut cum_tp = Vec::with_capacity(self.entries.len());
+        let mut cum_fp = Vec::with_capacity(self.entries.len());
         let (mut t, mut f) = (0u64, 0u64);
-        for (i, e) in self.entries.iter().enumerate() {
+        for e in &self.entries {
             t += e.pos;
             f += e.neg;
-            let run_ends = i + 1 == self.entries.len() || self.entries[i + 1].threshold != e.threshold;
-            if run_ends {
-                tp.push(t as f64);
-                fp.push(f as f64);
-            }
+            cum_tp.push(t as f64);
+            cum_fp.push(f as f64);
         }
+        // The server keeps index 0, the last index of every run of equal thresholds, and the last
+        // index, duplicates included: a duplicate adds nothing to the areas but shifts the index
+        // that picks the best-F1 threshold, so it is kept.
+        let last = self.entries.len() - 1;
+        let keep = std::iter::once(0)
+            .chain((0..last).filter(|&i| all_thresholds[i] != all_thresholds[i + 1]))
+            .chain(std::iter::once(last));
+        let (mut tp, mut fp): (Vec<f64>, Vec<f64>) = keep.map(|i| (cum_tp[i], cum_fp[i])).unzip();
         if tp[0] != 0.0 || fp[0] != 0.0 {
             tp.insert(0, 0.0);
             fp.insert(0, 0.0);
@@ -197,14 +216,22 @@ impl BinnedAccumulator {
         }
         let tpr: Vec<f64> = tp.iter().map(|&x| x / p).collect();
         let fpr: Vec<f64> = fp.iter().map(|&x| x / n).collect();
-        let precision: Vec<f64> =
-            tp.iter().zip(&fp).map(|(&t, &f)| if t + f > 0.0 { t / (t + f) } else { 1.0 }).collect();
-        let terms: Vec<f64> = (1..tpr.len()).map(|i| (tpr[i] - tpr[i - 1]) * precision[i]).collect();
+        let precision: Vec<f64> = tp
+            .iter()
+            .zip(&fp)
+            .map(|(&t, &f)| if t + f > 0.0 { t / (t + f) } else { 1.0 })
+            .collect();
+        let terms: Vec<f64> = (1..tpr.len())
+            .map(|i| (tpr[i] - tpr[i - 1]) * precision[i])
+            .collect();
         let ap = pairwise_sum_f64(&terms);
         let auroc = super::metrics::trapezoid(&tpr, &fpr);
         let i95 = tpr.partition_point(|&x| x < 0.95);
         let (fpr95, tpr95_threshold) = if i95 < tpr.len() {
-            (fpr[i95], all_thresholds.get(i95).copied().unwrap_or(f64::NAN))
+            (
+                fpr[i95],
+                all_thresholds.get(i95).copied().unwrap_or(f64::NAN),
+            )
         } else {
             (1.0, 0.0)
         };
@@ -249,7 +276,15 @@ mod tests {
 
     #[test]
     fn well_separated_scores_give_a_perfect_curve() {
-        let scores: Vec<f32> = (0..200).map(|i| if i < 50 { 0.9 + i as f32 * 1e-3 } else { i as f32 * 1e-3 }).collect();
+        let scores: Vec<f32> = (0..200)
+            .map(|i| {
+                if i < 50 {
+                    0.9 + i as f32 * 1e-3
+                } else {
+                    i as f32 * 1e-3
+                }
+            })
+            .collect();
         let gt: Vec<u8> = (0..200).map(|i| (i < 50) as u8).collect();
         let h = Histogram::from_pixels(&scores, &gt, None).unwrap();
         let mut acc = BinnedAccumulator::new();
@@ -264,14 +299,23 @@ mod tests {
 
     #[test]
     fn binned_ap_is_close_to_exact_ap() {
-        let scores: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
-        let gt: Vec<u8> = (0..5000).map(|i| (((i * 7919) % 1000) as f32 / 1000.0 + ((i % 7) as f32) * 0.1 > 0.9) as u8).collect();
+        let scores: Vec<f32> = (0..5000)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+            .collect();
+        let gt: Vec<u8> = (0..5000)
+            .map(|i| (((i * 7919) % 1000) as f32 / 1000.0 + ((i % 7) as f32) * 0.1 > 0.9) as u8)
+            .collect();
         let h = Histogram::from_pixels(&scores, &gt, None).unwrap();
         let mut acc = BinnedAccumulator::new();
         acc.push(&h, PredDtype::Float32);
         let binned = acc.finish().unwrap();
         let exact = h.metrics().unwrap();
-        assert!((binned.ap - exact.ap).abs() < 0.02, "{} vs {}", binned.ap, exact.ap);
+        assert!(
+            (binned.ap - exact.ap).abs() < 0.02,
+            "{} vs {}",
+            binned.ap,
+            exact.ap
+        );
         assert!((binned.auroc - exact.auroc).abs() < 0.01);
     }
 }
@@ -288,12 +332,26 @@ mod fixture_tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metrics");
         let mut checked = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
-            let case: Value = serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
-            let Some(want) = case.get("expected_smiyc") else { continue };
-            let dtype = if case["smiyc_dtype"] == "float16" { PredDtype::Float16 } else { PredDtype::Float32 };
+            let case: Value =
+                serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap())
+                    .unwrap();
+            let Some(want) = case.get("expected_smiyc") else {
+                continue;
+            };
+            let dtype = if case["smiyc_dtype"] == "float16" {
+                PredDtype::Float16
+            } else {
+                PredDtype::Float32
+            };
             let mut acc = BinnedAccumulator::new();
             for f in case["frames"].as_array().unwrap() {
-                let v = |k: &str| f[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<_>>();
+                let v = |k: &str| {
+                    f[k].as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap())
+                        .collect::<Vec<_>>()
+                };
                 let s: Vec<f32> = v("score").into_iter().map(|x| x as f32).collect();
                 let g: Vec<u8> = v("gt").into_iter().map(|x| x as u8).collect();
                 let i: Vec<u8> = v("ignore").into_iter().map(|x| x as u8).collect();
@@ -301,9 +359,18 @@ mod fixture_tests {
             }
             let m = acc.finish().unwrap();
             let name = case["name"].as_str().unwrap();
-            for (k, got) in [("ap", m.ap), ("auroc", m.auroc), ("fpr95", m.fpr95), ("best_f1", m.best_f1), ("best_f1_threshold", m.best_f1_threshold)] {
+            for (k, got) in [
+                ("ap", m.ap),
+                ("auroc", m.auroc),
+                ("fpr95", m.fpr95),
+                ("best_f1", m.best_f1),
+                ("best_f1_threshold", m.best_f1_threshold),
+            ] {
                 let w = want[k].as_f64().unwrap();
-                assert!((w - got).abs() <= 1e-9, "{name}: {k} = {got}, numpy procedure says {w}");
+                assert!(
+                    (w - got).abs() <= 1e-9,
+                    "{name}: {k} = {got}, numpy procedure says {w}"
+                );
             }
             checked += 1;
         }
