@@ -17,19 +17,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let raw = std::fs::read(dir.join("scores.f16"))?;
     let labels = std::fs::read(dir.join("labels.u8"))?;
     if raw.len() != 2 * labels.len() {
-        return Err(format!(
-            "scores.f16 has {} values, labels.u8 {}",
-            raw.len() / 2,
-            labels.len()
-        )
-        .into());
+        return Err(format!("scores.f16 has {} values, labels.u8 {}", raw.len() / 2, labels.len()).into());
     }
     // The evaluation reads float16 files and widens them to f32; do that outside the timing, as
     // the Python side loads its array before timing too.
-    let scores: Vec<f32> = raw
-        .chunks_exact(2)
-        .map(|c| f32::from(half::f16::from_le_bytes([c[0], c[1]])))
-        .collect();
+    let scores: Vec<f32> =
+        raw.chunks_exact(2).map(|c| f32::from(half::f16::from_le_bytes([c[0], c[1]]))).collect();
     drop(raw);
     const FRAME: usize = 1024 * 2048;
     let start = Instant::now();
