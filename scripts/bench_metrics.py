@@ -11,6 +11,7 @@ Writes 63 M pixels (30 frames of 1024x2048, float16-quantised scores, about 2 % 
 temporary folder, times scikit-learn on them (one pooled array, as the reference evaluation does),
 runs the Rust binary on the same files, checks the values agree to 1e-9, prints the speed ratio and
 writes a JSON report (--out, default bench_metrics.json). Needs about 6 GB of memory for scikit-learn.
+A dev-profile binary (`cargo build --example bench_metrics`) works too; the report says which.
 """
 
 import argparse

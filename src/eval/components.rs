@@ -17,6 +17,7 @@
 //!
 //! Sizes: anomaly track 500 / 100 px, obstacle track and Lost and Found 50 / 10 px.
 
+use super::predictions::PredDtype;
 use std::collections::HashMap;
 
 /// (smallest predicted component kept, smallest ground-truth component kept).
@@ -118,9 +119,22 @@ pub fn frame_components(
     ignore: &[u8],
     (w, h): (usize, usize),
     threshold: f64,
+    dtype: PredDtype,
     (min_pred, min_gt): (u64, u64),
 ) -> FrameComponents {
-    let pred_mask: Vec<bool> = (0..w * h).map(|i| (scores[i] as f64) > threshold && ignore[i] == 0).collect();
+    // numpy 1.24 compares a float16 / float32 map with a float scalar in the map's own type, so the
+    // threshold is rounded to that type first.
+    let above: Box<dyn Fn(f32) -> bool> = match dtype {
+        PredDtype::Float16 => {
+            let t = half::f16::from_f64(threshold);
+            Box::new(move |s| half::f16::from_f32(s) > t)
+        }
+        PredDtype::Float32 => {
+            let t = threshold as f32;
+            Box::new(move |s| s > t)
+        }
+    };
+    let pred_mask: Vec<bool> = (0..w * h).map(|i| above(scores[i]) && ignore[i] == 0).collect();
     let gt_mask: Vec<bool> = anomaly.iter().map(|&a| a != 0).collect();
     let (mut pred, pred_sizes) = label_components(&pred_mask, w, h);
     let (gt, gt_sizes) = label_components(&gt_mask, w, h);
@@ -240,7 +254,7 @@ mod tests {
         let ig = vec![0u8; w * h];
         // Prediction covers both gt components and the gap between them: one predicted component.
         let sc: Vec<f32> = (0..w * h).map(|i| if (1..8).contains(&(i % w)) { 0.9 } else { 0.1 }).collect();
-        let f = frame_components(&sc, &gt, &ig, (w, h), 0.5, (1, 1));
+        let f = frame_components(&sc, &gt, &ig, (w, h), 0.5, PredDtype::Float32, (1, 1));
         // For gt 1: inter 8, |S| 28, adjustment 8 (pixels on gt 2) → 8 / (28 + 8 − 8 − 8) = 0.4.
         assert_eq!(f.siou_gt, [0.4, 0.4]);
         assert_eq!(f.ppv, [16.0 / 28.0]);
@@ -250,7 +264,7 @@ mod tests {
         assert!(m.mean_f1 > 0.0 && m.mean_f1 < 1.0);
 
         let exact: Vec<f32> = gt.iter().map(|&g| g as f32).collect();
-        let f = frame_components(&exact, &gt, &ig, (w, h), 0.5, (1, 1));
+        let f = frame_components(&exact, &gt, &ig, (w, h), 0.5, PredDtype::Float32, (1, 1));
         assert_eq!((f.siou_gt.clone(), f.ppv.clone()), (vec![1.0, 1.0], vec![1.0, 1.0]));
         assert_eq!(aggregate(&[f], 0.5).mean_f1, 1.0);
     }
@@ -260,9 +274,51 @@ mod tests {
         let (w, h) = (6, 1);
         let gt = [1, 0, 0, 0, 1, 1];
         let sc = [0.9f32, 0.0, 0.9, 0.0, 0.9, 0.9];
-        let f = frame_components(&sc, &gt, &[0; 6], (w, h), 0.5, (2, 2));
+        let f = frame_components(&sc, &gt, &[0; 6], (w, h), 0.5, PredDtype::Float32, (2, 2));
         // gt component {0} is too small → ignored; prediction {0} and {2} too small → dropped.
         assert_eq!(f.siou_gt, [1.0]);
         assert_eq!(f.ppv, [1.0]);
+    }
+}
+
+/// Parity with the server's procedure (scipy's labelling) on the committed fixture
+/// (`tests/fixtures/metrics/components/`, written by `scripts/make_metric_fixtures.py`).
+#[cfg(test)]
+mod fixture_tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn component_metrics_match_scipy_procedure() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/metrics/components/components.json");
+        let case: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let thr = case["threshold"].as_f64().unwrap();
+        let limits = (case["min_pred"].as_u64().unwrap(), case["min_gt"].as_u64().unwrap());
+        let frames: Vec<FrameComponents> = case["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let v = |k: &str| {
+                    f[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<_>>()
+                };
+                let s: Vec<f32> = v("score").into_iter().map(|x| x as f32).collect();
+                let g: Vec<u8> = v("gt").into_iter().map(|x| x as u8).collect();
+                let i: Vec<u8> = v("ignore").into_iter().map(|x| x as u8).collect();
+                let size = (f["width"].as_u64().unwrap() as usize, f["height"].as_u64().unwrap() as usize);
+                frame_components(&s, &g, &i, size, thr, PredDtype::Float32, limits)
+            })
+            .collect();
+        let m = aggregate(&frames, thr);
+        let want = &case["expected_components"];
+        assert_eq!(m.gt_components as u64, want["gt_components"].as_u64().unwrap());
+        assert_eq!(m.pred_components as u64, want["pred_components"].as_u64().unwrap());
+        for (k, got) in
+            [("siou_gt", m.siou_gt), ("siou_pred", m.siou_pred), ("ppv", m.ppv), ("mean_f1", m.mean_f1)]
+        {
+            let w = want[k].as_f64().unwrap();
+            assert!((w - got).abs() <= 1e-9, "{k} = {got}, scipy procedure says {w}");
+        }
     }
 }

@@ -351,6 +351,7 @@ fn component_pass(
             &label.ignore,
             (label.width, label.height),
             threshold,
+            pred.dtype,
             limits,
         ));
     }
