@@ -148,17 +148,23 @@ pub fn read_npy(path: &Path) -> Result<Prediction, PredictionError> {
         .collect::<Result<_, _>>()?;
     let (height, width) = squeeze(path, &shape)?;
     let data = &bytes[start + header_len..];
-    let n = height * width;
+    let n = height.checked_mul(width).ok_or_else(|| bad("shape too large"))?;
     let (scores, dtype) = match descr.trim_matches('\'') {
         "<f4" | "=f4" => {
-            let raw = data.get(..n * 4).ok_or_else(|| bad("data shorter than its shape"))?;
+            let raw = n
+                .checked_mul(4)
+                .and_then(|k| data.get(..k))
+                .ok_or_else(|| bad("data shorter than its shape"))?;
             (
                 raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
                 PredDtype::Float32,
             )
         }
         "<f2" | "=f2" => {
-            let raw = data.get(..n * 2).ok_or_else(|| bad("data shorter than its shape"))?;
+            let raw = n
+                .checked_mul(2)
+                .and_then(|k| data.get(..k))
+                .ok_or_else(|| bad("data shorter than its shape"))?;
             (
                 raw.chunks_exact(2).map(|c| f32::from(half::f16::from_le_bytes([c[0], c[1]]))).collect(),
                 PredDtype::Float16,
