@@ -271,27 +271,127 @@ impl Histogram {
         if self.bins.is_empty() {
             return Err(MetricError::Empty);
         }
-        let (precision, recall) = self.pr_curve();
-        // AP = -Σ_j (recall[j+1] - recall[j]) · precision[j], over the reversed curve.
-        let terms: Vec<f64> =
-            (0..precision.len() - 1).map(|j| (recall[j + 1] - recall[j]) * precision[j]).collect();
-        let ap = -pairwise_sum_f64(&terms);
+        // Every metric is computed in its own pass over the bins, with at most one array of
+        // summands (8 bytes per distinct score) alive at a time: a pooled histogram of a large
+        // float32 dataset can hold tens of millions of bins.
+        let bins = &self.bins;
+        let k = bins.len();
+        let total_pos = self.positives();
+        let total_neg = self.negatives();
+        let (p_tot, n_tot) = (total_pos as f64, total_neg as f64);
+        // NOTE(upstream): with no positives scikit-learn 1.2.1 sets recall to one everywhere.
+        let recall = |tps: u64| if total_pos == 0 { 1.0 } else { tps as f64 / p_tot };
+        let precision = |tps: u64, fps: u64| tps as f64 / (tps + fps) as f64;
 
-        let (fpr, tpr) = self.roc_curve(true);
-        let auroc = trapezoid(&tpr, &fpr);
-        let fpr_at_tpr90_seed = fpr.iter().zip(&tpr).find(|p| *p.1 > 0.9).map(|p| *p.0).unwrap_or(0.0);
-
-        let (fpr_full, tpr_full) = self.roc_curve(false);
-        let fpr95 = if tpr_full.iter().any(|t| t.is_nan()) || fpr_full.iter().any(|f| f.is_nan()) {
-            f64::NAN
-        } else {
-            // TPR is non-decreasing: the first point at or above 0.95 is the lowest FPR reaching it.
-            let i = tpr_full.partition_point(|&t| t < 0.95);
-            fpr_full.get(i).copied().unwrap_or(f64::NAN)
+        // AP = -Σ_j (recall[j+1] - recall[j]) · precision[j] over the reversed curve, i.e. from the
+        // lowest threshold up; the point after the highest threshold is the appended recall 0.
+        let ap = {
+            let mut terms = Vec::with_capacity(k);
+            let (mut tps, mut fps) = (total_pos, total_neg);
+            for i in (0..k).rev() {
+                let (prev_tps, prev_fps) = (tps - bins[i].pos, fps - bins[i].neg);
+                let next_recall = if i == 0 { 0.0 } else { recall(prev_tps) };
+                terms.push((next_recall - recall(tps)) * precision(tps, fps));
+                (tps, fps) = (prev_tps, prev_fps);
+            }
+            -pairwise_sum_f64(&terms)
         };
 
-        let (sp, sr) = sort_by_recall_stable(&precision, &recall);
-        let aupr_seed = trapezoid(&sp, &sr);
+        // The seed's AUPR: the curve (lowest threshold first, then the appended (recall 0,
+        // precision 1)) stably sorted by recall. Recall is constant exactly where tps is, so the sort
+        // visits the runs of equal tps from the highest threshold down and each run from its lowest
+        // threshold up; the appended point closes the recall-0 run.
+        let aupr_seed = {
+            let mut terms = Vec::with_capacity(k);
+            {
+                let mut last: Option<(f64, f64)> = None;
+                let mut visit = |x: f64, y: f64| {
+                    if let Some((x0, y0)) = last {
+                        terms.push((x - x0) * (y + y0) / 2.0);
+                    }
+                    last = Some((x, y));
+                };
+                // The appended point sorts first unless some thresholds also have recall 0 (then it
+                // ends their run, being last on the curve).
+                let appended_first = total_pos == 0 || bins[0].pos > 0;
+                if appended_first {
+                    visit(0.0, 1.0);
+                }
+                let (mut tps_before, mut fps_before) = (0u64, 0u64);
+                let mut start = 0;
+                while start < k {
+                    let run_tps = tps_before + bins[start].pos;
+                    let mut end = start;
+                    let mut fps_end = fps_before + bins[start].neg;
+                    while end + 1 < k && bins[end + 1].pos == 0 {
+                        end += 1;
+                        fps_end += bins[end].neg;
+                    }
+                    let mut fps = fps_end;
+                    for i in (start..=end).rev() {
+                        visit(recall(run_tps), precision(run_tps, fps));
+                        fps -= bins[i].neg;
+                    }
+                    if start == 0 && !appended_first {
+                        visit(0.0, 1.0);
+                    }
+                    tps_before = run_tps;
+                    fps_before = fps_end;
+                    start = end + 1;
+                }
+            }
+            pairwise_sum_f64(&terms)
+        };
+
+        // ROC with drop_intermediate: the second difference of fps at threshold i is
+        // neg[i+1] - neg[i] (likewise for tps), so a point is kept where the counts change.
+        let fpr_of = |fps: u64| if total_neg == 0 { f64::NAN } else { fps as f64 / n_tot };
+        let tpr_of = |tps: u64| if total_pos == 0 { f64::NAN } else { tps as f64 / p_tot };
+        let (auroc, fpr_at_tpr90_seed) = {
+            let mut terms = Vec::new();
+            let mut seed_fpr: Option<f64> = None;
+            let (mut x0, mut y0) = (fpr_of(0), tpr_of(0));
+            if y0 > 0.9 {
+                seed_fpr = Some(x0);
+            }
+            let (mut tps, mut fps) = (0u64, 0u64);
+            for i in 0..k {
+                tps += bins[i].pos;
+                fps += bins[i].neg;
+                let keep = k <= 2
+                    || i == 0
+                    || i == k - 1
+                    || bins[i + 1].neg != bins[i].neg
+                    || bins[i + 1].pos != bins[i].pos;
+                if keep {
+                    let (x, y) = (fpr_of(fps), tpr_of(tps));
+                    terms.push((x - x0) * (y + y0) / 2.0);
+                    if seed_fpr.is_none() && y > 0.9 {
+                        seed_fpr = Some(x);
+                    }
+                    (x0, y0) = (x, y);
+                }
+            }
+            // FPR never decreases along the curve, so `auc` integrates forwards.
+            (pairwise_sum_f64(&terms), seed_fpr.unwrap_or(0.0))
+        };
+
+        // FPR95 on the full curve: the first threshold (highest first) whose TPR reaches 0.95.
+        let fpr95 = if total_pos == 0 || total_neg == 0 {
+            f64::NAN
+        } else {
+            let (mut tps, mut fps) = (0u64, 0u64);
+            let mut found = f64::NAN;
+            for b in bins {
+                tps += b.pos;
+                fps += b.neg;
+                if tpr_of(tps) >= 0.95 {
+                    found = fpr_of(fps);
+                    break;
+                }
+            }
+            found
+        };
 
         Ok(CurveMetrics {
             ap,
@@ -303,6 +403,32 @@ impl Histogram {
             negatives: self.negatives(),
             thresholds: self.bins.len(),
         })
+    }
+
+    /// At most about `max_points` points of the PR curve (recall, precision) and of the full ROC
+    /// curve (fpr, tpr), evenly spaced over the thresholds, ends included: for plots, without
+    /// materialising curves of millions of points.
+    pub fn sampled_curves(&self, max_points: usize) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+        let k = self.bins.len();
+        let (p_tot, n_tot) = (self.positives() as f64, self.negatives() as f64);
+        let step = k.div_ceil(max_points.max(1)).max(1);
+        let mut pr = vec![(0.0, 1.0)];
+        let mut roc = vec![(0.0, 0.0)];
+        let (mut tps, mut fps) = (0u64, 0u64);
+        for (i, b) in self.bins.iter().enumerate() {
+            tps += b.pos;
+            fps += b.neg;
+            if i % step == 0 || i + 1 == k {
+                let (t, f) = (tps as f64, fps as f64);
+                if p_tot > 0.0 {
+                    pr.push((t / p_tot, t / (t + f)));
+                }
+                if p_tot > 0.0 && n_tot > 0.0 {
+                    roc.push((f / n_tot, t / p_tot));
+                }
+            }
+        }
+        (pr, roc)
     }
 
     /// The reference's best-F1 threshold (`eval.py: get_best_f1`): for `t = i/n`, `i < n`, predict
@@ -327,28 +453,6 @@ impl Histogram {
         }
         best
     }
-}
-
-/// Reorders the precision-recall curve by ascending recall, keeping the curve order among equal
-/// recalls (a stable sort). Recall is non-increasing along the curve, so this reverses the order of
-/// the runs of equal recall and keeps each run as it is: linear time, no comparison sort.
-fn sort_by_recall_stable(precision: &[f64], recall: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    let n = recall.len();
-    let mut runs = Vec::new();
-    let mut start = 0;
-    for i in 1..=n {
-        if i == n || recall[i] != recall[start] {
-            runs.push(start..i);
-            start = i;
-        }
-    }
-    let mut p = Vec::with_capacity(n);
-    let mut r = Vec::with_capacity(n);
-    for run in runs.into_iter().rev() {
-        p.extend_from_slice(&precision[run.clone()]);
-        r.extend_from_slice(&recall[run]);
-    }
-    (p, r)
 }
 
 /// `sklearn.metrics.auc(x, y)` for a monotone `x`: `np.trapz(y, x)`, negated when `x` decreases.

@@ -150,18 +150,6 @@ pub fn summary_table(r: &EvalResults) -> String {
     s
 }
 
-/// At most `n` evenly spaced points of a curve, always keeping both ends (plots of curves with
-/// millions of thresholds would otherwise take longer than the evaluation).
-fn thin(x: &[f64], y: &[f64], n: usize) -> Vec<(f64, f64)> {
-    let len = x.len();
-    if len <= n {
-        return x.iter().copied().zip(y.iter().copied()).collect();
-    }
-    let mut v: Vec<(f64, f64)> = (0..n).map(|k| k * (len - 1) / (n - 1)).map(|i| (x[i], y[i])).collect();
-    v.dedup();
-    v
-}
-
 /// Registers the embedded DejaVu Sans as plotters' `sans-serif`, once: plots need no system font.
 fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -227,22 +215,14 @@ pub fn write_plots(out: &Path, pooled: &Histogram) -> Result<Vec<PathBuf>, EvalE
     const SIZE: (u32, u32) = (720, 540);
     let m = pooled.metrics().ok();
     let mut written = Vec::new();
-    let (p, r) = pooled.pr_curve();
-    let (fpr, tpr) = pooled.roc_curve(true);
+    let (pr, roc) = pooled.sampled_curves(4000);
     let curves = [
-        (
-            "pr_curve.png",
-            "Precision-recall",
-            ("recall", "precision"),
-            thin(&r, &p, 4000),
-            m.map(|m| m.ap),
-            "AP",
-        ),
+        ("pr_curve.png", "Precision-recall", ("recall", "precision"), pr, m.map(|m| m.ap), "AP"),
         (
             "roc_curve.png",
             "ROC",
             ("false positive rate", "true positive rate"),
-            thin(&fpr, &tpr, 4000),
+            roc,
             m.map(|m| m.auroc),
             "AUROC",
         ),
