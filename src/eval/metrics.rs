@@ -436,16 +436,21 @@ impl Histogram {
     /// (`2TP / (2TP + FP + FN)`, 0 when undefined). Returns (threshold, F1); (0, 0) when no F1 is > 0.
     pub fn best_f1_threshold(&self, n: usize) -> (f64, f64) {
         let total_pos = self.positives();
-        let mut best = (0.0, 0.0);
-        for i in 0..n {
+        // Counts above each threshold, from the highest threshold down in one pass over the bins.
+        let mut above = vec![(0u64, 0u64); n];
+        let (mut tp, mut fp, mut j) = (0u64, 0u64, 0usize);
+        for i in (0..n).rev() {
             let t = (i as f64 / n as f64) as f32;
-            let (mut tp, mut fp) = (0u64, 0u64);
-            for b in self.bins.iter().take_while(|b| b.score >= t && b.score > 0.0) {
-                tp += b.pos;
-                fp += b.neg;
+            while j < self.bins.len() && self.bins[j].score >= t && self.bins[j].score > 0.0 {
+                tp += self.bins[j].pos;
+                fp += self.bins[j].neg;
+                j += 1;
             }
-            let fneg = total_pos - tp;
-            let den = 2 * tp + fp + fneg;
+            above[i] = (tp, fp);
+        }
+        let mut best = (0.0, 0.0);
+        for (i, &(tp, fp)) in above.iter().enumerate() {
+            let den = 2 * tp + fp + (total_pos - tp);
             let f1 = if den == 0 { 0.0 } else { (2 * tp) as f64 / den as f64 };
             if f1 > best.1 {
                 best = (i as f64 / n as f64, f1);
