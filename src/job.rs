@@ -341,6 +341,9 @@ impl Job {
         if self.name.is_empty() || self.name.contains(['/', '\\']) {
             return Err(bad("name", "must be a non-empty name without slashes".into()));
         }
+        if self.dataset.label_value.as_ref().is_some_and(|v| v.is_empty()) {
+            return Err(bad("dataset.label_value", "needs at least one label value".into()));
+        }
         let p = &self.preprocess;
         if p.min_size == 0 {
             return Err(bad("preprocess.min_size", "must be > 0".into()));
@@ -496,6 +499,15 @@ mod tests {
         let err = parse("checkpoint: {sha256: abc}\n").unwrap_err().to_string();
         assert!(err.contains("checkpoint.sha256"), "{err}");
         assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn dataset_label_keys_parse() {
+        let job = parse("dataset: {kind: street_hazards, label_value: [255], labels: color}\n").unwrap();
+        assert_eq!(job.dataset.label_value, Some(vec![255]));
+        assert_eq!(job.dataset.labels, LabelFormat::Color);
+        let err = parse("dataset:\n  label_value: []\n").unwrap_err().to_string();
+        assert!(err.contains("dataset.label_value") && err.contains("line 2"), "{err}");
     }
 
     #[test]
