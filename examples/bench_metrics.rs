@@ -66,7 +66,9 @@ fn synthetic(frames: usize) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let arg = std::env::args().nth(1).ok_or("usage: bench_metrics DIR | --synthetic-f32 FRAMES")?;
+    let arg = std::env::args()
+        .nth(1)
+        .ok_or("usage: bench_metrics DIR | --synthetic-f32 FRAMES")?;
     if arg == "--synthetic-f32" {
         let n = std::env::args()
             .nth(2)
@@ -78,12 +80,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let raw = std::fs::read(dir.join("scores.f16"))?;
     let labels = std::fs::read(dir.join("labels.u8"))?;
     if raw.len() != 2 * labels.len() {
-        return Err(format!("scores.f16 has {} values, labels.u8 {}", raw.len() / 2, labels.len()).into());
+        return Err(format!(
+            "scores.f16 has {} values, labels.u8 {}",
+            raw.len() / 2,
+            labels.len()
+        )
+        .into());
     }
     // The evaluation reads float16 files and widens them to f32; do that outside the timing, as
     // the Python side loads its array before timing too.
-    let scores: Vec<f32> =
-        raw.chunks_exact(2).map(|c| f32::from(half::f16::from_le_bytes([c[0], c[1]]))).collect();
+    let scores: Vec<f32> = raw
+        .chunks_exact(2)
+        .map(|c| f32::from(half::f16::from_le_bytes([c[0], c[1]])))
+        .collect();
     drop(raw);
     const FRAME: usize = 1024 * 2048;
     let start = Instant::now();

@@ -44,10 +44,18 @@ fn main() -> anyhow::Result<()> {
     maskomaly::eval::discover::resolve_anomaly_queries(&mut job, &args.job)?;
     let predictions = args.predictions.unwrap_or_else(|| job.output.root.clone());
     let output = args.output.unwrap_or_else(|| predictions.join("eval"));
-    let opts =
-        EvalOptions { mode: args.mode, smiyc: args.smiyc, overlays: !args.no_overlays, ..Default::default() };
+    let opts = EvalOptions {
+        mode: args.mode,
+        smiyc: args.smiyc,
+        overlays: !args.no_overlays,
+        ..Default::default()
+    };
     run_eval(&job, &predictions, &output, &opts).with_context(|| {
-        format!("evaluating {} against {}", predictions.display(), job.dataset.root.display())
+        format!(
+            "evaluating {} against {}",
+            predictions.display(),
+            job.dataset.root.display()
+        )
     })?;
     Ok(())
 }

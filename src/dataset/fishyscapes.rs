@@ -33,8 +33,14 @@ fn key(name: String) -> String {
 
 fn list(spec: &DatasetSpec, kind: &'static str, folder: &str) -> Result<Vec<Item>, DatasetError> {
     let root = descend(&spec.root, folder, "images");
-    let images = images_in(kind, &root.join("images"))?.into_iter().map(|p| (key(stem(&p)), p)).collect();
-    let labels = images_in(kind, &root.join("labels"))?.into_iter().map(|p| (key(stem(&p)), p)).collect();
+    let images = images_in(kind, &root.join("images"))?
+        .into_iter()
+        .map(|p| (key(stem(&p)), p))
+        .collect();
+    let labels = images_in(kind, &root.join("labels"))?
+        .into_iter()
+        .map(|p| (key(stem(&p)), p))
+        .collect();
     let pairs = pair(kind, images, labels, false)?;
     let anomaly = spec.label_value.clone().unwrap_or_else(|| vec![1]);
     Ok(items(pairs, |k, _| PathBuf::from(k), 0, &anomaly, &[255]))
@@ -53,15 +59,29 @@ mod tests {
         let r = d.path().join("fs_static");
         for n in ["1", "0", "10"] {
             image(&r.join(format!("images/{n}.jpg")), 3, 1, [0, 0, 0]);
-            grey(&r.join(format!("labels/{n}.png")), 3, 1, |x, _| [0, 1, 255][x as usize]);
+            grey(&r.join(format!("labels/{n}.png")), 3, 1, |x, _| {
+                [0, 1, 255][x as usize]
+            });
         }
-        let spec = DatasetSpec { kind: DatasetKind::FsStatic, root: d.path().into(), ..Default::default() };
+        let spec = DatasetSpec {
+            kind: DatasetKind::FsStatic,
+            root: d.path().into(),
+            ..Default::default()
+        };
         let items = crate::dataset::list(&spec).unwrap();
-        let stems: Vec<_> = items.iter().map(|i| i.stem.to_str().unwrap().to_string()).collect();
+        let stems: Vec<_> = items
+            .iter()
+            .map(|i| i.stem.to_str().unwrap().to_string())
+            .collect();
         assert_eq!(stems, ["0", "1", "10"]);
         assert!(
             items[1].image.ends_with("images/1.jpg")
-                && items[1].label.as_ref().unwrap().path.ends_with("labels/1.png")
+                && items[1]
+                    .label
+                    .as_ref()
+                    .unwrap()
+                    .path
+                    .ends_with("labels/1.png")
         );
         let l = read_label(items[0].label.as_ref().unwrap()).unwrap();
         assert_eq!((l.anomaly, l.ignore), (vec![0, 1, 0], vec![0, 0, 1]));
@@ -75,20 +95,53 @@ mod tests {
     fn laf_accepts_fishy_label_names_and_label_value() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
-        for fid in ["04_Maurener_Weg_8_000000_000030", "01_Hanns_Klemm_Str_45_000000_000060"] {
-            image(&r.join(format!("images/{fid}_leftImg8bit.png")), 2, 1, [0, 0, 0]);
-            grey(&r.join(format!("labels/{fid}_fishy-labels.png")), 2, 1, |x, _| [120, 1][x as usize]);
+        for fid in [
+            "04_Maurener_Weg_8_000000_000030",
+            "01_Hanns_Klemm_Str_45_000000_000060",
+        ] {
+            image(
+                &r.join(format!("images/{fid}_leftImg8bit.png")),
+                2,
+                1,
+                [0, 0, 0],
+            );
+            grey(
+                &r.join(format!("labels/{fid}_fishy-labels.png")),
+                2,
+                1,
+                |x, _| [120, 1][x as usize],
+            );
         }
-        let mut spec = DatasetSpec { kind: DatasetKind::FsLaf, root: r.into(), ..Default::default() };
+        let mut spec = DatasetSpec {
+            kind: DatasetKind::FsLaf,
+            root: r.into(),
+            ..Default::default()
+        };
         let items = crate::dataset::list(&spec).unwrap();
-        assert_eq!(items[0].stem, PathBuf::from("01_Hanns_Klemm_Str_45_000000_000060"));
-        assert_eq!(read_label(items[0].label.as_ref().unwrap()).unwrap().anomaly, [0, 1]);
+        assert_eq!(
+            items[0].stem,
+            PathBuf::from("01_Hanns_Klemm_Str_45_000000_000060")
+        );
+        assert_eq!(
+            read_label(items[0].label.as_ref().unwrap())
+                .unwrap()
+                .anomaly,
+            [0, 1]
+        );
         spec.label_value = Some(vec![120]);
         let items = crate::dataset::list(&spec).unwrap();
-        assert_eq!(read_label(items[0].label.as_ref().unwrap()).unwrap().anomaly, [1, 0]);
+        assert_eq!(
+            read_label(items[0].label.as_ref().unwrap())
+                .unwrap()
+                .anomaly,
+            [1, 0]
+        );
 
         image(&r.join("labels/stray.png"), 2, 1, [0, 0, 0]);
         let err = crate::dataset::list(&spec).unwrap_err().to_string();
-        assert!(err.contains("stray.png") && err.contains("no image"), "{err}");
+        assert!(
+            err.contains("stray.png") && err.contains("no image"),
+            "{err}"
+        );
     }
 }

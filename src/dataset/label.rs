@@ -31,10 +31,16 @@ pub enum LabelError {
 /// the reference's `cv2.imread` does before it picks a channel.
 pub fn read_label(spec: &LabelSpec) -> Result<Label, LabelError> {
     if spec.channel > 2 {
-        return Err(LabelError::Channel { path: spec.path.clone(), channel: spec.channel });
+        return Err(LabelError::Channel {
+            path: spec.path.clone(),
+            channel: spec.channel,
+        });
     }
     let img = image::open(&spec.path)
-        .map_err(|e| LabelError::Decode { path: spec.path.clone(), message: e.to_string() })?
+        .map_err(|e| LabelError::Decode {
+            path: spec.path.clone(),
+            message: e.to_string(),
+        })?
         .into_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     // One table lookup per pixel: 1 = anomaly, 2 = ignore.
@@ -52,7 +58,12 @@ pub fn read_label(spec: &LabelSpec) -> Result<Label, LabelError> {
         anomaly.push((c == 1) as u8);
         ignore.push((c == 2) as u8);
     }
-    Ok(Label { width: w, height: h, anomaly, ignore })
+    Ok(Label {
+        width: w,
+        height: h,
+        anomaly,
+        ignore,
+    })
 }
 
 #[cfg(test)]
@@ -64,8 +75,15 @@ mod tests {
     fn maps_values_of_the_chosen_channel() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("l.png");
-        testutil::colour(&p, 3, 1, |x, _| [[255, 255, 255], [255, 102, 0], [0, 0, 0]][x as usize]);
-        let spec = LabelSpec { path: p, channel: 1, anomaly: vec![102], ignore: vec![0] };
+        testutil::colour(&p, 3, 1, |x, _| {
+            [[255, 255, 255], [255, 102, 0], [0, 0, 0]][x as usize]
+        });
+        let spec = LabelSpec {
+            path: p,
+            channel: 1,
+            anomaly: vec![102],
+            ignore: vec![0],
+        };
         let l = read_label(&spec).unwrap();
         assert_eq!((l.width, l.height), (3, 1));
         assert_eq!(l.anomaly, [0, 1, 0]);
@@ -77,8 +95,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("broken.png");
         std::fs::write(&p, b"not a png").unwrap();
-        let err =
-            read_label(&LabelSpec { path: p, channel: 0, anomaly: vec![1], ignore: vec![] }).unwrap_err();
+        let err = read_label(&LabelSpec {
+            path: p,
+            channel: 0,
+            anomaly: vec![1],
+            ignore: vec![],
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("broken.png"), "{err}");
     }
 }

@@ -21,7 +21,10 @@ fn entries_in(kind: &'static str, dir: &Path, dirs: bool) -> Result<Vec<PathBuf>
             message: format!("expected folder {} is missing", dir.display()),
         });
     }
-    let walk_err = |e: std::io::Error| DatasetError::Walk { path: dir.to_path_buf(), message: e.to_string() };
+    let walk_err = |e: std::io::Error| DatasetError::Walk {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    };
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(walk_err)? {
         let entry = entry.map_err(walk_err)?;
@@ -33,19 +36,28 @@ fn entries_in(kind: &'static str, dir: &Path, dirs: bool) -> Result<Vec<PathBuf>
             out.push(path);
         }
     }
-    out.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
+    out.sort_by(|a, b| {
+        a.as_os_str()
+            .as_encoded_bytes()
+            .cmp(b.as_os_str().as_encoded_bytes())
+    });
     Ok(out)
 }
 
 /// Image files directly inside `dir`.
 pub(crate) fn images_in(kind: &'static str, dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
-    Ok(files_in(kind, dir)?.into_iter().filter(|p| is_image_path(p)).collect())
+    Ok(files_in(kind, dir)?
+        .into_iter()
+        .filter(|p| is_image_path(p))
+        .collect())
 }
 
 /// File name without its last extension, as a string (non-UTF-8 names are kept lossily; they only
 /// serve as pairing keys and output stems).
 pub(crate) fn stem(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// `name` without `suffix`, or `None` when it does not end with it.
@@ -72,7 +84,11 @@ pub(crate) fn pair(
         if let Some(prev) = by_key.insert(k.clone(), p.clone()) {
             return Err(DatasetError::Layout {
                 kind,
-                message: format!("labels {} and {} both belong to image `{k}`", prev.display(), p.display()),
+                message: format!(
+                    "labels {} and {} both belong to image `{k}`",
+                    prev.display(),
+                    p.display()
+                ),
             });
         }
     }
@@ -88,14 +104,22 @@ pub(crate) fn pair(
     if !missing.is_empty() {
         return Err(DatasetError::Layout {
             kind,
-            message: format!("{} image(s) have no label: {}", missing.len(), listing(&missing)),
+            message: format!(
+                "{} image(s) have no label: {}",
+                missing.len(),
+                listing(&missing)
+            ),
         });
     }
     if !by_key.is_empty() {
         let extra: Vec<String> = by_key.values().map(|p| p.display().to_string()).collect();
         return Err(DatasetError::Layout {
             kind,
-            message: format!("{} label(s) have no image: {}", extra.len(), listing(&extra)),
+            message: format!(
+                "{} label(s) have no image: {}",
+                extra.len(),
+                listing(&extra)
+            ),
         });
     }
     Ok(out)
@@ -149,18 +173,24 @@ pub(crate) mod testutil {
     /// A `w`×`h` RGB image of one colour (PNG/JPEG/WebP by extension).
     pub fn image(path: &Path, w: u32, h: u32, rgb: [u8; 3]) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        image::RgbImage::from_pixel(w, h, image::Rgb(rgb)).save(path).unwrap();
+        image::RgbImage::from_pixel(w, h, image::Rgb(rgb))
+            .save(path)
+            .unwrap();
     }
 
     /// A grey label image whose pixel (x, y) is `f(x, y)`.
     pub fn grey(path: &Path, w: u32, h: u32, f: impl Fn(u32, u32) -> u8) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        image::GrayImage::from_fn(w, h, |x, y| image::Luma([f(x, y)])).save(path).unwrap();
+        image::GrayImage::from_fn(w, h, |x, y| image::Luma([f(x, y)]))
+            .save(path)
+            .unwrap();
     }
 
     /// A colour label image whose pixel (x, y) is `f(x, y)`.
     pub fn colour(path: &Path, w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 3]) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        image::RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y))).save(path).unwrap();
+        image::RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y)))
+            .save(path)
+            .unwrap();
     }
 }

@@ -36,10 +36,19 @@ pub fn list(spec: &DatasetSpec) -> Result<Vec<Item>, DatasetError> {
     // Scenes are visited in order, but sort by frame id as the benchmark does.
     images.sort_by(|a, b| a.0.cmp(&b.0));
     let pairs = pair(KIND, images, labels, false)?;
-    let anomaly = spec.label_value.clone().unwrap_or_else(|| (2..=200).collect());
+    let anomaly = spec
+        .label_value
+        .clone()
+        .unwrap_or_else(|| (2..=200).collect());
     let mut usual_and_anomaly = anomaly.clone();
     usual_and_anomaly.push(1);
-    Ok(items(pairs, |k, _| PathBuf::from(k), 0, &anomaly, &complement(&usual_and_anomaly)))
+    Ok(items(
+        pairs,
+        |k, _| PathBuf::from(k),
+        0,
+        &anomaly,
+        &complement(&usual_and_anomaly),
+    ))
 }
 
 #[cfg(test)]
@@ -53,25 +62,50 @@ mod tests {
     fn pairs_left_images_with_coarse_label_ids() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
-        for (scene, fid) in
-            [("04_Maurener_Weg_8", "04_Maurener_Weg_8_000000_000030"), ("01_Hanns", "01_Hanns_000002_000010")]
-        {
-            image(&r.join(format!("leftImg8bit/test/{scene}/{fid}_leftImg8bit.png")), 4, 1, [0, 0, 0]);
-            grey(&r.join(format!("gtCoarse/test/{scene}/{fid}_gtCoarse_labelIds.png")), 4, 1, |x, _| {
-                [0, 1, 2, 201][x as usize]
-            });
+        for (scene, fid) in [
+            ("04_Maurener_Weg_8", "04_Maurener_Weg_8_000000_000030"),
+            ("01_Hanns", "01_Hanns_000002_000010"),
+        ] {
+            image(
+                &r.join(format!("leftImg8bit/test/{scene}/{fid}_leftImg8bit.png")),
+                4,
+                1,
+                [0, 0, 0],
+            );
+            grey(
+                &r.join(format!("gtCoarse/test/{scene}/{fid}_gtCoarse_labelIds.png")),
+                4,
+                1,
+                |x, _| [0, 1, 2, 201][x as usize],
+            );
             // Other gtCoarse files in the same folder are not labels.
-            grey(&r.join(format!("gtCoarse/test/{scene}/{fid}_gtCoarse_instanceIds.png")), 4, 1, |_, _| 0);
+            grey(
+                &r.join(format!(
+                    "gtCoarse/test/{scene}/{fid}_gtCoarse_instanceIds.png"
+                )),
+                4,
+                1,
+                |_, _| 0,
+            );
         }
-        let spec = DatasetSpec { kind: DatasetKind::LostAndFound, root: r.into(), ..Default::default() };
+        let spec = DatasetSpec {
+            kind: DatasetKind::LostAndFound,
+            root: r.into(),
+            ..Default::default()
+        };
         let items = crate::dataset::list(&spec).unwrap();
         assert_eq!(items[0].stem, PathBuf::from("01_Hanns_000002_000010"));
         let l = read_label(items[1].label.as_ref().unwrap()).unwrap();
         assert_eq!((l.anomaly, l.ignore), (vec![0, 0, 1, 0], vec![1, 0, 0, 1]));
 
-        std::fs::remove_file(r.join("gtCoarse/test/01_Hanns/01_Hanns_000002_000010_gtCoarse_labelIds.png"))
-            .unwrap();
+        std::fs::remove_file(
+            r.join("gtCoarse/test/01_Hanns/01_Hanns_000002_000010_gtCoarse_labelIds.png"),
+        )
+        .unwrap();
         let err = crate::dataset::list(&spec).unwrap_err().to_string();
-        assert!(err.contains("01_Hanns_000002_000010_leftImg8bit.png"), "{err}");
+        assert!(
+            err.contains("01_Hanns_000002_000010_leftImg8bit.png"),
+            "{err}"
+        );
     }
 }

@@ -18,15 +18,25 @@ const KIND: &str = "road_anomaly";
 
 pub fn list(spec: &DatasetSpec) -> Result<Vec<Item>, DatasetError> {
     let base = descend(&spec.root, "RoadAnomaly_jpg", "frames");
-    let frames = if base.join("frames").is_dir() { base.join("frames") } else { base };
-    let images = images_in(KIND, &frames)?.into_iter().map(|p| (stem(&p), p)).collect();
+    let frames = if base.join("frames").is_dir() {
+        base.join("frames")
+    } else {
+        base
+    };
+    let images = images_in(KIND, &frames)?
+        .into_iter()
+        .map(|p| (stem(&p), p))
+        .collect();
     let (file, channel, anomaly) = match spec.labels {
         LabelFormat::Semantic => ("labels_semantic.png", 0, vec![2u8]),
         LabelFormat::Color => ("labels_semantic_color.png", 1, vec![69u8]),
     };
     let mut labels = Vec::new();
     for dir in dirs_in(KIND, &frames)? {
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let key = name.strip_suffix(".labels").unwrap_or(&name).to_string();
         let path = dir.join(file);
         if !path.is_file() {
@@ -39,7 +49,13 @@ pub fn list(spec: &DatasetSpec) -> Result<Vec<Item>, DatasetError> {
     }
     let pairs = pair(KIND, images, labels, false)?;
     let anomaly = spec.label_value.clone().unwrap_or(anomaly);
-    Ok(items(pairs, |k, _| PathBuf::from(k), channel, &anomaly, &[]))
+    Ok(items(
+        pairs,
+        |k, _| PathBuf::from(k),
+        channel,
+        &anomaly,
+        &[],
+    ))
 }
 
 #[cfg(test)]
@@ -55,16 +71,32 @@ mod tests {
         let f = d.path().join("RoadAnomaly_jpg/frames");
         for n in ["animals02_cow", "animals01_deer"] {
             image(&f.join(format!("{n}.jpg")), 2, 1, [5, 5, 5]);
-            grey(&f.join(format!("{n}.labels/labels_semantic.png")), 2, 1, |x, _| [0, 2][x as usize]);
-            colour(&f.join(format!("{n}.labels/labels_semantic_color.png")), 2, 1, |x, _| {
-                [[0, 0, 0], [255, 69, 0]][x as usize]
-            });
+            grey(
+                &f.join(format!("{n}.labels/labels_semantic.png")),
+                2,
+                1,
+                |x, _| [0, 2][x as usize],
+            );
+            colour(
+                &f.join(format!("{n}.labels/labels_semantic_color.png")),
+                2,
+                1,
+                |x, _| [[0, 0, 0], [255, 69, 0]][x as usize],
+            );
         }
-        let mut spec =
-            DatasetSpec { kind: DatasetKind::RoadAnomaly, root: d.path().into(), ..Default::default() };
+        let mut spec = DatasetSpec {
+            kind: DatasetKind::RoadAnomaly,
+            root: d.path().into(),
+            ..Default::default()
+        };
         let items = crate::dataset::list(&spec).unwrap();
         assert_eq!(items[0].stem, PathBuf::from("animals01_deer"));
-        assert_eq!(read_label(items[0].label.as_ref().unwrap()).unwrap().anomaly, [0, 1]);
+        assert_eq!(
+            read_label(items[0].label.as_ref().unwrap())
+                .unwrap()
+                .anomaly,
+            [0, 1]
+        );
         spec.labels = LabelFormat::Color;
         spec.root = f.clone();
         let items = crate::dataset::list(&spec).unwrap();

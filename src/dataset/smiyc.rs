@@ -50,7 +50,13 @@ pub fn list_anomaly(spec: &DatasetSpec) -> Result<Vec<Item>, DatasetError> {
             message: format!("unknown split `{other}` (expected all, validation or test)"),
         }),
     };
-    list_track(spec, KIND, "dataset_AnomalyTrack", split == "validation", keep)
+    list_track(
+        spec,
+        KIND,
+        "dataset_AnomalyTrack",
+        split == "validation",
+        keep,
+    )
 }
 
 /// `smiyc_obstacle`; splits: `all` (default), `validation` (the benchmark's 30 frames, labels
@@ -69,13 +75,22 @@ pub fn list_obstacle(spec: &DatasetSpec) -> Result<Vec<Item>, DatasetError> {
         Ok(match split.as_str() {
             "all" => true,
             "validation" => {
-                scene == "validation" && !OBSTACLE_VALIDATION_EXCLUDED.iter().any(|p| fid.starts_with(p))
+                scene == "validation"
+                    && !OBSTACLE_VALIDATION_EXCLUDED
+                        .iter()
+                        .any(|p| fid.starts_with(p))
             }
             "test" => !OBSTACLE_NOT_TEST.contains(&scene),
             name => scene == name,
         })
     };
-    list_track(spec, KIND, "dataset_ObstacleTrack", split == "validation", keep)
+    list_track(
+        spec,
+        KIND,
+        "dataset_ObstacleTrack",
+        split == "validation",
+        keep,
+    )
 }
 
 fn list_track(
@@ -86,8 +101,10 @@ fn list_track(
     keep: impl Fn(&str) -> Result<bool, DatasetError>,
 ) -> Result<Vec<Item>, DatasetError> {
     let root = descend(&spec.root, folder, "images");
-    let all_images: Vec<(String, PathBuf)> =
-        images_in(kind, &root.join("images"))?.into_iter().map(|p| (stem(&p), p)).collect();
+    let all_images: Vec<(String, PathBuf)> = images_in(kind, &root.join("images"))?
+        .into_iter()
+        .map(|p| (stem(&p), p))
+        .collect();
     let (suffix, channel, anomaly, ignore) = match spec.labels {
         LabelFormat::Semantic => (SEMANTIC_SUFFIX, 0, vec![1u8], complement(&[0, 1])),
         LabelFormat::Color => (COLOR_SUFFIX, 1, vec![102u8], vec![0u8]),
@@ -116,8 +133,11 @@ fn list_track(
         }
     }
     if labels_required {
-        let missing: Vec<String> =
-            filtered.iter().filter(|p| p.2.is_none()).map(|p| p.1.display().to_string()).collect();
+        let missing: Vec<String> = filtered
+            .iter()
+            .filter(|p| p.2.is_none())
+            .map(|p| p.1.display().to_string())
+            .collect();
         if !missing.is_empty() {
             return Err(DatasetError::Layout {
                 kind,
@@ -130,7 +150,13 @@ fn list_track(
             });
         }
     }
-    Ok(items(filtered, |k, _| PathBuf::from(k), channel, &anomaly, &ignore))
+    Ok(items(
+        filtered,
+        |k, _| PathBuf::from(k),
+        channel,
+        &anomaly,
+        &ignore,
+    ))
 }
 
 #[cfg(test)]
@@ -142,7 +168,12 @@ mod tests {
     use std::path::Path;
 
     fn spec(kind: DatasetKind, root: &Path, split: Option<&str>) -> DatasetSpec {
-        DatasetSpec { kind, root: root.to_path_buf(), split: split.map(Into::into), ..Default::default() }
+        DatasetSpec {
+            kind,
+            root: root.to_path_buf(),
+            split: split.map(Into::into),
+            ..Default::default()
+        }
     }
 
     fn anomaly_track(root: &Path) {
@@ -151,12 +182,18 @@ mod tests {
             image(&t.join(format!("images/{fid}.jpg")), 4, 2, [9, 9, 9]);
         }
         for fid in ["validation0000", "validation0001"] {
-            grey(&t.join(format!("labels_masks/{fid}_labels_semantic.png")), 4, 2, |x, _| {
-                [0, 1, 255, 7][x as usize]
-            });
-            colour(&t.join(format!("labels_masks/{fid}_labels_semantic_color.png")), 4, 2, |x, _| {
-                [[255, 255, 255], [255, 102, 0], [0, 0, 0], [255, 255, 255]][x as usize]
-            });
+            grey(
+                &t.join(format!("labels_masks/{fid}_labels_semantic.png")),
+                4,
+                2,
+                |x, _| [0, 1, 255, 7][x as usize],
+            );
+            colour(
+                &t.join(format!("labels_masks/{fid}_labels_semantic_color.png")),
+                4,
+                2,
+                |x, _| [[255, 255, 255], [255, 102, 0], [0, 0, 0], [255, 255, 255]][x as usize],
+            );
         }
     }
 
@@ -164,9 +201,16 @@ mod tests {
     fn anomaly_track_pairs_by_frame_id() {
         let d = tempfile::tempdir().unwrap();
         anomaly_track(d.path());
-        let items =
-            super::super::list(&spec(DatasetKind::SmiycAnomaly, d.path(), Some("validation"))).unwrap();
-        let stems: Vec<_> = items.iter().map(|i| i.stem.to_str().unwrap().to_string()).collect();
+        let items = super::super::list(&spec(
+            DatasetKind::SmiycAnomaly,
+            d.path(),
+            Some("validation"),
+        ))
+        .unwrap();
+        let stems: Vec<_> = items
+            .iter()
+            .map(|i| i.stem.to_str().unwrap().to_string())
+            .collect();
         assert_eq!(stems, ["validation0000", "validation0001"]);
         let l = read_label(items[0].label.as_ref().unwrap()).unwrap();
         assert_eq!(l.anomaly, [0, 1, 0, 0, 0, 1, 0, 0]);
@@ -177,8 +221,11 @@ mod tests {
         assert_eq!(all.len(), 3);
         assert!(all[2].label.is_none(), "test frames have no public label");
 
-        let mut c =
-            spec(DatasetKind::SmiycAnomaly, &d.path().join("dataset_AnomalyTrack"), Some("validation"));
+        let mut c = spec(
+            DatasetKind::SmiycAnomaly,
+            &d.path().join("dataset_AnomalyTrack"),
+            Some("validation"),
+        );
         c.labels = LabelFormat::Color;
         let items = super::super::list(&c).unwrap();
         let l = read_label(items[1].label.as_ref().unwrap()).unwrap();
@@ -192,23 +239,51 @@ mod tests {
         anomaly_track(d.path());
         let t = d.path().join("dataset_AnomalyTrack");
         std::fs::remove_file(t.join("labels_masks/validation0001_labels_semantic.png")).unwrap();
-        let err =
-            super::super::list(&spec(DatasetKind::SmiycAnomaly, d.path(), Some("validation"))).unwrap_err();
+        let err = super::super::list(&spec(
+            DatasetKind::SmiycAnomaly,
+            d.path(),
+            Some("validation"),
+        ))
+        .unwrap_err();
         assert!(err.to_string().contains("validation0001.jpg"), "{err}");
 
-        grey(&t.join("labels_masks/validation0001_labels_semantic.png"), 4, 2, |_, _| 0);
-        grey(&t.join("labels_masks/validation0009_labels_semantic.png"), 4, 2, |_, _| 0);
+        grey(
+            &t.join("labels_masks/validation0001_labels_semantic.png"),
+            4,
+            2,
+            |_, _| 0,
+        );
+        grey(
+            &t.join("labels_masks/validation0009_labels_semantic.png"),
+            4,
+            2,
+            |_, _| 0,
+        );
         let err = super::super::list(&spec(DatasetKind::SmiycAnomaly, d.path(), None)).unwrap_err();
-        assert!(err.to_string().contains("validation0009_labels_semantic.png"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("validation0009_labels_semantic.png"),
+            "{err}"
+        );
     }
 
     #[test]
     fn obstacle_track_splits_follow_the_benchmark() {
         let d = tempfile::tempdir().unwrap();
         let t = d.path().join("dataset_ObstacleTrack");
-        for fid in ["validation_1_00000", "validation_19_00000", "gravel_00001", "driveway_00002"] {
+        for fid in [
+            "validation_1_00000",
+            "validation_19_00000",
+            "gravel_00001",
+            "driveway_00002",
+        ] {
             image(&t.join(format!("images/{fid}.png")), 2, 2, [1, 2, 3]);
-            grey(&t.join(format!("labels_masks/{fid}_labels_semantic.png")), 2, 2, |x, _| x as u8);
+            grey(
+                &t.join(format!("labels_masks/{fid}_labels_semantic.png")),
+                2,
+                2,
+                |x, _| x as u8,
+            );
         }
         let stems = |split: Option<&str>| -> Vec<String> {
             super::super::list(&spec(DatasetKind::SmiycObstacle, d.path(), split))

@@ -24,21 +24,36 @@ const KIND: &str = "street_hazards";
 pub const ANOMALY_VALUE: u8 = 14;
 
 pub fn list(spec: &DatasetSpec) -> Result<Vec<Item>, DatasetError> {
-    let base = descend(&descend(&spec.root, "streethazards-test", "test"), "test", "images");
+    let base = descend(
+        &descend(&spec.root, "streethazards-test", "test"),
+        "test",
+        "images",
+    );
     let img_root = base.join("images/test");
     let ann_root = base.join("annotations/test");
     let mut images = Vec::new();
     let mut labels = Vec::new();
     for town in dirs_in(KIND, &img_root)? {
         let t = stem(&town);
-        images.extend(images_in(KIND, &town)?.into_iter().map(|p| (format!("{t}_{}", stem(&p)), p)));
+        images.extend(
+            images_in(KIND, &town)?
+                .into_iter()
+                .map(|p| (format!("{t}_{}", stem(&p)), p)),
+        );
     }
     for town in dirs_in(KIND, &ann_root)? {
         let t = stem(&town);
-        labels.extend(images_in(KIND, &town)?.into_iter().map(|p| (format!("{t}_{}", stem(&p)), p)));
+        labels.extend(
+            images_in(KIND, &town)?
+                .into_iter()
+                .map(|p| (format!("{t}_{}", stem(&p)), p)),
+        );
     }
     let pairs = pair(KIND, images, labels, false)?;
-    let anomaly = spec.label_value.clone().unwrap_or_else(|| vec![ANOMALY_VALUE]);
+    let anomaly = spec
+        .label_value
+        .clone()
+        .unwrap_or_else(|| vec![ANOMALY_VALUE]);
     Ok(items(pairs, |k, _| PathBuf::from(k), 0, &anomaly, &[]))
 }
 
@@ -54,24 +69,60 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let b = d.path().join("streethazards-test/test");
         for (town, n) in [("t5", "300"), ("t6", "300"), ("t5", "301")] {
-            image(&b.join(format!("images/test/{town}/{n}.png")), 2, 1, [1, 1, 1]);
-            grey(&b.join(format!("annotations/test/{town}/{n}.png")), 2, 1, |x, _| [3, 14][x as usize]);
+            image(
+                &b.join(format!("images/test/{town}/{n}.png")),
+                2,
+                1,
+                [1, 1, 1],
+            );
+            grey(
+                &b.join(format!("annotations/test/{town}/{n}.png")),
+                2,
+                1,
+                |x, _| [3, 14][x as usize],
+            );
         }
-        let mut spec =
-            DatasetSpec { kind: DatasetKind::StreetHazards, root: d.path().into(), ..Default::default() };
+        let mut spec = DatasetSpec {
+            kind: DatasetKind::StreetHazards,
+            root: d.path().into(),
+            ..Default::default()
+        };
         let items = crate::dataset::list(&spec).unwrap();
-        let stems: Vec<_> = items.iter().map(|i| i.stem.to_str().unwrap().to_string()).collect();
+        let stems: Vec<_> = items
+            .iter()
+            .map(|i| i.stem.to_str().unwrap().to_string())
+            .collect();
         assert_eq!(stems, ["t5_300", "t5_301", "t6_300"]);
-        assert!(items[2].label.as_ref().unwrap().path.ends_with("annotations/test/t6/300.png"));
-        assert_eq!(read_label(items[0].label.as_ref().unwrap()).unwrap().anomaly, [0, 1]);
+        assert!(items[2]
+            .label
+            .as_ref()
+            .unwrap()
+            .path
+            .ends_with("annotations/test/t6/300.png"));
+        assert_eq!(
+            read_label(items[0].label.as_ref().unwrap())
+                .unwrap()
+                .anomaly,
+            [0, 1]
+        );
         spec.label_value = Some(vec![255]);
         assert_eq!(
-            read_label(crate::dataset::list(&spec).unwrap()[0].label.as_ref().unwrap()).unwrap().anomaly,
+            read_label(
+                crate::dataset::list(&spec).unwrap()[0]
+                    .label
+                    .as_ref()
+                    .unwrap()
+            )
+            .unwrap()
+            .anomaly,
             [0, 0]
         );
 
         std::fs::remove_file(b.join("images/test/t6/300.png")).unwrap();
         let err = crate::dataset::list(&spec).unwrap_err().to_string();
-        assert!(err.contains("t6/300.png") && err.contains("no image"), "{err}");
+        assert!(
+            err.contains("t6/300.png") && err.contains("no image"),
+            "{err}"
+        );
     }
 }

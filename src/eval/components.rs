@@ -134,7 +134,9 @@ pub fn frame_components(
             Box::new(move |s| s > t)
         }
     };
-    let pred_mask: Vec<bool> = (0..w * h).map(|i| above(scores[i]) && ignore[i] == 0).collect();
+    let pred_mask: Vec<bool> = (0..w * h)
+        .map(|i| above(scores[i]) && ignore[i] == 0)
+        .collect();
     let gt_mask: Vec<bool> = anomaly.iter().map(|&a| a != 0).collect();
     let (mut pred, pred_sizes) = label_components(&pred_mask, w, h);
     let (gt, gt_sizes) = label_components(&gt_mask, w, h);
@@ -168,19 +170,33 @@ pub fn frame_components(
 
     let mut out = FrameComponents::default();
     for &g in &gt_ids {
-        let touching: Vec<u32> = pred_ids.iter().copied().filter(|&p| count(g, p) > 0).collect();
+        let touching: Vec<u32> = pred_ids
+            .iter()
+            .copied()
+            .filter(|&p| count(g, p) > 0)
+            .collect();
         let inter: u64 = touching.iter().map(|&p| count(g, p)).sum();
         let s_size: u64 = touching.iter().map(|&p| psize[&p]).sum();
         // Pixels of the touching predictions that lie on other ground-truth components.
-        let adjustment: u64 = touching.iter().map(|&p| psize[&p] - count(0, p) - count(g, p)).sum();
+        let adjustment: u64 = touching
+            .iter()
+            .map(|&p| psize[&p] - count(0, p) - count(g, p))
+            .sum();
         let union = (s_size + gsize[&g]) as f64 - inter as f64 - adjustment as f64;
         out.siou_gt.push(inter as f64 / union);
     }
     for &p in &pred_ids {
-        let touching: Vec<u32> = gt_ids.iter().copied().filter(|&g| count(g, p) > 0).collect();
+        let touching: Vec<u32> = gt_ids
+            .iter()
+            .copied()
+            .filter(|&g| count(g, p) > 0)
+            .collect();
         let inter: u64 = touching.iter().map(|&g| count(g, p)).sum();
         let g_size: u64 = touching.iter().map(|&g| gsize[&g]).sum();
-        let adjustment: u64 = touching.iter().map(|&g| gsize[&g] - count(g, 0) - count(g, p)).sum();
+        let adjustment: u64 = touching
+            .iter()
+            .map(|&g| gsize[&g] - count(g, 0) - count(g, p))
+            .sum();
         let union = (g_size + psize[&p]) as f64 - inter as f64 - adjustment as f64;
         out.siou_pred.push(inter as f64 / union);
         out.ppv.push(inter as f64 / psize[&p] as f64);
@@ -202,14 +218,20 @@ pub struct ComponentMetrics {
 
 /// Aggregates frames the way the server does (means over all components of all frames).
 pub fn aggregate(frames: &[FrameComponents], threshold: f64) -> ComponentMetrics {
-    let all = |f: fn(&FrameComponents) -> &Vec<f64>| frames.iter().flat_map(f).copied().collect::<Vec<f64>>();
+    let all = |f: fn(&FrameComponents) -> &Vec<f64>| {
+        frames.iter().flat_map(f).copied().collect::<Vec<f64>>()
+    };
     let (g, p, v) = (all(|f| &f.siou_gt), all(|f| &f.siou_pred), all(|f| &f.ppv));
     let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
     // np.linspace(0.25, 0.75, 11)
     let step = 0.5 / 10.0;
     let mut f1_sum = 0.0;
     for k in 0..11 {
-        let t = if k == 10 { 0.75 } else { k as f64 * step + 0.25 };
+        let t = if k == 10 {
+            0.75
+        } else {
+            k as f64 * step + 0.25
+        };
         let tp = g.iter().filter(|&&s| s >= t).count() as f64;
         let fneg = g.iter().filter(|&&s| s < t).count() as f64;
         let fp = v.iter().filter(|&&s| s < t).count() as f64;
@@ -236,12 +258,18 @@ mod tests {
         // . 1 . 1
         // . . . .
         // 1 1 . .
-        let m: Vec<bool> = [1, 0, 0, 1, 0, 1, 0, 1, 0, 0, 0, 0, 1, 1, 0, 0].iter().map(|&v| v == 1).collect();
+        let m: Vec<bool> = [1, 0, 0, 1, 0, 1, 0, 1, 0, 0, 0, 0, 1, 1, 0, 0]
+            .iter()
+            .map(|&v| v == 1)
+            .collect();
         let (lab, sizes) = label_components(&m, 4, 4);
         assert_eq!(lab, [1, 0, 0, 2, 0, 1, 0, 2, 0, 0, 0, 0, 3, 3, 0, 0]);
         assert_eq!(sizes, [10, 2, 2, 2]);
         // A U shape whose arms meet late still becomes one component.
-        let u: Vec<bool> = [1, 0, 1, 1, 0, 1, 1, 1, 1].iter().map(|&v| v == 1).collect();
+        let u: Vec<bool> = [1, 0, 1, 1, 0, 1, 1, 1, 1]
+            .iter()
+            .map(|&v| v == 1)
+            .collect();
         let (lab, sizes) = label_components(&u, 3, 3);
         assert!(lab.iter().all(|&l| l <= 1) && sizes == [2, 7]);
     }
@@ -250,10 +278,14 @@ mod tests {
     fn perfect_and_split_predictions() {
         // 10×4 frame, gt: columns 1..3 and 6..8 of all rows (two components of 8 px).
         let (w, h) = (10, 4);
-        let gt: Vec<u8> = (0..w * h).map(|i| matches!(i % w, 1 | 2 | 6 | 7) as u8).collect();
+        let gt: Vec<u8> = (0..w * h)
+            .map(|i| matches!(i % w, 1 | 2 | 6 | 7) as u8)
+            .collect();
         let ig = vec![0u8; w * h];
         // Prediction covers both gt components and the gap between them: one predicted component.
-        let sc: Vec<f32> = (0..w * h).map(|i| if (1..8).contains(&(i % w)) { 0.9 } else { 0.1 }).collect();
+        let sc: Vec<f32> = (0..w * h)
+            .map(|i| if (1..8).contains(&(i % w)) { 0.9 } else { 0.1 })
+            .collect();
         let f = frame_components(&sc, &gt, &ig, (w, h), 0.5, PredDtype::Float32, (1, 1));
         // For gt 1: inter 8, |S| 28, adjustment 8 (pixels on gt 2) → 8 / (28 + 8 − 8 − 8) = 0.4.
         assert_eq!(f.siou_gt, [0.4, 0.4]);
@@ -265,7 +297,10 @@ mod tests {
 
         let exact: Vec<f32> = gt.iter().map(|&g| g as f32).collect();
         let f = frame_components(&exact, &gt, &ig, (w, h), 0.5, PredDtype::Float32, (1, 1));
-        assert_eq!((f.siou_gt.clone(), f.ppv.clone()), (vec![1.0, 1.0], vec![1.0, 1.0]));
+        assert_eq!(
+            (f.siou_gt.clone(), f.ppv.clone()),
+            (vec![1.0, 1.0], vec![1.0, 1.0])
+        );
         assert_eq!(aggregate(&[f], 0.5).mean_f1, 1.0);
     }
 
@@ -294,31 +329,53 @@ mod fixture_tests {
             .join("tests/fixtures/metrics/components/components.json");
         let case: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let thr = case["threshold"].as_f64().unwrap();
-        let limits = (case["min_pred"].as_u64().unwrap(), case["min_gt"].as_u64().unwrap());
+        let limits = (
+            case["min_pred"].as_u64().unwrap(),
+            case["min_gt"].as_u64().unwrap(),
+        );
         let frames: Vec<FrameComponents> = case["frames"]
             .as_array()
             .unwrap()
             .iter()
             .map(|f| {
                 let v = |k: &str| {
-                    f[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<_>>()
+                    f[k].as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap())
+                        .collect::<Vec<_>>()
                 };
                 let s: Vec<f32> = v("score").into_iter().map(|x| x as f32).collect();
                 let g: Vec<u8> = v("gt").into_iter().map(|x| x as u8).collect();
                 let i: Vec<u8> = v("ignore").into_iter().map(|x| x as u8).collect();
-                let size = (f["width"].as_u64().unwrap() as usize, f["height"].as_u64().unwrap() as usize);
+                let size = (
+                    f["width"].as_u64().unwrap() as usize,
+                    f["height"].as_u64().unwrap() as usize,
+                );
                 frame_components(&s, &g, &i, size, thr, PredDtype::Float32, limits)
             })
             .collect();
         let m = aggregate(&frames, thr);
         let want = &case["expected_components"];
-        assert_eq!(m.gt_components as u64, want["gt_components"].as_u64().unwrap());
-        assert_eq!(m.pred_components as u64, want["pred_components"].as_u64().unwrap());
-        for (k, got) in
-            [("siou_gt", m.siou_gt), ("siou_pred", m.siou_pred), ("ppv", m.ppv), ("mean_f1", m.mean_f1)]
-        {
+        assert_eq!(
+            m.gt_components as u64,
+            want["gt_components"].as_u64().unwrap()
+        );
+        assert_eq!(
+            m.pred_components as u64,
+            want["pred_components"].as_u64().unwrap()
+        );
+        for (k, got) in [
+            ("siou_gt", m.siou_gt),
+            ("siou_pred", m.siou_pred),
+            ("ppv", m.ppv),
+            ("mean_f1", m.mean_f1),
+        ] {
             let w = want[k].as_f64().unwrap();
-            assert!((w - got).abs() <= 1e-9, "{k} = {got}, scipy procedure says {w}");
+            assert!(
+                (w - got).abs() <= 1e-9,
+                "{k} = {got}, scipy procedure says {w}"
+            );
         }
     }
 }

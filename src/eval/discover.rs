@@ -68,9 +68,17 @@ pub enum DiscoverError {
     #[error("frame {frame}: {message}")]
     Tensor { frame: usize, message: String },
     #[error("frame {frame} has {got} queries, earlier frames {want}")]
-    QueryCount { frame: usize, got: usize, want: usize },
+    QueryCount {
+        frame: usize,
+        got: usize,
+        want: usize,
+    },
     #[error("frame {frame}: label buffers do not match its {width}×{height} size")]
-    Label { frame: usize, width: usize, height: usize },
+    Label {
+        frame: usize,
+        width: usize,
+        height: usize,
+    },
     #[error("no frames to rank queries on")]
     NoFrames,
     #[error("frame {frame}: {message}")]
@@ -120,7 +128,8 @@ pub fn frame_overlap(
     let ignore_count = label.ignore.iter().filter(|&&v| v != 0).count() as f64;
     (0..q)
         .map(|j| {
-            let m = crate::resize::opencv_area(&masks[j * mh * mw..(j + 1) * mh * mw], mw, mh, w, h);
+            let m =
+                crate::resize::opencv_area(&masks[j * mh * mw..(j + 1) * mh * mw], mw, mh, w, h);
             let (mut inter, mut outside, mut outside_kept) = (0u64, 0u64, 0u64);
             for (i, &v) in m.iter().enumerate() {
                 if v > threshold {
@@ -136,7 +145,9 @@ pub fn frame_overlap(
             }
             let i = inter as f64;
             let iou = match variant {
-                IouVariant::Reference => i / ((inter + outside) as f64 - ignore_count + anomaly_count - i),
+                IouVariant::Reference => {
+                    i / ((inter + outside) as f64 - ignore_count + anomaly_count - i)
+                }
                 IouVariant::Corrected => {
                     let union = outside_kept as f64 + anomaly_count;
                     if union == 0.0 {
@@ -163,24 +174,47 @@ pub fn discover<E: std::fmt::Display>(
     let mut outside: Vec<u64> = Vec::new();
     let mut n = 0usize;
     for (frame, item) in frames.enumerate() {
-        let (masks, label) = item.map_err(|e| DiscoverError::Source { frame, message: e.to_string() })?;
+        let (masks, label) = item.map_err(|e| DiscoverError::Source {
+            frame,
+            message: e.to_string(),
+        })?;
         let size = masks.size();
         if size.len() != 3 || size.iter().any(|&d| d <= 0) {
             return Err(DiscoverError::Shape { frame, shape: size });
         }
         let (q, mh, mw) = (size[0] as usize, size[1] as usize, size[2] as usize);
-        if label.anomaly.len() != label.width * label.height || label.ignore.len() != label.anomaly.len() {
-            return Err(DiscoverError::Label { frame, width: label.width, height: label.height });
+        if label.anomaly.len() != label.width * label.height
+            || label.ignore.len() != label.anomaly.len()
+        {
+            return Err(DiscoverError::Label {
+                frame,
+                width: label.width,
+                height: label.height,
+            });
         }
         if n > 0 && q != inter.len() {
-            return Err(DiscoverError::QueryCount { frame, got: q, want: inter.len() });
+            return Err(DiscoverError::QueryCount {
+                frame,
+                got: q,
+                want: inter.len(),
+            });
         }
-        let tensor_err = |e: tch::TchError| DiscoverError::Tensor { frame, message: e.to_string() };
+        let tensor_err = |e: tch::TchError| DiscoverError::Tensor {
+            frame,
+            message: e.to_string(),
+        };
         let probs = masks.f_to_kind(Kind::Float).map_err(tensor_err)?;
-        let probs = if opts.logits { probs.f_sigmoid().map_err(tensor_err)? } else { probs };
-        let probs = probs.f_to_device(tch::Device::Cpu).and_then(|t| t.f_contiguous()).map_err(tensor_err)?;
-        let data: Vec<f32> =
-            Vec::<f32>::try_from(probs.f_flatten(0, -1).map_err(tensor_err)?).map_err(tensor_err)?;
+        let probs = if opts.logits {
+            probs.f_sigmoid().map_err(tensor_err)?
+        } else {
+            probs
+        };
+        let probs = probs
+            .f_to_device(tch::Device::Cpu)
+            .and_then(|t| t.f_contiguous())
+            .map_err(tensor_err)?;
+        let data: Vec<f32> = Vec::<f32>::try_from(probs.f_flatten(0, -1).map_err(tensor_err)?)
+            .map_err(tensor_err)?;
         let overlap = frame_overlap(&data, (q, mh, mw), &label, opts.threshold, opts.iou);
         if n == 0 {
             per_frame_iou = vec![Vec::new(); q];
@@ -200,7 +234,12 @@ pub fn discover<E: std::fmt::Display>(
     Ok(rank(per_frame_iou, &inter, &outside, opts))
 }
 
-fn rank(per_frame_iou: Vec<Vec<f64>>, inter: &[u64], outside: &[u64], opts: &DiscoverOptions) -> Ranking {
+fn rank(
+    per_frame_iou: Vec<Vec<f64>>,
+    inter: &[u64],
+    outside: &[u64],
+    opts: &DiscoverOptions,
+) -> Ranking {
     let frames = per_frame_iou.first().map_or(0, Vec::len);
     let mut scores: Vec<(f64, QueryScore)> = per_frame_iou
         .iter()
@@ -228,8 +267,19 @@ fn rank(per_frame_iou: Vec<Vec<f64>>, inter: &[u64], outside: &[u64], opts: &Dis
         _ => b.0.total_cmp(&a.0),
     });
     let ranking: Vec<QueryScore> = scores.into_iter().map(|(_, s)| s).collect();
-    let selected = ranking.iter().filter(|s| s.iou.is_some()).take(opts.select).map(|s| s.query).collect();
-    Ranking { iou: opts.iou, threshold: opts.threshold, frames, selected, ranking }
+    let selected = ranking
+        .iter()
+        .filter(|s| s.iou.is_some())
+        .take(opts.select)
+        .map(|s| s.query)
+        .collect();
+    Ranking {
+        iou: opts.iou,
+        threshold: opts.threshold,
+        frames,
+        selected,
+        ranking,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -244,7 +294,10 @@ pub enum QueriesFileError {
 
 /// Writes a ranking as YAML, with a header comment saying what it is.
 pub fn write_ranking(path: &Path, ranking: &Ranking) -> Result<(), QueriesFileError> {
-    let err = |m: String| QueriesFileError::Write { path: path.to_path_buf(), message: m };
+    let err = |m: String| QueriesFileError::Write {
+        path: path.to_path_buf(),
+        message: m,
+    };
     let body = serde_saphyr::to_string(ranking).map_err(|e| err(e.to_string()))?;
     let text = format!(
         "# Mask queries ranked by mean {:?} IoU with the anomaly labels over {} frame(s), masks > {}.\n\
@@ -255,10 +308,14 @@ pub fn write_ranking(path: &Path, ranking: &Ranking) -> Result<(), QueriesFileEr
 }
 
 pub fn read_ranking(path: &Path) -> Result<Ranking, QueriesFileError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| QueriesFileError::Read { path: path.to_path_buf(), message: e.to_string() })?;
-    serde_saphyr::from_str(&text)
-        .map_err(|e| QueriesFileError::Invalid { path: path.to_path_buf(), message: e.to_string() })
+    let text = std::fs::read_to_string(path).map_err(|e| QueriesFileError::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    serde_saphyr::from_str(&text).map_err(|e| QueriesFileError::Invalid {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// Replaces `method.anomaly_queries` by the queries of `method.anomaly_queries_file` (a path
@@ -268,17 +325,33 @@ pub fn resolve_anomaly_queries(job: &mut Job, job_file: &Path) -> Result<(), Que
     let Some(file) = job.method.anomaly_queries_file.clone() else {
         return Ok(());
     };
-    let path = if file.is_absolute() { file } else { job_file.parent().unwrap_or(Path::new(".")).join(file) };
+    let path = if file.is_absolute() {
+        file
+    } else {
+        job_file.parent().unwrap_or(Path::new(".")).join(file)
+    };
     let ranking = read_ranking(&path)?;
     let queries: Vec<i64> = match job.method.anomaly_queries_top {
-        Some(n) => ranking.ranking.iter().filter(|s| s.iou.is_some()).take(n).map(|s| s.query).collect(),
+        Some(n) => ranking
+            .ranking
+            .iter()
+            .filter(|s| s.iou.is_some())
+            .take(n)
+            .map(|s| s.query)
+            .collect(),
         None => ranking.selected.clone(),
     };
     if queries.is_empty() {
-        return Err(QueriesFileError::Invalid { path, message: "selects no query".into() });
+        return Err(QueriesFileError::Invalid {
+            path,
+            message: "selects no query".into(),
+        });
     }
     if let Some(q) = queries.iter().find(|&&q| q < 0) {
-        return Err(QueriesFileError::Invalid { path, message: format!("query index {q} is negative") });
+        return Err(QueriesFileError::Invalid {
+            path,
+            message: format!("query index {q} is negative"),
+        });
     }
     job.method.anomaly_queries = queries;
     Ok(())
@@ -299,7 +372,12 @@ mod tests {
                 ignore[y * w + x] = (x == 7 && y == 0) as u8;
             }
         }
-        Label { width: w, height: h, anomaly, ignore }
+        Label {
+            width: w,
+            height: h,
+            anomaly,
+            ignore,
+        }
     }
 
     /// Three queries at twice the label size: 0 covers the anomaly exactly, 1 covers the anomaly and
@@ -334,7 +412,14 @@ mod tests {
     #[test]
     fn right_queries_rank_first_with_both_ious() {
         let frames = || (0..2).map(|_| Ok::<_, String>((masks(false), label())));
-        let r = discover(frames(), &DiscoverOptions { select: 2, ..Default::default() }).unwrap();
+        let r = discover(
+            frames(),
+            &DiscoverOptions {
+                select: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(r.frames, 2);
         let order: Vec<i64> = r.ranking.iter().map(|s| s.query).collect();
         assert_eq!(order, [0, 1, 2]);
@@ -348,8 +433,14 @@ mod tests {
         assert_eq!(r.ranking[1].outside, 8);
         assert_eq!(r.ranking[1].outside_fraction, Some(0.5));
 
-        let c = discover(frames(), &DiscoverOptions { iou: IouVariant::Corrected, ..Default::default() })
-            .unwrap();
+        let c = discover(
+            frames(),
+            &DiscoverOptions {
+                iou: IouVariant::Corrected,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let ious: Vec<Option<f64>> = c.ranking.iter().map(|s| s.iou).collect();
         // Corrected: the ignored pixel under query 1 is left out of the union: 4 / (3 + 4).
         assert_eq!(ious, [Some(1.0), Some(4.0 / 7.0), Some(0.0)]);
@@ -359,7 +450,10 @@ mod tests {
     fn logits_are_passed_through_a_sigmoid() {
         let r = discover(
             std::iter::once(Ok::<_, String>((masks(true), label()))),
-            &DiscoverOptions { logits: true, ..Default::default() },
+            &DiscoverOptions {
+                logits: true,
+                ..Default::default()
+            },
         )
         .unwrap();
         assert_eq!(r.ranking[0].query, 0);
@@ -369,7 +463,12 @@ mod tests {
     #[test]
     fn reference_iou_is_nan_for_empty_union() {
         // No anomaly, no ignore, empty mask → 0/0.
-        let l = Label { width: 2, height: 1, anomaly: vec![0, 0], ignore: vec![0, 0] };
+        let l = Label {
+            width: 2,
+            height: 1,
+            anomaly: vec![0, 0],
+            ignore: vec![0, 0],
+        };
         let o = frame_overlap(&[0.0, 0.0], (1, 1, 2), &l, 0.9, IouVariant::Reference);
         assert!(o[0].0.is_nan());
         let o = frame_overlap(&[0.0, 0.0], (1, 1, 2), &l, 0.9, IouVariant::Corrected);
@@ -379,25 +478,33 @@ mod tests {
     #[test]
     fn bad_shapes_are_errors() {
         let t = Tensor::zeros([4, 4], (Kind::Float, tch::Device::Cpu));
-        let err = discover(std::iter::once(Ok::<_, String>((t, label()))), &DiscoverOptions::default())
-            .unwrap_err();
+        let err = discover(
+            std::iter::once(Ok::<_, String>((t, label()))),
+            &DiscoverOptions::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, DiscoverError::Shape { frame: 0, .. }));
-        let none =
-            discover(std::iter::empty::<Result<(Tensor, Label), String>>(), &DiscoverOptions::default());
+        let none = discover(
+            std::iter::empty::<Result<(Tensor, Label), String>>(),
+            &DiscoverOptions::default(),
+        );
         assert!(matches!(none, Err(DiscoverError::NoFrames)));
     }
 
     #[test]
     fn ranking_file_round_trips_and_resolves_into_the_job() {
         let d = tempfile::tempdir().unwrap();
-        let r =
-            discover(std::iter::once(Ok::<_, String>((masks(false), label()))), &DiscoverOptions::default())
-                .unwrap();
+        let r = discover(
+            std::iter::once(Ok::<_, String>((masks(false), label()))),
+            &DiscoverOptions::default(),
+        )
+        .unwrap();
         write_ranking(&d.path().join("queries.yaml"), &r).unwrap();
         assert_eq!(read_ranking(&d.path().join("queries.yaml")).unwrap(), r);
 
         let job_file = d.path().join("job.yaml");
-        let mut job = Job::from_yaml("method:\n  anomaly_queries_file: queries.yaml\n", &job_file).unwrap();
+        let mut job =
+            Job::from_yaml("method:\n  anomaly_queries_file: queries.yaml\n", &job_file).unwrap();
         resolve_anomaly_queries(&mut job, &job_file).unwrap();
         assert_eq!(job.method.anomaly_queries, [0, 1, 2]);
         job.method.anomaly_queries_top = Some(1);
@@ -405,7 +512,9 @@ mod tests {
         assert_eq!(job.method.anomaly_queries, [0]);
 
         job.method.anomaly_queries_file = Some("missing.yaml".into());
-        let err = resolve_anomaly_queries(&mut job, &job_file).unwrap_err().to_string();
+        let err = resolve_anomaly_queries(&mut job, &job_file)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing.yaml"), "{err}");
     }
 }

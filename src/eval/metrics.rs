@@ -65,7 +65,11 @@ fn sort_key(score: f32) -> u32 {
 }
 
 fn from_sort_key(key: u32) -> f32 {
-    let bits = if key & 0x8000_0000 != 0 { key & 0x7fff_ffff } else { !key };
+    let bits = if key & 0x8000_0000 != 0 {
+        key & 0x7fff_ffff
+    } else {
+        !key
+    };
     f32::from_bits(bits)
 }
 
@@ -109,11 +113,17 @@ impl Histogram {
         ignore: Option<&[u8]>,
     ) -> Result<Histogram, MetricError> {
         if scores.len() != positive.len() {
-            return Err(MetricError::LengthMismatch { scores: scores.len(), labels: positive.len() });
+            return Err(MetricError::LengthMismatch {
+                scores: scores.len(),
+                labels: positive.len(),
+            });
         }
         if let Some(ig) = ignore {
             if ig.len() != scores.len() {
-                return Err(MetricError::LengthMismatch { scores: scores.len(), labels: ig.len() });
+                return Err(MetricError::LengthMismatch {
+                    scores: scores.len(),
+                    labels: ig.len(),
+                });
             }
         }
         let mut packed = Vec::with_capacity(scores.len());
@@ -137,7 +147,11 @@ impl Histogram {
                     b.pos += pos;
                     b.neg += 1 - pos;
                 }
-                _ => bins.push(Bin { score, pos, neg: 1 - pos }),
+                _ => bins.push(Bin {
+                    score,
+                    pos,
+                    neg: 1 - pos,
+                }),
             }
         }
         Ok(Histogram { bins })
@@ -191,7 +205,11 @@ impl Histogram {
                     j += 1;
                 }
                 _ => {
-                    out.push(Bin { score: a[i].score, pos: a[i].pos + b[j].pos, neg: a[i].neg + b[j].neg });
+                    out.push(Bin {
+                        score: a[i].score,
+                        pos: a[i].pos + b[j].pos,
+                        neg: a[i].neg + b[j].neg,
+                    });
                     i += 1;
                     j += 1;
                 }
@@ -228,7 +246,11 @@ impl Histogram {
             let ps = tps[i] + fps[i];
             precision.push(if ps != 0.0 { tps[i] / ps } else { 0.0 });
             // NOTE(upstream): with no positives scikit-learn 1.2.1 sets recall to one everywhere.
-            recall.push(if total_pos == 0.0 { 1.0 } else { tps[i] / total_pos });
+            recall.push(if total_pos == 0.0 {
+                1.0
+            } else {
+                tps[i] / total_pos
+            });
         }
         precision.push(1.0);
         recall.push(0.0);
@@ -260,8 +282,16 @@ impl Histogram {
         let mut fpr = Vec::with_capacity(keep.len() + 1);
         let mut tpr = Vec::with_capacity(keep.len() + 1);
         for (f, t) in std::iter::once((0.0, 0.0)).chain(keep.iter().map(|&i| (fps[i], tps[i]))) {
-            fpr.push(if total_neg <= 0.0 { f64::NAN } else { f / total_neg });
-            tpr.push(if total_pos <= 0.0 { f64::NAN } else { t / total_pos });
+            fpr.push(if total_neg <= 0.0 {
+                f64::NAN
+            } else {
+                f / total_neg
+            });
+            tpr.push(if total_pos <= 0.0 {
+                f64::NAN
+            } else {
+                t / total_pos
+            });
         }
         (fpr, tpr)
     }
@@ -280,7 +310,13 @@ impl Histogram {
         let total_neg = self.negatives();
         let (p_tot, n_tot) = (total_pos as f64, total_neg as f64);
         // NOTE(upstream): with no positives scikit-learn 1.2.1 sets recall to one everywhere.
-        let recall = |tps: u64| if total_pos == 0 { 1.0 } else { tps as f64 / p_tot };
+        let recall = |tps: u64| {
+            if total_pos == 0 {
+                1.0
+            } else {
+                tps as f64 / p_tot
+            }
+        };
         let precision = |tps: u64, fps: u64| tps as f64 / (tps + fps) as f64;
 
         // AP = -Σ_j (recall[j+1] - recall[j]) · precision[j] over the reversed curve, i.e. from the
@@ -345,8 +381,20 @@ impl Histogram {
 
         // ROC with drop_intermediate: the second difference of fps at threshold i is
         // neg[i+1] - neg[i] (likewise for tps), so a point is kept where the counts change.
-        let fpr_of = |fps: u64| if total_neg == 0 { f64::NAN } else { fps as f64 / n_tot };
-        let tpr_of = |tps: u64| if total_pos == 0 { f64::NAN } else { tps as f64 / p_tot };
+        let fpr_of = |fps: u64| {
+            if total_neg == 0 {
+                f64::NAN
+            } else {
+                fps as f64 / n_tot
+            }
+        };
+        let tpr_of = |tps: u64| {
+            if total_pos == 0 {
+                f64::NAN
+            } else {
+                tps as f64 / p_tot
+            }
+        };
         let (auroc, fpr_at_tpr90_seed) = {
             let mut terms = Vec::new();
             let mut seed_fpr: Option<f64> = None;
@@ -451,7 +499,11 @@ impl Histogram {
         let mut best = (0.0, 0.0);
         for (i, &(tp, fp)) in above.iter().enumerate() {
             let den = 2 * tp + fp + (total_pos - tp);
-            let f1 = if den == 0 { 0.0 } else { (2 * tp) as f64 / den as f64 };
+            let f1 = if den == 0 {
+                0.0
+            } else {
+                (2 * tp) as f64 / den as f64
+            };
             if f1 > best.1 {
                 best = (i as f64 / n as f64, f1);
             }
@@ -465,8 +517,14 @@ pub fn trapezoid(y: &[f64], x: &[f64]) -> f64 {
     if x.len() < 2 {
         return 0.0;
     }
-    let direction = if x.windows(2).any(|w| w[1] - w[0] < 0.0) { -1.0 } else { 1.0 };
-    let terms: Vec<f64> = (1..x.len()).map(|i| (x[i] - x[i - 1]) * (y[i] + y[i - 1]) / 2.0).collect();
+    let direction = if x.windows(2).any(|w| w[1] - w[0] < 0.0) {
+        -1.0
+    } else {
+        1.0
+    };
+    let terms: Vec<f64> = (1..x.len())
+        .map(|i| (x[i] - x[i - 1]) * (y[i] + y[i - 1]) / 2.0)
+        .collect();
     direction * pairwise_sum_f64(&terms)
 }
 
@@ -522,7 +580,10 @@ pub fn nanmean_f32(values: &[f64]) -> f64 {
     if count == 0 {
         return f64::NAN;
     }
-    let zeroed: Vec<f32> = v.iter().map(|&x| if x.is_nan() { 0.0 } else { x }).collect();
+    let zeroed: Vec<f32> = v
+        .iter()
+        .map(|&x| if x.is_nan() { 0.0 } else { x })
+        .collect();
     (pairwise_sum_f32(&zeroed) / count as f32) as f64
 }
 
@@ -624,13 +685,19 @@ mod tests {
         let want_t = [0.0, 0.0, 0.5, 0.75, 0.75, 1.0, 1.0];
         assert_eq!(fpr.len(), want_f.len());
         for i in 0..fpr.len() {
-            assert!(close(fpr[i], want_f[i]) && close(tpr[i], want_t[i]), "point {i}");
+            assert!(
+                close(fpr[i], want_f[i]) && close(tpr[i], want_t[i]),
+                "point {i}"
+            );
         }
         let (p, r) = h.pr_curve();
         let want_p = [0.4, 0.4444, 0.5, 0.5714, 0.5, 0.75, 0.6667, 0.0, 1.0];
         let want_r = [1.0, 1.0, 1.0, 1.0, 0.75, 0.75, 0.5, 0.0, 0.0];
         for i in 0..p.len() {
-            assert!((p[i] - want_p[i]).abs() < 1e-4 && close(r[i], want_r[i]), "pr point {i}");
+            assert!(
+                (p[i] - want_p[i]).abs() < 1e-4 && close(r[i], want_r[i]),
+                "pr point {i}"
+            );
         }
         // FPR95 on the full curve: first TPR >= 0.95 is at (fpr 0.5, tpr 1).
         assert!(close(m.fpr95, 0.5));
@@ -662,7 +729,10 @@ mod tests {
         assert_eq!(pooled.positives() + pooled.negatives(), 8);
         let mut acc = HistogramAccumulator::new();
         for chunk in [0..3, 3..4, 4..10] {
-            acc.push(Histogram::from_pixels(&s[chunk.clone()], &y[chunk.clone()], Some(&ig[chunk])).unwrap());
+            acc.push(
+                Histogram::from_pixels(&s[chunk.clone()], &y[chunk.clone()], Some(&ig[chunk]))
+                    .unwrap(),
+            );
         }
         assert_eq!(acc.finish(), pooled);
     }
@@ -678,7 +748,9 @@ mod tests {
             Err(MetricError::LengthMismatch { .. })
         ));
         assert_eq!(
-            Histogram::from_pixels(&[0.1], &[1], Some(&[1])).unwrap().metrics(),
+            Histogram::from_pixels(&[0.1], &[1], Some(&[1]))
+                .unwrap()
+                .metrics(),
             Err(MetricError::Empty)
         );
     }
@@ -697,7 +769,9 @@ mod tests {
 
     #[test]
     fn radix_sort_sorts() {
-        let mut v: Vec<u64> = (0..5000u64).map(|i| (i * 2_654_435_761) % (1 << 33)).collect();
+        let mut v: Vec<u64> = (0..5000u64)
+            .map(|i| (i * 2_654_435_761) % (1 << 33))
+            .collect();
         let mut w = v.clone();
         radix_sort_33(&mut v);
         w.sort_unstable();
@@ -738,7 +812,13 @@ mod fixture_tests {
     }
 
     fn frame(f: &Value) -> (Vec<f32>, Vec<u8>, Vec<u8>) {
-        let nums = |k: &str| f[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect::<Vec<_>>();
+        let nums = |k: &str| {
+            f[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect::<Vec<_>>()
+        };
         (
             nums("score").into_iter().map(|v| v as f32).collect(),
             nums("gt").into_iter().map(|v| v as u8).collect(),
@@ -764,18 +844,28 @@ mod fixture_tests {
                     .iter()
                     .map(|f| {
                         let (s, g, _) = frame(f);
-                        Histogram::from_pixels(&s, &g, None).unwrap().metrics().unwrap()
+                        Histogram::from_pixels(&s, &g, None)
+                            .unwrap()
+                            .metrics()
+                            .unwrap()
                     })
                     .collect();
                 let m = image_mode_mean(&per);
                 [m.ap, m.auroc, m.fpr95, m.fpr_at_tpr90_seed, m.aupr_seed]
             };
-            for (k, g) in ["ap", "auroc", "fpr95", "fpr_at_tpr90_seed", "aupr_seed"].iter().zip(got) {
+            for (k, g) in ["ap", "auroc", "fpr95", "fpr_at_tpr90_seed", "aupr_seed"]
+                .iter()
+                .zip(got)
+            {
                 let want = case["expected"][k].as_f64().unwrap_or(f64::NAN);
                 let ok = (want.is_nan() && g.is_nan()) || (want - g).abs() <= 1e-9;
                 assert!(ok, "{name}: {k} = {g}, scikit-learn says {want}");
                 if want == 0.0 {
-                    assert_eq!(want.is_sign_negative(), g.is_sign_negative(), "{name}: sign of zero {k}");
+                    assert_eq!(
+                        want.is_sign_negative(),
+                        g.is_sign_negative(),
+                        "{name}: sign of zero {k}"
+                    );
                 }
             }
         }

@@ -95,7 +95,14 @@ pub enum EvalError {
     )]
     NoLabel { image: PathBuf },
     #[error("prediction {prediction} is {pw}×{ph} but label {label} is {lw}×{lh}")]
-    SizeMismatch { prediction: PathBuf, label: PathBuf, pw: usize, ph: usize, lw: usize, lh: usize },
+    SizeMismatch {
+        prediction: PathBuf,
+        label: PathBuf,
+        pw: usize,
+        ph: usize,
+        lw: usize,
+        lh: usize,
+    },
     #[error("prediction {path}: {source}")]
     Metric { path: PathBuf, source: MetricError },
     #[error(
@@ -187,16 +194,24 @@ pub fn run_eval(
     let items = dataset::list(&job.dataset)?;
     // Fail before any work when a label is missing (e.g. SMIYC test frames).
     if let Some(it) = items.iter().find(|it| it.label.is_none()) {
-        return Err(EvalError::NoLabel { image: it.image.clone() });
+        return Err(EvalError::NoLabel {
+            image: it.image.clone(),
+        });
     }
-    let mode = opts.mode.unwrap_or_else(|| Mode::default_for(job.dataset.kind));
-    std::fs::create_dir_all(output)
-        .map_err(|e| EvalError::Write { path: output.to_path_buf(), message: e.to_string() })?;
+    let mode = opts
+        .mode
+        .unwrap_or_else(|| Mode::default_for(job.dataset.kind));
+    std::fs::create_dir_all(output).map_err(|e| EvalError::Write {
+        path: output.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let mut written = Vec::new();
     let overlay_dir = output.join("overlays");
     if opts.overlays {
-        std::fs::create_dir_all(&overlay_dir)
-            .map_err(|e| EvalError::Write { path: overlay_dir.clone(), message: e.to_string() })?;
+        std::fs::create_dir_all(&overlay_dir).map_err(|e| EvalError::Write {
+            path: overlay_dir.clone(),
+            message: e.to_string(),
+        })?;
     }
 
     let bar = progress_bar(items.len() as u64, opts.progress);
@@ -226,13 +241,18 @@ pub fn run_eval(
             PredDtype::Float32 => dtypes.0 = true,
             PredDtype::Float16 => dtypes.1 = true,
         }
-        let metric_err = |source| EvalError::Metric { path: pred_path.clone(), source };
-        let kept =
-            Histogram::from_pixels(&pred.scores, &label.anomaly, Some(&label.ignore)).map_err(metric_err)?;
+        let metric_err = |source| EvalError::Metric {
+            path: pred_path.clone(),
+            source,
+        };
+        let kept = Histogram::from_pixels(&pred.scores, &label.anomaly, Some(&label.ignore))
+            .map_err(metric_err)?;
         let ignored = label.ignore.iter().filter(|&&v| v != 0).count() as u64;
         let frame_hist = match mode {
             Mode::Total => kept.clone(),
-            Mode::Image => Histogram::from_pixels(&pred.scores, &label.anomaly, None).map_err(metric_err)?,
+            Mode::Image => {
+                Histogram::from_pixels(&pred.scores, &label.anomaly, None).map_err(metric_err)?
+            }
         };
         let metrics = match frame_hist.metrics() {
             Ok(m) => Some(m),
@@ -277,9 +297,15 @@ pub fn run_eval(
 
     let pooled = pooled.finish();
     if counts.positives == 0 {
-        let values =
-            items.first().and_then(|i| i.label.as_ref()).map(|l| l.anomaly.clone()).unwrap_or_default();
-        return Err(EvalError::NoPositives { kind: job.dataset.kind.as_str(), values });
+        let values = items
+            .first()
+            .and_then(|i| i.label.as_ref())
+            .map(|l| l.anomaly.clone())
+            .unwrap_or_default();
+        return Err(EvalError::NoPositives {
+            kind: job.dataset.kind.as_str(),
+            values,
+        });
     }
     let (ap, auroc, fpr95, fpr_at_tpr90_seed, aupr_seed) = match mode {
         Mode::Total => {
@@ -294,7 +320,12 @@ pub fn run_eval(
     };
     let binned = binned.and_then(smiyc::BinnedAccumulator::finish);
     let component_metrics = match &binned {
-        Some(b) => Some(component_pass(job, &items, predictions, b.best_f1_threshold)?),
+        Some(b) => Some(component_pass(
+            job,
+            &items,
+            predictions,
+            b.best_f1_threshold,
+        )?),
         None => None,
     };
     let mut results = EvalResults {
@@ -328,7 +359,11 @@ pub fn run_eval(
     if opts.print_summary {
         print!("{}", report::summary_table(&results));
     }
-    Ok(EvalSummary { results, per_frame: frames, written })
+    Ok(EvalSummary {
+        results,
+        per_frame: frames,
+        written,
+    })
 }
 
 /// Second pass for the component metrics: they binarise at a threshold known only after the
@@ -363,9 +398,9 @@ fn progress_bar(len: u64, enabled: bool) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("evaluating {bar:40} {pos}/{len} frames, {eta} left")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "evaluating {bar:40} {pos}/{len} frames, {eta} left",
+    ) {
         bar.set_style(style);
     }
     bar

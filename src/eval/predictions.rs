@@ -68,10 +68,17 @@ pub fn candidates(job: &Job, root: &Path, stem: &Path) -> Vec<PathBuf> {
 /// Finds the prediction file of an item.
 pub fn locate(job: &Job, root: &Path, stem: &Path) -> Result<PathBuf, PredictionError> {
     let c = candidates(job, root, stem);
-    c.iter().find(|p| p.is_file()).cloned().ok_or_else(|| PredictionError::Missing {
-        stem: stem.display().to_string(),
-        tried: c.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
-    })
+    c.iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| PredictionError::Missing {
+            stem: stem.display().to_string(),
+            tried: c
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 /// Reads a prediction by its extension (`.npy`, else HDF5).
@@ -90,48 +97,83 @@ fn squeeze(path: &Path, shape: &[usize]) -> Result<(usize, usize), PredictionErr
         (2, _) => Ok((dims[0], dims[1])),
         // A 1×W or H×1 map keeps its one real axis.
         (1, 2) => Ok((shape[0], shape[1])),
-        _ => Err(PredictionError::Shape { path: path.to_path_buf(), shape: shape.to_vec() }),
+        _ => Err(PredictionError::Shape {
+            path: path.to_path_buf(),
+            shape: shape.to_vec(),
+        }),
     }
 }
 
 pub fn read_hdf5(path: &Path) -> Result<Prediction, PredictionError> {
     use hdf5::types::{FloatSize, TypeDescriptor};
-    let err = |e: hdf5::Error| PredictionError::Read { path: path.to_path_buf(), message: e.to_string() };
+    let err = |e: hdf5::Error| PredictionError::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let file = hdf5::File::open(path).map_err(err)?;
     let ds = file.dataset("value").map_err(err)?;
     let (height, width) = squeeze(path, &ds.shape())?;
     let desc = ds.dtype().and_then(|t| t.to_descriptor()).map_err(err)?;
     let (scores, dtype) = match desc {
-        TypeDescriptor::Float(FloatSize::U4) => (ds.read_raw::<f32>().map_err(err)?, PredDtype::Float32),
+        TypeDescriptor::Float(FloatSize::U4) => {
+            (ds.read_raw::<f32>().map_err(err)?, PredDtype::Float32)
+        }
         TypeDescriptor::Float(FloatSize::U2) => (
-            ds.read_raw::<half::f16>().map_err(err)?.into_iter().map(f32::from).collect(),
+            ds.read_raw::<half::f16>()
+                .map_err(err)?
+                .into_iter()
+                .map(f32::from)
+                .collect(),
             PredDtype::Float16,
         ),
-        other => return Err(PredictionError::Dtype { path: path.to_path_buf(), dtype: other.to_string() }),
+        other => {
+            return Err(PredictionError::Dtype {
+                path: path.to_path_buf(),
+                dtype: other.to_string(),
+            })
+        }
     };
-    Ok(Prediction { width, height, scores, dtype })
+    Ok(Prediction {
+        width,
+        height,
+        scores,
+        dtype,
+    })
 }
 
 /// Minimal `.npy` reader (format 1.0–3.0): little-endian float32 / float16, C order.
 pub fn read_npy(path: &Path) -> Result<Prediction, PredictionError> {
-    let bad = |m: &str| PredictionError::Read { path: path.to_path_buf(), message: m.to_string() };
+    let bad = |m: &str| PredictionError::Read {
+        path: path.to_path_buf(),
+        message: m.to_string(),
+    };
     let bytes = std::fs::read(path).map_err(|e| bad(&e.to_string()))?;
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("not a .npy file"));
     }
     let (header_len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => {
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
-        }
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
         _ => return Err(bad("unsupported .npy version")),
     };
-    let header = bytes.get(start..start + header_len).ok_or_else(|| bad("truncated header"))?;
+    let header = bytes
+        .get(start..start + header_len)
+        .ok_or_else(|| bad("truncated header"))?;
     let header = String::from_utf8_lossy(header);
     let field = |key: &str| -> Option<String> {
         let i = header.find(&format!("'{key}'"))?;
-        let rest = header[i + key.len() + 2..].trim_start().strip_prefix(':')?.trim_start();
-        let end = if rest.starts_with('(') { rest.find(')')? + 1 } else { rest.find([',', '}'])? };
+        let rest = header[i + key.len() + 2..]
+            .trim_start()
+            .strip_prefix(':')?
+            .trim_start();
+        let end = if rest.starts_with('(') {
+            rest.find(')')? + 1
+        } else {
+            rest.find([',', '}'])?
+        };
         Some(rest[..end].trim().to_string())
     };
     let descr = field("descr").ok_or_else(|| bad("header has no descr"))?;
@@ -148,7 +190,9 @@ pub fn read_npy(path: &Path) -> Result<Prediction, PredictionError> {
         .collect::<Result<_, _>>()?;
     let (height, width) = squeeze(path, &shape)?;
     let data = &bytes[start + header_len..];
-    let n = height.checked_mul(width).ok_or_else(|| bad("shape too large"))?;
+    let n = height
+        .checked_mul(width)
+        .ok_or_else(|| bad("shape too large"))?;
     let (scores, dtype) = match descr.trim_matches('\'') {
         "<f4" | "=f4" => {
             let raw = n
@@ -156,7 +200,9 @@ pub fn read_npy(path: &Path) -> Result<Prediction, PredictionError> {
                 .and_then(|k| data.get(..k))
                 .ok_or_else(|| bad("data shorter than its shape"))?;
             (
-                raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                raw.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
                 PredDtype::Float32,
             )
         }
@@ -166,18 +212,36 @@ pub fn read_npy(path: &Path) -> Result<Prediction, PredictionError> {
                 .and_then(|k| data.get(..k))
                 .ok_or_else(|| bad("data shorter than its shape"))?;
             (
-                raw.chunks_exact(2).map(|c| f32::from(half::f16::from_le_bytes([c[0], c[1]]))).collect(),
+                raw.chunks_exact(2)
+                    .map(|c| f32::from(half::f16::from_le_bytes([c[0], c[1]])))
+                    .collect(),
                 PredDtype::Float16,
             )
         }
-        other => return Err(PredictionError::Dtype { path: path.to_path_buf(), dtype: other.to_string() }),
+        other => {
+            return Err(PredictionError::Dtype {
+                path: path.to_path_buf(),
+                dtype: other.to_string(),
+            })
+        }
     };
-    Ok(Prediction { width, height, scores, dtype })
+    Ok(Prediction {
+        width,
+        height,
+        scores,
+        dtype,
+    })
 }
 
 /// Writes a float32 `.npy` (used by tests and the benchmark).
-pub fn write_npy_f32(path: &Path, height: usize, width: usize, data: &[f32]) -> std::io::Result<()> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({height}, {width}), }}");
+pub fn write_npy_f32(
+    path: &Path,
+    height: usize,
+    width: usize,
+    data: &[f32],
+) -> std::io::Result<()> {
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({height}, {width}), }}");
     // Pad so the data starts on a 64-byte boundary, newline-terminated, as numpy does.
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
@@ -212,8 +276,16 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p16 = d.path().join("a.hdf5");
         let f = hdf5::File::create(&p16).unwrap();
-        let v: Vec<half::f16> = [0.1f32, 0.2, 0.3, 0.4].iter().map(|&x| half::f16::from_f32(x)).collect();
-        f.new_dataset::<half::f16>().shape((1, 2, 2)).create("value").unwrap().write_raw(&v).unwrap();
+        let v: Vec<half::f16> = [0.1f32, 0.2, 0.3, 0.4]
+            .iter()
+            .map(|&x| half::f16::from_f32(x))
+            .collect();
+        f.new_dataset::<half::f16>()
+            .shape((1, 2, 2))
+            .create("value")
+            .unwrap()
+            .write_raw(&v)
+            .unwrap();
         drop(f);
         let r = read(&p16).unwrap();
         assert_eq!((r.height, r.width, r.dtype), (2, 2, PredDtype::Float16));
@@ -221,7 +293,12 @@ mod tests {
 
         let p32 = d.path().join("b.hdf5");
         let f = hdf5::File::create(&p32).unwrap();
-        f.new_dataset::<f32>().shape((2, 1)).create("value").unwrap().write_raw(&[0.5f32, 0.25]).unwrap();
+        f.new_dataset::<f32>()
+            .shape((2, 1))
+            .create("value")
+            .unwrap()
+            .write_raw(&[0.5f32, 0.25])
+            .unwrap();
         drop(f);
         let r = read(&p32).unwrap();
         assert_eq!(
@@ -248,11 +325,18 @@ mod tests {
         job.name = "m".into();
         job.dataset.kind = DatasetKind::SmiycAnomaly;
         job.output.layout = Layout::Smiyc;
-        let p = d.path().join("anomaly_p/m/AnomalyTrack-all/validation0000.hdf5");
+        let p = d
+            .path()
+            .join("anomaly_p/m/AnomalyTrack-all/validation0000.hdf5");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, b"").unwrap();
-        assert_eq!(locate(&job, d.path(), Path::new("validation0000")).unwrap(), p);
-        let err = locate(&job, d.path(), Path::new("validation0001")).unwrap_err().to_string();
+        assert_eq!(
+            locate(&job, d.path(), Path::new("validation0000")).unwrap(),
+            p
+        );
+        let err = locate(&job, d.path(), Path::new("validation0001"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("validation0001.hdf5"), "{err}");
     }
 }

@@ -8,7 +8,10 @@ use crate::dataset::Label;
 use std::path::{Path, PathBuf};
 
 fn write_err(path: &Path, e: impl std::fmt::Display) -> EvalError {
-    EvalError::Write { path: path.to_path_buf(), message: e.to_string() }
+    EvalError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 /// Writes `bytes` to a temporary name in the same folder, then renames, so a killed run never
@@ -53,8 +56,12 @@ fn pct(x: f64, precision: usize) -> String {
 /// The reference's `results.txt` (`evaluate_ood.py`): AP, AUROC, its "FPR" (first ROC point with
 /// TPR > 0.9) and its AUPR, first bare, then with words.
 pub fn results_txt(r: &EvalResults) -> String {
-    let (ap, roc, fpr, aupr) =
-        (pct(r.ap, 3), pct(r.auroc, 2), pct(r.fpr_at_tpr90_seed, 2), pct(r.aupr_seed, 2));
+    let (ap, roc, fpr, aupr) = (
+        pct(r.ap, 3),
+        pct(r.auroc, 2),
+        pct(r.fpr_at_tpr90_seed, 2),
+        pct(r.aupr_seed, 2),
+    );
     format!(
         "{ap}%\n{roc}%\n{fpr}%\n{aupr}%\nThe average precision is: {ap}%\nThe auroc is: {roc}%\n\
          The fpr is: {fpr}%\nThe aupr is: {aupr}%\n"
@@ -85,8 +92,9 @@ pub fn per_frame_csv(frames: &[FrameResult]) -> String {
     );
     for f in frames {
         let m = f.metrics;
-        let g =
-            |x: fn(&super::metrics::CurveMetrics) -> f64| m.as_ref().map(x).map(csv_num).unwrap_or_default();
+        let g = |x: fn(&super::metrics::CurveMetrics) -> f64| {
+            m.as_ref().map(x).map(csv_num).unwrap_or_default()
+        };
         s.push_str(&format!(
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             f.index,
@@ -110,7 +118,11 @@ pub fn per_frame_csv(frames: &[FrameResult]) -> String {
 }
 
 /// `results.json`, `results.txt`, `per_frame.csv`.
-pub fn write_reports(out: &Path, r: &EvalResults, frames: &[FrameResult]) -> Result<Vec<PathBuf>, EvalError> {
+pub fn write_reports(
+    out: &Path,
+    r: &EvalResults,
+    frames: &[FrameResult],
+) -> Result<Vec<PathBuf>, EvalError> {
     let json = out.join("results.json");
     let text = serde_json::to_string_pretty(r).map_err(|e| write_err(&json, e))?;
     write_atomic(&json, format!("{text}\n").as_bytes())?;
@@ -127,7 +139,10 @@ pub fn summary_table(r: &EvalResults) -> String {
     let mut s = format!(
         "{} ({} mode): {} frames, {} pixels evaluated ({} anomaly), {} predictions\n",
         r.dataset,
-        serde_json::to_value(r.mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+        serde_json::to_value(r.mode)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
         r.frames,
         r.pixels.evaluated,
         r.pixels.positives,
@@ -186,9 +201,17 @@ pub fn draw_curve(
         .y_label_area_size(54)
         .build_cartesian_2d(0f64..1f64, 0f64..1.02f64)
         .map_err(|e| e.to_string())?;
-    chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(|e| e.to_string())?;
     chart
-        .draw_series(LineSeries::new(points.iter().copied(), BLUE.stroke_width(2)))
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(LineSeries::new(
+            points.iter().copied(),
+            BLUE.stroke_width(2),
+        ))
         .map_err(|e| e.to_string())?
         .label(legend)
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
@@ -206,7 +229,8 @@ pub fn draw_curve(
 fn save_rgb(path: &Path, w: u32, h: u32, buf: Vec<u8>) -> Result<(), EvalError> {
     let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| write_err(path, "buffer size"))?;
     let mut bytes = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut bytes, image::ImageFormat::Png).map_err(|e| write_err(path, e))?;
+    img.write_to(&mut bytes, image::ImageFormat::Png)
+        .map_err(|e| write_err(path, e))?;
     write_atomic(path, bytes.get_ref())
 }
 
@@ -217,7 +241,14 @@ pub fn write_plots(out: &Path, pooled: &Histogram) -> Result<Vec<PathBuf>, EvalE
     let mut written = Vec::new();
     let (pr, roc) = pooled.sampled_curves(4000);
     let curves = [
-        ("pr_curve.png", "Precision-recall", ("recall", "precision"), pr, m.map(|m| m.ap), "AP"),
+        (
+            "pr_curve.png",
+            "Precision-recall",
+            ("recall", "precision"),
+            pr,
+            m.map(|m| m.ap),
+            "AP",
+        ),
         (
             "roc_curve.png",
             "ROC",
@@ -231,9 +262,12 @@ pub fn write_plots(out: &Path, pooled: &Histogram) -> Result<Vec<PathBuf>, EvalE
         let path = out.join(name);
         let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
         let legend = format!("{what} = {}%", pct(value.unwrap_or(f64::NAN), 2));
-        let points: Vec<(f64, f64)> =
-            points.into_iter().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
-        draw_curve(&mut buf, SIZE, title, axes, &points, &legend).map_err(|e| write_err(&path, e))?;
+        let points: Vec<(f64, f64)> = points
+            .into_iter()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect();
+        draw_curve(&mut buf, SIZE, title, axes, &points, &legend)
+            .map_err(|e| write_err(&path, e))?;
         save_rgb(&path, SIZE.0, SIZE.1, buf)?;
         written.push(path);
     }
@@ -321,7 +355,10 @@ mod tests {
             .flat_map(|y| (0..w).map(move |x| (y, x)))
             .filter(|&(y, x)| with_text[((y * w + x) * 3) as usize] < 128)
             .count();
-        assert!(caption_ink > 50, "title not drawn ({caption_ink} dark pixels)");
+        assert!(
+            caption_ink > 50,
+            "title not drawn ({caption_ink} dark pixels)"
+        );
     }
 
     #[test]

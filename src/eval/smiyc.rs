@@ -121,15 +121,25 @@ fn frame_entries(hist: &Histogram, dtype: PredDtype) -> Vec<Entry> {
     edges.sort_by(f64::total_cmp);
     edges.dedup();
     // np.histogram: bin k counts e_k <= v < e_{k+1}; the last bin also takes v == e_last.
-    let mut entries: Vec<Entry> =
-        edges.windows(2).map(|w| Entry { threshold: w[0], pos: 0, neg: 0 }).collect();
+    let mut entries: Vec<Entry> = edges
+        .windows(2)
+        .map(|w| Entry {
+            threshold: w[0],
+            pos: 0,
+            neg: 0,
+        })
+        .collect();
     let last = edges.len() - 1;
     for b in hist.bins() {
         let v = b.score as f64;
         if v < edges[0] || v > edges[last] {
             continue;
         }
-        let k = if v == edges[last] { last - 1 } else { edges.partition_point(|&e| e <= v) - 1 };
+        let k = if v == edges[last] {
+            last - 1
+        } else {
+            edges.partition_point(|&e| e <= v) - 1
+        };
         entries[k].pos += b.pos;
         entries[k].neg += b.neg;
     }
@@ -174,7 +184,8 @@ impl BinnedAccumulator {
         }
         // Descending thresholds. Equal thresholds of different frames follow a stable ascending
         // sort, reversed (numpy's `argsort(...)[::-1]` leaves their order unspecified).
-        self.entries.sort_by(|a, b| a.threshold.total_cmp(&b.threshold));
+        self.entries
+            .sort_by(|a, b| a.threshold.total_cmp(&b.threshold));
         self.entries.reverse();
         let all_thresholds: Vec<f64> = self.entries.iter().map(|e| e.threshold).collect();
         let (p, n) = (self.num_pos as f64, self.num_neg as f64);
@@ -205,14 +216,22 @@ impl BinnedAccumulator {
         }
         let tpr: Vec<f64> = tp.iter().map(|&x| x / p).collect();
         let fpr: Vec<f64> = fp.iter().map(|&x| x / n).collect();
-        let precision: Vec<f64> =
-            tp.iter().zip(&fp).map(|(&t, &f)| if t + f > 0.0 { t / (t + f) } else { 1.0 }).collect();
-        let terms: Vec<f64> = (1..tpr.len()).map(|i| (tpr[i] - tpr[i - 1]) * precision[i]).collect();
+        let precision: Vec<f64> = tp
+            .iter()
+            .zip(&fp)
+            .map(|(&t, &f)| if t + f > 0.0 { t / (t + f) } else { 1.0 })
+            .collect();
+        let terms: Vec<f64> = (1..tpr.len())
+            .map(|i| (tpr[i] - tpr[i - 1]) * precision[i])
+            .collect();
         let ap = pairwise_sum_f64(&terms);
         let auroc = super::metrics::trapezoid(&tpr, &fpr);
         let i95 = tpr.partition_point(|&x| x < 0.95);
         let (fpr95, tpr95_threshold) = if i95 < tpr.len() {
-            (fpr[i95], all_thresholds.get(i95).copied().unwrap_or(f64::NAN))
+            (
+                fpr[i95],
+                all_thresholds.get(i95).copied().unwrap_or(f64::NAN),
+            )
         } else {
             (1.0, 0.0)
         };
@@ -257,8 +276,15 @@ mod tests {
 
     #[test]
     fn well_separated_scores_give_a_perfect_curve() {
-        let scores: Vec<f32> =
-            (0..200).map(|i| if i < 50 { 0.9 + i as f32 * 1e-3 } else { i as f32 * 1e-3 }).collect();
+        let scores: Vec<f32> = (0..200)
+            .map(|i| {
+                if i < 50 {
+                    0.9 + i as f32 * 1e-3
+                } else {
+                    i as f32 * 1e-3
+                }
+            })
+            .collect();
         let gt: Vec<u8> = (0..200).map(|i| (i < 50) as u8).collect();
         let h = Histogram::from_pixels(&scores, &gt, None).unwrap();
         let mut acc = BinnedAccumulator::new();
@@ -273,7 +299,9 @@ mod tests {
 
     #[test]
     fn binned_ap_is_close_to_exact_ap() {
-        let scores: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+        let scores: Vec<f32> = (0..5000)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+            .collect();
         let gt: Vec<u8> = (0..5000)
             .map(|i| (((i * 7919) % 1000) as f32 / 1000.0 + ((i % 7) as f32) * 0.1 > 0.9) as u8)
             .collect();
@@ -282,7 +310,12 @@ mod tests {
         acc.push(&h, PredDtype::Float32);
         let binned = acc.finish().unwrap();
         let exact = h.metrics().unwrap();
-        assert!((binned.ap - exact.ap).abs() < 0.02, "{} vs {}", binned.ap, exact.ap);
+        assert!(
+            (binned.ap - exact.ap).abs() < 0.02,
+            "{} vs {}",
+            binned.ap,
+            exact.ap
+        );
         assert!((binned.auroc - exact.auroc).abs() < 0.01);
     }
 }
@@ -303,16 +336,24 @@ mod fixture_tests {
             if path.extension().is_none_or(|e| e != "json") {
                 continue;
             }
-            let case: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let case: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             let Some(want) = case.get("expected_smiyc") else {
                 continue;
             };
-            let dtype =
-                if case["smiyc_dtype"] == "float16" { PredDtype::Float16 } else { PredDtype::Float32 };
+            let dtype = if case["smiyc_dtype"] == "float16" {
+                PredDtype::Float16
+            } else {
+                PredDtype::Float32
+            };
             let mut acc = BinnedAccumulator::new();
             for f in case["frames"].as_array().unwrap() {
                 let v = |k: &str| {
-                    f[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<_>>()
+                    f[k].as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap())
+                        .collect::<Vec<_>>()
                 };
                 let s: Vec<f32> = v("score").into_iter().map(|x| x as f32).collect();
                 let g: Vec<u8> = v("gt").into_iter().map(|x| x as u8).collect();
@@ -329,7 +370,10 @@ mod fixture_tests {
                 ("best_f1_threshold", m.best_f1_threshold),
             ] {
                 let w = want[k].as_f64().unwrap();
-                assert!((w - got).abs() <= 1e-9, "{name}: {k} = {got}, numpy procedure says {w}");
+                assert!(
+                    (w - got).abs() <= 1e-9,
+                    "{name}: {k} = {got}, numpy procedure says {w}"
+                );
             }
             checked += 1;
         }

@@ -31,7 +31,11 @@ fn job_for(kind: DatasetKind, root: &Path) -> Job {
 }
 
 fn quiet() -> EvalOptions {
-    EvalOptions { progress: false, print_summary: false, ..Default::default() }
+    EvalOptions {
+        progress: false,
+        print_summary: false,
+        ..Default::default()
+    }
 }
 
 /// fs_static with two frames; frame 1 has an ignored column. Returns (root, predictions).
@@ -41,15 +45,31 @@ fn fs_static(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(&preds).unwrap();
     for f in 0..2usize {
         let in_anomaly = move |x: usize, y: usize| (2..5).contains(&x) && (1..3 + f).contains(&y);
-        image(&root.join(format!("images/{f}.png")), W as u32, H as u32, [40, 80, 120]);
-        grey(&root.join(format!("labels/{f}.png")), W as u32, H as u32, |x, y| {
-            if f == 1 && x == 7 {
-                255
-            } else {
-                in_anomaly(x as usize, y as usize) as u8
-            }
-        });
-        write_npy_f32(&preds.join(format!("{f}.npy")), H, W, &scores(f, &in_anomaly)).unwrap();
+        image(
+            &root.join(format!("images/{f}.png")),
+            W as u32,
+            H as u32,
+            [40, 80, 120],
+        );
+        grey(
+            &root.join(format!("labels/{f}.png")),
+            W as u32,
+            H as u32,
+            |x, y| {
+                if f == 1 && x == 7 {
+                    255
+                } else {
+                    in_anomaly(x as usize, y as usize) as u8
+                }
+            },
+        );
+        write_npy_f32(
+            &preds.join(format!("{f}.npy")),
+            H,
+            W,
+            &scores(f, &in_anomaly),
+        )
+        .unwrap();
     }
     (root, preds)
 }
@@ -64,7 +84,10 @@ fn total_mode_pools_non_ignored_pixels_and_writes_every_report() {
     )
     .unwrap();
     let out = d.path().join("eval");
-    let opts = EvalOptions { smiyc: true, ..quiet() };
+    let opts = EvalOptions {
+        smiyc: true,
+        ..quiet()
+    };
     let s = run_eval(&job_for(DatasetKind::FsStatic, &root), &preds, &out, &opts).unwrap();
 
     // The same pixels pooled by hand.
@@ -79,7 +102,10 @@ fn total_mode_pools_non_ignored_pixels_and_writes_every_report() {
     let want = acc.finish().metrics().unwrap();
     let r = &s.results;
     assert_eq!(r.mode, Mode::Total);
-    assert_eq!((r.frames, r.pixels.ignored, r.pixels.evaluated), (2, 6, 2 * 48 - 6));
+    assert_eq!(
+        (r.frames, r.pixels.ignored, r.pixels.evaluated),
+        (2, 6, 2 * 48 - 6)
+    );
     assert_eq!((r.ap, r.auroc, r.fpr95), (want.ap, want.auroc, want.fpr95));
     assert_eq!(r.prediction_dtype, "float32");
 
@@ -91,18 +117,33 @@ fn total_mode_pools_non_ignored_pixels_and_writes_every_report() {
     }
     assert_eq!(json["mode"], "total");
     assert!(json["smiyc"]["ap"].as_f64().is_some());
-    assert!(json["components"]["mean_f1"].as_f64().is_some() || json["components"]["mean_f1"].is_null());
-    assert_eq!(json["run"], serde_json::json!({"run_id": "r1", "checkpoint": {"sha256": "ab"}}));
+    assert!(
+        json["components"]["mean_f1"].as_f64().is_some() || json["components"]["mean_f1"].is_null()
+    );
+    assert_eq!(
+        json["run"],
+        serde_json::json!({"run_id": "r1", "checkpoint": {"sha256": "ab"}})
+    );
     let txt = std::fs::read_to_string(out.join("results.txt")).unwrap();
-    assert!(txt.starts_with(&format!("{:.3}%\n", 100.0 * want.ap)), "{txt}");
+    assert!(
+        txt.starts_with(&format!("{:.3}%\n", 100.0 * want.ap)),
+        "{txt}"
+    );
     let csv = std::fs::read_to_string(out.join("per_frame.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3);
     assert!(csv.lines().nth(2).unwrap().starts_with("1,1,"), "{csv}");
-    for f in ["pr_curve.png", "roc_curve.png", "overlays/000_heat.png", "overlays/001_anomaly.png"] {
+    for f in [
+        "pr_curve.png",
+        "roc_curve.png",
+        "overlays/000_heat.png",
+        "overlays/001_anomaly.png",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     // The best-F1 overlay zeroes green and blue where the score passes the threshold.
-    let marked = image::open(out.join("overlays/000_anomaly.png")).unwrap().into_rgb8();
+    let marked = image::open(out.join("overlays/000_anomaly.png"))
+        .unwrap()
+        .into_rgb8();
     assert_eq!(marked.get_pixel(3, 1).0, [40, 0, 0]);
     assert_eq!(marked.get_pixel(0, 5).0, [40, 80, 120]);
 }
@@ -116,10 +157,25 @@ fn float16_hdf5_predictions_are_reported_as_such() {
         std::fs::remove_file(preds.join(format!("{f}.npy"))).unwrap();
         let v: Vec<half::f16> = p.scores.iter().map(|&x| half::f16::from_f32(x)).collect();
         let file = hdf5::File::create(preds.join(format!("{f}.hdf5"))).unwrap();
-        file.new_dataset::<half::f16>().shape((H, W)).create("value").unwrap().write_raw(&v).unwrap();
+        file.new_dataset::<half::f16>()
+            .shape((H, W))
+            .create("value")
+            .unwrap()
+            .write_raw(&v)
+            .unwrap();
     }
-    let opts = EvalOptions { plots: false, overlays: false, ..quiet() };
-    let s = run_eval(&job_for(DatasetKind::FsStatic, &root), &preds, &d.path().join("o"), &opts).unwrap();
+    let opts = EvalOptions {
+        plots: false,
+        overlays: false,
+        ..quiet()
+    };
+    let s = run_eval(
+        &job_for(DatasetKind::FsStatic, &root),
+        &preds,
+        &d.path().join("o"),
+        &opts,
+    )
+    .unwrap();
     assert_eq!(s.results.prediction_dtype, "float16");
     assert!(!d.path().join("o/pr_curve.png").exists());
 }
@@ -131,19 +187,39 @@ fn street_hazards_uses_image_mode_and_refuses_labels_without_anomalies() {
     let preds = d.path().join("preds");
     for (f, town) in ["t5", "t6"].iter().enumerate() {
         let in_anomaly = move |x: usize, y: usize| f == 0 && x < 3 && y < 2;
-        image(&root.join(format!("images/test/{town}/100.png")), W as u32, H as u32, [1, 2, 3]);
-        grey(&root.join(format!("annotations/test/{town}/100.png")), W as u32, H as u32, |x, y| {
-            if in_anomaly(x as usize, y as usize) {
-                14
-            } else {
-                3
-            }
-        });
+        image(
+            &root.join(format!("images/test/{town}/100.png")),
+            W as u32,
+            H as u32,
+            [1, 2, 3],
+        );
+        grey(
+            &root.join(format!("annotations/test/{town}/100.png")),
+            W as u32,
+            H as u32,
+            |x, y| {
+                if in_anomaly(x as usize, y as usize) {
+                    14
+                } else {
+                    3
+                }
+            },
+        );
         std::fs::create_dir_all(&preds).unwrap();
-        write_npy_f32(&preds.join(format!("{town}_100.npy")), H, W, &scores(f, &in_anomaly)).unwrap();
+        write_npy_f32(
+            &preds.join(format!("{town}_100.npy")),
+            H,
+            W,
+            &scores(f, &in_anomaly),
+        )
+        .unwrap();
     }
     let mut job = job_for(DatasetKind::StreetHazards, d.path());
-    let opts = EvalOptions { plots: false, overlays: false, ..quiet() };
+    let opts = EvalOptions {
+        plots: false,
+        overlays: false,
+        ..quiet()
+    };
     let s = run_eval(&job, &preds, &d.path().join("o"), &opts).unwrap();
     assert_eq!(s.results.mode, Mode::Image);
     // Frame t6 has no anomaly: its AP (-0.0) counts in the mean, its AUROC (NaN) does not.
@@ -164,12 +240,20 @@ fn missing_or_mis_sized_predictions_are_errors() {
     let d = tempfile::tempdir().unwrap();
     let (root, preds) = fs_static(d.path());
     let job = job_for(DatasetKind::FsStatic, &root);
-    let opts = EvalOptions { plots: false, overlays: false, ..quiet() };
+    let opts = EvalOptions {
+        plots: false,
+        overlays: false,
+        ..quiet()
+    };
     write_npy_f32(&preds.join("1.npy"), 2, 2, &[0.0; 4]).unwrap();
-    let err = run_eval(&job, &preds, &d.path().join("o"), &opts).unwrap_err().to_string();
+    let err = run_eval(&job, &preds, &d.path().join("o"), &opts)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("1.npy") && err.contains("2×2"), "{err}");
     std::fs::remove_file(preds.join("1.npy")).unwrap();
-    let err = run_eval(&job, &preds, &d.path().join("o"), &opts).unwrap_err().to_string();
+    let err = run_eval(&job, &preds, &d.path().join("o"), &opts)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no prediction for item `1`"), "{err}");
 }
 
@@ -177,7 +261,12 @@ fn missing_or_mis_sized_predictions_are_errors() {
 fn unlabelled_items_cannot_be_evaluated() {
     let d = tempfile::tempdir().unwrap();
     image(&d.path().join("a.png"), 2, 2, [0, 0, 0]);
-    let err = run_eval(&job_for(DatasetKind::Folder, d.path()), d.path(), &d.path().join("o"), &quiet())
-        .unwrap_err();
+    let err = run_eval(
+        &job_for(DatasetKind::Folder, d.path()),
+        d.path(),
+        &d.path().join("o"),
+        &quiet(),
+    )
+    .unwrap_err();
     assert!(matches!(err, EvalError::NoLabel { .. }));
 }
