@@ -13,11 +13,14 @@
 //! * [`scoring`]: the Maskomaly rule.
 //! * [`output`]: HDF5, PNG, heatmap writers and the manifest.
 //! * [`pipeline`]: the stages and their wiring; [`exit`]: exit codes.
+//! * [`eval`]: metrics, reports and query discovery over written predictions.
 
 pub mod cli;
 pub mod cuda;
 pub mod dataset;
 pub mod demo;
+pub mod discover_cmd;
+pub mod eval;
 pub mod exit;
 pub mod forward;
 pub mod job;

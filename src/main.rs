@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use maskomaly::cli::{CheckpointCommand, Cli, Command, FormatArg, RunArgs};
+use maskomaly::cli::{CheckpointCommand, Cli, Command, FormatArg, ModeArg, RunArgs};
 use maskomaly::exit::ExitCode;
 use maskomaly::job::Job;
 use maskomaly::pipeline::{self, RunError, RunOptions};
@@ -62,7 +62,13 @@ fn report(e: &anyhow::Error) {
 
 fn load_job(path: Option<&Path>) -> Result<Job, RunError> {
     match path {
-        Some(p) => Job::load(p).map_err(|e| RunError::Config(e.to_string())),
+        Some(p) => {
+            let mut job = Job::load(p).map_err(|e| RunError::Config(e.to_string()))?;
+            // Discovered queries (method.anomaly_queries_file) replace the listed ones.
+            maskomaly::eval::discover::resolve_anomaly_queries(&mut job, p)
+                .map_err(|e| RunError::Config(format!("{}: {e}", p.display())))?;
+            Ok(job)
+        }
         None => Ok(Job::default()),
     }
 }
@@ -206,6 +212,58 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             maskomaly::forward::forward_to_file(&job, &image, &out)?;
             println!("{}", out.display());
+            Ok(ExitCode::Ok)
+        }
+        Command::Eval {
+            job: job_path,
+            predictions,
+            output,
+            mode,
+            smiyc,
+            no_overlays,
+        } => {
+            let job = load_job(Some(&job_path))?;
+            let predictions = predictions.unwrap_or_else(|| job.output.root.clone());
+            let output = output.unwrap_or_else(|| predictions.join("eval"));
+            let opts = maskomaly::eval::EvalOptions {
+                mode: mode.map(|m| match m {
+                    ModeArg::Total => maskomaly::eval::Mode::Total,
+                    ModeArg::Image => maskomaly::eval::Mode::Image,
+                }),
+                smiyc,
+                overlays: !no_overlays,
+                progress: !cli.quiet,
+                ..Default::default()
+            };
+            maskomaly::eval::run_eval(&job, &predictions, &output, &opts)
+                .map_err(|e| RunError::Data(e.to_string()))?;
+            log::info!("reports written to {}", output.display());
+            Ok(ExitCode::Ok)
+        }
+        Command::DiscoverQueries {
+            job: job_path,
+            output,
+            corrected_iou,
+            select,
+            limit,
+        } => {
+            let job = load_job(Some(&job_path))?;
+            let opts = maskomaly::eval::discover::DiscoverOptions {
+                iou: if corrected_iou {
+                    maskomaly::eval::discover::IouVariant::Corrected
+                } else {
+                    maskomaly::eval::discover::IouVariant::Reference
+                },
+                select,
+                ..Default::default()
+            };
+            let ranking = maskomaly::discover_cmd::discover_queries(&job, &output, &opts, limit)?;
+            println!(
+                "selected queries: {:?} (ranking over {} frames in {})",
+                ranking.selected,
+                ranking.frames,
+                output.display()
+            );
             Ok(ExitCode::Ok)
         }
         Command::Checkpoint(CheckpointCommand::Inspect { file, format }) => {
