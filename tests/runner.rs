@@ -365,7 +365,11 @@ fn native_checkpoints_run_end_to_end_in_every_format() {
         fx.join("tiny_d2.pkl").to_str().unwrap(),
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("criterion.empty_weight"));
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        report.contains("verdict: OK") && report.contains("training-loss buffer"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -553,4 +557,85 @@ fn help_lists_exit_codes() {
     for needle in ["--input", "--overwrite", "75", "143"] {
         assert!(out.contains(needle), "{needle} missing from --help");
     }
+}
+
+/// A synthetic SMIYC anomaly-track copy: `run` writes predictions, `eval` reports on them, and
+/// `discover-queries` writes a ranking that a job then uses through `method.anomaly_queries_file`.
+#[test]
+fn run_eval_and_discovered_queries_round_trip() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("dataset_AnomalyTrack");
+    for i in 0..3u32 {
+        let (w, h) = (120usize, 80usize);
+        let img = maskomaly::demo::road_scene(w, h, i);
+        save(&img, &root.join(format!("images/validation000{i}.jpg")));
+        // Label: the odd-coloured object is the anomaly, the sky is ignored.
+        let label = image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
+            let p = &img.data[(y as usize * w + x as usize) * 3..][..3];
+            image::Luma([if p[0] == 230 && p[2] == 200 {
+                1
+            } else if (y as usize) < h * 2 / 5 {
+                255
+            } else {
+                0
+            }])
+        });
+        let lp = root.join(format!("labels_masks/validation000{i}_labels_semantic.png"));
+        std::fs::create_dir_all(lp.parent().unwrap()).unwrap();
+        label.save(&lp).unwrap();
+    }
+    let out = d.path().join("out");
+    let job = d.path().join("job.yaml");
+    let base = format!(
+        "name: rt\ndataset: {{kind: smiyc_anomaly, root: {}, split: validation}}\n\
+         checkpoint: {{format: torchscript, path: {}}}\n\
+         preprocess: {{min_size: 96, max_size: 192}}\noutput: {{root: {}}}\nruntime: {{device: cpu}}\n",
+        root.display(),
+        tiny_model().display(),
+        out.display()
+    );
+    std::fs::write(&job, &base).unwrap();
+    let o = run(&["run", "--job", job.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(&["eval", "--job", job.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("eval/results.json")).unwrap()).unwrap();
+    for key in ["ap", "auroc", "fpr95", "fpr_at_tpr90_seed", "aupr_seed"] {
+        let v = results[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing: {results}"));
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+    for f in ["results.txt", "per_frame.csv"] {
+        assert!(out.join("eval").join(f).is_file(), "{f}");
+    }
+    assert!(String::from_utf8_lossy(&o.stdout)
+        .to_lowercase()
+        .contains("ap"));
+
+    let queries = d.path().join("queries.yaml");
+    let o = run(&[
+        "discover-queries",
+        "--job",
+        job.to_str().unwrap(),
+        "--output",
+        queries.to_str().unwrap(),
+        "--select",
+        "3",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let ranking = maskomaly::eval::discover::read_ranking(&queries).unwrap();
+    assert_eq!(ranking.selected.len(), 3);
+    assert_eq!(ranking.ranking.len(), 100);
+    // The discovered queries are what a job including the file uses.
+    std::fs::write(
+        &job,
+        format!("{base}method: {{anomaly_queries_file: queries.yaml}}\n"),
+    )
+    .unwrap();
+    let o = run(&["check-job", job.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let shown: Job = serde_saphyr::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    assert_eq!(shown.method.anomaly_queries, ranking.selected);
 }
