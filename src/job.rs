@@ -282,6 +282,10 @@ pub struct OutputSpec {
     pub png: bool,
     /// `<stem>_heat.png`: JET colour map blended 50/50 with the image.
     pub heatmap: bool,
+    /// `<stem>_segmentation.png`: Cityscapes trainIds from the reference's semantic inference.
+    pub segmentation: bool,
+    /// The Fishyscapes pair `<stem>_anomaly.npy` (float32) + `<stem>_segmentation.npy` (uint8 trainIds).
+    pub npy: bool,
 }
 
 impl Default for OutputSpec {
@@ -292,6 +296,8 @@ impl Default for OutputSpec {
             hdf5: Hdf5Spec::default(),
             png: true,
             heatmap: false,
+            segmentation: false,
+            npy: false,
         }
     }
 }
@@ -453,7 +459,7 @@ impl Job {
             }
         }
         let o = &self.output;
-        if !o.hdf5.enabled && !o.png && !o.heatmap {
+        if !o.hdf5.enabled && !o.png && !o.heatmap && !o.segmentation && !o.npy {
             return Err(bad(
                 "output",
                 "enables no output (hdf5, png and heatmap are all off)".into(),

@@ -269,6 +269,46 @@ pub fn score_map(plan: &QueryPlan, masks: &Tensor, method: &Method) -> Vec<f32> 
     }
 }
 
+/// The reference's semantic inference (Mask2Former `semantic_inference` + detectron2
+/// `sem_seg_postprocess`): `Σ_q softmax(cls)[q, :K] · sigmoid(mask_q)` at the padded size, cropped to
+/// the resized image, bilinearly resized to the input size, argmax over classes → trainIds (H × W).
+/// Queries are summed in chunks so only a few full-size masks exist at once.
+pub fn semantic_segmentation(
+    pred_logits: &Tensor,
+    pred_masks: &Tensor,
+    padded: (usize, usize),
+    resized: (usize, usize),
+    original: (usize, usize),
+) -> Vec<u8> {
+    let (hp, wp) = (padded.0 as i64, padded.1 as i64);
+    let q = pred_logits.size()[0];
+    let k = pred_logits.size()[1] - 1;
+    let cls = pred_logits.softmax(-1, Kind::Float).narrow(1, 0, k); // [Q, K]
+    let mut sem = Tensor::zeros([k, hp * wp], (Kind::Float, pred_masks.device()));
+    let chunk = 16;
+    for start in (0..q).step_by(chunk as usize) {
+        let n = chunk.min(q - start);
+        let m = pred_masks
+            .narrow(0, start, n)
+            .unsqueeze(0)
+            .upsample_bilinear2d([hp, wp], false, None, None);
+        let m = m.squeeze_dim(0).sigmoid().view([n, hp * wp]); // [n, Hp·Wp]
+        sem += cls.narrow(0, start, n).transpose(0, 1).matmul(&m); // [K, Hp·Wp]
+    }
+    let sem = sem
+        .view([1, k, hp, wp])
+        .narrow(2, 0, resized.0 as i64)
+        .narrow(3, 0, resized.1 as i64);
+    let sem = sem.upsample_bilinear2d([original.0 as i64, original.1 as i64], false, None, None);
+    let ids = sem
+        .squeeze_dim(0)
+        .argmax(0, false)
+        .to_kind(Kind::Uint8)
+        .to_device(tch::Device::Cpu)
+        .contiguous();
+    Vec::<u8>::try_from(ids.flatten(0, -1)).expect("uint8 tensor converts to Vec<u8>")
+}
+
 /// The two float32 blend weights exactly as numpy forms them from a Python float `lambda`.
 pub fn blend_weights(lambda: f64) -> (f32, f32) {
     (lambda as f32, (1.0 - lambda) as f32)
@@ -486,6 +526,26 @@ mod tests {
         let p = class_probs(&l);
         assert_eq!(p.len(), 4);
         assert!((p[0] - 0.5).abs() < 1e-7 && (p[2] - 0.75).abs() < 1e-7);
+    }
+
+    #[test]
+    fn semantic_segmentation_matches_the_einsum_definition() {
+        // 3 queries, 2 classes + void, 2×2 mask logits, padded 4×4 with the image in the top-left 4×3.
+        let logits = Tensor::from_slice(&[3f32, 0., 0., 0., 3., 0., 0., 0., 5.]).view([3, 3]);
+        let masks = Tensor::from_slice(&[4f32, -4., 4., -4., -4., 4., -4., 4., 0., 0., 0., 0.])
+            .view([3, 2, 2]);
+        let seg = semantic_segmentation(&logits, &masks, (4, 4), (4, 3), (4, 3));
+        // Direct evaluation of the definition.
+        let cls = logits.softmax(-1, Kind::Float).narrow(1, 0, 2);
+        let up = masks
+            .unsqueeze(0)
+            .upsample_bilinear2d([4, 4], false, None, None)
+            .squeeze_dim(0)
+            .sigmoid();
+        let sem = Tensor::einsum("qc,qhw->chw", &[cls, up], None::<i64>).narrow(2, 0, 3);
+        let want = Vec::<i64>::try_from(sem.argmax(0, false).flatten(0, -1)).unwrap();
+        assert_eq!(seg.iter().map(|&v| v as i64).collect::<Vec<_>>(), want);
+        assert!(seg.contains(&0) && seg.contains(&1));
     }
 
     #[test]

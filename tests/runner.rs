@@ -639,3 +639,38 @@ fn run_eval_and_discovered_queries_round_trip() {
     let shown: Job = serde_saphyr::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
     assert_eq!(shown.method.anomaly_queries, ranking.selected);
 }
+
+/// The Fishyscapes pair and the segmentation PNG: input resolution, trainIds in 0..19, and the
+/// anomaly `.npy` holding the same numbers as the HDF5 map.
+#[test]
+fn segmentation_and_fishyscapes_npy_outputs() {
+    let d = tempfile::tempdir().unwrap();
+    let (input, output) = (d.path().join("in"), d.path().join("out"));
+    save(
+        &maskomaly::demo::road_scene(100, 70, 5),
+        &input.join("0001_frame.png"),
+    );
+    let job = write_job(d.path(), &input, &output, "");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "output: {root:",
+        "output: {segmentation: true, npy: true, root:",
+    );
+    std::fs::write(&job, text).unwrap();
+    let o = run(&["run", "--job", job.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let seg = image::open(output.join("0001_frame_segmentation.png"))
+        .unwrap()
+        .into_luma8();
+    assert_eq!(seg.dimensions(), (100, 70));
+    assert!(seg.as_raw().iter().all(|&c| c < 19));
+    let (anomaly, shape) =
+        maskomaly::output::npy::read_f32(&output.join("0001_frame_anomaly.npy")).unwrap();
+    assert_eq!(shape, vec![70, 100]);
+    assert_eq!(
+        anomaly,
+        read_score(&output.join("0001_frame.hdf5")).unwrap().0
+    );
+    let raw = std::fs::read(output.join("0001_frame_segmentation.npy")).unwrap();
+    assert!(String::from_utf8_lossy(&raw[..128]).contains("'descr': '|u1'"));
+    assert_eq!(&raw[raw.len() - 7000..], seg.as_raw().as_slice());
+}

@@ -1,4 +1,4 @@
-//! NumPy `.npy` (format 1.0, little-endian, C order) for float32 arrays: the Fishyscapes output
+//! NumPy `.npy` (format 1.0, little-endian, C order) for float32 and uint8 arrays: the Fishyscapes output
 //! format, and the exchange format of the benchmarks.
 
 use std::io::{Read, Write};
@@ -6,8 +6,24 @@ use std::path::Path;
 
 /// Writes a float32 array of `shape` atomically.
 pub fn write_f32(path: &Path, data: &[f32], shape: &[usize]) -> std::io::Result<()> {
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_raw(path, "<f4", &bytes, data.len(), shape)
+}
+
+/// Writes a uint8 array of `shape` atomically.
+pub fn write_u8(path: &Path, data: &[u8], shape: &[usize]) -> std::io::Result<()> {
+    write_raw(path, "|u1", data, data.len(), shape)
+}
+
+fn write_raw(
+    path: &Path,
+    descr: &str,
+    bytes: &[u8],
+    n: usize,
+    shape: &[usize],
+) -> std::io::Result<()> {
     assert_eq!(
-        data.len(),
+        n,
         shape.iter().product::<usize>(),
         "data does not match the shape"
     );
@@ -17,7 +33,7 @@ pub fn write_f32(path: &Path, data: &[f32], shape: &[usize]) -> std::io::Result<
     } else {
         format!("({})", dims.join(", "))
     };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple}, }}");
     // Magic (6) + version (2) + length (2) + header + newline, padded to a multiple of 64.
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat(total.div_ceil(64) * 64 - total));
@@ -27,9 +43,7 @@ pub fn write_f32(path: &Path, data: &[f32], shape: &[usize]) -> std::io::Result<
         f.write_all(b"\x93NUMPY\x01\x00")?;
         f.write_all(&(header.len() as u16).to_le_bytes())?;
         f.write_all(header.as_bytes())?;
-        for v in data {
-            f.write_all(&v.to_le_bytes())?;
-        }
+        f.write_all(bytes)?;
         f.flush()
     })
 }

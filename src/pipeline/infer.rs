@@ -119,6 +119,7 @@ fn infer_batch(
                 item: d.item,
                 image: d.image,
                 padded: d.prepared.padded,
+                resized: d.prepared.resized,
                 pred_logits: out.pred_logits.get(i as i64),
                 pred_masks: out.pred_masks.get(i as i64),
                 input_sha256: d.input_sha256,

@@ -48,11 +48,22 @@ pub fn score_one(shared: &Shared, inf: Inferred) -> ToWrite {
     let score = opencv_area(&padded, wp, hp, w, h);
     let mut timings = inf.timings;
     timings.score = ms(t0);
+    let o = &shared.job.output;
+    let segmentation = (o.segmentation || o.npy).then(|| {
+        scoring::semantic_segmentation(
+            &inf.pred_logits,
+            &inf.pred_masks,
+            inf.padded,
+            inf.resized,
+            (h, w),
+        )
+    });
     Ok(Scored {
         idx: inf.idx,
         item: inf.item,
         image: inf.image,
         score,
+        segmentation,
         input_sha256: inf.input_sha256,
         timings,
     })

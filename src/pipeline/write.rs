@@ -163,6 +163,17 @@ fn write_item(shared: &Shared, s: Scored) -> Result<ItemRecord, (ItemRecord, Str
         if let Some(p) = &paths.heatmap {
             image::write_heatmap(p, &s.score, &s.image)?;
         }
+        if let Some(seg) = &s.segmentation {
+            if let Some(p) = &paths.segmentation {
+                image::write_gray8(p, seg, h, w)?;
+            }
+            if let Some(p) = &paths.segmentation_npy {
+                crate::output::npy::write_u8(p, seg, &[h, w])?;
+            }
+        }
+        if let Some(p) = &paths.anomaly_npy {
+            crate::output::npy::write_f32(p, &s.score, &[h, w])?;
+        }
         for p in paths.all() {
             let rel = p.strip_prefix(&job.output.root).unwrap_or(p).to_path_buf();
             rec.outputs.push(OutputFile {
