@@ -26,6 +26,15 @@ demo: build
 test: setup
 	$(CARGO) test --all-targets
 
+# Benchmarks (ratios measured side by side; figures in BENCHMARKS.md). Python only as the comparison.
+bench: setup
+	@bash scripts/bench-deps.sh
+	$(CARGO) build --release --examples --bin maskomaly
+	mkdir -p target/bench
+	PYTHONPATH=.deps/pybench ./target/release/examples/bench_scoring --out target/bench
+	PYTHONPATH=.deps/pybench python3 scripts/bench_metrics.py --bin target/release/examples/bench_metrics --out target/bench/metrics.json
+	./target/release/examples/bench_pipeline --out target/bench
+
 fmt:
 	$(CARGO) fmt --all
 
