@@ -12,9 +12,15 @@
 //! * [`scoring`]: the Maskomaly rule and the OpenCV INTER_AREA resize back to the input size.
 //! * [`output`]: HDF5, PNG, heatmap writers and the manifest.
 //! * [`pipeline`]: the stages and their wiring.
+//! * [`shard`]: which slice of the listing an array task processes; where its manifest goes.
+//! * [`merge`], [`verify`], [`rocrate`]: combining shard manifests, re-checking a run, provenance.
 
 pub mod dataset;
 pub mod job;
+pub mod merge;
 pub mod model;
 pub mod resize;
+pub mod rocrate;
 pub mod scoring;
+pub mod shard;
+pub mod verify;
