@@ -19,6 +19,8 @@ pub mod dataset;
 pub mod job;
 pub mod merge;
 pub mod model;
+pub mod output;
+pub mod preprocess;
 pub mod resize;
 pub mod rocrate;
 pub mod scoring;

@@ -259,15 +259,15 @@ mod tests {
     #[test]
     fn counting_form_equals_pairwise_loop() {
         let (cls, pred) = golden_inputs();
-        let method = Method { lambda: 1.0, ..Method::default() };
+        let method = Method { lambda: 1.0, border_threshold: 0.8, ..Method::default() };
         let mut p = plan(&cls, 20, &method);
         p.reject.clear();
         p.ground.clear();
-        p.border = (0..40).collect(); // many overlapping masks
+        p.border = (0..6).collect(); // overlapping masks
         let masks = pred.index_select(0, &Tensor::from_slice(&p.needed()));
         let out = Vec::<f32>::try_from(score(&p, &masks, &method).flatten(0, -1)).unwrap();
         let rows: Vec<Vec<f32>> = (0..100).map(|q| Vec::<f32>::try_from(pred.get(q).flatten(0, -1)).unwrap()).collect();
-        let zero = pairwise_border(&rows, &(0..40).collect::<Vec<_>>(), 0.1f32);
+        let zero = pairwise_border(&rows, &(0..6).collect::<Vec<_>>(), 0.8f32);
         for x in 0..48 {
             assert_eq!(out[x] == 0.0, zero[x], "pixel {x}");
         }

@@ -1,0 +1,192 @@
+//! Decoding and detectron2's test-time input rule (§2 of the method spec):
+//! decode to 8-bit RGB → ResizeShortestEdge (Pillow bilinear on uint8) → float32 CHW →
+//! `(x − mean) / std` → zero-pad bottom/right to the size divisibility.
+
+use crate::job::{ColorFormat, Preprocess};
+use crate::resize::pillow_bilinear;
+use image::{DynamicImage, ImageDecoder, ImageReader};
+use std::path::Path;
+use tch::Tensor;
+
+/// An image as the reference reads it: 8-bit, 3 channels, RGB order, row-major.
+#[derive(Debug, Clone)]
+pub struct Rgb8 {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("empty file")]
+    Empty,
+    #[error("not a decodable image: {0}")]
+    Decode(String),
+    #[error("image has zero size")]
+    ZeroSize,
+}
+
+/// Decodes an image file like `cv2.imread(path, IMREAD_COLOR)` followed by the BGR→RGB flip:
+/// EXIF orientation applied, grey replicated, palettes expanded, alpha dropped, 16-bit samples
+/// reduced by dropping the low byte (libpng's strip-16, which OpenCV uses).
+pub fn decode_file(path: &Path, bytes: &[u8]) -> Result<Rgb8, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let _ = path;
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| DecodeError::Decode(e.to_string()))?;
+    let mut decoder = reader.into_decoder().map_err(|e| DecodeError::Decode(e.to_string()))?;
+    let orientation = decoder.orientation().ok();
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| DecodeError::Decode(e.to_string()))?;
+    if let Some(o) = orientation {
+        img.apply_orientation(o);
+    }
+    if img.width() == 0 || img.height() == 0 {
+        return Err(DecodeError::ZeroSize);
+    }
+    let (width, height) = (img.width() as usize, img.height() as usize);
+    let data = match img {
+        DynamicImage::ImageLuma16(b) => b.as_raw().iter().flat_map(|&v| [(v >> 8) as u8; 3]).collect(),
+        DynamicImage::ImageLumaA16(b) => b.as_raw().chunks(2).flat_map(|p| [(p[0] >> 8) as u8; 3]).collect(),
+        DynamicImage::ImageRgb16(b) => b.as_raw().iter().map(|&v| (v >> 8) as u8).collect(),
+        DynamicImage::ImageRgba16(b) => {
+            b.as_raw().chunks(4).flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8]).collect()
+        }
+        other => other.to_rgb8().into_raw(),
+    };
+    Ok(Rgb8 { width, height, data })
+}
+
+/// Output size of `ResizeShortestEdge(min_size, max_size)` for an `h × w` input, as (h, w).
+pub fn shortest_edge_size(h: usize, w: usize, min_size: u32, max_size: u32) -> (usize, usize) {
+    let (h, w) = (h as f64, w as f64);
+    let size = min_size as f64;
+    let scale = size / h.min(w);
+    let (mut newh, mut neww) = if h < w { (size, scale * w) } else { (scale * h, size) };
+    if newh.max(neww) > max_size as f64 {
+        let s = max_size as f64 / newh.max(neww);
+        newh *= s;
+        neww *= s;
+    }
+    // int(x + 0.5): round half up, truncating like Python's int() for positives.
+    ((newh + 0.5) as usize, (neww + 0.5) as usize)
+}
+
+/// Rounds `n` up to a multiple of `d`.
+pub fn pad_to(n: usize, d: usize) -> usize {
+    n.div_ceil(d) * d
+}
+
+/// The network input for one image and the sizes needed to map scores back.
+#[derive(Debug)]
+pub struct Prepared {
+    /// [3, Hp, Wp] float32, normalised, zero-padded bottom/right.
+    pub tensor: Tensor,
+    /// (H, W) of the decoded image.
+    pub original: (usize, usize),
+    /// (h, w) after the shortest-edge resize.
+    pub resized: (usize, usize),
+    /// (Hp, Wp) after padding.
+    pub padded: (usize, usize),
+}
+
+/// Applies the resize, normalisation and padding to a decoded RGB image.
+pub fn prepare(img: &Rgb8, p: &Preprocess) -> Prepared {
+    let (h, w) = (img.height, img.width);
+    let (nh, nw) = shortest_edge_size(h, w, p.min_size, p.max_size);
+    let resized = if (nh, nw) == (h, w) {
+        std::borrow::Cow::Borrowed(&img.data)
+    } else {
+        std::borrow::Cow::Owned(pillow_bilinear(&img.data, w, h, 3, nw, nh))
+    };
+    let d = p.size_divisibility as usize;
+    let (hp, wp) = (pad_to(nh, d), pad_to(nw, d));
+    let mut buf = vec![0f32; 3 * hp * wp];
+    for c in 0..3 {
+        // The model's channel c reads source channel c (RGB) or 2 − c (BGR).
+        let src_c = match p.format {
+            ColorFormat::Rgb => c,
+            ColorFormat::Bgr => 2 - c,
+        };
+        let (mean, std) = (p.pixel_mean[c], p.pixel_std[c]);
+        let plane = &mut buf[c * hp * wp..(c + 1) * hp * wp];
+        for y in 0..nh {
+            let row = &resized[y * nw * 3..(y + 1) * nw * 3];
+            for (x, out) in plane[y * wp..y * wp + nw].iter_mut().enumerate() {
+                *out = (row[x * 3 + src_c] as f32 - mean) / std;
+            }
+        }
+    }
+    let tensor = Tensor::from_slice(&buf).view([3, hp as i64, wp as i64]);
+    Prepared { tensor, original: (h, w), resized: (nh, nw), padded: (hp, wp) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shortest_edge_table() {
+        // §2 example sizes.
+        for ((h, w), want, padded) in [
+            ((1024, 2048), (1024, 2048), (1024, 2048)),
+            ((720, 1280), (1024, 1820), (1024, 1824)),
+            ((1080, 1920), (1024, 1820), (1024, 1824)),
+            ((1200, 1920), (1024, 1638), (1024, 1664)),
+            ((600, 800), (1024, 1365), (1024, 1376)),
+            ((1536, 2048), (1024, 1365), (1024, 1376)),
+        ] {
+            let got = shortest_edge_size(h, w, 1024, 2048);
+            assert_eq!(got, want, "{h}x{w}");
+            assert_eq!((pad_to(got.0, 32), pad_to(got.1, 32)), padded);
+        }
+        // max_size cap on a very wide image, and a portrait one
+        assert_eq!(shortest_edge_size(100, 1000, 1024, 2048), (205, 2048));
+        assert_eq!(shortest_edge_size(1280, 720, 1024, 2048), (1820, 1024));
+    }
+
+    #[test]
+    fn prepare_normalises_and_pads_with_zero() {
+        let p = Preprocess { min_size: 8, max_size: 100, ..Preprocess::default() };
+        let img = Rgb8 { width: 10, height: 8, data: (0..240).map(|i| (i % 251) as u8).collect() };
+        let out = prepare(&img, &p);
+        assert_eq!(out.resized, (8, 10));
+        assert_eq!(out.padded, (32, 32));
+        assert_eq!(out.tensor.size(), [3, 32, 32]);
+        let v = |c: i64, y: i64, x: i64| out.tensor.double_value(&[c, y, x]) as f32;
+        assert_eq!(v(0, 0, 0), (0.0 - 123.675f32) / 58.395f32);
+        assert_eq!(v(2, 1, 3), (img.data[(10 + 3) * 3 + 2] as f32 - 103.53f32) / 57.375f32);
+        assert_eq!(v(1, 8, 0), 0.0);
+        assert_eq!(v(1, 0, 10), 0.0);
+        assert_eq!(v(1, 31, 31), 0.0);
+    }
+
+    #[test]
+    fn bgr_format_swaps_channels() {
+        let p = Preprocess { min_size: 4, max_size: 100, size_divisibility: 1, format: ColorFormat::Bgr, ..Preprocess::default() };
+        let img = Rgb8 { width: 4, height: 4, data: [10u8, 20, 30].repeat(16) };
+        let out = prepare(&img, &p);
+        assert_eq!(out.tensor.double_value(&[0, 0, 0]) as f32, (30.0 - 123.675f32) / 58.395f32);
+    }
+
+    #[test]
+    fn garbage_and_empty_bytes_are_errors() {
+        assert!(matches!(decode_file(Path::new("x"), b""), Err(DecodeError::Empty)));
+        assert!(decode_file(Path::new("x"), b"not an image at all").is_err());
+    }
+
+    #[test]
+    fn sixteen_bit_grey_png_drops_the_low_byte() {
+        let img = image::ImageBuffer::<image::Luma<u16>, _>::from_raw(2, 1, vec![0x1234u16, 0xfff0]).unwrap();
+        let mut bytes = Vec::new();
+        DynamicImage::ImageLuma16(img)
+            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+            .unwrap();
+        let d = decode_file(Path::new("g.png"), &bytes).unwrap();
+        assert_eq!(d.data, vec![0x12, 0x12, 0x12, 0xff, 0xff, 0xff]);
+    }
+}
