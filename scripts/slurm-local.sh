@@ -24,8 +24,8 @@ usage() {
 # The daemons delete their own pid files on exit, so each PID is copied into $pids/<name> once
 # the daemon has written it; stop uses only these copies.
 record_pid() {
-  local name=$1 file=$2 i
-  for i in $(seq 1 100); do
+  local name=$1 file=$2
+  for _ in $(seq 1 100); do
     if [ -s "$file" ]; then
       cp "$file" "$pids/$name"
       return 0
@@ -42,10 +42,10 @@ alive() {
 }
 
 stop_pid() {
-  local pid=$1 i
+  local pid=$1
   alive "$pid" || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 50); do
+  for _ in $(seq 1 50); do
     alive "$pid" || return 0
     sleep 0.1
   done
@@ -125,8 +125,8 @@ start() {
   slurmd -N localhost
   record_pid slurmd "$root/run/slurmd.pid"
 
-  local i state=""
-  for i in $(seq 1 150); do
+  local state=""
+  for _ in $(seq 1 150); do
     state=$(sinfo -h -N -o %t 2>/dev/null || true)
     [ "$state" = "idle" ] && break
     sleep 0.2

@@ -152,12 +152,9 @@ pub fn read_manifest(path: &Path) -> Result<Value, MergeError> {
 
 /// Writes JSON to `path` through a temporary file in the same folder, then renames it.
 pub fn write_json_atomic(path: &Path, v: &Value) -> std::io::Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
     let mut text = serde_json::to_vec_pretty(v).expect("JSON values always serialise");
     text.push(b'\n');
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    crate::output::write_bytes_atomic(path, &text)
 }
 
 fn item_input(it: &Value) -> Option<&str> {

@@ -246,11 +246,8 @@ fn job_file_argument(m: &Value) -> Option<String> {
 pub fn write(output: &Path, manifest: &Value) -> Result<(), RoCrateError> {
     let crate_json = from_manifest(manifest)?;
     let path = output.join(FILE_NAME);
-    let tmp = output.join(format!(".{FILE_NAME}.tmp"));
     let text = serde_json::to_vec_pretty(&crate_json).expect("JSON values always serialise");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(|source| RoCrateError::Write { path, source })
+    crate::output::write_bytes_atomic(&path, &text).map_err(|source| RoCrateError::Write { path, source })
 }
 
 #[cfg(test)]

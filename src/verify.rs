@@ -4,7 +4,7 @@
 //!   reported.
 //! * Every file under OUTPUT that the manifest does not list is reported as *extra*, except the
 //!   run's own bookkeeping: `manifest.json`, `manifests/`, `ro-crate-metadata.json`, and temporary
-//!   files (hidden names, `*.tmp`) that a killed run may leave and a rerun ignores.
+//!   files (hidden names) that a killed run may leave and a rerun ignores.
 //! * `--rerun` runs the same job again (the resolved job recorded in the manifest, input root as
 //!   recorded or `--input`) into a temporary folder by spawning this executable, then compares the
 //!   maps item by item: the HDF5 `value` datasets numerically (max |a − b| ≤ tolerance) and every
@@ -17,9 +17,8 @@
 use crate::merge::{read_manifest, MergeError};
 use crate::shard;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+pub use crate::output::manifest::sha256_file;
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// `maskomaly verify` arguments.
@@ -150,21 +149,6 @@ impl VerifyReport {
     }
 }
 
-/// SHA-256 of a file, hex.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Files a run writes besides its outputs, and leftovers that a rerun ignores.
 fn is_bookkeeping(rel: &Path) -> bool {
     let first = rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
@@ -172,8 +156,9 @@ fn is_bookkeeping(rel: &Path) -> bool {
     {
         return true;
     }
+    // Hidden names cover the runner's temporary files (`.name.tmp-PID`) that a killed run leaves.
     let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    name.starts_with('.') || name.ends_with(".tmp")
+    name.starts_with('.')
 }
 
 fn manifest_outputs(m: &Value) -> Vec<(String, String)> {
