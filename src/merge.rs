@@ -35,7 +35,9 @@ pub struct MergeArgs {
 /// A merge that cannot produce a manifest at all.
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
-    #[error("no shard manifests in {0}\nhint: array tasks write manifests/shard-KKKKK-of-NNNNN.json under the output root")]
+    #[error(
+        "no shard manifests in {0}\nhint: array tasks write manifests/shard-KKKKK-of-NNNNN.json under the output root"
+    )]
     NoManifests(PathBuf),
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
@@ -111,7 +113,11 @@ impl MergeReport {
             self.count,
             self.written,
             self.total,
-            if self.listed_inputs { "expected items from the input listing" } else { "input root not readable: expected items from the shard manifests" },
+            if self.listed_inputs {
+                "expected items from the input listing"
+            } else {
+                "input root not readable: expected items from the shard manifests"
+            },
             self.manifest.display()
         );
         for k in &self.missing_shards {
@@ -249,7 +255,8 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
     let mut items = Vec::new();
     for (input, want_shard) in &expected {
         let recs = recorded.get(input).map(Vec::as_slice).unwrap_or(&[]);
-        if let (Some(want), Some((k, _))) = (want_shard, recs.iter().find(|(k, _)| k != want)) {
+        let stray = want_shard.and_then(|want| recs.iter().find(|(k, _)| *k != want).map(|(k, _)| (want, *k)));
+        if let Some((want, k)) = stray {
             report.conflicts.push(format!(
                 "{input} was processed by shard {k} but belongs to shard {want} (did the input listing change?)"
             ));
@@ -259,7 +266,9 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
             let hashes: BTreeSet<String> = producers.iter().map(|(_, it)| it["outputs"].to_string()).collect();
             if hashes.len() > 1 {
                 let ks: Vec<String> = producers.iter().map(|(k, _)| k.to_string()).collect();
-                report.conflicts.push(format!("{input} was produced with different outputs by shards {}", ks.join(", ")));
+                report
+                    .conflicts
+                    .push(format!("{input} was produced with different outputs by shards {}", ks.join(", ")));
             }
         }
         match (producers.first(), recs.first()) {
@@ -304,8 +313,7 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
     let count_of = |st: &str| items.iter().filter(|it| item_status(it) == st).count();
     report.total = expected.len();
     report.written = items.iter().filter(|it| produced(it)).count();
-    let status = if report.missing_shards.is_empty() && report.unfinished.is_empty() && report.conflicts.is_empty()
-    {
+    let status = if report.missing_shards.is_empty() && report.unfinished.is_empty() && report.conflicts.is_empty() {
         "complete"
     } else {
         "failed"
@@ -460,8 +468,24 @@ mod tests {
     fn complete_shards_merge_cleanly() {
         let f = fixture();
         let root = f.input.path();
-        put(&f, 1, 2, &shard_manifest(root, 1, 2, "complete", vec![item("c.png", "written", "3"), item("d.png", "written", "4"), item("e.png", "written", "5")]));
-        put(&f, 0, 2, &shard_manifest(root, 0, 2, "complete", vec![item("a.png", "written", "1"), item("b.png", "skipped", "2")]));
+        put(
+            &f,
+            1,
+            2,
+            &shard_manifest(
+                root,
+                1,
+                2,
+                "complete",
+                vec![item("c.png", "written", "3"), item("d.png", "written", "4"), item("e.png", "written", "5")],
+            ),
+        );
+        put(
+            &f,
+            0,
+            2,
+            &shard_manifest(root, 0, 2, "complete", vec![item("a.png", "written", "1"), item("b.png", "skipped", "2")]),
+        );
         let (r, m) = run(&f);
         assert!(r.is_clean(), "{}", r.render());
         assert!(r.listed_inputs);
@@ -504,11 +528,25 @@ mod tests {
     fn conflicts_are_reported() {
         let f = fixture();
         let root = f.input.path();
-        let mut other_job = shard_manifest(root, 1, 2, "complete", vec![
-            item("b.png", "written", "X"), item("c.png", "written", "3"), item("d.png", "written", "4"), item("e.png", "written", "5"),
-        ]);
+        let mut other_job = shard_manifest(
+            root,
+            1,
+            2,
+            "complete",
+            vec![
+                item("b.png", "written", "X"),
+                item("c.png", "written", "3"),
+                item("d.png", "written", "4"),
+                item("e.png", "written", "5"),
+            ],
+        );
         other_job["checkpoint"]["sha256"] = json!("different");
-        put(&f, 0, 2, &shard_manifest(root, 0, 2, "complete", vec![item("a.png", "written", "1"), item("b.png", "written", "2")]));
+        put(
+            &f,
+            0,
+            2,
+            &shard_manifest(root, 0, 2, "complete", vec![item("a.png", "written", "1"), item("b.png", "written", "2")]),
+        );
         put(&f, 1, 2, &other_job);
         let (r, _) = run(&f);
         assert_eq!(r.exit_code(), 1);

@@ -32,8 +32,27 @@ fn uri_path(p: &str) -> String {
     let mut s = String::with_capacity(p.len());
     for b in p.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' | b'!' | b'$' | b'&'
-            | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@' => s.push(b as char),
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'.'
+            | b'_'
+            | b'~'
+            | b'/'
+            | b'!'
+            | b'$'
+            | b'&'
+            | b'\''
+            | b'('
+            | b')'
+            | b'*'
+            | b'+'
+            | b','
+            | b';'
+            | b'='
+            | b':'
+            | b'@' => s.push(b as char),
             _ => s.push_str(&format!("%{b:02X}")),
         }
     }
@@ -82,7 +101,8 @@ pub fn from_manifest(m: &Value) -> Result<Value, RoCrateError> {
     let prog_version = str_at(m, "/program/version")?;
     let started = str_at(m, "/started")?;
     let job = m.get("job").filter(|j| j.is_object()).ok_or(RoCrateError::Field("/job"))?;
-    let input_root = job.pointer("/dataset/root").and_then(Value::as_str).ok_or(RoCrateError::Field("/job/dataset/root"))?;
+    let input_root =
+        job.pointer("/dataset/root").and_then(Value::as_str).ok_or(RoCrateError::Field("/job/dataset/root"))?;
     let items = m.get("items").and_then(Value::as_array).ok_or(RoCrateError::Field("/items"))?;
     let status = m.get("status").and_then(Value::as_str).unwrap_or("unknown");
 
@@ -303,12 +323,14 @@ mod tests {
         assert_eq!(program["identifier"], "git:abc123");
         assert_eq!(entity(&c, "#libtorch")["version"], "2.11.0");
 
-        let objects: Vec<&str> = action["object"].as_array().unwrap().iter().map(|o| o["@id"].as_str().unwrap()).collect();
+        let objects: Vec<&str> =
+            action["object"].as_array().unwrap().iter().map(|o| o["@id"].as_str().unwrap()).collect();
         assert_eq!(
             objects,
             ["#job", "file:///models/model.pt", "file:///data%20in/a/x%201.png", "file:///data%20in/b.jpg"]
         );
-        let results: Vec<&str> = action["result"].as_array().unwrap().iter().map(|o| o["@id"].as_str().unwrap()).collect();
+        let results: Vec<&str> =
+            action["result"].as_array().unwrap().iter().map(|o| o["@id"].as_str().unwrap()).collect();
         assert_eq!(results, ["a/x%201.hdf5", "a/x%201.png"]);
 
         let out = entity(&c, "a/x%201.hdf5");

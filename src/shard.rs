@@ -90,6 +90,26 @@ impl ShardError {
     }
 }
 
+/// `--shard` / `--shards` of `maskomaly run` (flattened into its arguments).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ShardArgs {
+    /// Process only shard K of N (0-based) of the sorted input listing. Default: from the batch
+    /// system (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// Number of shards, for engines that export only an index (Kubernetes, AWS Batch); also
+    /// read from MASKOMALY_SHARDS.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<String>,
+}
+
+impl ShardArgs {
+    /// The shard from these flags and the process environment.
+    pub fn resolve(&self) -> Result<Resolved, ShardError> {
+        from_env(self.shard.as_deref(), self.shards.as_deref())
+    }
+}
+
 /// The shard a task runs, with one line saying why (for the log).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
@@ -205,10 +225,7 @@ pub fn resolve(
     if count.is_some() {
         return Err(ShardError::NoIndex { from: count_from });
     }
-    Ok(Resolved {
-        shard: None,
-        reason: "no shard (no --shard flag, not an array task): processing every item".into(),
-    })
+    Ok(Resolved { shard: None, reason: "no shard (no --shard flag, not an array task): processing every item".into() })
 }
 
 fn check(index: usize, count: usize, source: ShardSource, source_name: &'static str) -> Result<Shard, ShardError> {

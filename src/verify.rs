@@ -15,9 +15,9 @@
 //! Exit codes: 0 clean, 1 any mismatch (or a run that is not `complete`), other codes for errors.
 
 use crate::merge::{read_manifest, MergeError};
+pub use crate::output::manifest::sha256_file;
 use crate::shard;
 use serde_json::Value;
-pub use crate::output::manifest::sha256_file;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -252,14 +252,13 @@ fn rerun(args: &VerifyArgs, m: &Value) -> Result<RerunReport, VerifyError> {
     std::fs::write(&job_file, serde_json::to_vec_pretty(&job).expect("JSON values always serialise"))
         .map_err(|source| VerifyError::Io { path: job_file.clone(), source })?;
 
-    let checkpoint = match &args.checkpoint {
-        Some(c) => c.clone(),
-        None => PathBuf::from(
-            m.pointer("/checkpoint/path")
-                .and_then(Value::as_str)
-                .ok_or_else(|| VerifyError::Rerun("the manifest records no checkpoint path; pass --checkpoint".into()))?,
-        ),
-    };
+    let checkpoint =
+        match &args.checkpoint {
+            Some(c) => c.clone(),
+            None => PathBuf::from(m.pointer("/checkpoint/path").and_then(Value::as_str).ok_or_else(|| {
+                VerifyError::Rerun("the manifest records no checkpoint path; pass --checkpoint".into())
+            })?),
+        };
     let exe = std::env::current_exe().map_err(|e| VerifyError::Rerun(format!("cannot find this executable: {e}")))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("run")
