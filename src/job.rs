@@ -77,7 +77,11 @@ pub struct DatasetSpec {
 
 impl Default for DatasetSpec {
     fn default() -> Self {
-        DatasetSpec { kind: DatasetKind::Folder, root: PathBuf::from("/input"), split: None }
+        DatasetSpec {
+            kind: DatasetKind::Folder,
+            root: PathBuf::from("/input"),
+            split: None,
+        }
     }
 }
 
@@ -90,7 +94,9 @@ pub struct ModelSpec {
 
 impl Default for ModelSpec {
     fn default() -> Self {
-        ModelSpec { preset: Some("mask2former_swin_large_cityscapes_semantic".into()) }
+        ModelSpec {
+            preset: Some("mask2former_swin_large_cityscapes_semantic".into()),
+        }
     }
 }
 
@@ -212,7 +218,10 @@ pub struct Hdf5Spec {
 
 impl Default for Hdf5Spec {
     fn default() -> Self {
-        Hdf5Spec { enabled: true, dtype: H5Dtype::Float32 }
+        Hdf5Spec {
+            enabled: true,
+            dtype: H5Dtype::Float32,
+        }
     }
 }
 
@@ -263,7 +272,12 @@ pub struct Runtime {
 
 impl Default for Runtime {
     fn default() -> Self {
-        Runtime { device: DeviceChoice::Auto, batch_size: 1, decode_workers: 2, queue_depth: 4 }
+        Runtime {
+            device: DeviceChoice::Auto,
+            batch_size: 1,
+            decode_workers: 2,
+            queue_depth: 4,
+        }
     }
 }
 
@@ -271,11 +285,19 @@ impl Default for Runtime {
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error("cannot read job file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("job file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("job file {path}{line}: `{key}` {message}", line = line_suffix(*.line))]
-    Invalid { path: PathBuf, key: String, line: Option<usize>, message: String },
+    Invalid {
+        path: PathBuf,
+        key: String,
+        line: Option<usize>,
+        message: String,
+    },
 }
 
 fn line_suffix(line: Option<usize>) -> String {
@@ -285,8 +307,10 @@ fn line_suffix(line: Option<usize>) -> String {
 impl Job {
     /// Loads and validates a job file.
     pub fn load(path: &Path) -> Result<Job, JobError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| JobError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| JobError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Job::from_yaml(&text, path)
     }
 
@@ -295,8 +319,10 @@ impl Job {
         let job: Job = if text.trim().is_empty() {
             Job::default()
         } else {
-            serde_saphyr::from_str(text)
-                .map_err(|e| JobError::Parse { path: path.to_path_buf(), message: e.to_string() })?
+            serde_saphyr::from_str(text).map_err(|e| JobError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?
         };
         job.validate(Some(text), path)?;
         Ok(job)
@@ -311,28 +337,45 @@ impl Job {
             message,
         };
         if self.name.is_empty() || self.name.contains(['/', '\\']) {
-            return Err(bad("name", "must be a non-empty name without slashes".into()));
+            return Err(bad(
+                "name",
+                "must be a non-empty name without slashes".into(),
+            ));
         }
         let p = &self.preprocess;
         if p.min_size == 0 {
             return Err(bad("preprocess.min_size", "must be > 0".into()));
         }
         if p.max_size < p.min_size {
-            return Err(bad("preprocess.max_size", format!("must be >= min_size ({})", p.min_size)));
+            return Err(bad(
+                "preprocess.max_size",
+                format!("must be >= min_size ({})", p.min_size),
+            ));
         }
         if p.size_divisibility == 0 {
             return Err(bad("preprocess.size_divisibility", "must be >= 1".into()));
         }
-        if let Some(i) = p.pixel_std.iter().position(|s| !(*s > 0.0 && s.is_finite())) {
-            return Err(bad("preprocess.pixel_std", format!("entry {i} must be a positive number")));
+        if let Some(i) = p
+            .pixel_std
+            .iter()
+            .position(|s| !(*s > 0.0 && s.is_finite()))
+        {
+            return Err(bad(
+                "preprocess.pixel_std",
+                format!("entry {i} must be a positive number"),
+            ));
         }
         let m = &self.method;
         if m.anomaly_queries.is_empty() {
-            return Err(bad("method.anomaly_queries", "needs at least one query index".into()));
+            return Err(bad(
+                "method.anomaly_queries",
+                "needs at least one query index".into(),
+            ));
         }
-        for (key, list) in
-            [("method.anomaly_queries", &m.anomaly_queries), ("method.ground_queries", &m.ground_queries)]
-        {
+        for (key, list) in [
+            ("method.anomaly_queries", &m.anomaly_queries),
+            ("method.ground_queries", &m.ground_queries),
+        ] {
             if let Some(q) = list.iter().find(|q| **q < 0) {
                 return Err(bad(key, format!("query index {q} is negative")));
             }
@@ -351,10 +394,16 @@ impl Job {
         }
         let o = &self.output;
         if !o.hdf5.enabled && !o.png && !o.heatmap {
-            return Err(bad("output", "enables no output (hdf5, png and heatmap are all off)".into()));
+            return Err(bad(
+                "output",
+                "enables no output (hdf5, png and heatmap are all off)".into(),
+            ));
         }
         if o.layout == Layout::Smiyc && !o.hdf5.enabled {
-            return Err(bad("output.layout", "smiyc needs output.hdf5.enabled: true".into()));
+            return Err(bad(
+                "output.layout",
+                "smiyc needs output.hdf5.enabled: true".into(),
+            ));
         }
         let r = &self.runtime;
         if r.batch_size == 0 {
@@ -365,7 +414,10 @@ impl Job {
         }
         if let Some(h) = &self.checkpoint.sha256 {
             if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(bad("checkpoint.sha256", "must be 64 hexadecimal digits".into()));
+                return Err(bad(
+                    "checkpoint.sha256",
+                    "must be 64 hexadecimal digits".into(),
+                ));
             }
         }
         Ok(())
@@ -374,7 +426,10 @@ impl Job {
     /// Decode threads actually used.
     pub fn decode_workers(&self) -> usize {
         match self.runtime.decode_workers {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(8),
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .min(8),
             n => n,
         }
     }
@@ -441,15 +496,22 @@ mod tests {
 
     #[test]
     fn unknown_key_is_rejected_with_its_name_and_line() {
-        let err = parse("name: x\nmethod:\n  lamda: 0.7\n").unwrap_err().to_string();
+        let err = parse("name: x\nmethod:\n  lamda: 0.7\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("lamda"), "{err}");
         assert!(err.contains('3'), "line missing: {err}");
     }
 
     #[test]
     fn wrong_type_names_the_line() {
-        let err = parse("runtime:\n  batch_size: many\n").unwrap_err().to_string();
-        assert!(err.contains("batch_size") || err.contains("line 2"), "{err}");
+        let err = parse("runtime:\n  batch_size: many\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("batch_size") || err.contains("line 2"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -462,7 +524,9 @@ mod tests {
 
     #[test]
     fn bad_sha256_is_rejected() {
-        let err = parse("checkpoint: {sha256: abc}\n").unwrap_err().to_string();
+        let err = parse("checkpoint: {sha256: abc}\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("checkpoint.sha256"), "{err}");
         assert!(err.contains("line 1"), "{err}");
     }

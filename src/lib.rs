@@ -7,19 +7,25 @@
 //!
 //! * [`job`]: the job file (defaults, validation).
 //! * [`dataset`]: what a run processes, in a stable order.
-//! * [`preprocess`]: detectron2's exact test-time resize (Pillow bilinear), normalise, pad.
+//! * [`preprocess`], [`resize`]: decoding, detectron2's exact resize (Pillow bilinear), normalise, pad;
+//!   OpenCV's INTER_AREA back to the input size.
 //! * [`model`]: backends producing `pred_logits` / `pred_masks`.
-//! * [`scoring`]: the Maskomaly rule and the OpenCV INTER_AREA resize back to the input size.
+//! * [`scoring`]: the Maskomaly rule.
 //! * [`output`]: HDF5, PNG, heatmap writers and the manifest.
-//! * [`pipeline`]: the stages and their wiring.
+//! * [`pipeline`]: the stages and their wiring; [`exit`]: exit codes.
 //! * [`shard`]: which slice of the listing an array task processes; where its manifest goes.
 //! * [`merge`], [`verify`], [`rocrate`]: combining shard manifests, re-checking a run, provenance.
 
+pub mod cli;
 pub mod dataset;
+pub mod demo;
+pub mod exit;
+pub mod forward;
 pub mod job;
 pub mod merge;
 pub mod model;
 pub mod output;
+pub mod pipeline;
 pub mod preprocess;
 pub mod resize;
 pub mod rocrate;

@@ -1,1 +1,199 @@
-fn main() {}
+//! `maskomaly`: parse the command line, set up logging, call the library, map the outcome to an
+//! exit code.
+
+use anyhow::Context;
+use clap::Parser;
+use maskomaly::cli::{Cli, Command, RunArgs};
+use maskomaly::exit::ExitCode;
+use maskomaly::job::Job;
+use maskomaly::pipeline::{self, RunError, RunOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                ExitCode::Usage.code()
+            } else {
+                0
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or(format!("maskomaly={level},warn")),
+    )
+    .format_timestamp_secs()
+    .init();
+    let code = match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e);
+            e.downcast_ref::<RunError>()
+                .map(RunError::exit_code)
+                .unwrap_or(ExitCode::Config)
+        }
+    };
+    std::process::exit(code.code());
+}
+
+fn report(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+    if let Some(hint) = e.downcast_ref::<RunError>().and_then(RunError::hint) {
+        eprintln!("hint: {hint}");
+    }
+}
+
+fn load_job(path: Option<&Path>) -> Result<Job, RunError> {
+    match path {
+        Some(p) => Job::load(p).map_err(|e| RunError::Config(e.to_string())),
+        None => Ok(Job::default()),
+    }
+}
+
+fn apply_overrides(job: &mut Job, args: &RunArgs) -> Result<(), RunError> {
+    if let Some(p) = &args.input {
+        job.dataset.root = p.clone();
+    }
+    if let Some(p) = &args.output {
+        job.output.root = p.clone();
+    }
+    if let Some(p) = &args.checkpoint {
+        job.checkpoint.path = p.clone();
+    }
+    if let Some(d) = args.device {
+        job.runtime.device = d.into();
+    }
+    job.validate(None, Path::new("(command line)"))
+        .map_err(|e| RunError::Config(e.to_string()))
+}
+
+fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let mut job = load_job(args.job.as_deref())?;
+    apply_overrides(&mut job, &args)?;
+    let stop = Arc::new(AtomicUsize::new(0));
+    pipeline::install_signal_handlers(&stop).context("cannot install signal handlers")?;
+    let opts = RunOptions {
+        overwrite: args.overwrite,
+        limit: args.limit,
+        command_line: std::env::args().collect(),
+        quiet,
+    };
+    let summary = pipeline::run(&job, &opts, stop)?;
+    let c = &summary.counts;
+    let rate = (c.written + c.failed) as f64 / summary.seconds.max(1e-9);
+    log::info!(
+        "{} written, {} skipped (already complete), {} failed of {} in {:.1} s ({rate:.2} items/s); manifest: {}",
+        c.written,
+        c.skipped,
+        c.failed,
+        c.total,
+        summary.seconds,
+        summary.manifest.display()
+    );
+    if let Some(sig) = summary.signal {
+        log::warn!(
+            "stopped by signal {sig}; finished outputs are kept, rerun the same command to resume"
+        );
+    }
+    Ok(summary.exit_code())
+}
+
+fn demo(dir: PathBuf, quiet: bool) -> anyhow::Result<ExitCode> {
+    use maskomaly::demo;
+    let input = dir.join("input");
+    for (i, (w, h, ext)) in [
+        (640, 360, "jpg"),
+        (480, 320, "png"),
+        (360, 480, "jpg"),
+        (800, 450, "png"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let img = demo::road_scene(*w, *h, i as u32);
+        demo::save_rgb(&img, &input.join(format!("scene{i:02}.{ext}")))
+            .with_context(|| format!("cannot write demo images under {}", input.display()))?;
+    }
+    let model = dir.join("model").join("tiny.pt");
+    demo::write_tiny_model(&model).with_context(|| format!("cannot write {}", model.display()))?;
+    let mut job = Job::default();
+    job.name = "demo".into();
+    job.dataset.root = input;
+    job.output.root = dir.join("output");
+    job.output.heatmap = true;
+    job.checkpoint.path = model;
+    job.runtime.device = maskomaly::job::DeviceChoice::Cpu;
+    let job_path = dir.join("job.yaml");
+    std::fs::write(
+        &job_path,
+        serde_saphyr::to_string(&job).context("cannot serialise the demo job")?,
+    )
+    .with_context(|| format!("cannot write {}", job_path.display()))?;
+    let code = run(
+        RunArgs {
+            job: Some(job_path.clone()),
+            input: None,
+            output: None,
+            checkpoint: None,
+            device: None,
+            limit: None,
+            overwrite: true,
+        },
+        quiet,
+    )?;
+    println!(
+        "demo outputs (score maps, heatmaps, manifest.json): {}",
+        job.output.root.display()
+    );
+    println!("demo job: {}", job_path.display());
+    Ok(code)
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run(args, cli.quiet),
+        Command::Demo { dir } => demo(dir, cli.quiet),
+        Command::CheckJob { job } => {
+            let job = load_job(Some(&job))?;
+            print!(
+                "{}",
+                serde_saphyr::to_string(&job).context("cannot serialise the job")?
+            );
+            Ok(ExitCode::Ok)
+        }
+        Command::Forward {
+            job,
+            image,
+            out,
+            checkpoint,
+            device,
+        } => {
+            let mut job = load_job(job.as_deref())?;
+            if let Some(c) = checkpoint {
+                job.checkpoint.path = c;
+            }
+            if let Some(d) = device {
+                job.runtime.device = d.into();
+            }
+            maskomaly::forward::forward_to_file(&job, &image, &out)?;
+            println!("{}", out.display());
+            Ok(ExitCode::Ok)
+        }
+        Command::TinyModel { out } => {
+            maskomaly::demo::write_tiny_model(&out)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            Ok(ExitCode::Ok)
+        }
+    }
+}

@@ -26,6 +26,21 @@ pub enum DecodeError {
     Decode(String),
     #[error("image has zero size")]
     ZeroSize,
+    #[error("truncated JPEG: no end-of-image marker after the last scan")]
+    TruncatedJpeg,
+}
+
+/// A JPEG whose last scan (SOS, `FF DA`) is not followed by an end-of-image marker (`FF D9`) was cut
+/// short; lenient decoders fill the missing part with grey. Entropy-coded data stuffs every `FF` with
+/// `00`, so a marker pair cannot occur inside a scan; an EXIF thumbnail's markers come before the
+/// main scan.
+fn jpeg_is_truncated(bytes: &[u8]) -> bool {
+    let last = |m: u8| bytes.windows(2).rposition(|w| w[0] == 0xFF && w[1] == m);
+    match (last(0xDA), last(0xD9)) {
+        (Some(sos), Some(eoi)) => eoi < sos,
+        (Some(_), None) => true,
+        _ => false,
+    }
 }
 
 /// Decodes an image file like `cv2.imread(path, IMREAD_COLOR)` followed by the BGR→RGB flip:
@@ -39,9 +54,15 @@ pub fn decode_file(path: &Path, bytes: &[u8]) -> Result<Rgb8, DecodeError> {
     let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| DecodeError::Decode(e.to_string()))?;
-    let mut decoder = reader.into_decoder().map_err(|e| DecodeError::Decode(e.to_string()))?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) && jpeg_is_truncated(bytes) {
+        return Err(DecodeError::TruncatedJpeg);
+    }
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| DecodeError::Decode(e.to_string()))?;
     let orientation = decoder.orientation().ok();
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| DecodeError::Decode(e.to_string()))?;
+    let mut img =
+        DynamicImage::from_decoder(decoder).map_err(|e| DecodeError::Decode(e.to_string()))?;
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }
@@ -50,15 +71,29 @@ pub fn decode_file(path: &Path, bytes: &[u8]) -> Result<Rgb8, DecodeError> {
     }
     let (width, height) = (img.width() as usize, img.height() as usize);
     let data = match img {
-        DynamicImage::ImageLuma16(b) => b.as_raw().iter().flat_map(|&v| [(v >> 8) as u8; 3]).collect(),
-        DynamicImage::ImageLumaA16(b) => b.as_raw().chunks(2).flat_map(|p| [(p[0] >> 8) as u8; 3]).collect(),
+        DynamicImage::ImageLuma16(b) => b
+            .as_raw()
+            .iter()
+            .flat_map(|&v| [(v >> 8) as u8; 3])
+            .collect(),
+        DynamicImage::ImageLumaA16(b) => b
+            .as_raw()
+            .chunks(2)
+            .flat_map(|p| [(p[0] >> 8) as u8; 3])
+            .collect(),
         DynamicImage::ImageRgb16(b) => b.as_raw().iter().map(|&v| (v >> 8) as u8).collect(),
-        DynamicImage::ImageRgba16(b) => {
-            b.as_raw().chunks(4).flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8]).collect()
-        }
+        DynamicImage::ImageRgba16(b) => b
+            .as_raw()
+            .chunks(4)
+            .flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8])
+            .collect(),
         other => other.to_rgb8().into_raw(),
     };
-    Ok(Rgb8 { width, height, data })
+    Ok(Rgb8 {
+        width,
+        height,
+        data,
+    })
 }
 
 /// Output size of `ResizeShortestEdge(min_size, max_size)` for an `h × w` input, as (h, w).
@@ -66,7 +101,11 @@ pub fn shortest_edge_size(h: usize, w: usize, min_size: u32, max_size: u32) -> (
     let (h, w) = (h as f64, w as f64);
     let size = min_size as f64;
     let scale = size / h.min(w);
-    let (mut newh, mut neww) = if h < w { (size, scale * w) } else { (scale * h, size) };
+    let (mut newh, mut neww) = if h < w {
+        (size, scale * w)
+    } else {
+        (scale * h, size)
+    };
     if newh.max(neww) > max_size as f64 {
         let s = max_size as f64 / newh.max(neww);
         newh *= s;
@@ -122,7 +161,12 @@ pub fn prepare(img: &Rgb8, p: &Preprocess) -> Prepared {
         }
     }
     let tensor = Tensor::from_slice(&buf).view([3, hp as i64, wp as i64]);
-    Prepared { tensor, original: (h, w), resized: (nh, nw), padded: (hp, wp) }
+    Prepared {
+        tensor,
+        original: (h, w),
+        resized: (nh, nw),
+        padded: (hp, wp),
+    }
 }
 
 #[cfg(test)]
@@ -151,15 +195,26 @@ mod tests {
 
     #[test]
     fn prepare_normalises_and_pads_with_zero() {
-        let p = Preprocess { min_size: 8, max_size: 100, ..Preprocess::default() };
-        let img = Rgb8 { width: 10, height: 8, data: (0..240).map(|i| (i % 251) as u8).collect() };
+        let p = Preprocess {
+            min_size: 8,
+            max_size: 100,
+            ..Preprocess::default()
+        };
+        let img = Rgb8 {
+            width: 10,
+            height: 8,
+            data: (0..240).map(|i| (i % 251) as u8).collect(),
+        };
         let out = prepare(&img, &p);
         assert_eq!(out.resized, (8, 10));
         assert_eq!(out.padded, (32, 32));
         assert_eq!(out.tensor.size(), [3, 32, 32]);
         let v = |c: i64, y: i64, x: i64| out.tensor.double_value(&[c, y, x]) as f32;
         assert_eq!(v(0, 0, 0), (0.0 - 123.675f32) / 58.395f32);
-        assert_eq!(v(2, 1, 3), (img.data[(10 + 3) * 3 + 2] as f32 - 103.53f32) / 57.375f32);
+        assert_eq!(
+            v(2, 1, 3),
+            (img.data[(10 + 3) * 3 + 2] as f32 - 103.53f32) / 57.375f32
+        );
         assert_eq!(v(1, 8, 0), 0.0);
         assert_eq!(v(1, 0, 10), 0.0);
         assert_eq!(v(1, 31, 31), 0.0);
@@ -167,24 +222,68 @@ mod tests {
 
     #[test]
     fn bgr_format_swaps_channels() {
-        let p = Preprocess { min_size: 4, max_size: 100, size_divisibility: 1, format: ColorFormat::Bgr, ..Preprocess::default() };
-        let img = Rgb8 { width: 4, height: 4, data: [10u8, 20, 30].repeat(16) };
+        let p = Preprocess {
+            min_size: 4,
+            max_size: 100,
+            size_divisibility: 1,
+            format: ColorFormat::Bgr,
+            ..Preprocess::default()
+        };
+        let img = Rgb8 {
+            width: 4,
+            height: 4,
+            data: [10u8, 20, 30].repeat(16),
+        };
         let out = prepare(&img, &p);
-        assert_eq!(out.tensor.double_value(&[0, 0, 0]) as f32, (30.0 - 123.675f32) / 58.395f32);
+        assert_eq!(
+            out.tensor.double_value(&[0, 0, 0]) as f32,
+            (30.0 - 123.675f32) / 58.395f32
+        );
     }
 
     #[test]
     fn garbage_and_empty_bytes_are_errors() {
-        assert!(matches!(decode_file(Path::new("x"), b""), Err(DecodeError::Empty)));
+        assert!(matches!(
+            decode_file(Path::new("x"), b""),
+            Err(DecodeError::Empty)
+        ));
         assert!(decode_file(Path::new("x"), b"not an image at all").is_err());
     }
 
     #[test]
+    fn truncated_jpeg_is_an_error() {
+        let img =
+            image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 77]));
+        let mut bytes = Vec::new();
+        DynamicImage::ImageRgb8(img)
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Jpeg,
+            )
+            .unwrap();
+        assert!(decode_file(Path::new("a.jpg"), &bytes).is_ok());
+        let cut = &bytes[..bytes.len() * 2 / 3];
+        assert!(matches!(
+            decode_file(Path::new("a.jpg"), cut),
+            Err(DecodeError::TruncatedJpeg)
+        ));
+        // Trailing bytes after the end-of-image marker are fine.
+        let mut trailing = bytes.clone();
+        trailing.extend_from_slice(b"trailer");
+        assert!(decode_file(Path::new("a.jpg"), &trailing).is_ok());
+    }
+
+    #[test]
     fn sixteen_bit_grey_png_drops_the_low_byte() {
-        let img = image::ImageBuffer::<image::Luma<u16>, _>::from_raw(2, 1, vec![0x1234u16, 0xfff0]).unwrap();
+        let img =
+            image::ImageBuffer::<image::Luma<u16>, _>::from_raw(2, 1, vec![0x1234u16, 0xfff0])
+                .unwrap();
         let mut bytes = Vec::new();
         DynamicImage::ImageLuma16(img)
-            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Png,
+            )
             .unwrap();
         let d = decode_file(Path::new("g.png"), &bytes).unwrap();
         assert_eq!(d.data, vec![0x12, 0x12, 0x12, 0xff, 0xff, 0xff]);

@@ -48,7 +48,11 @@ fn precompute_coeffs(in_size: usize, out_size: usize) -> Coeffs {
         for x in 0..xmax {
             let v = if ww != 0.0 { w[x] / ww } else { w[x] };
             let f = (1i64 << PRECISION_BITS) as f64;
-            k[xx * ksize + x] = if v < 0.0 { (-0.5 + v * f) as i32 } else { (0.5 + v * f) as i32 };
+            k[xx * ksize + x] = if v < 0.0 {
+                (-0.5 + v * f) as i32
+            } else {
+                (0.5 + v * f) as i32
+            };
         }
         bounds.push((xmin, xmax));
     }
@@ -63,8 +67,19 @@ fn clip8(v: i32) -> u8 {
 
 /// Resizes an interleaved 8-bit image (`channels` per pixel, row-major) exactly as Pillow 9.3's
 /// `BILINEAR`. A same-size resize returns a copy.
-pub fn pillow_bilinear(src: &[u8], w: usize, h: usize, channels: usize, new_w: usize, new_h: usize) -> Vec<u8> {
-    assert_eq!(src.len(), w * h * channels, "image buffer does not match its size");
+pub fn pillow_bilinear(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    channels: usize,
+    new_w: usize,
+    new_h: usize,
+) -> Vec<u8> {
+    assert_eq!(
+        src.len(),
+        w * h * channels,
+        "image buffer does not match its size"
+    );
     let need_h = new_w != w;
     let need_v = new_h != h;
     let vert = need_v.then(|| precompute_coeffs(h, new_h));
@@ -132,14 +147,26 @@ fn area_tab(ssize: usize, dsize: usize, scale: f64) -> Vec<AreaTab> {
         let sx2 = (fsx2.floor() as i64).min(ssize as i64 - 1);
         sx1 = sx1.min(sx2);
         if sx1 as f64 - fsx1 > 1e-3 {
-            tab.push(AreaTab { di: dx, si: (sx1 - 1) as usize, alpha: ((sx1 as f64 - fsx1) / cell_width) as f32 });
+            tab.push(AreaTab {
+                di: dx,
+                si: (sx1 - 1) as usize,
+                alpha: ((sx1 as f64 - fsx1) / cell_width) as f32,
+            });
         }
         for sx in sx1..sx2 {
-            tab.push(AreaTab { di: dx, si: sx as usize, alpha: (1.0 / cell_width) as f32 });
+            tab.push(AreaTab {
+                di: dx,
+                si: sx as usize,
+                alpha: (1.0 / cell_width) as f32,
+            });
         }
         if fsx2 - sx2 as f64 > 1e-3 {
             let a = (fsx2 - sx2 as f64).min(1.0).min(cell_width) / cell_width;
-            tab.push(AreaTab { di: dx, si: sx2 as usize, alpha: a as f32 });
+            tab.push(AreaTab {
+                di: dx,
+                si: sx2 as usize,
+                alpha: a as f32,
+            });
         }
     }
     tab
@@ -193,7 +220,15 @@ fn area_fast(src: &[f32], w: usize, new_w: usize, new_h: usize, sx: usize, sy: u
     out
 }
 
-fn area_general(src: &[f32], w: usize, h: usize, new_w: usize, new_h: usize, sx: f64, sy: f64) -> Vec<f32> {
+fn area_general(
+    src: &[f32],
+    w: usize,
+    h: usize,
+    new_w: usize,
+    new_h: usize,
+    sx: f64,
+    sy: f64,
+) -> Vec<f32> {
     let xtab = area_tab(w, new_w, sx);
     let ytab = area_tab(h, new_h, sy);
     let mut out = vec![0f32; new_w * new_h];
@@ -227,7 +262,12 @@ fn area_general(src: &[f32], w: usize, h: usize, new_w: usize, new_h: usize, sx:
 }
 
 /// Per-axis (index, weight of index, weight of index+1) for the upscaling branch of INTER_AREA.
-fn linear_area_coeffs(ssize: usize, dsize: usize, scale: f64, inv_scale: f64) -> Vec<(usize, f32, f32)> {
+fn linear_area_coeffs(
+    ssize: usize,
+    dsize: usize,
+    scale: f64,
+    inv_scale: f64,
+) -> Vec<(usize, f32, f32)> {
     (0..dsize)
         .map(|d| {
             let mut s = (d as f64 * scale).floor() as i64;
@@ -263,7 +303,13 @@ fn linear_area(
     let hrow = |r: usize| -> Vec<f32> {
         let row = &src[r * w..(r + 1) * w];
         xc.iter()
-            .map(|&(s, a0, a1)| if s + 1 < w { row[s] * a0 + row[s + 1] * a1 } else { row[s] * a0 })
+            .map(|&(s, a0, a1)| {
+                if s + 1 < w {
+                    row[s] * a0 + row[s + 1] * a1
+                } else {
+                    row[s] * a0
+                }
+            })
             .collect()
     };
     let mut out = vec![0f32; new_w * new_h];
@@ -350,7 +396,11 @@ mod tests {
     #[test]
     fn area_golden_downscale() {
         let r = opencv_area(&area_pattern(), 1824, 1024, 1280, 720);
-        assert!((sum64(&r) - 456049.279133).abs() < 1e-3, "sum {}", sum64(&r));
+        assert!(
+            (sum64(&r) - 456049.279133).abs() < 1e-3,
+            "sum {}",
+            sum64(&r)
+        );
         assert!((r[0] - 0.1473452).abs() < 1e-6, "{}", r[0]);
         assert!((r[359 * 1280 + 640] - 0.2722379).abs() < 1e-6);
         assert!((r[719 * 1280 + 1279] - 0.7495620).abs() < 1e-6);
@@ -359,9 +409,17 @@ mod tests {
     #[test]
     fn area_golden_upscale() {
         let r = opencv_area(&area_pattern(), 1824, 1024, 1920, 1080);
-        assert!((sum64(&r) - 1026110.872561).abs() < 1e-3, "sum {}", sum64(&r));
+        assert!(
+            (sum64(&r) - 1026110.872561).abs() < 1e-3,
+            "sum {}",
+            sum64(&r)
+        );
         assert_eq!(r[0], 0.0);
-        assert!((r[359 * 1920 + 640] - 0.6069587).abs() < 1e-6, "{}", r[359 * 1920 + 640]);
+        assert!(
+            (r[359 * 1920 + 640] - 0.6069587).abs() < 1e-6,
+            "{}",
+            r[359 * 1920 + 640]
+        );
         assert!((r[1079 * 1920 + 1919] - 0.8969072).abs() < 1e-6);
     }
 

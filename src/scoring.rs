@@ -16,9 +16,17 @@ use tch::{Kind, Tensor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
-    #[error("`method.{key}` names query {index}, but the model has {queries} queries (0..{queries}-1)")]
-    QueryOutOfRange { key: &'static str, index: i64, queries: i64 },
-    #[error("`method.void_class` is {void}, but the model predicts {classes} classes (0..{classes}-1)")]
+    #[error(
+        "`method.{key}` names query {index}, but the model has {queries} queries (0..{queries}-1)"
+    )]
+    QueryOutOfRange {
+        key: &'static str,
+        index: i64,
+        queries: i64,
+    },
+    #[error(
+        "`method.void_class` is {void}, but the model predicts {classes} classes (0..{classes}-1)"
+    )]
     VoidOutOfRange { void: i64, classes: i64 },
 }
 
@@ -54,13 +62,23 @@ impl QueryPlan {
 
 /// Checks the job's query and class indices against the model's output sizes.
 pub fn check_indices(method: &Method, queries: i64, classes: i64) -> Result<(), ScoreError> {
-    for (key, list) in [("anomaly_queries", &method.anomaly_queries), ("ground_queries", &method.ground_queries)] {
+    for (key, list) in [
+        ("anomaly_queries", &method.anomaly_queries),
+        ("ground_queries", &method.ground_queries),
+    ] {
         if let Some(&index) = list.iter().find(|&&q| q >= queries) {
-            return Err(ScoreError::QueryOutOfRange { key, index, queries });
+            return Err(ScoreError::QueryOutOfRange {
+                key,
+                index,
+                queries,
+            });
         }
     }
     if method.void_class >= classes {
-        return Err(ScoreError::VoidOutOfRange { void: method.void_class, classes });
+        return Err(ScoreError::VoidOutOfRange {
+            void: method.void_class,
+            classes,
+        });
     }
     Ok(())
 }
@@ -81,7 +99,11 @@ pub fn plan(cls: &[f32], classes: usize, method: &Method) -> QueryPlan {
     let queries = cls.len() / classes;
     let row = |q: usize| &cls[q * classes..(q + 1) * classes];
     let void = method.void_class as usize;
-    let anomaly = method.anomaly_queries.iter().map(|&q| (q, argmax(row(q as usize)).1)).collect();
+    let anomaly = method
+        .anomaly_queries
+        .iter()
+        .map(|&q| (q, argmax(row(q as usize)).1))
+        .collect();
     let mut reject = Vec::new();
     let mut border = Vec::new();
     for q in 0..queries {
@@ -94,8 +116,17 @@ pub fn plan(cls: &[f32], classes: usize, method: &Method) -> QueryPlan {
             }
         }
     }
-    let ground = method.ground_queries.iter().map(|&q| (q, argmax(row(q as usize)).1)).collect();
-    QueryPlan { anomaly, reject, border, ground }
+    let ground = method
+        .ground_queries
+        .iter()
+        .map(|&q| (q, argmax(row(q as usize)).1))
+        .collect();
+    QueryPlan {
+        anomaly,
+        reject,
+        border,
+        ground,
+    }
 }
 
 /// Applies the rule. `masks` holds the sigmoid mask probabilities of exactly the queries in
@@ -103,7 +134,11 @@ pub fn plan(cls: &[f32], classes: usize, method: &Method) -> QueryPlan {
 /// device.
 pub fn score(plan: &QueryPlan, masks: &Tensor, method: &Method) -> Tensor {
     let needed = plan.needed();
-    let row_of = |q: i64| needed.binary_search(&q).expect("plan.needed() covers every role") as i64;
+    let row_of = |q: i64| {
+        needed
+            .binary_search(&q)
+            .expect("plan.needed() covers every role") as i64
+    };
     let size = masks.size();
     let (h, w) = (size[1], size[2]);
     let opts = (Kind::Float, masks.device());
@@ -115,7 +150,9 @@ pub fn score(plan: &QueryPlan, masks: &Tensor, method: &Method) -> Tensor {
     }
 
     // 1 − p·c, each step rounded in float32 like numpy.
-    let reject = |soft: Tensor, q: i64, conf: f32| soft.minimum(&((masks.get(row_of(q)) * conf as f64).neg() + 1.0));
+    let reject = |soft: Tensor, q: i64, conf: f32| {
+        soft.minimum(&((masks.get(row_of(q)) * conf as f64).neg() + 1.0))
+    };
     let mut soft = Tensor::ones([h, w], opts);
     for &(q, conf) in &plan.reject {
         soft = reject(soft, q, conf);
@@ -126,7 +163,10 @@ pub fn score(plan: &QueryPlan, masks: &Tensor, method: &Method) -> Tensor {
         let thr = method.border_threshold as f32 as f64;
         let idx: Vec<i64> = plan.border.iter().map(|&q| row_of(q)).collect();
         let idx = Tensor::from_slice(&idx).to_device(masks.device());
-        let count = masks.index_select(0, &idx).gt(thr).sum_dim_intlist(0, false, Kind::Int);
+        let count = masks
+            .index_select(0, &idx)
+            .gt(thr)
+            .sum_dim_intlist(0, false, Kind::Int);
         soft = soft.masked_fill(&count.ge(2), 0.0);
     }
     for &(q, conf) in &plan.ground {
@@ -144,7 +184,10 @@ pub fn blend_weights(lambda: f64) -> (f32, f32) {
 
 /// Class probabilities for one image: softmax over the last axis, float32, on the host.
 pub fn class_probs(pred_logits: &Tensor) -> Vec<f32> {
-    let p = pred_logits.softmax(-1, Kind::Float).to_device(tch::Device::Cpu).contiguous();
+    let p = pred_logits
+        .softmax(-1, Kind::Float)
+        .to_device(tch::Device::Cpu)
+        .contiguous();
     Vec::<f32>::try_from(p.flatten(0, -1)).expect("float tensor converts to Vec<f32>")
 }
 
@@ -185,7 +228,8 @@ mod tests {
         for q in 0..100 {
             for y in 0..6 {
                 for x in 0..8 {
-                    let m = (6.0 * (0.37 * q as f64 + 0.9 * y as f64 + 1.3 * x as f64).sin() - 3.0) as f32;
+                    let m = (6.0 * (0.37 * q as f64 + 0.9 * y as f64 + 1.3 * x as f64).sin() - 3.0)
+                        as f32;
                     pred.push((1.0 / (1.0 + (-(m as f64)).exp())) as f32);
                 }
             }
@@ -194,12 +238,24 @@ mod tests {
     }
 
     const GOLDEN: [[f32; 8]; 6] = [
-        [0.000405, 0.235263, 0.379893, 0.106495, 0.032485, 0.001184, 0.317339, 0.378892],
-        [0.054638, 0.38038, 0.294594, 0.054938, 0.000188, 0.141299, 0.379611, 0.198261],
-        [0.364251, 0.367266, 0.18019, 0.000062, 0.020169, 0.376712, 0.341369, 0.089702],
-        [0.38008, 0.067839, 0.032329, 0.002033, 0.339996, 0.376488, 0.317959, 0.000063],
-        [0.255217, 0.044705, 0.000281, 0.193207, 0.37888, 0.526866, 0.033903, 0.000771],
-        [0.129655, 0.000076, 0.035243, 0.37927, 0.319588, 0.06752, 0.00014, 0.102165],
+        [
+            0.000405, 0.235263, 0.379893, 0.106495, 0.032485, 0.001184, 0.317339, 0.378892,
+        ],
+        [
+            0.054638, 0.38038, 0.294594, 0.054938, 0.000188, 0.141299, 0.379611, 0.198261,
+        ],
+        [
+            0.364251, 0.367266, 0.18019, 0.000062, 0.020169, 0.376712, 0.341369, 0.089702,
+        ],
+        [
+            0.38008, 0.067839, 0.032329, 0.002033, 0.339996, 0.376488, 0.317959, 0.000063,
+        ],
+        [
+            0.255217, 0.044705, 0.000281, 0.193207, 0.37888, 0.526866, 0.033903, 0.000771,
+        ],
+        [
+            0.129655, 0.000076, 0.035243, 0.37927, 0.319588, 0.06752, 0.00014, 0.102165,
+        ],
     ];
 
     #[test]
@@ -231,12 +287,22 @@ mod tests {
         p.reject.clear();
         p.border.clear();
         p.ground.clear();
-        let m = Method { lambda: 0.0, ..method };
+        let m = Method {
+            lambda: 0.0,
+            ..method
+        };
         let masks = pred.index_select(0, &Tensor::from_slice(&p.needed()));
         let out = Vec::<f32>::try_from(score(&p, &masks, &m).flatten(0, -1)).unwrap();
-        let want = [0.001014, 0.588157, 0.949732, 0.266238, 0.000362, 0.002959, 0.793346, 0.94723];
+        let want = [
+            0.001014, 0.588157, 0.949732, 0.266238, 0.000362, 0.002959, 0.793346, 0.94723,
+        ];
         for x in 0..8 {
-            assert!((out[x] - want[x]).abs() <= 1e-6, "x={x}: {} vs {}", out[x], want[x]);
+            assert!(
+                (out[x] - want[x]).abs() <= 1e-6,
+                "x={x}: {} vs {}",
+                out[x],
+                want[x]
+            );
         }
     }
 
@@ -259,14 +325,20 @@ mod tests {
     #[test]
     fn counting_form_equals_pairwise_loop() {
         let (cls, pred) = golden_inputs();
-        let method = Method { lambda: 1.0, border_threshold: 0.8, ..Method::default() };
+        let method = Method {
+            lambda: 1.0,
+            border_threshold: 0.8,
+            ..Method::default()
+        };
         let mut p = plan(&cls, 20, &method);
         p.reject.clear();
         p.ground.clear();
         p.border = (0..6).collect(); // overlapping masks
         let masks = pred.index_select(0, &Tensor::from_slice(&p.needed()));
         let out = Vec::<f32>::try_from(score(&p, &masks, &method).flatten(0, -1)).unwrap();
-        let rows: Vec<Vec<f32>> = (0..100).map(|q| Vec::<f32>::try_from(pred.get(q).flatten(0, -1)).unwrap()).collect();
+        let rows: Vec<Vec<f32>> = (0..100)
+            .map(|q| Vec::<f32>::try_from(pred.get(q).flatten(0, -1)).unwrap())
+            .collect();
         let zero = pairwise_border(&rows, &(0..6).collect::<Vec<_>>(), 0.8f32);
         for x in 0..48 {
             assert_eq!(out[x] == 0.0, zero[x], "pixel {x}");

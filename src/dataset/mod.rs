@@ -69,7 +69,11 @@ pub fn walk_folder(root: &Path) -> Result<Vec<Item>, DatasetError> {
     let mut items = Vec::new();
     let walker = walkdir::WalkDir::new(root)
         .follow_links(true)
-        .sort_by(|a, b| a.file_name().as_encoded_bytes().cmp(b.file_name().as_encoded_bytes()))
+        .sort_by(|a, b| {
+            a.file_name()
+                .as_encoded_bytes()
+                .cmp(b.file_name().as_encoded_bytes())
+        })
         .into_iter()
         .filter_entry(|e| e.depth() == 0 || !e.file_name().as_encoded_bytes().starts_with(b"."));
     for entry in walker {
@@ -86,10 +90,19 @@ pub fn walk_folder(root: &Path) -> Result<Vec<Item>, DatasetError> {
             continue;
         }
         let rel = path.strip_prefix(root).unwrap_or(path);
-        items.push(Item { image: path.to_path_buf(), stem: rel.with_extension(""), label: None });
+        items.push(Item {
+            image: path.to_path_buf(),
+            stem: rel.with_extension(""),
+            label: None,
+        });
     }
     // Byte-wise order of the whole relative path (walkdir sorts per directory level).
-    items.sort_by(|a, b| a.stem.as_os_str().as_encoded_bytes().cmp(b.stem.as_os_str().as_encoded_bytes()));
+    items.sort_by(|a, b| {
+        a.stem
+            .as_os_str()
+            .as_encoded_bytes()
+            .cmp(b.stem.as_os_str().as_encoded_bytes())
+    });
     check_unique_stems(&items)?;
     Ok(items)
 }
@@ -120,13 +133,24 @@ mod tests {
     #[test]
     fn walk_sorts_bytewise_recursively_and_skips_non_images() {
         let d = tempfile::tempdir().unwrap();
-        for f in ["b.png", "B.jpg", "a/z.JPG", "a/c.txt", ".hidden.png", ".git/x.png", "a_.webp"] {
+        for f in [
+            "b.png",
+            "B.jpg",
+            "a/z.JPG",
+            "a/c.txt",
+            ".hidden.png",
+            ".git/x.png",
+            "a_.webp",
+        ] {
             let p = d.path().join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, b"x").unwrap();
         }
         let items = walk_folder(d.path()).unwrap();
-        let stems: Vec<_> = items.iter().map(|i| i.stem.to_str().unwrap().to_string()).collect();
+        let stems: Vec<_> = items
+            .iter()
+            .map(|i| i.stem.to_str().unwrap().to_string())
+            .collect();
         assert_eq!(stems, ["B", "a/z", "a_", "b"]);
     }
 
@@ -141,6 +165,9 @@ mod tests {
 
     #[test]
     fn missing_root_is_an_error() {
-        assert!(matches!(walk_folder(Path::new("/nonexistent/x")), Err(DatasetError::NoRoot(_))));
+        assert!(matches!(
+            walk_folder(Path::new("/nonexistent/x")),
+            Err(DatasetError::NoRoot(_))
+        ));
     }
 }

@@ -26,7 +26,11 @@ pub enum ModelError {
     #[error("cannot load checkpoint {path}: {message}")]
     Load { path: PathBuf, message: String },
     #[error("checkpoint {path}: SHA-256 is {found}, the job expects {expected}")]
-    Checksum { path: PathBuf, expected: String, found: String },
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
     #[error("model output does not meet the contract: {0}")]
     Contract(String),
     #[error("model forward failed: {0}")]
@@ -47,9 +51,9 @@ pub trait Backend {
 pub fn load(job: &Job, device: Device) -> Result<Box<dyn Backend>, ModelError> {
     let ck = &job.checkpoint;
     match ck.format {
-        CheckpointFormat::Torchscript => {
-            Ok(Box::new(torchscript::TorchScriptModel::load(&ck.path, device)?))
-        }
+        CheckpointFormat::Torchscript => Ok(Box::new(torchscript::TorchScriptModel::load(
+            &ck.path, device,
+        )?)),
         other => Err(ModelError::Unsupported(format!("{other:?}").to_lowercase())),
     }
 }
@@ -59,7 +63,9 @@ pub fn check_outputs(out: &RawOutput, batch: i64) -> Result<(i64, i64), ModelErr
     let l = out.pred_logits.size();
     let m = out.pred_masks.size();
     if l.len() != 3 || l[0] != batch {
-        return Err(ModelError::Contract(format!("pred_logits has shape {l:?}, expected [{batch}, Q, K+1]")));
+        return Err(ModelError::Contract(format!(
+            "pred_logits has shape {l:?}, expected [{batch}, Q, K+1]"
+        )));
     }
     if m.len() != 4 || m[0] != batch || m[1] != l[1] {
         return Err(ModelError::Contract(format!(
@@ -68,14 +74,25 @@ pub fn check_outputs(out: &RawOutput, batch: i64) -> Result<(i64, i64), ModelErr
         )));
     }
     if l[2] < 2 {
-        return Err(ModelError::Contract(format!("pred_logits has {} classes, expected K+1 >= 2", l[2])));
+        return Err(ModelError::Contract(format!(
+            "pred_logits has {} classes, expected K+1 >= 2",
+            l[2]
+        )));
     }
     if m[2] < 1 || m[3] < 1 {
-        return Err(ModelError::Contract(format!("pred_masks has an empty spatial size {m:?}")));
+        return Err(ModelError::Contract(format!(
+            "pred_masks has an empty spatial size {m:?}"
+        )));
     }
-    for (name, t) in [("pred_logits", &out.pred_logits), ("pred_masks", &out.pred_masks)] {
+    for (name, t) in [
+        ("pred_logits", &out.pred_logits),
+        ("pred_masks", &out.pred_masks),
+    ] {
         if t.kind() != tch::Kind::Float {
-            return Err(ModelError::Contract(format!("{name} has dtype {:?}, expected float32", t.kind())));
+            return Err(ModelError::Contract(format!(
+                "{name} has dtype {:?}, expected float32",
+                t.kind()
+            )));
         }
     }
     Ok((l[1], l[2]))

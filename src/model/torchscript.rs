@@ -12,12 +12,19 @@ pub struct TorchScriptModel {
 impl TorchScriptModel {
     pub fn load(path: &Path, device: Device) -> Result<Self, ModelError> {
         if !path.is_file() {
-            return Err(ModelError::Missing { path: path.to_path_buf() });
+            return Err(ModelError::Missing {
+                path: path.to_path_buf(),
+            });
         }
-        let mut module = CModule::load_on_device(path, device)
-            .map_err(|e| ModelError::Load { path: path.to_path_buf(), message: first_line(&e.to_string()) })?;
+        let mut module = CModule::load_on_device(path, device).map_err(|e| ModelError::Load {
+            path: path.to_path_buf(),
+            message: first_line(&e.to_string()),
+        })?;
         module.set_eval();
-        Ok(TorchScriptModel { module, path: path.display().to_string() })
+        Ok(TorchScriptModel {
+            module,
+            path: path.display().to_string(),
+        })
     }
 }
 
@@ -44,8 +51,13 @@ impl Backend for TorchScriptModel {
             }
         };
         match (a, b) {
-            (IValue::Tensor(pred_logits), IValue::Tensor(pred_masks)) => Ok(RawOutput { pred_logits, pred_masks }),
-            _ => Err(ModelError::Contract("forward's tuple must hold two tensors".into())),
+            (IValue::Tensor(pred_logits), IValue::Tensor(pred_masks)) => Ok(RawOutput {
+                pred_logits,
+                pred_masks,
+            }),
+            _ => Err(ModelError::Contract(
+                "forward's tuple must hold two tensors".into(),
+            )),
         }
     }
 

@@ -9,17 +9,28 @@ fn to_io(e: hdf5::Error) -> std::io::Error {
 }
 
 /// Writes `score` (row-major `h × w`) to `path` atomically.
-pub fn write_score(path: &Path, score: &[f32], h: usize, w: usize, dtype: H5Dtype) -> std::io::Result<()> {
+pub fn write_score(
+    path: &Path,
+    score: &[f32],
+    h: usize,
+    w: usize,
+    dtype: H5Dtype,
+) -> std::io::Result<()> {
     super::write_atomic(path, |tmp| {
         let file = hdf5::File::create(tmp).map_err(to_io)?;
         match dtype {
             H5Dtype::Float32 => {
-                let arr = ndarray::ArrayView2::from_shape((h, w), score).map_err(std::io::Error::other)?;
-                file.new_dataset_builder().with_data(&arr).create("value").map_err(to_io)?;
+                let arr = ndarray::ArrayView2::from_shape((h, w), score)
+                    .map_err(std::io::Error::other)?;
+                file.new_dataset_builder()
+                    .with_data(&arr)
+                    .create("value")
+                    .map_err(to_io)?;
             }
             H5Dtype::Float16 => {
                 let half: Vec<half::f16> = score.iter().map(|&v| half::f16::from_f32(v)).collect();
-                let arr = ndarray::Array2::from_shape_vec((h, w), half).map_err(std::io::Error::other)?;
+                let arr =
+                    ndarray::Array2::from_shape_vec((h, w), half).map_err(std::io::Error::other)?;
                 file.new_dataset_builder()
                     .chunk((h.min(256), w.min(512)))
                     .deflate(9)
@@ -38,11 +49,17 @@ pub fn read_score(path: &Path) -> Result<(Vec<f32>, usize, usize), hdf5::Error> 
     let ds = file.dataset("value")?;
     let shape = ds.shape();
     if shape.len() != 2 {
-        return Err(hdf5::Error::from(format!("`value` has {} dimensions, expected 2", shape.len())));
+        return Err(hdf5::Error::from(format!(
+            "`value` has {} dimensions, expected 2",
+            shape.len()
+        )));
     }
     let dt = ds.dtype()?;
     let data: Vec<f32> = if dt.is::<half::f16>() {
-        ds.read_raw::<half::f16>()?.into_iter().map(f32::from).collect()
+        ds.read_raw::<half::f16>()?
+            .into_iter()
+            .map(f32::from)
+            .collect()
     } else {
         ds.read_raw::<f32>()?
     };

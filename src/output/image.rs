@@ -14,7 +14,13 @@ pub fn write_png16(path: &Path, score: &[f32], h: usize, w: usize) -> std::io::R
     encode_png(path, &bytes, w, h, ExtendedColorType::L16)
 }
 
-fn encode_png(path: &Path, raw: &[u8], w: usize, h: usize, color: ExtendedColorType) -> std::io::Result<()> {
+fn encode_png(
+    path: &Path,
+    raw: &[u8],
+    w: usize,
+    h: usize,
+    color: ExtendedColorType,
+) -> std::io::Result<()> {
     let mut out = Vec::new();
     PngEncoder::new(&mut out)
         .write_image(raw, w as u32, h as u32, color)
@@ -45,7 +51,13 @@ pub fn heatmap(score: &[f32], img: &Rgb8) -> Vec<u8> {
 }
 
 pub fn write_heatmap(path: &Path, score: &[f32], img: &Rgb8) -> std::io::Result<()> {
-    encode_png(path, &heatmap(score, img), img.width, img.height, ExtendedColorType::Rgb8)
+    encode_png(
+        path,
+        &heatmap(score, img),
+        img.width,
+        img.height,
+        ExtendedColorType::Rgb8,
+    )
 }
 
 #[cfg(test)]

@@ -20,7 +20,10 @@ pub struct OutputPaths {
 
 impl OutputPaths {
     pub fn all(&self) -> impl Iterator<Item = &PathBuf> {
-        self.hdf5.iter().chain(self.png.iter()).chain(self.heatmap.iter())
+        self.hdf5
+            .iter()
+            .chain(self.png.iter())
+            .chain(self.heatmap.iter())
     }
 }
 
@@ -85,7 +88,9 @@ where
         fs::create_dir_all(dir)?;
     }
     let tmp = temp_path(path);
-    let result = write(&tmp).and_then(|()| fs::File::open(&tmp)?.sync_all()).and_then(|()| fs::rename(&tmp, path));
+    let result = write(&tmp)
+        .and_then(|()| fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| fs::rename(&tmp, path));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -103,7 +108,10 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Removes temporary files a killed run left behind under `root`.
 pub fn remove_stale_temps(root: &Path) {
-    for entry in walkdir::WalkDir::new(root).into_iter().filter_map(Result::ok) {
+    for entry in walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
         if entry.file_type().is_file() && entry.file_name().to_str().is_some_and(is_temp_name) {
             log::debug!("removing stale temporary file {}", entry.path().display());
             let _ = fs::remove_file(entry.path());
@@ -123,12 +131,18 @@ mod tests {
         let p = paths_for(&job, Path::new("a/b/frame.01"));
         assert_eq!(p.hdf5.unwrap(), PathBuf::from("/out/a/b/frame.01.hdf5"));
         assert_eq!(p.png.unwrap(), PathBuf::from("/out/a/b/frame.01.png"));
-        assert_eq!(p.heatmap.unwrap(), PathBuf::from("/out/a/b/frame.01_heat.png"));
+        assert_eq!(
+            p.heatmap.unwrap(),
+            PathBuf::from("/out/a/b/frame.01_heat.png")
+        );
         job.output.layout = Layout::Smiyc;
         job.name = "m".into();
         job.dataset.kind = DatasetKind::SmiycAnomaly;
         let p = paths_for(&job, Path::new("validation0000"));
-        assert_eq!(p.hdf5.unwrap(), PathBuf::from("/out/anomaly_p/m/AnomalyTrack-all/validation0000.hdf5"));
+        assert_eq!(
+            p.hdf5.unwrap(),
+            PathBuf::from("/out/anomaly_p/m/AnomalyTrack-all/validation0000.hdf5")
+        );
     }
 
     #[test]

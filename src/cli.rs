@@ -1,0 +1,105 @@
+//! Command line: subcommands and the flags that override job keys.
+
+use crate::job::DeviceChoice;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "maskomaly",
+    version,
+    about = "Zero-shot anomaly segmentation from Mask2Former mask queries (Maskomaly, BMVC 2023), as a batch runner.",
+    long_about = "Zero-shot anomaly segmentation from Mask2Former mask queries (Maskomaly, BMVC 2023), as a batch runner.\n\n\
+                  `maskomaly run` with no arguments reads every image under /input and writes one score map per \
+                  image to /output (the published container's contract). A job file (YAML) chooses the dataset, \
+                  checkpoint, method parameters and outputs; flags override it. Logs and progress go to stderr \
+                  (RUST_LOG=debug for more).",
+    after_help = crate::exit::TABLE,
+)]
+pub struct Cli {
+    /// Only errors on stderr; no progress bar.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Score every input image and write HDF5 / PNG maps and a manifest.
+    #[command(after_help = crate::exit::TABLE)]
+    Run(RunArgs),
+    /// Generate sample images and a tiny model, then run the whole pipeline on them (no network).
+    Demo {
+        /// Folder for the demo's inputs, model and outputs.
+        #[arg(long, default_value = "maskomaly-demo")]
+        dir: PathBuf,
+    },
+    /// Validate a job file and print it with every default filled in.
+    CheckJob {
+        /// The job file (YAML).
+        job: PathBuf,
+    },
+    /// Run the network on one image and save the preprocessed input and raw outputs (safetensors:
+    /// `pixel_values` [1,3,Hp,Wp], `pred_logits` [Q,K+1], `pred_masks` [Q,Hp/4,Wp/4]).
+    Forward {
+        #[arg(long)]
+        job: Option<PathBuf>,
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        device: Option<DeviceArg>,
+    },
+    /// Write the tiny TorchScript test model (100 queries, 19 classes + void) to a file.
+    #[command(hide = true)]
+    TinyModel { out: PathBuf },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Job file (YAML); without it the default Maskomaly Swin-L Cityscapes job is used.
+    #[arg(long)]
+    pub job: Option<PathBuf>,
+    /// Input folder (overrides dataset.root).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Output folder (overrides output.root).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Checkpoint file (overrides checkpoint.path).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Device (overrides runtime.device).
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceArg>,
+    /// Process only the first N items of the sorted input list.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Redo items whose outputs are already complete (default: skip them, hash-checked).
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DeviceArg {
+    Cpu,
+    Cuda,
+    Auto,
+}
+
+impl From<DeviceArg> for DeviceChoice {
+    fn from(d: DeviceArg) -> Self {
+        match d {
+            DeviceArg::Cpu => DeviceChoice::Cpu,
+            DeviceArg::Cuda => DeviceChoice::Cuda,
+            DeviceArg::Auto => DeviceChoice::Auto,
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Exit codes (sysexits where they apply), one table for `--help`, the README and the code.
+//! Schedulers retry on 75 only; everything else is permanent until a person changes something.
+
+/// The process exit status of a `maskomaly` command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Every item written (or already complete).
+    Ok = 0,
+    /// The run finished but some items failed (listed in the manifest).
+    SomeFailed = 1,
+    /// Bad command line.
+    Usage = 64,
+    /// Input data is wrong (e.g. a dataset's labels do not pair with its images).
+    Data = 65,
+    /// No input: the input folder is missing or holds no images.
+    NoInput = 66,
+    /// A bug: please report it.
+    Software = 70,
+    /// The output folder or a file in it cannot be created.
+    CantCreate = 73,
+    /// Reading or writing failed (e.g. disk full).
+    Io = 74,
+    /// Temporary failure, worth retrying (CUDA out of memory, checkpoint download failed).
+    TempFail = 75,
+    /// Configuration error: bad job file, checkpoint missing, wrong or not loadable.
+    Config = 78,
+    /// Stopped by SIGINT (Ctrl-C); finished items are kept.
+    Interrupted = 130,
+    /// Stopped by SIGTERM (preemption, `docker stop`); finished items are kept.
+    Terminated = 143,
+}
+
+impl ExitCode {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// The table shown in `--help` and the README.
+pub const TABLE: &str = "\
+Exit codes:
+    0    every item written (or already complete)
+    1    the run finished, but some items failed (see manifest.json)
+    64   bad command line
+    65   input data error (e.g. labels that do not pair with images)
+    66   no input (input folder missing or without images)
+    70   internal error (a bug)
+    73   cannot create the output folder or a file in it
+    74   I/O error (e.g. disk full)
+    75   temporary failure, retry (CUDA out of memory, checkpoint download failed)
+    78   configuration error (job file, checkpoint missing/wrong/not loadable)
+    130  interrupted by SIGINT; finished outputs are kept, a rerun resumes
+    143  terminated by SIGTERM; finished outputs are kept, a rerun resumes";

@@ -1,0 +1,126 @@
+//! Inference stage: one thread owns the model. Items of equal padded size are batched up to
+//! `runtime.batch_size`; outputs are split back per item.
+
+use super::decode::ms;
+use super::message::{Decoded, Failure, Inferred, ToInfer, ToScore};
+use super::{RunError, Shared};
+use crate::model::{check_outputs, Backend, ModelError};
+use crossbeam_channel::{Receiver, Sender};
+use std::time::Instant;
+use tch::{Device, Tensor};
+
+pub fn run(
+    shared: &Shared,
+    model: &dyn Backend,
+    device: Device,
+    rx: Receiver<ToInfer>,
+    tx: Sender<ToScore>,
+) {
+    let _guard = tch::no_grad_guard();
+    let batch_size = shared.job.runtime.batch_size;
+    let mut pending: Option<Decoded> = None;
+    loop {
+        let first = match pending.take() {
+            Some(d) => d,
+            None => match rx.recv() {
+                Ok(Ok(d)) => d,
+                Ok(Err(f)) => {
+                    if tx.send(Err(f)).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(_) => return,
+            },
+        };
+        let mut batch = vec![first];
+        while batch.len() < batch_size {
+            match rx.try_recv() {
+                Ok(Ok(d)) if d.prepared.padded == batch[0].prepared.padded => batch.push(d),
+                Ok(Ok(d)) => {
+                    pending = Some(d);
+                    break;
+                }
+                Ok(Err(f)) => {
+                    if tx.send(Err(f)).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        match infer_batch(model, device, batch) {
+            Ok(outs) => {
+                for o in outs {
+                    if tx.send(Ok(o)).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err((e, items)) => {
+                let fatal = matches!(e, ModelError::Contract(_)) || is_out_of_memory(&e);
+                if fatal {
+                    shared.fail(if is_out_of_memory(&e) {
+                        RunError::Temporary(e.to_string())
+                    } else {
+                        RunError::Model(e)
+                    });
+                    return;
+                }
+                for d in items {
+                    let f = Failure {
+                        idx: d.idx,
+                        item: d.item,
+                        input_sha256: Some(d.input_sha256),
+                        error: e.to_string(),
+                        timings: d.timings,
+                    };
+                    if tx.send(Err(f)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_out_of_memory(e: &ModelError) -> bool {
+    let s = e.to_string();
+    s.contains("out of memory") || s.contains("CUDA error")
+}
+
+fn infer_batch(
+    model: &dyn Backend,
+    device: Device,
+    batch: Vec<Decoded>,
+) -> Result<Vec<Inferred>, (ModelError, Vec<Decoded>)> {
+    let t0 = Instant::now();
+    let inputs: Vec<&Tensor> = batch.iter().map(|d| &d.prepared.tensor).collect();
+    let x = Tensor::stack(&inputs, 0).to_device(device); // [B, 3, Hp, Wp]
+    let out = match model.forward(&x) {
+        Ok(o) => o,
+        Err(e) => return Err((e, batch)),
+    };
+    if let Err(e) = check_outputs(&out, batch.len() as i64) {
+        return Err((e, batch));
+    }
+    let per_item = ms(t0) / batch.len() as f64;
+    Ok(batch
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut timings = d.timings;
+            timings.infer = per_item;
+            Inferred {
+                idx: d.idx,
+                item: d.item,
+                image: d.image,
+                padded: d.prepared.padded,
+                pred_logits: out.pred_logits.get(i as i64),
+                pred_masks: out.pred_masks.get(i as i64),
+                input_sha256: d.input_sha256,
+                timings,
+            }
+        })
+        .collect())
+}

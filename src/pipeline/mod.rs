@@ -1,0 +1,530 @@
+//! The run: stages joined by bounded channels under one thread scope.
+//!
+//! ```text
+//! feeder ─work─► decode ×N ─decoded─► infer (owns the model) ─raw─► score ─map─► write (manifest)
+//! ```
+//! Every channel holds at most `runtime.queue_depth` messages. One decoded 1024×2048 item is about
+//! 24 MiB of normalised input plus 6 MiB of RGB, so the default depth of 4 bounds the input side at
+//! roughly 0.25 GB per queue. A stage stops when its input closes or the stop flag is set; per-item
+//! failures travel downstream as data and end up in the manifest. SIGINT/SIGTERM stop the feeder,
+//! the items in flight finish, the manifest is flushed.
+
+pub mod decode;
+pub mod infer;
+pub mod message;
+pub mod score;
+pub mod write;
+
+use crate::dataset::{self, DatasetError, Item};
+use crate::exit::ExitCode;
+use crate::job::{DeviceChoice, Job};
+use crate::model::{self, ModelError};
+use crate::output::manifest::{
+    self, CheckpointInfo, Counts, ItemRecord, ItemStatus, Manifest, Numerics, Program, RunStatus,
+};
+use crate::output::{paths_for, remove_stale_temps};
+use crossbeam_channel::bounded;
+use message::Work;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tch::Device;
+use write::ManifestWriter;
+
+/// A failure that ends the whole run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    NoInput(String),
+    #[error("{0}")]
+    Data(String),
+    #[error("cannot create output folder {path}: {message}")]
+    CantCreate { path: PathBuf, message: String },
+    #[error("{0}")]
+    Io(String),
+    #[error("temporary failure, retry later: {0}")]
+    Temporary(String),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            RunError::Config(_) => ExitCode::Config,
+            RunError::NoInput(_) => ExitCode::NoInput,
+            RunError::Data(_) => ExitCode::Data,
+            RunError::CantCreate { .. } => ExitCode::CantCreate,
+            RunError::Io(_) => ExitCode::Io,
+            RunError::Temporary(_) => ExitCode::TempFail,
+            RunError::Model(e) => e.exit_code(),
+        }
+    }
+
+    /// A `hint:` line for people, where one helps.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RunError::Model(ModelError::Missing { .. }) => Some(
+                "provide the checkpoint: mount it (docker: -v DIR:/models), pass --checkpoint FILE, \
+                 or set checkpoint.path in the job file; `make demo` runs with a generated tiny model"
+                    .into(),
+            ),
+            RunError::NoInput(_) => {
+                Some("pass --input DIR, set dataset.root in the job, or mount a folder at /input".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl From<DatasetError> for RunError {
+    fn from(e: DatasetError) -> Self {
+        match e {
+            DatasetError::NoRoot(_) => RunError::NoInput(e.to_string()),
+            DatasetError::Walk { .. } => RunError::Io(e.to_string()),
+            DatasetError::Layout { .. } => RunError::Data(e.to_string()),
+        }
+    }
+}
+
+impl ModelError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            ModelError::Forward(_) => ExitCode::Software,
+            _ => ExitCode::Config,
+        }
+    }
+}
+
+/// Options a run takes besides the job.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Redo items whose outputs are already complete.
+    pub overwrite: bool,
+    /// Process only the first N items.
+    pub limit: Option<usize>,
+    /// Recorded in the manifest.
+    pub command_line: Vec<String>,
+    /// No progress bar.
+    pub quiet: bool,
+}
+
+/// What a finished (or stopped) run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub counts: Counts,
+    /// 2 (SIGINT) or 15 (SIGTERM) if a signal stopped the run.
+    pub signal: Option<i32>,
+    pub manifest: PathBuf,
+    pub seconds: f64,
+}
+
+impl RunSummary {
+    pub fn exit_code(&self) -> ExitCode {
+        match self.signal {
+            Some(2) => ExitCode::Interrupted,
+            Some(_) => ExitCode::Terminated,
+            None if self.counts.failed > 0 => ExitCode::SomeFailed,
+            None => ExitCode::Ok,
+        }
+    }
+}
+
+/// State every stage reads.
+pub struct Shared {
+    pub job: Job,
+    pub input_root: PathBuf,
+    /// Set by SIGINT/SIGTERM (the signal number) or by a fatal error (usize::MAX).
+    stop: Arc<AtomicUsize>,
+    fatal: Mutex<Option<RunError>>,
+}
+
+impl Shared {
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst) != 0
+    }
+
+    /// Records the first fatal error and stops the run.
+    pub fn fail(&self, e: RunError) {
+        log::error!("{e}");
+        let mut f = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            *f = Some(e);
+        }
+        self.stop.store(usize::MAX, Ordering::SeqCst);
+    }
+
+    pub fn relative_input(&self, p: &Path) -> PathBuf {
+        p.strip_prefix(&self.input_root).unwrap_or(p).to_path_buf()
+    }
+}
+
+/// Installs SIGINT/SIGTERM handlers that set `flag` to the signal number; a second signal of the
+/// same kind ends the process at once.
+pub fn install_signal_handlers(flag: &Arc<AtomicUsize>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    for (sig, code) in [(SIGINT, 130), (SIGTERM, 143)] {
+        let seen = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register_conditional_shutdown(sig, code, Arc::clone(&seen))?;
+        signal_hook::flag::register(sig, seen)?;
+        signal_hook::flag::register_usize(sig, Arc::clone(flag), sig as usize)?;
+    }
+    Ok(())
+}
+
+/// Resolves `auto` to CUDA when libtorch sees a GPU.
+pub fn resolve_device(choice: DeviceChoice) -> Result<Device, RunError> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+        DeviceChoice::Cuda => Err(RunError::Config(
+            "runtime.device is `cuda`, but libtorch sees no CUDA device (driver missing, or a CPU-only libtorch)"
+                .into(),
+        )),
+        DeviceChoice::Auto => Ok(if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu }),
+    }
+}
+
+pub fn device_name(d: Device) -> String {
+    match d {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Checks the checkpoint file exists and matches the job's SHA-256; returns its hash.
+pub fn checkpoint_sha256(job: &Job) -> Result<String, RunError> {
+    let path = &job.checkpoint.path;
+    if !path.exists() {
+        return Err(ModelError::Missing { path: path.clone() }.into());
+    }
+    let file = if path.is_dir() {
+        path.join("model.safetensors")
+    } else {
+        path.clone()
+    };
+    let found = manifest::sha256_file(&file)
+        .map_err(|e| RunError::Config(format!("cannot read checkpoint {}: {e}", file.display())))?;
+    if let Some(expected) = &job.checkpoint.sha256 {
+        if !expected.eq_ignore_ascii_case(&found) {
+            return Err(ModelError::Checksum {
+                path: file,
+                expected: expected.clone(),
+                found,
+            }
+            .into());
+        }
+    }
+    Ok(found)
+}
+
+fn git_commit() -> Option<String> {
+    option_env!("MASKOMALY_GIT_COMMIT").map(str::to_string)
+}
+
+/// Items whose outputs from an earlier run of the same job and checkpoint are complete and
+/// unchanged (hash-checked), by stem.
+fn reusable_records(
+    job: &Job,
+    ck_sha: &str,
+    manifest_path: &Path,
+    items: &[Item],
+) -> HashMap<PathBuf, ItemRecord> {
+    let mut prev: HashMap<PathBuf, ItemRecord> = HashMap::new();
+    let Ok(old) = Manifest::read(manifest_path) else {
+        // A journal without a manifest can only come from a run killed before its first flush;
+        // its outputs are redone.
+        return prev;
+    };
+    // Compared as jobs, not as JSON: JSON float text need not round-trip bit for bit.
+    let same_job = serde_json::from_value::<Job>(old.job)
+        .is_ok_and(|old| job_identity(&old) == job_identity(job));
+    if !same_job || old.checkpoint.sha256 != ck_sha {
+        log::info!(
+            "earlier run in this output folder used another job or checkpoint: redoing every item"
+        );
+        return prev;
+    }
+    let mut records = old.items;
+    // Records appended after the manifest's last rewrite.
+    if let Ok(text) = std::fs::read_to_string(ManifestWriter::journal_path(manifest_path)) {
+        records.extend(
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<ItemRecord>(l).ok()),
+        );
+    }
+    for r in records {
+        prev.insert(r.stem.clone(), r);
+    }
+    let wanted: HashMap<&Path, &Item> = items.iter().map(|i| (i.stem.as_path(), i)).collect();
+    prev.retain(|stem, r| {
+        let Some(item) = wanted.get(stem.as_path()) else {
+            return false;
+        };
+        if !matches!(r.status, ItemStatus::Written | ItemStatus::Skipped) {
+            return false;
+        }
+        let expected: Vec<PathBuf> = paths_for(job, &item.stem)
+            .all()
+            .map(|p| p.strip_prefix(&job.output.root).unwrap_or(p).to_path_buf())
+            .collect();
+        let recorded: Vec<&PathBuf> = r.outputs.iter().map(|o| &o.path).collect();
+        if expected.iter().collect::<Vec<_>>() != recorded {
+            return false;
+        }
+        r.outputs.iter().all(|o| {
+            manifest::sha256_file(&job.output.root.join(&o.path)).is_ok_and(|h| h == o.sha256)
+        })
+    });
+    prev
+}
+
+/// The parts of a job that change output bytes: everything but `runtime` and the two roots.
+fn job_identity(job: &Job) -> Job {
+    let mut j = job.clone();
+    j.runtime = Default::default();
+    j.output.root = PathBuf::new();
+    j.dataset.root = PathBuf::new();
+    j
+}
+
+/// Runs a job end to end. `stop` is the flag the signal handlers set.
+pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    let device = resolve_device(job.runtime.device)?;
+    let ck_sha = checkpoint_sha256(job)?;
+
+    let mut items = dataset::list(&job.dataset)?;
+    if items.is_empty() {
+        return Err(RunError::NoInput(format!(
+            "no images found under {}",
+            job.dataset.root.display()
+        )));
+    }
+    if let Some(n) = opts.limit {
+        items.truncate(n);
+    }
+
+    let out_root = &job.output.root;
+    std::fs::create_dir_all(out_root).map_err(|e| RunError::CantCreate {
+        path: out_root.clone(),
+        message: e.to_string(),
+    })?;
+    let probe = out_root.join(format!(".write-test.tmp-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| RunError::CantCreate {
+        path: out_root.clone(),
+        message: e.to_string(),
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    remove_stale_temps(out_root);
+
+    let manifest_path = out_root.join("manifest.json");
+    let reuse = if opts.overwrite {
+        HashMap::new()
+    } else {
+        reusable_records(job, &ck_sha, &manifest_path, &items)
+    };
+
+    // The model loads on the inference thread; nothing is written until it has loaded.
+    let shared = Shared {
+        job: job.clone(),
+        input_root: job.dataset.root.clone(),
+        stop,
+        fatal: Mutex::new(None),
+    };
+    let q = job.runtime.queue_depth;
+    let (work_tx, work_rx) = bounded::<Work>(q);
+    let (dec_tx, dec_rx) = bounded::<message::ToInfer>(q);
+    let (inf_tx, inf_rx) = bounded::<message::ToScore>(q);
+    let (sc_tx, sc_rx) = bounded::<message::ToWrite>(q);
+    let (ready_tx, ready_rx) = bounded::<Result<String, ModelError>>(1);
+
+    let mut records: Vec<Option<ItemRecord>> = vec![None; items.len()];
+    let mut todo = Vec::new();
+    for (idx, item) in items.iter().enumerate() {
+        match reuse.get(&item.stem) {
+            Some(r) => {
+                records[idx] = Some(ItemRecord {
+                    status: ItemStatus::Skipped,
+                    ..r.clone()
+                })
+            }
+            None => todo.push(Work {
+                idx,
+                item: item.clone(),
+            }),
+        }
+    }
+    let skipped = items.len() - todo.len();
+    if skipped > 0 {
+        log::info!(
+            "{skipped} of {} items are complete from an earlier run and are skipped",
+            items.len()
+        );
+    }
+
+    let progress = if opts.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let pb = indicatif::ProgressBar::with_draw_target(
+            Some(todo.len() as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} items  {per_sec}  eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb
+    };
+
+    let decode_workers = job.decode_workers();
+    let mut writer_state: Option<ManifestWriter> = None;
+    let mut load_error: Option<ModelError> = None;
+    std::thread::scope(|s| {
+        let shared = &shared;
+        // Inference thread: loads the model, reports, then serves batches.
+        let job_ref = &shared.job;
+        s.spawn(move || {
+            let model = match model::load(job_ref, device) {
+                Ok(m) => {
+                    let _ = ready_tx.send(Ok(m.describe()));
+                    m
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            drop(ready_tx);
+            infer::run(shared, model.as_ref(), device, dec_rx, inf_tx);
+        });
+        let model_desc = match ready_rx.recv() {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                load_error = Some(e);
+                return;
+            }
+            Err(_) => {
+                load_error = Some(ModelError::Load {
+                    path: job.checkpoint.path.clone(),
+                    message: "loader stopped".into(),
+                });
+                return;
+            }
+        };
+        log::info!(
+            "model: {model_desc} on {}; {} items ({} to do), {decode_workers} decode workers",
+            device_name(device),
+            items.len(),
+            todo.len()
+        );
+
+        let manifest = Manifest {
+            format: manifest::FORMAT.into(),
+            run_id: format!("{}-{}", manifest::now_rfc3339(), std::process::id()),
+            program: Program {
+                name: "maskomaly".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                git_commit: git_commit(),
+            },
+            command_line: opts.command_line.clone(),
+            job: serde_json::to_value(job).unwrap_or_default(),
+            libtorch: libtorch_version(),
+            device: device_name(device),
+            model: model_desc,
+            numerics: Numerics {
+                precision: "fp32".into(),
+                tf32: false,
+                deterministic: device == Device::Cpu,
+            },
+            checkpoint: CheckpointInfo {
+                path: job.checkpoint.path.clone(),
+                format: format!("{:?}", job.checkpoint.format).to_lowercase(),
+                sha256: ck_sha.clone(),
+            },
+            shard: None,
+            started: manifest::now_rfc3339(),
+            finished: None,
+            status: RunStatus::Running,
+            counts: Counts {
+                total: items.len(),
+                ..Counts::default()
+            },
+            items: vec![],
+        };
+        let mut mw = ManifestWriter::new(
+            manifest,
+            std::mem::take(&mut records),
+            manifest_path.clone(),
+        );
+        if let Err(e) = mw.flush(RunStatus::Running) {
+            shared.fail(RunError::Io(format!(
+                "cannot write {}: {e}",
+                manifest_path.display()
+            )));
+        }
+
+        s.spawn(move || {
+            for w in todo {
+                if shared.stopping() || work_tx.send(w).is_err() {
+                    break;
+                }
+            }
+        });
+        for _ in 0..decode_workers {
+            let (rx, tx) = (work_rx.clone(), dec_tx.clone());
+            s.spawn(move || decode::run(shared, rx, tx));
+        }
+        drop((work_rx, dec_tx));
+        s.spawn(move || score::run(shared, inf_rx, sc_tx));
+        write::run(shared, sc_rx, &mut mw, &progress);
+        writer_state = Some(mw);
+    });
+    progress.finish_and_clear();
+
+    if let Some(e) = load_error {
+        return Err(e.into());
+    }
+    let fatal = shared
+        .fatal
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let signal = match shared.stop.load(Ordering::SeqCst) {
+        0 | usize::MAX => None,
+        s => Some(s as i32),
+    };
+    let mut mw = writer_state.expect("writer ran");
+    let status = match (&fatal, signal) {
+        (Some(_), _) => RunStatus::Failed,
+        (None, Some(_)) => RunStatus::Interrupted,
+        (None, None) => RunStatus::Complete,
+    };
+    let flushed = mw.flush(status);
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    flushed.map_err(|e| RunError::Io(format!("cannot write {}: {e}", manifest_path.display())))?;
+    Ok(RunSummary {
+        counts: mw.manifest.counts.clone(),
+        signal,
+        manifest: manifest_path,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The libtorch version this binary runs against.
+pub fn libtorch_version() -> String {
+    // torch-sys builds against the version written by scripts/setup.sh; the runtime library is the
+    // one the rpath or LD_LIBRARY_PATH resolves.
+    option_env!("MASKOMALY_LIBTORCH_VERSION")
+        .unwrap_or("2.11.0")
+        .to_string()
+}

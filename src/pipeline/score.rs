@@ -1,0 +1,72 @@
+//! Scoring stage: the Maskomaly rule on the model's device at the padded size, then the INTER_AREA
+//! resize back to the input size (which squeezes the padded border in, as the reference does).
+
+use super::decode::ms;
+use super::message::{Failure, Inferred, Scored, ToScore, ToWrite};
+use super::{RunError, Shared};
+use crate::resize::opencv_area;
+use crate::scoring;
+use crossbeam_channel::{Receiver, Sender};
+use std::time::Instant;
+
+pub fn run(shared: &Shared, rx: Receiver<ToScore>, tx: Sender<ToWrite>) {
+    let _guard = tch::no_grad_guard();
+    let mut checked = false;
+    for msg in rx {
+        let out = match msg {
+            Err(f) => Err(f),
+            Ok(inf) => {
+                if !checked {
+                    let (q, k) = (inf.pred_logits.size()[0], inf.pred_logits.size()[1]);
+                    if let Err(e) = scoring::check_indices(&shared.job.method, q, k) {
+                        shared.fail(RunError::Config(e.to_string()));
+                        return;
+                    }
+                    checked = true;
+                }
+                score_one(shared, inf)
+            }
+        };
+        if tx.send(out).is_err() {
+            return;
+        }
+    }
+}
+
+/// Scores one item; the map is returned at the item's original resolution.
+pub fn score_one(shared: &Shared, inf: Inferred) -> ToWrite {
+    let t0 = Instant::now();
+    let method = &shared.job.method;
+    let classes = inf.pred_logits.size()[1] as usize;
+    let cls = scoring::class_probs(&inf.pred_logits);
+    let plan = scoring::plan(&cls, classes, method);
+    let (hp, wp) = inf.padded;
+    let masks = scoring::needed_masks(&inf.pred_masks, &plan.needed(), hp as i64, wp as i64);
+    let map = scoring::score(&plan, &masks, method)
+        .to_device(tch::Device::Cpu)
+        .contiguous();
+    let padded: Vec<f32> = match Vec::<f32>::try_from(map.flatten(0, -1)) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(Failure {
+                idx: inf.idx,
+                item: inf.item,
+                input_sha256: Some(inf.input_sha256),
+                error: format!("score map: {e}"),
+                timings: inf.timings,
+            })
+        }
+    };
+    let (h, w) = (inf.image.height, inf.image.width);
+    let score = opencv_area(&padded, wp, hp, w, h);
+    let mut timings = inf.timings;
+    timings.score = ms(t0);
+    Ok(Scored {
+        idx: inf.idx,
+        item: inf.item,
+        image: inf.image,
+        score,
+        input_sha256: inf.input_sha256,
+        timings,
+    })
+}

@@ -1,0 +1,482 @@
+//! End-to-end tests of the `maskomaly` binary: real image files in a temp folder, the tiny
+//! TorchScript model (tests/fixtures/tiny_maskformer.pt, made by scripts/make_tiny_model.py), and
+//! checks of every output, the manifest and the exit code.
+
+use maskomaly::job::Job;
+use maskomaly::output::hdf5::read_score;
+use maskomaly::output::manifest::{ItemStatus, Manifest};
+use maskomaly::preprocess::{decode_file, prepare};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_maskomaly"))
+}
+
+fn tiny_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_maskformer.pt")
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("RUST_LOG", "maskomaly=info")
+        .output()
+        .expect("binary runs")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Writes a job with small preprocessing sizes (fast on CPU) and returns its path.
+fn write_job(dir: &Path, input: &Path, output: &Path, extra: &str) -> PathBuf {
+    let text = format!(
+        "name: test\n\
+         dataset: {{kind: folder, root: {}}}\n\
+         checkpoint: {{format: torchscript, path: {}}}\n\
+         preprocess: {{min_size: 96, max_size: 192}}\n\
+         output: {{root: {}, heatmap: true}}\n\
+         runtime: {{device: cpu}}\n{extra}",
+        input.display(),
+        tiny_model().display(),
+        output.display()
+    );
+    let p = dir.join("job.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn save(img: &maskomaly::preprocess::Rgb8, path: &Path) {
+    maskomaly::demo::save_rgb(img, path).unwrap();
+}
+
+/// A folder with images of several kinds and sizes plus broken files.
+fn make_inputs(dir: &Path) {
+    use maskomaly::demo::road_scene;
+    save(&road_scene(130, 97, 1), &dir.join("a_odd.png")); // not a multiple of 32
+    save(&road_scene(120, 200, 2), &dir.join("b_portrait.jpg"));
+    save(&road_scene(256, 128, 3), &dir.join("sub/c_wide.jpg")); // recursion, relative path kept
+    let grey =
+        image::GrayImage::from_fn(90, 70, |x, y| image::Luma([((x * 3 + y * 5) % 256) as u8]));
+    grey.save(dir.join("d_grey.png")).unwrap();
+    let g16 = image::ImageBuffer::<image::Luma<u16>, _>::from_fn(64, 48, |x, y| {
+        image::Luma([(x * 1000 + y * 300) as u16])
+    });
+    g16.save(dir.join("e_grey16.png")).unwrap();
+    std::fs::write(dir.join("f_zero.jpg"), b"").unwrap();
+    std::fs::write(
+        dir.join("g_garbage.png"),
+        b"\x89PNG\r\n\x1a\nthis is not a png",
+    )
+    .unwrap();
+    let mut truncated = std::fs::read(dir.join("b_portrait.jpg")).unwrap();
+    truncated.truncate(truncated.len() / 3);
+    std::fs::write(dir.join("h_truncated.jpg"), truncated).unwrap();
+    std::fs::write(dir.join("notes.txt"), b"not an image, skipped").unwrap();
+}
+
+/// The score map for one image, computed in-process through the library (decode → preprocess →
+/// model → scoring rule → INTER_AREA).
+fn expected_score(job: &Job, image: &Path) -> (Vec<f32>, usize, usize) {
+    let bytes = std::fs::read(image).unwrap();
+    let img = decode_file(image, &bytes).unwrap();
+    let prepared = prepare(&img, &job.preprocess);
+    let model = maskomaly::model::load(job, tch::Device::Cpu).unwrap();
+    let _g = tch::no_grad_guard();
+    let out = model.forward(&prepared.tensor.unsqueeze(0)).unwrap();
+    let logits = out.pred_logits.get(0);
+    let cls = maskomaly::scoring::class_probs(&logits);
+    let plan = maskomaly::scoring::plan(&cls, 20, &job.method);
+    let (hp, wp) = prepared.padded;
+    let masks = maskomaly::scoring::needed_masks(
+        &out.pred_masks.get(0),
+        &plan.needed(),
+        hp as i64,
+        wp as i64,
+    );
+    let map = maskomaly::scoring::score(&plan, &masks, &job.method);
+    let padded = Vec::<f32>::try_from(map.flatten(0, -1)).unwrap();
+    let s = maskomaly::resize::opencv_area(&padded, wp, hp, img.width, img.height);
+    (s, img.height, img.width)
+}
+
+#[test]
+fn run_writes_every_output_and_records_failures() {
+    let d = tempfile::tempdir().unwrap();
+    let (input, output) = (d.path().join("in"), d.path().join("out"));
+    make_inputs(&input);
+    let job_path = write_job(d.path(), &input, &output, "");
+    let o = run(&["run", "--job", job_path.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "some items failed → exit 1\n{}", stderr(&o));
+    let job = Job::load(&job_path).unwrap();
+
+    let good = [
+        "a_odd.png",
+        "b_portrait.jpg",
+        "sub/c_wide.jpg",
+        "d_grey.png",
+        "e_grey16.png",
+    ];
+    for name in good {
+        let stem = Path::new(name).with_extension("");
+        let (want, h, w) = expected_score(&job, &input.join(name));
+        let (got, gh, gw) = read_score(&output.join(&stem).with_extension("hdf5")).unwrap();
+        assert_eq!((gh, gw), (h, w), "{name}: map size = input size");
+        assert_eq!(got, want, "{name}: HDF5 equals the library's score");
+        assert!(got.iter().all(|v| (0.0..=1.0).contains(v)));
+        assert!(
+            got.iter().any(|&v| v != got[0]),
+            "{name}: map is not constant"
+        );
+        let png = image::open(output.join(&stem).with_extension("png"))
+            .unwrap()
+            .into_luma16();
+        assert_eq!((png.height() as usize, png.width() as usize), (h, w));
+        for (p, s) in png.as_raw().iter().zip(&got) {
+            assert_eq!(*p, (*s as f64 * 65535.0).round() as u16);
+        }
+        let heat = image::open(output.join(format!("{}_heat.png", stem.display()))).unwrap();
+        assert_eq!((heat.height() as usize, heat.width() as usize), (h, w));
+    }
+
+    let m = Manifest::read(&output.join("manifest.json")).unwrap();
+    assert_eq!(m.counts.total, 8);
+    assert_eq!(m.counts.written, 5);
+    assert_eq!(m.counts.failed, 3);
+    assert_eq!(m.items.len(), 8);
+    let inputs: Vec<String> = m
+        .items
+        .iter()
+        .map(|i| i.input.display().to_string())
+        .collect();
+    let mut sorted = inputs.clone();
+    sorted.sort();
+    assert_eq!(
+        inputs, sorted,
+        "manifest items follow the sorted input order"
+    );
+    for bad in ["f_zero.jpg", "g_garbage.png", "h_truncated.jpg"] {
+        let rec = m.items.iter().find(|i| i.input == Path::new(bad)).unwrap();
+        assert_eq!(rec.status, ItemStatus::Failed);
+        assert!(rec.error.as_deref().is_some_and(|e| !e.is_empty()));
+        assert!(
+            stderr(&o).contains(bad),
+            "failure logged with the path: {bad}"
+        );
+        let stem = Path::new(bad).with_extension("");
+        assert!(!output.join(stem).with_extension("hdf5").exists());
+    }
+    let rec = m
+        .items
+        .iter()
+        .find(|i| i.input == Path::new("a_odd.png"))
+        .unwrap();
+    assert_eq!(rec.outputs.len(), 3);
+    assert_eq!(rec.input_sha256.as_deref().unwrap().len(), 64);
+    assert_eq!(m.checkpoint.sha256.len(), 64);
+    assert_eq!(m.job["preprocess"]["min_size"], 96);
+    assert!(!m.libtorch.is_empty() && m.device == "cpu");
+    // No temporary files remain.
+    for e in walkdir::WalkDir::new(&output) {
+        let e = e.unwrap();
+        assert!(
+            !e.file_name().to_string_lossy().contains(".tmp-"),
+            "{}",
+            e.path().display()
+        );
+    }
+}
+
+#[test]
+fn rerun_skips_complete_items_and_redoes_missing_ones() {
+    let d = tempfile::tempdir().unwrap();
+    let (input, output) = (d.path().join("in"), d.path().join("out"));
+    use maskomaly::demo::road_scene;
+    for i in 0..3 {
+        save(
+            &road_scene(100 + i * 10, 80, i as u32),
+            &input.join(format!("f{i}.png")),
+        );
+    }
+    let job = write_job(d.path(), &input, &output, "");
+    let job = job.to_str().unwrap();
+    assert_eq!(code(&run(&["run", "--job", job])), 0);
+    let first = std::fs::read(output.join("f1.hdf5")).unwrap();
+    std::fs::remove_file(output.join("f1.png")).unwrap();
+    let o = run(&["run", "--job", job]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let m = Manifest::read(&output.join("manifest.json")).unwrap();
+    assert_eq!(
+        (m.counts.written, m.counts.skipped),
+        (1, 2),
+        "only the item with a missing output is redone"
+    );
+    assert_eq!(
+        std::fs::read(output.join("f1.hdf5")).unwrap(),
+        first,
+        "rerun gives identical bytes"
+    );
+    // A changed output is not trusted.
+    std::fs::write(output.join("f2.png"), b"corrupted").unwrap();
+    assert_eq!(code(&run(&["run", "--job", job])), 0);
+    let m = Manifest::read(&output.join("manifest.json")).unwrap();
+    assert_eq!((m.counts.written, m.counts.skipped), (1, 2));
+    assert_eq!(code(&run(&["run", "--job", job, "--overwrite"])), 0);
+    let m = Manifest::read(&output.join("manifest.json")).unwrap();
+    assert_eq!((m.counts.written, m.counts.skipped), (3, 0));
+}
+
+#[test]
+fn batching_gives_identical_outputs() {
+    let d = tempfile::tempdir().unwrap();
+    let input = d.path().join("in");
+    use maskomaly::demo::road_scene;
+    for i in 0..4 {
+        // Two sizes: batches form from equal padded sizes only.
+        save(
+            &road_scene(if i % 2 == 0 { 128 } else { 150 }, 96, i),
+            &input.join(format!("i{i}.png")),
+        );
+    }
+    let (o1, o4) = (d.path().join("o1"), d.path().join("o4"));
+    let j1 = write_job(d.path(), &input, &o1, "");
+    assert_eq!(code(&run(&["run", "--job", j1.to_str().unwrap()])), 0);
+    let j4 = d.path().join("job4.yaml");
+    let text = std::fs::read_to_string(&j1).unwrap().replace(
+        "runtime: {device: cpu}",
+        "runtime: {device: cpu, batch_size: 4, decode_workers: 1}",
+    );
+    std::fs::write(
+        &j4,
+        text.replace(o1.to_str().unwrap(), o4.to_str().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(code(&run(&["run", "--job", j4.to_str().unwrap()])), 0);
+    for i in 0..4 {
+        let a = read_score(&o1.join(format!("i{i}.hdf5"))).unwrap();
+        let b = read_score(&o4.join(format!("i{i}.hdf5"))).unwrap();
+        assert_eq!(a, b, "item {i}");
+    }
+}
+
+#[test]
+fn missing_checkpoint_fails_with_one_clear_message_and_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let (input, output) = (d.path().join("in"), d.path().join("out"));
+    save(
+        &maskomaly::demo::road_scene(64, 64, 0),
+        &input.join("x.png"),
+    );
+    let o = run(&[
+        "run",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(code(&o), 78);
+    let err = stderr(&o);
+    assert!(
+        err.contains("/models/model.pt") && err.contains("does not exist"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint:") && err.contains("--checkpoint"),
+        "{err}"
+    );
+    assert!(!output.exists(), "nothing written before the model loads");
+}
+
+#[test]
+fn wrong_checksum_and_wrong_model_are_configuration_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let (input, output) = (d.path().join("in"), d.path().join("out"));
+    save(
+        &maskomaly::demo::road_scene(64, 64, 0),
+        &input.join("x.png"),
+    );
+    let job = write_job(d.path(), &input, &output, "");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "format: torchscript,",
+        &format!("format: torchscript, sha256: {},", "0".repeat(64)),
+    );
+    std::fs::write(&job, text).unwrap();
+    let o = run(&["run", "--job", job.to_str().unwrap()]);
+    assert_eq!(code(&o), 78);
+    assert!(stderr(&o).contains("SHA-256"), "{}", stderr(&o));
+    assert!(!output.join("x.hdf5").exists());
+
+    // A file that is not TorchScript.
+    let bogus = d.path().join("bogus.pt");
+    std::fs::write(&bogus, b"not a model").unwrap();
+    let o = run(&[
+        "run",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--checkpoint",
+        bogus.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(code(&o), 78, "{}", stderr(&o));
+    assert!(stderr(&o).contains("bogus.pt"));
+    assert!(!output.join("x.hdf5").exists());
+}
+
+#[test]
+fn model_breaking_the_contract_is_refused_before_any_output() {
+    let d = tempfile::tempdir().unwrap();
+    let (input, output) = (d.path().join("in"), d.path().join("out"));
+    save(
+        &maskomaly::demo::road_scene(64, 64, 0),
+        &input.join("x.png"),
+    );
+    // A module returning one tensor instead of (pred_logits, pred_masks).
+    let one = d.path().join("one.pt");
+    let mut f =
+        |xs: &[tch::Tensor]| vec![xs[0].mean_dim([2i64, 3].as_slice(), false, tch::Kind::Float)];
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let _ = vs;
+    tch::CModule::create_by_tracing(
+        "One",
+        "forward",
+        &[tch::Tensor::zeros(
+            [1, 3, 32, 32],
+            (tch::Kind::Float, tch::Device::Cpu),
+        )],
+        &mut f,
+    )
+    .unwrap()
+    .save(&one)
+    .unwrap();
+    let o = run(&[
+        "run",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--checkpoint",
+        one.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(code(&o), 78, "{}", stderr(&o));
+    assert!(stderr(&o).contains("contract"), "{}", stderr(&o));
+    assert!(!output.join("x.hdf5").exists());
+}
+
+#[test]
+fn no_input_and_bad_job_exit_codes() {
+    let d = tempfile::tempdir().unwrap();
+    let m = tiny_model();
+    let o = run(&[
+        "run",
+        "--input",
+        "/nonexistent/in",
+        "--output",
+        d.path().to_str().unwrap(),
+        "--checkpoint",
+        m.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 66, "{}", stderr(&o));
+    assert!(stderr(&o).contains("/nonexistent/in"));
+    let empty = d.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let o = run(&[
+        "run",
+        "--input",
+        empty.to_str().unwrap(),
+        "--output",
+        d.path().join("o").to_str().unwrap(),
+        "--checkpoint",
+        m.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 66, "{}", stderr(&o));
+
+    let job = d.path().join("bad.yaml");
+    std::fs::write(&job, "name: x\nmethod:\n  lamda: 0.7\n").unwrap();
+    let o = run(&["run", "--job", job.to_str().unwrap()]);
+    assert_eq!(code(&o), 78);
+    assert!(
+        stderr(&o).contains("lamda") && stderr(&o).contains("bad.yaml"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["run", "--no-such-flag"]);
+    assert_eq!(code(&o), 64);
+}
+
+#[test]
+fn smiyc_layout_writes_float16_gzip() {
+    let d = tempfile::tempdir().unwrap();
+    let (input, output) = (d.path().join("in"), d.path().join("out"));
+    save(
+        &maskomaly::demo::road_scene(90, 60, 4),
+        &input.join("validation0000.jpg"),
+    );
+    let job = write_job(d.path(), &input, &output, "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace(
+            "output: {root:",
+            "output: {layout: smiyc, png: false, hdf5: {dtype: float16}, root:",
+        )
+        .replace("name: test", "name: mymethod");
+    std::fs::write(&job, text).unwrap();
+    let o = run(&["run", "--job", job.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let p = output.join("anomaly_p/mymethod/folder/validation0000.hdf5");
+    let file = hdf5::File::open(&p).unwrap();
+    let ds = file.dataset("value").unwrap();
+    assert!(ds.dtype().unwrap().is::<half::f16>());
+    assert_eq!(ds.shape(), vec![60, 90]);
+    assert!(ds
+        .filters()
+        .iter()
+        .any(|f| matches!(f, hdf5::filters::Filter::Deflate(9))));
+}
+
+#[test]
+fn shipped_jobs_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            Job::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let o = run(&["check-job", p.to_str().unwrap()]);
+            assert_eq!(code(&o), 0, "{}", stderr(&o));
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "jobs/ holds example jobs");
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let d = tempfile::tempdir().unwrap();
+    let o = run(&["-q", "demo", "--dir", d.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let m = Manifest::read(&d.path().join("output/manifest.json")).unwrap();
+    assert_eq!(m.counts.written, 4);
+    assert!(d.path().join("output/scene00_heat.png").exists());
+}
+
+#[test]
+fn help_lists_exit_codes() {
+    let o = run(&["run", "--help"]);
+    assert_eq!(code(&o), 0);
+    let out = String::from_utf8_lossy(&o.stdout);
+    for needle in ["--input", "--overwrite", "75", "143"] {
+        assert!(out.contains(needle), "{needle} missing from --help");
+    }
+}
