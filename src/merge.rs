@@ -14,6 +14,7 @@
 //! recomputed counts, and a `merged_from` list naming each shard manifest and its run.
 
 use crate::dataset;
+use crate::exit::ExitCode;
 use crate::job::Job;
 use crate::shard::{self, Shard, ShardSource};
 use serde_json::{json, Value};
@@ -40,22 +41,27 @@ pub enum MergeError {
     )]
     NoManifests(PathBuf),
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a manifest: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("shard manifests for different shard counts ({counts}) in {dir}\nhint: remove the manifests of the earlier array, or merge into a fresh output root")]
     MixedCounts { dir: PathBuf, counts: String },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl MergeError {
-    /// sysexits code: 66 nothing to merge, 65 unreadable data, 74 I/O.
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> ExitCode {
         match self {
-            MergeError::NoManifests(_) => 66,
-            MergeError::Parse { .. } | MergeError::MixedCounts { .. } => 65,
-            MergeError::Read { .. } | MergeError::Write { .. } => 74,
+            MergeError::NoManifests(_) => ExitCode::NoInput,
+            MergeError::Parse { .. } | MergeError::MixedCounts { .. } => ExitCode::Data,
+            MergeError::Read { .. } | MergeError::Write { .. } => ExitCode::Io,
         }
     }
 }
@@ -97,11 +103,11 @@ impl MergeReport {
     }
 
     /// 0: every item produced exactly once; 1: something is missing or in conflict.
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> ExitCode {
         if self.is_clean() {
-            0
+            ExitCode::Ok
         } else {
-            1
+            ExitCode::SomeFailed
         }
     }
 
@@ -144,9 +150,14 @@ impl MergeReport {
 
 /// Reads a manifest file.
 pub fn read_manifest(path: &Path) -> Result<Value, MergeError> {
-    let bytes = std::fs::read(path).map_err(|source| MergeError::Read { path: path.to_path_buf(), source })?;
-    let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| MergeError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+    let bytes = std::fs::read(path).map_err(|source| MergeError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| MergeError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     match v.get("format").and_then(Value::as_str) {
         Some(MANIFEST_FORMAT) => Ok(v),
         other => Err(MergeError::Parse {
@@ -168,7 +179,9 @@ fn item_input(it: &Value) -> Option<&str> {
 }
 
 fn item_status(it: &Value) -> &str {
-    it.get("status").and_then(Value::as_str).unwrap_or("unknown")
+    it.get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
 }
 
 /// Produced = its outputs exist as recorded (`skipped` means a rerun found them finished).
@@ -177,8 +190,22 @@ fn produced(it: &Value) -> bool {
 }
 
 /// Settings that must agree across shards for their outputs to form one result.
-const SAME_ACROSS_SHARDS: &[&str] =
-    &["/job", "/program/version", "/program/git_commit", "/checkpoint/sha256", "/device", "/numerics", "/libtorch"];
+/// `job/runtime` is left out: threads and queue depths do not change output bytes.
+const SAME_ACROSS_SHARDS: &[&str] = &[
+    "/job/name",
+    "/job/dataset",
+    "/job/model",
+    "/job/checkpoint",
+    "/job/preprocess",
+    "/job/method",
+    "/job/output",
+    "/program/version",
+    "/program/git_commit",
+    "/checkpoint/sha256",
+    "/device",
+    "/numerics",
+    "/libtorch",
+];
 
 /// Merges the shard manifests under `args.output`; writes `manifest.json` and its RO-Crate.
 /// `command_line` is recorded in the merged manifest.
@@ -188,13 +215,20 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
     let mut counts = BTreeSet::new();
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(MergeError::NoManifests(dir)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(MergeError::NoManifests(dir))
+        }
         Err(source) => return Err(MergeError::Read { path: dir, source }),
     };
     for entry in entries {
-        let entry = entry.map_err(|source| MergeError::Read { path: dir.clone(), source })?;
+        let entry = entry.map_err(|source| MergeError::Read {
+            path: dir.clone(),
+            source,
+        })?;
         let name = entry.file_name();
-        let Some((k, n)) = name.to_str().and_then(shard::parse_manifest_name) else { continue };
+        let Some((k, n)) = name.to_str().and_then(shard::parse_manifest_name) else {
+            continue;
+        };
         let path = entry.path();
         let v = read_manifest(&path)?;
         counts.insert(n);
@@ -204,12 +238,20 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
         return Err(MergeError::NoManifests(dir));
     }
     if counts.len() > 1 {
-        let counts = counts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
+        let counts = counts
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         return Err(MergeError::MixedCounts { dir, counts });
     }
     let count = *counts.iter().next().expect("one count");
 
-    let mut report = MergeReport { count, found: found.keys().copied().collect(), ..Default::default() };
+    let mut report = MergeReport {
+        count,
+        found: found.keys().copied().collect(),
+        ..Default::default()
+    };
     report.missing_shards = (0..count).filter(|k| !found.contains_key(k)).collect();
 
     let (_, first) = found.values().next().expect("at least one manifest");
@@ -218,9 +260,14 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
         if st != "complete" {
             report.unfinished.push((*k, st.to_string()));
         }
-        let recorded = m.get("shard").and_then(|s| serde_json::from_value::<Shard>(s.clone()).ok());
+        let recorded = m
+            .get("shard")
+            .and_then(|s| serde_json::from_value::<Shard>(s.clone()).ok());
         if recorded.map(|s| (s.index, s.count)) != Some((*k, count)) {
-            report.conflicts.push(format!("the manifest of shard {k}/{count} records shard {:?}", m.get("shard")));
+            report.conflicts.push(format!(
+                "the manifest of shard {k}/{count} records shard {:?}",
+                m.get("shard")
+            ));
         }
         for ptr in SAME_ACROSS_SHARDS {
             if m.pointer(ptr) != first.pointer(ptr) {
@@ -236,9 +283,17 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
     // Items recorded by the shards, by input path.
     let mut recorded: BTreeMap<String, Vec<(usize, &Value)>> = BTreeMap::new();
     for (k, (_, m)) in &found {
-        for it in m.get("items").and_then(Value::as_array).into_iter().flatten() {
+        for it in m
+            .get("items")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(input) = item_input(it) {
-                recorded.entry(input.to_string()).or_default().push((*k, it));
+                recorded
+                    .entry(input.to_string())
+                    .or_default()
+                    .push((*k, it));
             }
         }
     }
@@ -255,7 +310,11 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
     let mut items = Vec::new();
     for (input, want_shard) in &expected {
         let recs = recorded.get(input).map(Vec::as_slice).unwrap_or(&[]);
-        let stray = want_shard.and_then(|want| recs.iter().find(|(k, _)| *k != want).map(|(k, _)| (want, *k)));
+        let stray = want_shard.and_then(|want| {
+            recs.iter()
+                .find(|(k, _)| *k != want)
+                .map(|(k, _)| (want, *k))
+        });
         if let Some((want, k)) = stray {
             report.conflicts.push(format!(
                 "{input} was processed by shard {k} but belongs to shard {want} (did the input listing change?)"
@@ -263,12 +322,16 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
         }
         let producers: Vec<&(usize, &Value)> = recs.iter().filter(|(_, it)| produced(it)).collect();
         if producers.len() > 1 {
-            let hashes: BTreeSet<String> = producers.iter().map(|(_, it)| it["outputs"].to_string()).collect();
+            let hashes: BTreeSet<String> = producers
+                .iter()
+                .map(|(_, it)| it["outputs"].to_string())
+                .collect();
             if hashes.len() > 1 {
                 let ks: Vec<String> = producers.iter().map(|(k, _)| k.to_string()).collect();
-                report
-                    .conflicts
-                    .push(format!("{input} was produced with different outputs by shards {}", ks.join(", ")));
+                report.conflicts.push(format!(
+                    "{input} was produced with different outputs by shards {}",
+                    ks.join(", ")
+                ));
             }
         }
         match (producers.first(), recs.first()) {
@@ -278,7 +341,11 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
                     Some(e) => format!("{}: {e}", item_status(it)),
                     None => item_status(it).to_string(),
                 };
-                report.missing_items.push(MissingItem { input: input.clone(), shard: Some(*k), why });
+                report.missing_items.push(MissingItem {
+                    input: input.clone(),
+                    shard: Some(*k),
+                    why,
+                });
                 items.push((*it).clone());
             }
             (None, None) => {
@@ -286,18 +353,30 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
                     Some(k) if !found.contains_key(k) => "its shard wrote no manifest".to_string(),
                     _ => "not reached".to_string(),
                 };
-                report.missing_items.push(MissingItem { input: input.clone(), shard: *want_shard, why });
+                report.missing_items.push(MissingItem {
+                    input: input.clone(),
+                    shard: *want_shard,
+                    why,
+                });
             }
         }
     }
-    for input in recorded.keys().filter(|i| !expected_set.contains(i.as_str())) {
-        report.conflicts.push(format!("{input} is recorded by a shard but is not in the input listing"));
+    for input in recorded
+        .keys()
+        .filter(|i| !expected_set.contains(i.as_str()))
+    {
+        report.conflicts.push(format!(
+            "{input} is recorded by a shard but is not in the input listing"
+        ));
     }
     // A shard that recorded fewer items than it counted was cut off before listing them all; only
     // visible this way when the input root cannot be listed.
     if !report.listed_inputs {
         for (k, (_, m)) in &found {
-            let total = m.pointer("/counts/total").and_then(Value::as_u64).unwrap_or(0) as usize;
+            let total = m
+                .pointer("/counts/total")
+                .and_then(Value::as_u64)
+                .unwrap_or(0) as usize;
             let n = m.get("items").and_then(Value::as_array).map_or(0, Vec::len);
             if total > n {
                 report.missing_items.push(MissingItem {
@@ -309,17 +388,28 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
         }
     }
 
-    items.sort_by(|a, b| item_input(a).unwrap_or("").as_bytes().cmp(item_input(b).unwrap_or("").as_bytes()));
+    items.sort_by(|a, b| {
+        item_input(a)
+            .unwrap_or("")
+            .as_bytes()
+            .cmp(item_input(b).unwrap_or("").as_bytes())
+    });
     let count_of = |st: &str| items.iter().filter(|it| item_status(it) == st).count();
     report.total = expected.len();
     report.written = items.iter().filter(|it| produced(it)).count();
-    let status = if report.missing_shards.is_empty() && report.unfinished.is_empty() && report.conflicts.is_empty() {
+    let status = if report.missing_shards.is_empty()
+        && report.unfinished.is_empty()
+        && report.conflicts.is_empty()
+    {
         "complete"
     } else {
         "failed"
     };
 
-    let run_ids: Vec<&str> = found.values().filter_map(|(_, m)| m.get("run_id").and_then(Value::as_str)).collect();
+    let run_ids: Vec<&str> = found
+        .values()
+        .filter_map(|(_, m)| m.get("run_id").and_then(Value::as_str))
+        .collect();
     let merged_from: Vec<Value> = found
         .iter()
         .map(|(k, (path, m))| {
@@ -334,8 +424,14 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
             })
         })
         .collect();
-    let started = found.values().filter_map(|(_, m)| m.get("started").and_then(Value::as_str)).min();
-    let finished = found.values().filter_map(|(_, m)| m.get("finished").and_then(Value::as_str)).max();
+    let started = found
+        .values()
+        .filter_map(|(_, m)| m.get("started").and_then(Value::as_str))
+        .min();
+    let finished = found
+        .values()
+        .filter_map(|(_, m)| m.get("finished").and_then(Value::as_str))
+        .max();
 
     let mut merged = first.clone();
     let obj = merged.as_object_mut().expect("a manifest is an object");
@@ -359,7 +455,10 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
     obj.insert("merged_from".into(), Value::Array(merged_from));
 
     let path = shard::manifest_path(&args.output, None);
-    write_json_atomic(&path, &merged).map_err(|source| MergeError::Write { path: path.clone(), source })?;
+    write_json_atomic(&path, &merged).map_err(|source| MergeError::Write {
+        path: path.clone(),
+        source,
+    })?;
     if let Err(e) = crate::rocrate::write(&args.output, &merged) {
         log::warn!("{e}");
     }
@@ -376,12 +475,22 @@ fn merged_run_id(run_ids: &[&str]) -> String {
         h.update([0]);
     }
     let d = h.finalize();
-    format!("merged-{}", d.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "merged-{}",
+        d.iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }
 
 /// The input listing split into `count` shards: `(input relative path, shard)` in listing order, or
 /// `None` when the job cannot be read back or its input root cannot be listed.
-fn expected_items(manifest: &Value, input: Option<&Path>, count: usize) -> Option<Vec<(String, Option<usize>)>> {
+fn expected_items(
+    manifest: &Value,
+    input: Option<&Path>,
+    count: usize,
+) -> Option<Vec<(String, Option<usize>)>> {
     let mut job: Job = serde_json::from_value(manifest.get("job")?.clone()).ok()?;
     if let Some(root) = input {
         job.dataset.root = root.to_path_buf();
@@ -395,9 +504,16 @@ fn expected_items(manifest: &Value, input: Option<&Path>, count: usize) -> Optio
     };
     let mut out = Vec::with_capacity(list.len());
     for index in 0..count {
-        let s = Shard { index, count, source: ShardSource::Flag };
+        let s = Shard {
+            index,
+            count,
+            source: ShardSource::Flag,
+        };
         for it in shard::select(&list, Some(&s)) {
-            let rel = it.image.strip_prefix(&job.dataset.root).unwrap_or(&it.image);
+            let rel = it
+                .image
+                .strip_prefix(&job.dataset.root)
+                .unwrap_or(&it.image);
             out.push((rel.to_string_lossy().into_owned(), Some(index)));
         }
     }
@@ -453,12 +569,19 @@ mod tests {
     }
 
     fn put(f: &Fixture, k: usize, n: usize, m: &Value) {
-        let s = Shard { index: k, count: n, source: ShardSource::Slurm };
+        let s = Shard {
+            index: k,
+            count: n,
+            source: ShardSource::Slurm,
+        };
         write_json_atomic(&shard::manifest_path(f.output.path(), Some(&s)), m).unwrap();
     }
 
     fn run(f: &Fixture) -> (MergeReport, Value) {
-        let args = MergeArgs { output: f.output.path().to_path_buf(), input: None };
+        let args = MergeArgs {
+            output: f.output.path().to_path_buf(),
+            input: None,
+        };
         let r = merge(&args, &["maskomaly".into(), "merge".into()]).unwrap();
         let m = read_manifest(&f.output.path().join("manifest.json")).unwrap();
         (r, m)
@@ -477,28 +600,49 @@ mod tests {
                 1,
                 2,
                 "complete",
-                vec![item("c.png", "written", "3"), item("d.png", "written", "4"), item("e.png", "written", "5")],
+                vec![
+                    item("c.png", "written", "3"),
+                    item("d.png", "written", "4"),
+                    item("e.png", "written", "5"),
+                ],
             ),
         );
         put(
             &f,
             0,
             2,
-            &shard_manifest(root, 0, 2, "complete", vec![item("a.png", "written", "1"), item("b.png", "skipped", "2")]),
+            &shard_manifest(
+                root,
+                0,
+                2,
+                "complete",
+                vec![item("a.png", "written", "1"), item("b.png", "skipped", "2")],
+            ),
         );
         let (r, m) = run(&f);
         assert!(r.is_clean(), "{}", r.render());
         assert!(r.listed_inputs);
-        assert_eq!(r.exit_code(), 0);
+        assert_eq!(r.exit_code(), ExitCode::Ok);
         assert_eq!(m["status"], "complete");
         assert_eq!(m["shard"], Value::Null);
-        assert_eq!(m["counts"], json!({"total": 5, "written": 4, "failed": 0, "skipped": 1}));
-        let inputs: Vec<&str> = m["items"].as_array().unwrap().iter().map(|i| i["input"].as_str().unwrap()).collect();
+        assert_eq!(
+            m["counts"],
+            json!({"total": 5, "written": 4, "failed": 0, "skipped": 1})
+        );
+        let inputs: Vec<&str> = m["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["input"].as_str().unwrap())
+            .collect();
         assert_eq!(inputs, ["a.png", "b.png", "c.png", "d.png", "e.png"]);
         assert_eq!(m["started"], "2026-01-01T00:00:00Z");
         assert_eq!(m["finished"], "2026-01-01T00:11:00Z");
         assert_eq!(m["merged_from"].as_array().unwrap().len(), 2);
-        assert_eq!(m["merged_from"][0]["manifest"], "manifests/shard-00000-of-00002.json");
+        assert_eq!(
+            m["merged_from"][0]["manifest"],
+            "manifests/shard-00000-of-00002.json"
+        );
         assert!(f.output.path().join(crate::rocrate::FILE_NAME).is_file());
         // Merging again gives the same manifest (the id is derived from the shard runs).
         let (_, again) = run(&f);
@@ -510,18 +654,49 @@ mod tests {
         let f = fixture();
         let root = f.input.path();
         // Shard 0 of 3 (a) failed on its item; shard 1 (b, c) was cut off after b; shard 2 is absent.
-        put(&f, 0, 3, &shard_manifest(root, 0, 3, "complete", vec![item("a.png", "failed", "")]));
-        put(&f, 1, 3, &shard_manifest(root, 1, 3, "interrupted", vec![item("b.png", "written", "2")]));
+        put(
+            &f,
+            0,
+            3,
+            &shard_manifest(root, 0, 3, "complete", vec![item("a.png", "failed", "")]),
+        );
+        put(
+            &f,
+            1,
+            3,
+            &shard_manifest(
+                root,
+                1,
+                3,
+                "interrupted",
+                vec![item("b.png", "written", "2")],
+            ),
+        );
         let (r, m) = run(&f);
-        assert_eq!(r.exit_code(), 1);
+        assert_eq!(r.exit_code(), ExitCode::SomeFailed);
         assert_eq!(r.missing_shards, [2]);
         assert_eq!(r.unfinished, [(1, "interrupted".to_string())]);
-        let missing: Vec<(&str, Option<usize>)> = r.missing_items.iter().map(|m| (m.input.as_str(), m.shard)).collect();
-        assert_eq!(missing, [("a.png", Some(0)), ("c.png", Some(1)), ("d.png", Some(2)), ("e.png", Some(2))]);
+        let missing: Vec<(&str, Option<usize>)> = r
+            .missing_items
+            .iter()
+            .map(|m| (m.input.as_str(), m.shard))
+            .collect();
+        assert_eq!(
+            missing,
+            [
+                ("a.png", Some(0)),
+                ("c.png", Some(1)),
+                ("d.png", Some(2)),
+                ("e.png", Some(2))
+            ]
+        );
         assert!(r.missing_items[0].why.contains("decode error"));
         assert_eq!(m["status"], "failed");
         let text = r.render();
-        assert!(text.contains("missing shard manifest: shard 2/3") && text.contains("hint:"), "{text}");
+        assert!(
+            text.contains("missing shard manifest: shard 2/3") && text.contains("hint:"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -545,25 +720,48 @@ mod tests {
             &f,
             0,
             2,
-            &shard_manifest(root, 0, 2, "complete", vec![item("a.png", "written", "1"), item("b.png", "written", "2")]),
+            &shard_manifest(
+                root,
+                0,
+                2,
+                "complete",
+                vec![item("a.png", "written", "1"), item("b.png", "written", "2")],
+            ),
         );
         put(&f, 1, 2, &other_job);
         let (r, _) = run(&f);
-        assert_eq!(r.exit_code(), 1);
+        assert_eq!(r.exit_code(), ExitCode::SomeFailed);
         let all = r.conflicts.join("\n");
         assert!(all.contains("checkpoint/sha256"), "{all}");
-        assert!(all.contains("b.png was processed by shard 1 but belongs to shard 0"), "{all}");
-        assert!(all.contains("b.png was produced with different outputs"), "{all}");
+        assert!(
+            all.contains("b.png was processed by shard 1 but belongs to shard 0"),
+            "{all}"
+        );
+        assert!(
+            all.contains("b.png was produced with different outputs"),
+            "{all}"
+        );
     }
 
     #[test]
     fn without_the_input_root_the_shard_lists_are_the_reference() {
         let f = fixture();
         let gone = f.input.path().join("nowhere");
-        let mut m0 = shard_manifest(&gone, 0, 2, "interrupted", vec![item("a.png", "written", "1")]);
+        let mut m0 = shard_manifest(
+            &gone,
+            0,
+            2,
+            "interrupted",
+            vec![item("a.png", "written", "1")],
+        );
         m0["counts"]["total"] = json!(2);
         put(&f, 0, 2, &m0);
-        put(&f, 1, 2, &shard_manifest(&gone, 1, 2, "complete", vec![item("c.png", "failed", "")]));
+        put(
+            &f,
+            1,
+            2,
+            &shard_manifest(&gone, 1, 2, "complete", vec![item("c.png", "failed", "")]),
+        );
         let (r, _) = run(&f);
         assert!(!r.listed_inputs);
         assert_eq!(r.total, 2);
@@ -574,10 +772,26 @@ mod tests {
     #[test]
     fn nothing_to_merge_and_mixed_counts_are_errors() {
         let f = fixture();
-        let args = MergeArgs { output: f.output.path().to_path_buf(), input: None };
-        assert_eq!(merge(&args, &[]).unwrap_err().exit_code(), 66);
-        put(&f, 0, 2, &shard_manifest(f.input.path(), 0, 2, "complete", vec![]));
-        put(&f, 0, 3, &shard_manifest(f.input.path(), 0, 3, "complete", vec![]));
+        let args = MergeArgs {
+            output: f.output.path().to_path_buf(),
+            input: None,
+        };
+        assert_eq!(
+            merge(&args, &[]).unwrap_err().exit_code(),
+            ExitCode::NoInput
+        );
+        put(
+            &f,
+            0,
+            2,
+            &shard_manifest(f.input.path(), 0, 2, "complete", vec![]),
+        );
+        put(
+            &f,
+            0,
+            3,
+            &shard_manifest(f.input.path(), 0, 3, "complete", vec![]),
+        );
         let e = merge(&args, &[]).unwrap_err();
         assert!(matches!(e, MergeError::MixedCounts { .. }), "{e}");
     }

@@ -20,11 +20,16 @@ pub enum RoCrateError {
     #[error("manifest has no usable `{0}`")]
     Field(&'static str),
     #[error("cannot write {path}: {source}")]
-    Write { path: std::path::PathBuf, source: std::io::Error },
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn str_at<'a>(v: &'a Value, ptr: &'static str) -> Result<&'a str, RoCrateError> {
-    v.pointer(ptr).and_then(Value::as_str).ok_or(RoCrateError::Field(ptr))
+    v.pointer(ptr)
+        .and_then(Value::as_str)
+        .ok_or(RoCrateError::Field(ptr))
 }
 
 /// Percent-encodes what may not appear raw in a URI path (RFC 3986 `pchar` plus `/`).
@@ -100,10 +105,18 @@ pub fn from_manifest(m: &Value) -> Result<Value, RoCrateError> {
     let prog_name = str_at(m, "/program/name")?;
     let prog_version = str_at(m, "/program/version")?;
     let started = str_at(m, "/started")?;
-    let job = m.get("job").filter(|j| j.is_object()).ok_or(RoCrateError::Field("/job"))?;
-    let input_root =
-        job.pointer("/dataset/root").and_then(Value::as_str).ok_or(RoCrateError::Field("/job/dataset/root"))?;
-    let items = m.get("items").and_then(Value::as_array).ok_or(RoCrateError::Field("/items"))?;
+    let job = m
+        .get("job")
+        .filter(|j| j.is_object())
+        .ok_or(RoCrateError::Field("/job"))?;
+    let input_root = job
+        .pointer("/dataset/root")
+        .and_then(Value::as_str)
+        .ok_or(RoCrateError::Field("/job/dataset/root"))?;
+    let items = m
+        .get("items")
+        .and_then(Value::as_array)
+        .ok_or(RoCrateError::Field("/items"))?;
     let status = m.get("status").and_then(Value::as_str).unwrap_or("unknown");
 
     let program_id = format!("#program-{prog_name}-{prog_version}");
@@ -119,7 +132,8 @@ pub fn from_manifest(m: &Value) -> Result<Value, RoCrateError> {
     }
     // libtorch is what the numbers depend on most after the program itself.
     let libtorch = m.get("libtorch").filter(|l| !l.is_null()).map(|l| {
-        let mut lt = json!({"@id": "#libtorch", "@type": "SoftwareApplication", "name": "libtorch"});
+        let mut lt =
+            json!({"@id": "#libtorch", "@type": "SoftwareApplication", "name": "libtorch"});
         match l {
             Value::String(s) => lt["version"] = json!(s),
             other => lt["description"] = json!(other.to_string()),
@@ -147,7 +161,12 @@ pub fn from_manifest(m: &Value) -> Result<Value, RoCrateError> {
             objects.push(json!({"@id": id}));
             entities.push(file_entity(id, input, it.get("input_sha256")));
         }
-        for o in it.get("outputs").and_then(Value::as_array).into_iter().flatten() {
+        for o in it
+            .get("outputs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(p) = o.get("path").and_then(Value::as_str) {
                 if seen_out.insert(p.to_string()) {
                     let id = uri_path(p);
@@ -252,7 +271,12 @@ pub fn from_manifest(m: &Value) -> Result<Value, RoCrateError> {
 
 /// The value of `--job FILE` / `--job=FILE` on the recorded command line, if any.
 fn job_file_argument(m: &Value) -> Option<String> {
-    let cl: Vec<&str> = m.get("command_line")?.as_array()?.iter().filter_map(Value::as_str).collect();
+    let cl: Vec<&str> = m
+        .get("command_line")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     cl.iter().enumerate().find_map(|(i, w)| {
         if *w == "--job" {
             cl.get(i + 1).map(|s| s.to_string())
@@ -267,7 +291,8 @@ pub fn write(output: &Path, manifest: &Value) -> Result<(), RoCrateError> {
     let crate_json = from_manifest(manifest)?;
     let path = output.join(FILE_NAME);
     let text = serde_json::to_vec_pretty(&crate_json).expect("JSON values always serialise");
-    crate::output::write_bytes_atomic(&path, &text).map_err(|source| RoCrateError::Write { path, source })
+    crate::output::write_bytes_atomic(&path, &text)
+        .map_err(|source| RoCrateError::Write { path, source })
 }
 
 #[cfg(test)]
@@ -298,7 +323,12 @@ mod tests {
     }
 
     fn entity<'a>(c: &'a Value, id: &str) -> &'a Value {
-        c["@graph"].as_array().unwrap().iter().find(|e| e["@id"] == id).unwrap_or_else(|| panic!("no entity {id}"))
+        c["@graph"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["@id"] == id)
+            .unwrap_or_else(|| panic!("no entity {id}"))
     }
 
     #[test]
@@ -315,7 +345,10 @@ mod tests {
         assert_eq!(action["@type"], "CreateAction");
         assert_eq!(action["startTime"], "2026-01-01T00:00:00Z");
         assert_eq!(action["endTime"], "2026-01-01T00:01:00Z");
-        assert_eq!(action["actionStatus"], "http://schema.org/CompletedActionStatus");
+        assert_eq!(
+            action["actionStatus"],
+            "http://schema.org/CompletedActionStatus"
+        );
 
         let program = entity(&c, action["instrument"]["@id"].as_str().unwrap());
         assert_eq!(program["@type"], "SoftwareApplication");
@@ -323,14 +356,27 @@ mod tests {
         assert_eq!(program["identifier"], "git:abc123");
         assert_eq!(entity(&c, "#libtorch")["version"], "2.11.0");
 
-        let objects: Vec<&str> =
-            action["object"].as_array().unwrap().iter().map(|o| o["@id"].as_str().unwrap()).collect();
+        let objects: Vec<&str> = action["object"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["@id"].as_str().unwrap())
+            .collect();
         assert_eq!(
             objects,
-            ["#job", "file:///models/model.pt", "file:///data%20in/a/x%201.png", "file:///data%20in/b.jpg"]
+            [
+                "#job",
+                "file:///models/model.pt",
+                "file:///data%20in/a/x%201.png",
+                "file:///data%20in/b.jpg"
+            ]
         );
-        let results: Vec<&str> =
-            action["result"].as_array().unwrap().iter().map(|o| o["@id"].as_str().unwrap()).collect();
+        let results: Vec<&str> = action["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["@id"].as_str().unwrap())
+            .collect();
         assert_eq!(results, ["a/x%201.hdf5", "a/x%201.png"]);
 
         let out = entity(&c, "a/x%201.hdf5");
@@ -345,9 +391,18 @@ mod tests {
         assert_eq!(text["name"], "demo");
 
         // Every reference resolves to an entity of the graph.
-        let ids: std::collections::HashSet<&str> =
-            c["@graph"].as_array().unwrap().iter().map(|e| e["@id"].as_str().unwrap()).collect();
-        for r in root["hasPart"].as_array().unwrap().iter().chain(action["object"].as_array().unwrap()) {
+        let ids: std::collections::HashSet<&str> = c["@graph"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["@id"].as_str().unwrap())
+            .collect();
+        for r in root["hasPart"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(action["object"].as_array().unwrap())
+        {
             assert!(ids.contains(r["@id"].as_str().unwrap()), "dangling {r}");
         }
     }
@@ -359,7 +414,10 @@ mod tests {
         m["finished"] = Value::Null;
         let c = from_manifest(&m).unwrap();
         let action = entity(&c, "#run-r1");
-        assert_eq!(action["actionStatus"], "http://schema.org/FailedActionStatus");
+        assert_eq!(
+            action["actionStatus"],
+            "http://schema.org/FailedActionStatus"
+        );
         assert!(action.get("endTime").is_none());
         assert_eq!(entity(&c, "./")["datePublished"], "2026-01-01T00:00:00Z");
     }
@@ -368,15 +426,23 @@ mod tests {
     fn missing_fields_are_named() {
         let mut m = manifest();
         m.as_object_mut().unwrap().remove("program");
-        assert!(from_manifest(&m).unwrap_err().to_string().contains("/program/name"));
+        assert!(from_manifest(&m)
+            .unwrap_err()
+            .to_string()
+            .contains("/program/name"));
     }
 
     #[test]
     fn write_puts_the_file_next_to_the_manifest() {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), &manifest()).unwrap();
-        let back: Value = serde_json::from_slice(&std::fs::read(d.path().join(FILE_NAME)).unwrap()).unwrap();
+        let back: Value =
+            serde_json::from_slice(&std::fs::read(d.path().join(FILE_NAME)).unwrap()).unwrap();
         assert_eq!(back, from_manifest(&manifest()).unwrap());
-        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "temp file left behind");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "temp file left behind"
+        );
     }
 }

@@ -14,6 +14,7 @@
 //!
 //! Exit codes: 0 clean, 1 any mismatch (or a run that is not `complete`), other codes for errors.
 
+use crate::exit::ExitCode;
 use crate::merge::{read_manifest, MergeError};
 pub use crate::output::manifest::sha256_file;
 use crate::shard;
@@ -53,18 +54,21 @@ pub enum VerifyError {
     #[error("{path} does not exist{hint}")]
     NoManifest { path: PathBuf, hint: String },
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot rerun: {0}")]
     Rerun(String),
 }
 
 impl VerifyError {
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> ExitCode {
         match self {
             VerifyError::Manifest(e) => e.exit_code(),
-            VerifyError::NoManifest { .. } => 66,
-            VerifyError::Io { .. } => 74,
-            VerifyError::Rerun(_) => 70,
+            VerifyError::NoManifest { .. } => ExitCode::NoInput,
+            VerifyError::Io { .. } => ExitCode::Io,
+            VerifyError::Rerun(_) => ExitCode::Software,
         }
     }
 }
@@ -103,11 +107,11 @@ impl VerifyReport {
             && self.rerun.as_ref().is_none_or(|r| r.mismatches.is_empty())
     }
 
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> ExitCode {
         if self.is_clean() {
-            0
+            ExitCode::Ok
         } else {
-            1
+            ExitCode::SomeFailed
         }
     }
 
@@ -134,7 +138,11 @@ impl VerifyReport {
                 r.compared,
                 r.max_abs_diff,
                 r.tolerance,
-                if r.tolerance == 0.0 { "bit-identical required" } else { "numeric" }
+                if r.tolerance == 0.0 {
+                    "bit-identical required"
+                } else {
+                    "numeric"
+                }
             );
         }
         s += &format!(
@@ -151,22 +159,46 @@ impl VerifyReport {
 
 /// Files a run writes besides its outputs, and leftovers that a rerun ignores.
 fn is_bookkeeping(rel: &Path) -> bool {
-    let first = rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
-    if first == shard::MANIFESTS_DIR || rel == Path::new("manifest.json") || rel == Path::new(crate::rocrate::FILE_NAME)
+    let first = rel
+        .components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if first == shard::MANIFESTS_DIR
+        || rel == Path::new("manifest.json")
+        || rel == Path::new("manifest.json.journal")
+        || rel == Path::new(crate::rocrate::FILE_NAME)
     {
         return true;
     }
     // Hidden names cover the runner's temporary files (`.name.tmp-PID`) that a killed run leaves.
-    let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = rel
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     name.starts_with('.')
 }
 
 fn manifest_outputs(m: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for it in m.get("items").and_then(Value::as_array).into_iter().flatten() {
-        for o in it.get("outputs").and_then(Value::as_array).into_iter().flatten() {
+    for it in m
+        .get("items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for o in it
+            .get("outputs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(p) = o.get("path").and_then(Value::as_str) {
-                let h = o.get("sha256").and_then(Value::as_str).unwrap_or("").to_string();
+                let h = o
+                    .get("sha256")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 out.push((p.to_string(), h));
             }
         }
@@ -179,7 +211,10 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, VerifyError> {
     let path = shard::manifest_path(&args.output, None);
     if !path.is_file() {
         let hint = if args.output.join(shard::MANIFESTS_DIR).is_dir() {
-            format!("\nhint: this output holds shard manifests; run `maskomaly merge {}` first", args.output.display())
+            format!(
+                "\nhint: this output holds shard manifests; run `maskomaly merge {}` first",
+                args.output.display()
+            )
         } else {
             String::new()
         };
@@ -191,11 +226,18 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, VerifyError> {
     let status = m.get("status").and_then(Value::as_str).unwrap_or("unknown");
     report.status_ok = status == "complete";
     if !report.status_ok {
-        report.notes.push(format!("the run's status is '{status}', not 'complete'"));
+        report
+            .notes
+            .push(format!("the run's status is '{status}', not 'complete'"));
     }
-    let failed = m.pointer("/counts/failed").and_then(Value::as_u64).unwrap_or(0);
+    let failed = m
+        .pointer("/counts/failed")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     if failed > 0 {
-        report.notes.push(format!("{failed} items failed in the run (listed in the manifest with their error)"));
+        report.notes.push(format!(
+            "{failed} items failed in the run (listed in the manifest with their error)"
+        ));
     }
 
     let listed = manifest_outputs(&m);
@@ -215,12 +257,17 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, VerifyError> {
     for entry in walkdir::WalkDir::new(&args.output).sort_by_file_name() {
         let entry = entry.map_err(|e| VerifyError::Io {
             path: e.path().unwrap_or(&args.output).to_path_buf(),
-            source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("walk error")),
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| std::io::Error::other("walk error")),
         })?;
         if entry.file_type().is_dir() {
             continue;
         }
-        let rel = entry.path().strip_prefix(&args.output).unwrap_or(entry.path());
+        let rel = entry
+            .path()
+            .strip_prefix(&args.output)
+            .unwrap_or(entry.path());
         if !known.contains(rel) && !is_bookkeeping(rel) {
             report.extra.push(rel.to_string_lossy().into_owned());
         }
@@ -234,32 +281,54 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, VerifyError> {
 
 /// Runs the recorded job again into a fresh folder and compares its maps with the recorded ones.
 fn rerun(args: &VerifyArgs, m: &Value) -> Result<RerunReport, VerifyError> {
-    let tolerance = args.tolerance.unwrap_or(if args.device == "cpu" { 0.0 } else { 1e-3 });
-    let mut job = m.get("job").cloned().ok_or_else(|| VerifyError::Rerun("the manifest records no job".into()))?;
+    let tolerance = args
+        .tolerance
+        .unwrap_or(if args.device == "cpu" { 0.0 } else { 1e-3 });
+    let mut job = m
+        .get("job")
+        .cloned()
+        .ok_or_else(|| VerifyError::Rerun("the manifest records no job".into()))?;
     let folder = std::env::temp_dir().join(format!(
         "maskomaly-verify-{}-{}",
         std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
     ));
     let out = folder.join("output");
-    std::fs::create_dir_all(&out).map_err(|source| VerifyError::Io { path: folder.clone(), source })?;
+    std::fs::create_dir_all(&out).map_err(|source| VerifyError::Io {
+        path: folder.clone(),
+        source,
+    })?;
     if let Some(root) = &args.input {
         job["dataset"]["root"] = Value::String(root.to_string_lossy().into_owned());
     }
     job["output"]["root"] = Value::String(out.to_string_lossy().into_owned());
     // JSON is YAML: the job loader reads this file like any job file.
     let job_file = folder.join("job.json");
-    std::fs::write(&job_file, serde_json::to_vec_pretty(&job).expect("JSON values always serialise"))
-        .map_err(|source| VerifyError::Io { path: job_file.clone(), source })?;
+    std::fs::write(
+        &job_file,
+        serde_json::to_vec_pretty(&job).expect("JSON values always serialise"),
+    )
+    .map_err(|source| VerifyError::Io {
+        path: job_file.clone(),
+        source,
+    })?;
 
-    let checkpoint =
-        match &args.checkpoint {
-            Some(c) => c.clone(),
-            None => PathBuf::from(m.pointer("/checkpoint/path").and_then(Value::as_str).ok_or_else(|| {
-                VerifyError::Rerun("the manifest records no checkpoint path; pass --checkpoint".into())
-            })?),
-        };
-    let exe = std::env::current_exe().map_err(|e| VerifyError::Rerun(format!("cannot find this executable: {e}")))?;
+    let checkpoint = match &args.checkpoint {
+        Some(c) => c.clone(),
+        None => PathBuf::from(
+            m.pointer("/checkpoint/path")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    VerifyError::Rerun(
+                        "the manifest records no checkpoint path; pass --checkpoint".into(),
+                    )
+                })?,
+        ),
+    };
+    let exe = std::env::current_exe()
+        .map_err(|e| VerifyError::Rerun(format!("cannot find this executable: {e}")))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("run")
         .arg("--job")
@@ -271,21 +340,36 @@ fn rerun(args: &VerifyArgs, m: &Value) -> Result<RerunReport, VerifyError> {
         .arg("--device")
         .arg(&args.device);
     // The rerun is one whole run, even when verify itself runs inside an array task.
-    for var in ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX", shard::SHARDS_ENV] {
+    for var in [
+        "SLURM_ARRAY_TASK_ID",
+        "JOB_COMPLETION_INDEX",
+        "AWS_BATCH_JOB_ARRAY_INDEX",
+        shard::SHARDS_ENV,
+    ] {
         cmd.env_remove(var);
     }
     log::info!("rerun: {cmd:?}");
-    let status = cmd.status().map_err(|e| VerifyError::Rerun(format!("cannot start the rerun: {e}")))?;
+    let status = cmd
+        .status()
+        .map_err(|e| VerifyError::Rerun(format!("cannot start the rerun: {e}")))?;
 
-    let mut report = RerunReport { tolerance, folder: folder.clone(), ..Default::default() };
+    let mut report = RerunReport {
+        tolerance,
+        folder: folder.clone(),
+        ..Default::default()
+    };
     let rerun_manifest = read_manifest(&out.join("manifest.json"));
     if !status.success() {
-        report.mismatches.push(format!("the rerun exited with {status}"));
+        report
+            .mismatches
+            .push(format!("the rerun exited with {status}"));
     }
     if let Ok(rm) = &rerun_manifest {
         let want = m.pointer("/checkpoint/sha256");
         if want.is_some() && rm.pointer("/checkpoint/sha256") != want {
-            report.mismatches.push("the rerun used a checkpoint with a different SHA-256".into());
+            report
+                .mismatches
+                .push("the rerun used a checkpoint with a different SHA-256".into());
         }
     }
 
@@ -293,7 +377,9 @@ fn rerun(args: &VerifyArgs, m: &Value) -> Result<RerunReport, VerifyError> {
         let a = args.output.join(&rel);
         let b = out.join(&rel);
         if !b.is_file() {
-            report.mismatches.push(format!("{rel}: not produced by the rerun"));
+            report
+                .mismatches
+                .push(format!("{rel}: not produced by the rerun"));
             continue;
         }
         if rel.ends_with(".hdf5") || rel.ends_with(".h5") {
@@ -301,19 +387,26 @@ fn rerun(args: &VerifyArgs, m: &Value) -> Result<RerunReport, VerifyError> {
             match (read_value(&a), read_value(&b)) {
                 (Ok((sa, va)), Ok((sb, vb))) => {
                     if sa != sb {
-                        report.mismatches.push(format!("{rel}: shape {sa:?} vs {sb:?}"));
+                        report
+                            .mismatches
+                            .push(format!("{rel}: shape {sa:?} vs {sb:?}"));
                         continue;
                     }
                     let d = max_abs_diff(&va, &vb);
                     report.max_abs_diff = report.max_abs_diff.max(d);
                     if d > tolerance || d.is_nan() {
-                        report.mismatches.push(format!("{rel}: max |difference| {d:e} > {tolerance:e}"));
+                        report
+                            .mismatches
+                            .push(format!("{rel}: max |difference| {d:e} > {tolerance:e}"));
                     }
                 }
                 (Err(e), _) | (_, Err(e)) => report.mismatches.push(format!("{rel}: {e}")),
             }
         } else if tolerance == 0.0 {
-            let got = sha256_file(&b).map_err(|source| VerifyError::Io { path: b.clone(), source })?;
+            let got = sha256_file(&b).map_err(|source| VerifyError::Io {
+                path: b.clone(),
+                source,
+            })?;
             if got != want_sha {
                 report.mismatches.push(format!("{rel}: sha256 differs"));
             }
@@ -336,7 +429,13 @@ fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
             (false, false) => (x - y).abs(),
             _ => f64::NAN,
         })
-        .fold(0.0, |m, d| if d.is_nan() || m.is_nan() { f64::NAN } else { m.max(d) })
+        .fold(0.0, |m, d| {
+            if d.is_nan() || m.is_nan() {
+                f64::NAN
+            } else {
+                m.max(d)
+            }
+        })
 }
 
 /// The `value` dataset of an anomaly-map HDF5 file, as f64 with its shape.
@@ -346,13 +445,24 @@ pub fn read_value(path: &Path) -> Result<(Vec<usize>, Vec<f64>), String> {
     let ds = f.dataset("value").map_err(err)?;
     let dt = ds.dtype().map_err(err)?;
     let v: Vec<f64> = if dt.is::<half::f16>() {
-        ds.read_raw::<half::f16>().map_err(err)?.into_iter().map(f64::from).collect()
+        ds.read_raw::<half::f16>()
+            .map_err(err)?
+            .into_iter()
+            .map(f64::from)
+            .collect()
     } else if dt.is::<f32>() {
-        ds.read_raw::<f32>().map_err(err)?.into_iter().map(f64::from).collect()
+        ds.read_raw::<f32>()
+            .map_err(err)?
+            .into_iter()
+            .map(f64::from)
+            .collect()
     } else if dt.is::<f64>() {
         ds.read_raw::<f64>().map_err(err)?
     } else {
-        return Err(format!("{}: `value` is not a float16/32/64 dataset", path.display()));
+        return Err(format!(
+            "{}: `value` is not a float16/32/64 dataset",
+            path.display()
+        ));
     };
     Ok((ds.shape(), v))
 }
@@ -364,7 +474,12 @@ mod tests {
 
     fn write_h5(path: &Path, values: &[f32]) {
         let f = hdf5::File::create(path).unwrap();
-        f.new_dataset::<f32>().shape([2, values.len() / 2]).create("value").unwrap().write_raw(values).unwrap();
+        f.new_dataset::<f32>()
+            .shape([2, values.len() / 2])
+            .create("value")
+            .unwrap()
+            .write_raw(values)
+            .unwrap();
     }
 
     /// An output root with two items (an HDF5 and a PNG each) and a matching manifest.
@@ -412,7 +527,7 @@ mod tests {
         let r = check(d.path());
         assert!(r.is_clean(), "{}", r.render());
         assert_eq!(r.checked, 4);
-        assert_eq!(r.exit_code(), 0);
+        assert_eq!(r.exit_code(), ExitCode::Ok);
     }
 
     #[test]
@@ -426,7 +541,7 @@ mod tests {
         let r = check(d.path());
         assert_eq!(r.changed.len(), 1, "{}", r.render());
         assert_eq!(r.changed[0].0, "a.hdf5");
-        assert_eq!(r.exit_code(), 1);
+        assert_eq!(r.exit_code(), ExitCode::SomeFailed);
         assert!(r.render().contains("changed: a.hdf5"));
     }
 
@@ -436,7 +551,7 @@ mod tests {
         std::fs::remove_file(d.path().join("sub/b.png")).unwrap();
         let r = check(d.path());
         assert_eq!(r.missing, ["sub/b.png"]);
-        assert_eq!(r.exit_code(), 1);
+        assert_eq!(r.exit_code(), ExitCode::SomeFailed);
     }
 
     #[test]
@@ -445,7 +560,7 @@ mod tests {
         std::fs::write(d.path().join("sub/c.png"), b"stray").unwrap();
         let r = check(d.path());
         assert_eq!(r.extra, ["sub/c.png"]);
-        assert_eq!(r.exit_code(), 1);
+        assert_eq!(r.exit_code(), ExitCode::SomeFailed);
     }
 
     #[test]
@@ -474,7 +589,7 @@ mod tests {
             keep: false,
         };
         let e = verify(&args).unwrap_err();
-        assert_eq!(e.exit_code(), 66);
+        assert_eq!(e.exit_code(), ExitCode::NoInput);
         assert!(e.to_string().contains("maskomaly merge"), "{e}");
     }
 
@@ -484,7 +599,12 @@ mod tests {
         let p = d.path().join("h.hdf5");
         let f = hdf5::File::create(&p).unwrap();
         let vals = [half::f16::from_f32(0.5), half::f16::from_f32(0.25)];
-        f.new_dataset::<half::f16>().shape([1, 2]).create("value").unwrap().write_raw(&vals).unwrap();
+        f.new_dataset::<half::f16>()
+            .shape([1, 2])
+            .create("value")
+            .unwrap()
+            .write_raw(&vals)
+            .unwrap();
         drop(f);
         assert_eq!(read_value(&p).unwrap(), (vec![1, 2], vec![0.5, 0.25]));
     }

@@ -29,13 +29,25 @@ maskomaly_exe() {
   echo "$target/debug/maskomaly"
 }
 
-# Sample images, a tiny TorchScript model and a job file for it, in DIR/{images,model.pt,job.yaml}.
+# Inputs for a test run in DIR: images/ (the demo's 4 scenes, copied into 3 sub-folders: 12 items),
+# model.pt (the tiny TorchScript model) and job.yaml (small preprocessing sizes: fast on CPU).
 make_demo() {
-  local exe=$1 dir=$2
-  "$exe" demo --output "$dir" >"$dir.log" 2>&1 || fail "maskomaly demo failed: $(tail -n 20 "$dir.log")"
-  for f in images model.pt job.yaml; do
-    [ -e "$dir/$f" ] || fail "maskomaly demo did not make $dir/$f"
+  local exe=$1 dir=$2 sub f
+  mkdir -p "$dir"
+  "$exe" -q demo --dir "$dir/demo" >"$dir/demo.log" 2>&1 || fail "maskomaly demo failed: $(tail -n 20 "$dir/demo.log")"
+  for sub in a b c; do
+    mkdir -p "$dir/images/$sub"
+    for f in "$dir"/demo/input/*; do
+      cp "$f" "$dir/images/$sub/"
+    done
   done
+  "$exe" tiny-model "$dir/model.pt" || fail "maskomaly tiny-model failed"
+  cat >"$dir/job.yaml" <<JOB
+name: cluster-test
+preprocess: {min_size: 96, max_size: 192}
+output: {heatmap: true}
+runtime: {device: cpu}
+JOB
 }
 
 # Output files of a run (relative paths), without the run's bookkeeping.
