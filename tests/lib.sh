@@ -30,7 +30,8 @@ maskomaly_exe() {
 }
 
 # Inputs for a test run in DIR: images/ (the demo's 4 scenes, copied into 3 sub-folders: 12 items),
-# model.pt (the tiny TorchScript model) and job.yaml (small preprocessing sizes: fast on CPU).
+# model.pt (the tiny TorchScript model) and job.yaml (small preprocessing sizes: fast on CPU;
+# one-item queues, so that a task stopped after its first item still has items left).
 make_demo() {
   local exe=$1 dir=$2 sub f
   mkdir -p "$dir"
@@ -46,7 +47,7 @@ make_demo() {
 name: cluster-test
 preprocess: {min_size: 96, max_size: 192}
 output: {heatmap: true}
-runtime: {device: cpu}
+runtime: {device: cpu, decode_workers: 1, queue_depth: 1}
 JOB
 }
 
