@@ -29,14 +29,14 @@ maskomaly_exe() {
   echo "$target/debug/maskomaly"
 }
 
-# Inputs for a test run in DIR: images/ (the demo's 4 scenes, copied into 3 sub-folders: 12 items),
+# Inputs for a test run in DIR: images/ (the demo's 4 scenes, copied into 9 sub-folders: 36 items),
 # model.pt (the tiny TorchScript model) and job.yaml (small preprocessing sizes: fast on CPU;
 # one-item queues, so that a task stopped after its first item still has items left).
 make_demo() {
   local exe=$1 dir=$2 sub f
   mkdir -p "$dir"
   "$exe" -q demo --dir "$dir/demo" >"$dir/demo.log" 2>&1 || fail "maskomaly demo failed: $(tail -n 20 "$dir/demo.log")"
-  for sub in a b c; do
+  for sub in a b c d e f g h i; do
     mkdir -p "$dir/images/$sub"
     for f in "$dir"/demo/input/*; do
       cp "$f" "$dir/images/$sub/"
