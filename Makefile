@@ -32,6 +32,15 @@ test-cluster: build
 	bash tests/slurm.sh
 	bash tests/podman.sh
 
+# Benchmarks (ratios measured side by side; figures in BENCHMARKS.md). Python only as the comparison.
+bench: setup
+	@bash scripts/bench-deps.sh
+	$(CARGO) build --release --examples --bin maskomaly
+	mkdir -p target/bench
+	PYTHONPATH=.deps/pybench ./target/release/examples/bench_scoring --out target/bench
+	PYTHONPATH=.deps/pybench python3 scripts/bench_metrics.py --bin target/release/examples/bench_metrics --out target/bench/metrics.json
+	./target/release/examples/bench_pipeline --out target/bench
+
 fmt:
 	$(CARGO) fmt --all
 

@@ -67,9 +67,75 @@ pub enum Command {
         #[arg(long, value_enum)]
         device: Option<DeviceArg>,
     },
+    /// Evaluate written predictions against the dataset's labels: results.json, results.txt,
+    /// per_frame.csv, PR/ROC curves, overlays, and a summary table on stdout.
+    Eval {
+        #[arg(long)]
+        job: PathBuf,
+        /// Folder holding the predictions (default: the job's output.root).
+        #[arg(long)]
+        predictions: Option<PathBuf>,
+        /// Folder for the reports (default: <predictions>/eval).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// `total` (pool pixels, ignore dropped) or `image` (per frame, nan-mean); default from the dataset.
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
+        /// Also compute the SegmentMeIfYouCan server's binned pixel metrics.
+        #[arg(long)]
+        smiyc: bool,
+        /// Skip the per-frame overlay images.
+        #[arg(long)]
+        no_overlays: bool,
+    },
+    /// Rank the mask queries by their overlap with the anomaly labels of a labelled dataset and write
+    /// the ranking as YAML for `method.anomaly_queries_file`.
+    DiscoverQueries {
+        #[arg(long)]
+        job: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+        /// Use the corrected IoU instead of the reference's (which subtracts the image's ignore count).
+        #[arg(long)]
+        corrected_iou: bool,
+        /// How many of the best queries go into `selected`.
+        #[arg(long, default_value_t = 4)]
+        select: usize,
+        /// Only the first N frames.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Checkpoint tools.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
     /// Write the tiny TorchScript test model (100 queries, 19 classes + void) to a file.
     #[command(hide = true)]
     TinyModel { out: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCommand {
+    /// Compare a checkpoint's tensors with the model it is meant for: missing, unexpected, wrong
+    /// shape or dtype, and the keys that are expected to be unused (with the reason). Exit 0 when it
+    /// loads, 78 when it does not.
+    Inspect {
+        /// A detectron2 `.pkl` / `.safetensors`, or a Hugging Face folder / `model.safetensors`.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "detectron2")]
+        format: FormatArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    Total,
+    Image,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Detectron2,
+    Hf,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -73,6 +73,21 @@ pub struct DatasetSpec {
     pub root: PathBuf,
     /// Dataset-specific subset (e.g. `validation`); `null` takes the layout's default.
     pub split: Option<String>,
+    /// Label values that mean "anomaly", replacing the layout's default (StreetHazards: the raw
+    /// annotations use 14, the reference tested 255; Fishyscapes L&F: 1, the reference tested 120).
+    pub label_value: Option<Vec<u8>>,
+    /// Which label image the SMIYC and RoadAnomaly layouts read.
+    pub labels: LabelFormat,
+}
+
+/// `semantic`: the index image (`*_labels_semantic.png`, as the benchmark reads it); `color`: the
+/// colour image the reference evaluation reads (`*_labels_semantic_color.png`, one channel tested).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelFormat {
+    #[default]
+    Semantic,
+    Color,
 }
 
 impl Default for DatasetSpec {
@@ -81,6 +96,8 @@ impl Default for DatasetSpec {
             kind: DatasetKind::Folder,
             root: PathBuf::from("/input"),
             split: None,
+            label_value: None,
+            labels: LabelFormat::Semantic,
         }
     }
 }
@@ -105,8 +122,30 @@ impl Default for ModelSpec {
 pub enum CheckpointFormat {
     /// A TorchScript module: `forward(x[B,3,Hp,Wp]) -> (pred_logits[B,Q,K+1], pred_masks[B,Q,h,w])`.
     Torchscript,
+    /// The Mask2Former model zoo `.pkl` (or `.safetensors` with detectron2 names), run natively.
     Detectron2,
+    /// A Hugging Face transformers Mask2Former checkpoint (folder or `model.safetensors`), run natively.
     Hf,
+}
+
+/// Where the published run expects the model-zoo checkpoint (mounted at /models).
+pub const DEFAULT_CHECKPOINT_PATH: &str = "/models/model_final_17c1ee.pkl";
+/// The official Mask2Former model zoo file: Swin-L IN21k, Cityscapes semantic, 100 queries.
+pub const DEFAULT_CHECKPOINT_URL: &str = "https://dl.fbaipublicfiles.com/maskformer/mask2former/cityscapes/semantic/maskformer2_swin_large_IN21k_384_bs16_90k/model_final_17c1ee.pkl";
+
+impl CheckpointFormat {
+    /// The format a checkpoint file's name implies, where it implies one: `.pt`/`.pth`/`.ts` →
+    /// TorchScript, `.pkl` → detectron2, a folder → Hugging Face. `.safetensors` is ambiguous.
+    pub fn guess(path: &Path) -> Option<CheckpointFormat> {
+        if path.is_dir() {
+            return Some(CheckpointFormat::Hf);
+        }
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "pt" | "pth" | "ts" | "jit" => Some(CheckpointFormat::Torchscript),
+            "pkl" => Some(CheckpointFormat::Detectron2),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,10 +162,10 @@ pub struct CheckpointSpec {
 impl Default for CheckpointSpec {
     fn default() -> Self {
         CheckpointSpec {
-            format: CheckpointFormat::Torchscript,
-            path: PathBuf::from("/models/model.pt"),
+            format: CheckpointFormat::Detectron2,
+            path: PathBuf::from(DEFAULT_CHECKPOINT_PATH),
             sha256: None,
-            url: None,
+            url: Some(DEFAULT_CHECKPOINT_URL.into()),
         }
     }
 }
@@ -169,6 +208,11 @@ impl Default for Preprocess {
 #[serde(deny_unknown_fields, default)]
 pub struct Method {
     pub anomaly_queries: Vec<i64>,
+    /// A ranking written by `discover-queries` (path relative to the job file). When set, it
+    /// replaces `anomaly_queries` (`eval::discover::resolve_anomaly_queries`).
+    pub anomaly_queries_file: Option<PathBuf>,
+    /// Take the first N ranked queries of `anomaly_queries_file` instead of its `selected` list.
+    pub anomaly_queries_top: Option<usize>,
     pub ground_queries: Vec<i64>,
     pub void_class: i64,
     /// Compared as the reference does: in float64 against the float32 class probability.
@@ -183,6 +227,8 @@ impl Default for Method {
     fn default() -> Self {
         Method {
             anomaly_queries: vec![49, 31, 83, 32],
+            anomaly_queries_file: None,
+            anomaly_queries_top: None,
             ground_queries: vec![19, 24],
             void_class: 19,
             rejection_threshold: 0.7,
@@ -236,6 +282,10 @@ pub struct OutputSpec {
     pub png: bool,
     /// `<stem>_heat.png`: JET colour map blended 50/50 with the image.
     pub heatmap: bool,
+    /// `<stem>_segmentation.png`: Cityscapes trainIds from the reference's semantic inference.
+    pub segmentation: bool,
+    /// The Fishyscapes pair `<stem>_anomaly.npy` (float32) + `<stem>_segmentation.npy` (uint8 trainIds).
+    pub npy: bool,
 }
 
 impl Default for OutputSpec {
@@ -246,6 +296,8 @@ impl Default for OutputSpec {
             hdf5: Hdf5Spec::default(),
             png: true,
             heatmap: false,
+            segmentation: false,
+            npy: false,
         }
     }
 }
@@ -342,6 +394,17 @@ impl Job {
                 "must be a non-empty name without slashes".into(),
             ));
         }
+        if self
+            .dataset
+            .label_value
+            .as_ref()
+            .is_some_and(|v| v.is_empty())
+        {
+            return Err(bad(
+                "dataset.label_value",
+                "needs at least one label value".into(),
+            ));
+        }
         let p = &self.preprocess;
         if p.min_size == 0 {
             return Err(bad("preprocess.min_size", "must be > 0".into()));
@@ -380,6 +443,9 @@ impl Job {
                 return Err(bad(key, format!("query index {q} is negative")));
             }
         }
+        if m.anomaly_queries_top == Some(0) {
+            return Err(bad("method.anomaly_queries_top", "must be >= 1".into()));
+        }
         if m.void_class < 0 {
             return Err(bad("method.void_class", "must be >= 0".into()));
         }
@@ -393,7 +459,7 @@ impl Job {
             }
         }
         let o = &self.output;
-        if !o.hdf5.enabled && !o.png && !o.heatmap {
+        if !o.hdf5.enabled && !o.png && !o.heatmap && !o.segmentation && !o.npy {
             return Err(bad(
                 "output",
                 "enables no output (hdf5, png and heatmap are all off)".into(),
@@ -529,6 +595,21 @@ mod tests {
             .to_string();
         assert!(err.contains("checkpoint.sha256"), "{err}");
         assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn dataset_label_keys_parse() {
+        let job =
+            parse("dataset: {kind: street_hazards, label_value: [255], labels: color}\n").unwrap();
+        assert_eq!(job.dataset.label_value, Some(vec![255]));
+        assert_eq!(job.dataset.labels, LabelFormat::Color);
+        let err = parse("dataset:\n  label_value: []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("dataset.label_value") && err.contains("line 2"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -15,10 +15,14 @@
 //! * [`pipeline`]: the stages and their wiring; [`exit`]: exit codes.
 //! * [`shard`]: which slice of the listing an array task processes; where its manifest goes.
 //! * [`merge`], [`verify`], [`rocrate`]: combining shard manifests, re-checking a run, provenance.
+//! * [`eval`]: metrics, reports and query discovery over written predictions.
 
 pub mod cli;
+pub mod cuda;
 pub mod dataset;
 pub mod demo;
+pub mod discover_cmd;
+pub mod eval;
 pub mod exit;
 pub mod forward;
 pub mod job;

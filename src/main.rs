@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use maskomaly::cli::{Cli, Command, RunArgs};
+use maskomaly::cli::{CheckpointCommand, Cli, Command, FormatArg, ModeArg, RunArgs};
 use maskomaly::exit::ExitCode;
 use maskomaly::job::Job;
 use maskomaly::pipeline::{self, RunError, RunOptions};
@@ -12,6 +12,8 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 fn main() {
+    // Before anything asks libtorch about CUDA.
+    let cuda = maskomaly::cuda::preload();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -35,6 +37,10 @@ fn main() {
     )
     .format_timestamp_secs()
     .init();
+    match &cuda {
+        Ok(p) => log::debug!("CUDA support loaded from {}", p.display()),
+        Err(e) => log::debug!("no CUDA support (CPU only): {e}"),
+    }
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -56,7 +62,13 @@ fn report(e: &anyhow::Error) {
 
 fn load_job(path: Option<&Path>) -> Result<Job, RunError> {
     match path {
-        Some(p) => Job::load(p).map_err(|e| RunError::Config(e.to_string())),
+        Some(p) => {
+            let mut job = Job::load(p).map_err(|e| RunError::Config(e.to_string()))?;
+            // Discovered queries (method.anomaly_queries_file) replace the listed ones.
+            maskomaly::eval::discover::resolve_anomaly_queries(&mut job, p)
+                .map_err(|e| RunError::Config(format!("{}: {e}", p.display())))?;
+            Ok(job)
+        }
         None => Ok(Job::default()),
     }
 }
@@ -69,7 +81,13 @@ fn apply_overrides(job: &mut Job, args: &RunArgs) -> Result<(), RunError> {
         job.output.root = p.clone();
     }
     if let Some(p) = &args.checkpoint {
+        // A file given on the command line brings its own format where its name implies one.
+        if let Some(f) = maskomaly::job::CheckpointFormat::guess(p) {
+            job.checkpoint.format = f;
+        }
         job.checkpoint.path = p.clone();
+        job.checkpoint.url = None;
+        job.checkpoint.sha256 = None;
     }
     if let Some(d) = args.device {
         job.runtime.device = d.into();
@@ -155,6 +173,8 @@ fn demo(dir: PathBuf, quiet: bool) -> anyhow::Result<ExitCode> {
     job.output.root = dir.join("output");
     job.output.heatmap = true;
     job.checkpoint.path = model;
+    job.checkpoint.format = maskomaly::job::CheckpointFormat::Torchscript;
+    job.checkpoint.url = None;
     job.runtime.device = maskomaly::job::DeviceChoice::Cpu;
     let job_path = dir.join("job.yaml");
     std::fs::write(
@@ -226,7 +246,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let mut job = load_job(job.as_deref())?;
             if let Some(c) = checkpoint {
+                if let Some(f) = maskomaly::job::CheckpointFormat::guess(&c) {
+                    job.checkpoint.format = f;
+                }
                 job.checkpoint.path = c;
+                job.checkpoint.url = None;
             }
             if let Some(d) = device {
                 job.runtime.device = d.into();
@@ -234,6 +258,71 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             maskomaly::forward::forward_to_file(&job, &image, &out)?;
             println!("{}", out.display());
             Ok(ExitCode::Ok)
+        }
+        Command::Eval {
+            job: job_path,
+            predictions,
+            output,
+            mode,
+            smiyc,
+            no_overlays,
+        } => {
+            let job = load_job(Some(&job_path))?;
+            let predictions = predictions.unwrap_or_else(|| job.output.root.clone());
+            let output = output.unwrap_or_else(|| predictions.join("eval"));
+            let opts = maskomaly::eval::EvalOptions {
+                mode: mode.map(|m| match m {
+                    ModeArg::Total => maskomaly::eval::Mode::Total,
+                    ModeArg::Image => maskomaly::eval::Mode::Image,
+                }),
+                smiyc,
+                overlays: !no_overlays,
+                progress: !cli.quiet,
+                ..Default::default()
+            };
+            maskomaly::eval::run_eval(&job, &predictions, &output, &opts)
+                .map_err(|e| RunError::Data(e.to_string()))?;
+            log::info!("reports written to {}", output.display());
+            Ok(ExitCode::Ok)
+        }
+        Command::DiscoverQueries {
+            job: job_path,
+            output,
+            corrected_iou,
+            select,
+            limit,
+        } => {
+            let job = load_job(Some(&job_path))?;
+            let opts = maskomaly::eval::discover::DiscoverOptions {
+                iou: if corrected_iou {
+                    maskomaly::eval::discover::IouVariant::Corrected
+                } else {
+                    maskomaly::eval::discover::IouVariant::Reference
+                },
+                select,
+                ..Default::default()
+            };
+            let ranking = maskomaly::discover_cmd::discover_queries(&job, &output, &opts, limit)?;
+            println!(
+                "selected queries: {:?} (ranking over {} frames in {})",
+                ranking.selected,
+                ranking.frames,
+                output.display()
+            );
+            Ok(ExitCode::Ok)
+        }
+        Command::Checkpoint(CheckpointCommand::Inspect { file, format }) => {
+            let format = match format {
+                FormatArg::Detectron2 => maskomaly::job::CheckpointFormat::Detectron2,
+                FormatArg::Hf => maskomaly::job::CheckpointFormat::Hf,
+            };
+            let report = maskomaly::model::inspect(&file, format).map_err(RunError::from)?;
+            println!("{report}");
+            Ok(if report.is_ok() {
+                ExitCode::Ok
+            } else {
+                ExitCode::Config
+            })
         }
         Command::TinyModel { out } => {
             maskomaly::demo::write_tiny_model(&out)

@@ -177,6 +177,138 @@ pub fn score(plan: &QueryPlan, masks: &Tensor, method: &Method) -> Tensor {
     soft * a as f64 + soft2 * b as f64
 }
 
+/// The rule as one pass over the image on the host, for CPU runs, row by row so every mask row the
+/// rule reads stays in cache: the same float32 operations in the same order as [`score`] (each
+/// product, difference and blend rounded once), so the result is bit-identical, without [`score`]'s
+/// full-size temporaries. `plane(q)` gives the row-major `H × W` mask of query `q`.
+pub fn score_host<'a>(
+    plan: &QueryPlan,
+    plane: impl Fn(i64) -> &'a [f32] + Sync,
+    h: usize,
+    w: usize,
+    method: &Method,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let anomaly: Vec<(&[f32], f32)> = plan.anomaly.iter().map(|&(q, c)| (plane(q), c)).collect();
+    let reject: Vec<(&[f32], f32)> = plan.reject.iter().map(|&(q, c)| (plane(q), c)).collect();
+    let border: Vec<&[f32]> = plan.border.iter().map(|&q| plane(q)).collect();
+    let ground: Vec<(&[f32], f32)> = plan.ground.iter().map(|&(q, c)| (plane(q), c)).collect();
+    for m in anomaly
+        .iter()
+        .map(|a| a.0)
+        .chain(reject.iter().map(|r| r.0))
+        .chain(border.iter().copied())
+    {
+        assert_eq!(m.len(), h * w, "mask plane does not match the map size");
+    }
+    let thr = method.border_threshold as f32;
+    let (a, b) = blend_weights(method.lambda);
+    let mut out = vec![0f32; h * w];
+    out.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
+        let r = y * w..(y + 1) * w;
+        let mut soft2 = vec![0f32; w];
+        for (m, c) in &anomaly {
+            for (s, &p) in soft2.iter_mut().zip(&m[r.clone()]) {
+                *s = s.max(p * c);
+            }
+        }
+        let mut soft = vec![1f32; w];
+        for (m, c) in &reject {
+            for (s, &p) in soft.iter_mut().zip(&m[r.clone()]) {
+                *s = s.min(1.0 - p * c);
+            }
+        }
+        if border.len() >= 2 {
+            let mut count = vec![0u8; w];
+            for m in &border {
+                for (n, &p) in count.iter_mut().zip(&m[r.clone()]) {
+                    *n = n.saturating_add((p > thr) as u8);
+                }
+            }
+            for (s, &n) in soft.iter_mut().zip(&count) {
+                if n >= 2 {
+                    *s = 0.0;
+                }
+            }
+        }
+        for (m, c) in &ground {
+            for (s, &p) in soft.iter_mut().zip(&m[r.clone()]) {
+                *s = s.min(1.0 - p * c);
+            }
+        }
+        for ((o, &s), &s2) in row.iter_mut().zip(&soft).zip(&soft2) {
+            *o = s * a + s2 * b;
+        }
+    });
+    out
+}
+
+/// The score map on the host, from the masks of `plan.needed()` (`[n, H, W]`, that order): the fused
+/// pass for CPU tensors, the tensor ops on other devices.
+pub fn score_map(plan: &QueryPlan, masks: &Tensor, method: &Method) -> Vec<f32> {
+    let size = masks.size();
+    let (h, w) = (size[1] as usize, size[2] as usize);
+    if masks.device() == tch::Device::Cpu {
+        let m = masks.to_kind(Kind::Float).contiguous();
+        let n = m.numel();
+        // SAFETY: `m` is a contiguous float32 CPU tensor of `n` elements that outlives the slice.
+        let data = unsafe { std::slice::from_raw_parts(m.data_ptr() as *const f32, n) };
+        let needed = plan.needed();
+        let plane = |q: i64| {
+            let i = needed
+                .binary_search(&q)
+                .expect("plan.needed() covers every role");
+            &data[i * h * w..(i + 1) * h * w]
+        };
+        score_host(plan, plane, h, w, method)
+    } else {
+        let t = score(plan, masks, method)
+            .to_device(tch::Device::Cpu)
+            .contiguous();
+        Vec::<f32>::try_from(t.flatten(0, -1)).expect("float tensor converts to Vec<f32>")
+    }
+}
+
+/// The reference's semantic inference (Mask2Former `semantic_inference` + detectron2
+/// `sem_seg_postprocess`): `Σ_q softmax(cls)[q, :K] · sigmoid(mask_q)` at the padded size, cropped to
+/// the resized image, bilinearly resized to the input size, argmax over classes → trainIds (H × W).
+/// Queries are summed in chunks so only a few full-size masks exist at once.
+pub fn semantic_segmentation(
+    pred_logits: &Tensor,
+    pred_masks: &Tensor,
+    padded: (usize, usize),
+    resized: (usize, usize),
+    original: (usize, usize),
+) -> Vec<u8> {
+    let (hp, wp) = (padded.0 as i64, padded.1 as i64);
+    let q = pred_logits.size()[0];
+    let k = pred_logits.size()[1] - 1;
+    let cls = pred_logits.softmax(-1, Kind::Float).narrow(1, 0, k); // [Q, K]
+    let mut sem = Tensor::zeros([k, hp * wp], (Kind::Float, pred_masks.device()));
+    let chunk = 16;
+    for start in (0..q).step_by(chunk as usize) {
+        let n = chunk.min(q - start);
+        let m = pred_masks
+            .narrow(0, start, n)
+            .unsqueeze(0)
+            .upsample_bilinear2d([hp, wp], false, None, None);
+        let m = m.squeeze_dim(0).sigmoid().view([n, hp * wp]); // [n, Hp·Wp]
+        sem += cls.narrow(0, start, n).transpose(0, 1).matmul(&m); // [K, Hp·Wp]
+    }
+    let sem = sem
+        .view([1, k, hp, wp])
+        .narrow(2, 0, resized.0 as i64)
+        .narrow(3, 0, resized.1 as i64);
+    let sem = sem.upsample_bilinear2d([original.0 as i64, original.1 as i64], false, None, None);
+    let ids = sem
+        .squeeze_dim(0)
+        .argmax(0, false)
+        .to_kind(Kind::Uint8)
+        .to_device(tch::Device::Cpu)
+        .contiguous();
+    Vec::<u8>::try_from(ids.flatten(0, -1)).expect("uint8 tensor converts to Vec<u8>")
+}
+
 /// The two float32 blend weights exactly as numpy forms them from a Python float `lambda`.
 pub fn blend_weights(lambda: f64) -> (f32, f32) {
     (lambda as f32, (1.0 - lambda) as f32)
@@ -344,6 +476,76 @@ mod tests {
             assert_eq!(out[x] == 0.0, zero[x], "pixel {x}");
         }
         assert!(zero.iter().any(|z| *z) && zero.iter().any(|z| !*z));
+    }
+
+    #[test]
+    fn host_pass_is_bit_identical_to_tensor_ops() {
+        let (cls, pred) = golden_inputs();
+        for method in [
+            Method::default(),
+            Method {
+                border_threshold: 0.8,
+                lambda: 0.7,
+                ..Method::default()
+            },
+        ] {
+            let mut p = plan(&cls, 20, &method);
+            p.border = (0..30).step_by(3).collect();
+            let masks = pred.index_select(0, &Tensor::from_slice(&p.needed()));
+            let a = Vec::<f32>::try_from(score(&p, &masks, &method).flatten(0, -1)).unwrap();
+            let b = score_map(&p, &masks, &method);
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn masks_upsample_bilinear_half_pixel_then_sigmoid() {
+        // Query 1 holds [[0, 1], [2, 3]]; ×2 with align_corners = false gives the half-pixel grid
+        // 0, 0.25, 0.75, 1 along a row (edges clamped), then the sigmoid.
+        let m = Tensor::from_slice(&[9f32, 9., 9., 9., 0., 1., 2., 3.]).view([2, 2, 2]);
+        let up = needed_masks(&m, &[1], 4, 4);
+        assert_eq!(up.size(), [1, 4, 4]);
+        let want_logits = [
+            [0.0, 0.25, 0.75, 1.0],
+            [0.5, 0.75, 1.25, 1.5],
+            [1.5, 1.75, 2.25, 2.5],
+            [2.0, 2.25, 2.75, 3.0],
+        ];
+        for y in 0..4 {
+            for x in 0..4 {
+                let got = up.double_value(&[0, y as i64, x as i64]);
+                let want = 1.0 / (1.0 + (-want_logits[y][x] as f64).exp());
+                assert!((got - want).abs() < 1e-6, "({y},{x}): {got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn class_probs_are_a_softmax_over_the_last_axis() {
+        let l = Tensor::from_slice(&[0f32, 0., (3f32).ln(), 0.]).view([2, 2]);
+        let p = class_probs(&l);
+        assert_eq!(p.len(), 4);
+        assert!((p[0] - 0.5).abs() < 1e-7 && (p[2] - 0.75).abs() < 1e-7);
+    }
+
+    #[test]
+    fn semantic_segmentation_matches_the_einsum_definition() {
+        // 3 queries, 2 classes + void, 2×2 mask logits, padded 4×4 with the image in the top-left 4×3.
+        let logits = Tensor::from_slice(&[3f32, 0., 0., 0., 3., 0., 0., 0., 5.]).view([3, 3]);
+        let masks = Tensor::from_slice(&[4f32, -4., 4., -4., -4., 4., -4., 4., 0., 0., 0., 0.])
+            .view([3, 2, 2]);
+        let seg = semantic_segmentation(&logits, &masks, (4, 4), (4, 3), (4, 3));
+        // Direct evaluation of the definition.
+        let cls = logits.softmax(-1, Kind::Float).narrow(1, 0, 2);
+        let up = masks
+            .unsqueeze(0)
+            .upsample_bilinear2d([4, 4], false, None, None)
+            .squeeze_dim(0)
+            .sigmoid();
+        let sem = Tensor::einsum("qc,qhw->chw", &[cls, up], None::<i64>).narrow(2, 0, 3);
+        let want = Vec::<i64>::try_from(sem.argmax(0, false).flatten(0, -1)).unwrap();
+        assert_eq!(seg.iter().map(|&v| v as i64).collect::<Vec<_>>(), want);
+        assert!(seg.contains(&0) && seg.contains(&1));
     }
 
     #[test]

@@ -272,19 +272,22 @@ fn missing_checkpoint_fails_with_one_clear_message_and_writes_nothing() {
         &maskomaly::demo::road_scene(64, 64, 0),
         &input.join("x.png"),
     );
-    let o = run(&[
-        "run",
+    // No file and no URL: a configuration error naming the file and how to provide it.
+    let job = d.path().join("nourl.yaml");
+    std::fs::write(&job, "checkpoint: {path: /models/absent.pkl, url: null}\n").unwrap();
+    let args = [
         "--input",
         input.to_str().unwrap(),
         "--output",
         output.to_str().unwrap(),
         "--device",
         "cpu",
-    ]);
-    assert_eq!(code(&o), 78);
+    ];
+    let o = run(&[&["run", "--job", job.to_str().unwrap()][..], &args[..]].concat());
+    assert_eq!(code(&o), 78, "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.contains("/models/model.pt") && err.contains("does not exist"),
+        err.contains("/models/absent.pkl") && err.contains("does not exist"),
         "{err}"
     );
     assert!(
@@ -292,6 +295,81 @@ fn missing_checkpoint_fails_with_one_clear_message_and_writes_nothing() {
         "{err}"
     );
     assert!(!output.exists(), "nothing written before the model loads");
+    // No file and a URL that cannot be reached: a temporary failure naming the URL.
+    std::fs::write(
+        &job,
+        "checkpoint: {path: /models/absent.pkl, url: 'http://127.0.0.1:9/model.pkl'}\n",
+    )
+    .unwrap();
+    let o = Command::new(bin())
+        .args([&["run", "--job", job.to_str().unwrap()][..], &args[..]].concat())
+        .env("MASKOMALY_CACHE", d.path().join("cache"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 75, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("http://127.0.0.1:9/model.pkl"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!output.exists());
+}
+
+/// The tiny native Mask2Former fixture (8 queries, 4 classes + void) under each checkpoint format
+/// gives identical score maps through the whole pipeline.
+#[test]
+fn native_checkpoints_run_end_to_end_in_every_format() {
+    let d = tempfile::tempdir().unwrap();
+    let input = d.path().join("in");
+    save(
+        &maskomaly::demo::road_scene(90, 60, 7),
+        &input.join("a.jpg"),
+    );
+    save(
+        &maskomaly::demo::road_scene(60, 90, 8),
+        &input.join("b.png"),
+    );
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model");
+    let mut maps = Vec::new();
+    for (name, format, path, preset) in [
+        ("d2", "detectron2", fx.join("tiny_d2.pkl"), "tiny"),
+        ("hf", "hf", fx.join("tiny_hf"), "null"),
+    ] {
+        let out = d.path().join(name);
+        let job = d.path().join(format!("{name}.yaml"));
+        let text = format!(
+            "model: {{preset: {preset}}}\ncheckpoint: {{format: {format}, path: {}, url: null}}\n\
+             preprocess: {{min_size: 64, max_size: 128}}\n\
+             method: {{anomaly_queries: [1, 5], ground_queries: [0], void_class: 4}}\n\
+             dataset: {{root: {}}}\noutput: {{root: {}}}\nruntime: {{device: cpu}}\n",
+            path.display(),
+            input.display(),
+            out.display()
+        );
+        std::fs::write(&job, text).unwrap();
+        let o = run(&["run", "--job", job.to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "{name}: {}", stderr(&o));
+        let a = read_score(&out.join("a.hdf5")).unwrap();
+        let b = read_score(&out.join("b.hdf5")).unwrap();
+        assert_eq!((a.1, a.2, b.1, b.2), (60, 90, 90, 60));
+        assert!(a.0.iter().any(|&v| v != a.0[0]));
+        maps.push((a, b));
+    }
+    assert_eq!(
+        maps[0], maps[1],
+        "detectron2 and HF checkpoints give the same maps"
+    );
+    let o = run(&[
+        "checkpoint",
+        "inspect",
+        fx.join("tiny_d2.pkl").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        report.contains("verdict: OK") && report.contains("training-loss buffer"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -479,4 +557,120 @@ fn help_lists_exit_codes() {
     for needle in ["--input", "--overwrite", "75", "143"] {
         assert!(out.contains(needle), "{needle} missing from --help");
     }
+}
+
+/// A synthetic SMIYC anomaly-track copy: `run` writes predictions, `eval` reports on them, and
+/// `discover-queries` writes a ranking that a job then uses through `method.anomaly_queries_file`.
+#[test]
+fn run_eval_and_discovered_queries_round_trip() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("dataset_AnomalyTrack");
+    for i in 0..3u32 {
+        let (w, h) = (120usize, 80usize);
+        let img = maskomaly::demo::road_scene(w, h, i);
+        save(&img, &root.join(format!("images/validation000{i}.jpg")));
+        // Label: the odd-coloured object is the anomaly, the sky is ignored.
+        let label = image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
+            let p = &img.data[(y as usize * w + x as usize) * 3..][..3];
+            image::Luma([if p[0] == 230 && p[2] == 200 {
+                1
+            } else if (y as usize) < h * 2 / 5 {
+                255
+            } else {
+                0
+            }])
+        });
+        let lp = root.join(format!("labels_masks/validation000{i}_labels_semantic.png"));
+        std::fs::create_dir_all(lp.parent().unwrap()).unwrap();
+        label.save(&lp).unwrap();
+    }
+    let out = d.path().join("out");
+    let job = d.path().join("job.yaml");
+    let base = format!(
+        "name: rt\ndataset: {{kind: smiyc_anomaly, root: {}, split: validation}}\n\
+         checkpoint: {{format: torchscript, path: {}}}\n\
+         preprocess: {{min_size: 96, max_size: 192}}\noutput: {{root: {}}}\nruntime: {{device: cpu}}\n",
+        root.display(),
+        tiny_model().display(),
+        out.display()
+    );
+    std::fs::write(&job, &base).unwrap();
+    let o = run(&["run", "--job", job.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(&["eval", "--job", job.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("eval/results.json")).unwrap()).unwrap();
+    for key in ["ap", "auroc", "fpr95", "fpr_at_tpr90_seed", "aupr_seed"] {
+        let v = results[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing: {results}"));
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+    for f in ["results.txt", "per_frame.csv"] {
+        assert!(out.join("eval").join(f).is_file(), "{f}");
+    }
+    assert!(String::from_utf8_lossy(&o.stdout)
+        .to_lowercase()
+        .contains("ap"));
+
+    let queries = d.path().join("queries.yaml");
+    let o = run(&[
+        "discover-queries",
+        "--job",
+        job.to_str().unwrap(),
+        "--output",
+        queries.to_str().unwrap(),
+        "--select",
+        "3",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let ranking = maskomaly::eval::discover::read_ranking(&queries).unwrap();
+    assert_eq!(ranking.selected.len(), 3);
+    assert_eq!(ranking.ranking.len(), 100);
+    // The discovered queries are what a job including the file uses.
+    std::fs::write(
+        &job,
+        format!("{base}method: {{anomaly_queries_file: queries.yaml}}\n"),
+    )
+    .unwrap();
+    let o = run(&["check-job", job.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let shown: Job = serde_saphyr::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    assert_eq!(shown.method.anomaly_queries, ranking.selected);
+}
+
+/// The Fishyscapes pair and the segmentation PNG: input resolution, trainIds in 0..19, and the
+/// anomaly `.npy` holding the same numbers as the HDF5 map.
+#[test]
+fn segmentation_and_fishyscapes_npy_outputs() {
+    let d = tempfile::tempdir().unwrap();
+    let (input, output) = (d.path().join("in"), d.path().join("out"));
+    save(
+        &maskomaly::demo::road_scene(100, 70, 5),
+        &input.join("0001_frame.png"),
+    );
+    let job = write_job(d.path(), &input, &output, "");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "output: {root:",
+        "output: {segmentation: true, npy: true, root:",
+    );
+    std::fs::write(&job, text).unwrap();
+    let o = run(&["run", "--job", job.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let seg = image::open(output.join("0001_frame_segmentation.png"))
+        .unwrap()
+        .into_luma8();
+    assert_eq!(seg.dimensions(), (100, 70));
+    assert!(seg.as_raw().iter().all(|&c| c < 19));
+    let (anomaly, shape) =
+        maskomaly::output::npy::read_f32(&output.join("0001_frame_anomaly.npy")).unwrap();
+    assert_eq!(shape, vec![70, 100]);
+    assert_eq!(
+        anomaly,
+        read_score(&output.join("0001_frame.hdf5")).unwrap().0
+    );
+    let raw = std::fs::read(output.join("0001_frame_segmentation.npy")).unwrap();
+    assert!(String::from_utf8_lossy(&raw[..128]).contains("'descr': '|u1'"));
+    assert_eq!(&raw[raw.len() - 7000..], seg.as_raw().as_slice());
 }

@@ -2,10 +2,21 @@
 //!
 //! Every layout yields [`Item`]s: the image, its labels where the layout has them, and the relative
 //! output stem (`sub/dir/stem`) under which outputs are written. `folder` walks a directory tree;
-//! the benchmark layouts live in their own modules.
+//! the benchmark layouts live in their own modules and pair every image with its label by name
+//! (never by position): a missing or an extra label is an error that names the file.
 
 use crate::job::{DatasetKind, DatasetSpec};
 use std::path::{Path, PathBuf};
+
+pub mod fishyscapes;
+pub mod label;
+pub(crate) mod layout;
+pub mod lost_and_found;
+pub mod road_anomaly;
+pub mod smiyc;
+pub mod street_hazards;
+
+pub use label::{read_label, Label, LabelError};
 
 /// Image extensions the runner decodes (lower case).
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"];
@@ -14,7 +25,8 @@ pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp", "ti
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelSpec {
     pub path: PathBuf,
-    /// Channel read from the label image (0 = first; labels are read as decoded RGB).
+    /// Channel read from the label image (index into the decoded RGB; grey images repeat their one
+    /// channel, as OpenCV's reader does).
     pub channel: usize,
     /// Label values that mean "anomaly".
     pub anomaly: Vec<u8>,
@@ -43,13 +55,24 @@ pub enum DatasetError {
 
 /// Lists the items of a dataset in their stable order.
 pub fn list(spec: &DatasetSpec) -> Result<Vec<Item>, DatasetError> {
-    match spec.kind {
-        DatasetKind::Folder => walk_folder(&spec.root),
-        other => Err(DatasetError::Layout {
-            kind: other.as_str(),
-            message: "this layout is not supported by this build".into(),
-        }),
+    let items = match spec.kind {
+        DatasetKind::Folder => return walk_folder(&spec.root),
+        DatasetKind::SmiycAnomaly => smiyc::list_anomaly(spec)?,
+        DatasetKind::SmiycObstacle => smiyc::list_obstacle(spec)?,
+        DatasetKind::FsStatic => fishyscapes::list_static(spec)?,
+        DatasetKind::FsLaf => fishyscapes::list_laf(spec)?,
+        DatasetKind::RoadAnomaly => road_anomaly::list(spec)?,
+        DatasetKind::StreetHazards => street_hazards::list(spec)?,
+        DatasetKind::LostAndFound => lost_and_found::list(spec)?,
+    };
+    if items.is_empty() {
+        return Err(DatasetError::Layout {
+            kind: spec.kind.as_str(),
+            message: format!("no images found under {}", spec.root.display()),
+        });
     }
+    check_unique_stems(&items)?;
+    Ok(items)
 }
 
 /// True when the path's extension names an image format the runner decodes.

@@ -4,7 +4,20 @@
 //! `pred_logits [B, Q, K+1]` (class logits, last index = void/no-object) and
 //! `pred_masks [B, Q, h, w]` (mask logits at any resolution; Mask2Former gives Hp/4 × Wp/4).
 
+pub mod checkpoint;
+pub mod config;
+pub mod fetch;
+pub mod layers;
+pub mod ms_deform_attn;
+pub mod native;
+pub mod pickle;
+pub mod pixel_decoder;
+pub mod position_encoding;
+pub mod swin;
 pub mod torchscript;
+pub mod transformer_decoder;
+
+pub use checkpoint::{inspect_with, InspectReport};
 
 use crate::job::{CheckpointFormat, Job};
 use std::path::PathBuf;
@@ -37,6 +50,44 @@ pub enum ModelError {
     Forward(String),
     #[error("checkpoint format `{0}` is not supported by this build")]
     Unsupported(String),
+    /// A network failure while fetching a checkpoint: temporary, worth retrying.
+    #[error(
+        "cannot download {url}: {message}\nhint: fetch the file by other means and set `checkpoint.path` to it, \
+         or place it in the cache folder ($MASKOMALY_CACHE, default ~/.cache/maskomaly)"
+    )]
+    Download { url: String, message: String },
+    #[error("model configuration: {0}")]
+    Config(String),
+    /// The file's inventory does not match the model's; the report says how.
+    #[error("checkpoint {path} does not fit the model:\n{report}")]
+    Mismatch {
+        path: PathBuf,
+        report: Box<InspectReport>,
+    },
+}
+
+impl ModelError {
+    /// Whether retrying later may succeed (a download), as opposed to a permanent failure.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, ModelError::Download { .. })
+    }
+}
+
+/// Compares a checkpoint file with the model it is meant for and reports the differences.
+/// `format` is `detectron2` (a `.pkl`, or `.safetensors` with detectron2 names) or `hf` (a
+/// folder with `model.safetensors` + `config.json`, or the weights file). The architecture is the
+/// HF `config.json` beside the file if there is one, else the closest known preset.
+pub fn inspect(
+    path: &std::path::Path,
+    format: CheckpointFormat,
+) -> Result<InspectReport, ModelError> {
+    match format {
+        CheckpointFormat::Detectron2 => inspect_with(path, false, None),
+        CheckpointFormat::Hf => inspect_with(path, true, None),
+        CheckpointFormat::Torchscript => Err(ModelError::Unsupported(
+            "torchscript (no parameter names to inspect)".into(),
+        )),
+    }
 }
 
 /// A loaded network. Lives on the inference thread only.
@@ -54,7 +105,9 @@ pub fn load(job: &Job, device: Device) -> Result<Box<dyn Backend>, ModelError> {
         CheckpointFormat::Torchscript => Ok(Box::new(torchscript::TorchScriptModel::load(
             &ck.path, device,
         )?)),
-        other => Err(ModelError::Unsupported(format!("{other:?}").to_lowercase())),
+        CheckpointFormat::Detectron2 | CheckpointFormat::Hf => {
+            Ok(Box::new(native::NativeModel::load(job, device)?))
+        }
     }
 }
 

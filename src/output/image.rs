@@ -28,6 +28,11 @@ fn encode_png(
     super::write_bytes_atomic(path, &out)
 }
 
+/// An 8-bit greyscale PNG (segmentation trainIds).
+pub fn write_gray8(path: &Path, data: &[u8], h: usize, w: usize) -> std::io::Result<()> {
+    encode_png(path, data, w, h, ExtendedColorType::L8)
+}
+
 /// The JET colour map at `v` in [0, 1] as RGB.
 pub fn jet(v: f32) -> [u8; 3] {
     let f = |x: f32| ((1.5 - x.abs()).clamp(0.0, 1.0) * 255.0).round() as u8;

@@ -4,6 +4,7 @@
 pub mod hdf5;
 pub mod image;
 pub mod manifest;
+pub mod npy;
 
 use crate::job::{DatasetKind, Job, Layout};
 use std::fs;
@@ -16,6 +17,9 @@ pub struct OutputPaths {
     pub hdf5: Option<PathBuf>,
     pub png: Option<PathBuf>,
     pub heatmap: Option<PathBuf>,
+    pub segmentation: Option<PathBuf>,
+    pub anomaly_npy: Option<PathBuf>,
+    pub segmentation_npy: Option<PathBuf>,
 }
 
 impl OutputPaths {
@@ -24,6 +28,9 @@ impl OutputPaths {
             .iter()
             .chain(self.png.iter())
             .chain(self.heatmap.iter())
+            .chain(self.segmentation.iter())
+            .chain(self.anomaly_npy.iter())
+            .chain(self.segmentation_npy.iter())
     }
 }
 
@@ -62,6 +69,9 @@ pub fn paths_for(job: &Job, stem: &Path) -> OutputPaths {
         hdf5,
         png: o.png.then(|| with_suffix("", "png")),
         heatmap: o.heatmap.then(|| with_suffix("_heat", "png")),
+        segmentation: o.segmentation.then(|| with_suffix("_segmentation", "png")),
+        anomaly_npy: o.npy.then(|| with_suffix("_anomaly", "npy")),
+        segmentation_npy: o.npy.then(|| with_suffix("_segmentation", "npy")),
     }
 }
 

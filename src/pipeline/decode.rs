@@ -8,7 +8,8 @@ use crossbeam_channel::{Receiver, Sender};
 use std::time::Instant;
 
 pub fn run(shared: &Shared, rx: Receiver<Work>, tx: Sender<ToInfer>) {
-    for work in rx {
+    while let Ok(work) = rx.recv() {
+        shared.sample_queue(0, rx.len());
         if shared.stopping() {
             break;
         }

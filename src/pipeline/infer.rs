@@ -23,7 +23,10 @@ pub fn run(
         let first = match pending.take() {
             Some(d) => d,
             None => match rx.recv() {
-                Ok(Ok(d)) => d,
+                Ok(Ok(d)) => {
+                    shared.sample_queue(1, rx.len());
+                    d
+                }
                 Ok(Err(f)) => {
                     if tx.send(Err(f)).is_err() {
                         return;
@@ -116,6 +119,7 @@ fn infer_batch(
                 item: d.item,
                 image: d.image,
                 padded: d.prepared.padded,
+                resized: d.prepared.resized,
                 pred_logits: out.pred_logits.get(i as i64),
                 pred_masks: out.pred_masks.get(i as i64),
                 input_sha256: d.input_sha256,

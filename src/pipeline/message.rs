@@ -39,6 +39,8 @@ pub struct Inferred {
     pub image: Rgb8,
     /// (Hp, Wp) the network saw.
     pub padded: (usize, usize),
+    /// (h, w) of the image inside the padding.
+    pub resized: (usize, usize),
     /// [Q, K+1] logits.
     pub pred_logits: Tensor,
     /// [Q, h, w] mask logits.
@@ -54,6 +56,8 @@ pub struct Scored {
     pub image: Rgb8,
     /// Row-major H × W, float32 in [0, 1].
     pub score: Vec<f32>,
+    /// Row-major H × W Cityscapes trainIds, when the job writes a segmentation.
+    pub segmentation: Option<Vec<u8>>,
     pub input_sha256: String,
     pub timings: Timings,
 }

@@ -96,6 +96,7 @@ impl ModelError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             ModelError::Forward(_) => ExitCode::Software,
+            e if e.is_temporary() => ExitCode::TempFail,
             _ => ExitCode::Config,
         }
     }
@@ -120,6 +121,11 @@ pub struct RunOptions {
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub counts: Counts,
+    /// Summed per-item busy time of each stage (decode, infer, score, write), in seconds.
+    pub stage_busy_s: [f64; 4],
+    /// Mean number of messages waiting in each channel (work, decoded, inferred, scored) when a
+    /// stage took one; the capacity is `runtime.queue_depth`.
+    pub queue_mean: [f64; 4],
     /// 2 (SIGINT) or 15 (SIGTERM) if a signal stopped the run.
     pub signal: Option<i32>,
     pub manifest: PathBuf,
@@ -144,6 +150,8 @@ pub struct Shared {
     /// Set by SIGINT/SIGTERM (the signal number) or by a fatal error (usize::MAX).
     stop: Arc<AtomicUsize>,
     fatal: Mutex<Option<RunError>>,
+    /// Per channel: (sum of observed lengths, observations).
+    queue_samples: [(AtomicUsize, AtomicUsize); 4],
 }
 
 impl Shared {
@@ -159,6 +167,19 @@ impl Shared {
             *f = Some(e);
         }
         self.stop.store(usize::MAX, Ordering::SeqCst);
+    }
+
+    /// Records how many messages were waiting in channel `i` when a stage took one.
+    pub fn sample_queue(&self, i: usize, len: usize) {
+        self.queue_samples[i].0.fetch_add(len, Ordering::Relaxed);
+        self.queue_samples[i].1.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn queue_means(&self) -> [f64; 4] {
+        std::array::from_fn(|i| {
+            let (s, n) = (&self.queue_samples[i].0, &self.queue_samples[i].1);
+            s.load(Ordering::Relaxed) as f64 / n.load(Ordering::Relaxed).max(1) as f64
+        })
     }
 
     pub fn relative_input(&self, p: &Path) -> PathBuf {
@@ -200,12 +221,12 @@ pub fn device_name(d: Device) -> String {
     }
 }
 
-/// Checks the checkpoint file exists and matches the job's SHA-256; returns its hash.
-pub fn checkpoint_sha256(job: &Job) -> Result<String, RunError> {
-    let path = &job.checkpoint.path;
-    if !path.exists() {
-        return Err(ModelError::Missing { path: path.clone() }.into());
-    }
+/// Finds the checkpoint (downloading `checkpoint.url` into the cache when `checkpoint.path` does not
+/// exist), checks the job's SHA-256, and returns the job pointing at the local file together with the
+/// file's SHA-256 for the manifest.
+pub fn resolve_checkpoint(job: &Job) -> Result<(Job, String), RunError> {
+    let ck = &job.checkpoint;
+    let path = model::fetch::resolve(&ck.path, ck.url.as_deref(), None)?;
     let file = if path.is_dir() {
         path.join("model.safetensors")
     } else {
@@ -213,7 +234,7 @@ pub fn checkpoint_sha256(job: &Job) -> Result<String, RunError> {
     };
     let found = manifest::sha256_file(&file)
         .map_err(|e| RunError::Config(format!("cannot read checkpoint {}: {e}", file.display())))?;
-    if let Some(expected) = &job.checkpoint.sha256 {
+    if let Some(expected) = &ck.sha256 {
         if !expected.eq_ignore_ascii_case(&found) {
             return Err(ModelError::Checksum {
                 path: file,
@@ -223,7 +244,10 @@ pub fn checkpoint_sha256(job: &Job) -> Result<String, RunError> {
             .into());
         }
     }
-    Ok(found)
+    let mut resolved = job.clone();
+    resolved.checkpoint.path = path;
+    resolved.checkpoint.sha256 = None; // checked here once; the loader need not hash it again
+    Ok((resolved, found))
 }
 
 fn git_commit() -> Option<String> {
@@ -300,7 +324,7 @@ fn job_identity(job: &Job) -> Job {
 pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     let device = resolve_device(job.runtime.device)?;
-    let ck_sha = checkpoint_sha256(job)?;
+    let (model_job, ck_sha) = resolve_checkpoint(job)?;
 
     let mut items = dataset::list(&job.dataset)?;
     if items.is_empty() {
@@ -350,6 +374,7 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
         input_root: job.dataset.root.clone(),
         stop,
         fatal: Mutex::new(None),
+        queue_samples: Default::default(),
     };
     let q = job.runtime.queue_depth;
     let (work_tx, work_rx) = bounded::<Work>(q);
@@ -404,9 +429,9 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
     std::thread::scope(|s| {
         let shared = &shared;
         // Inference thread: loads the model, reports, then serves batches.
-        let job_ref = &shared.job;
+        let model_job = &model_job;
         s.spawn(move || {
-            let model = match model::load(job_ref, device) {
+            let model = match model::load(&model_job, device) {
                 Ok(m) => {
                     let _ = ready_tx.send(Ok(m.describe()));
                     m
@@ -459,7 +484,7 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
                 deterministic: device == Device::Cpu,
             },
             checkpoint: CheckpointInfo {
-                path: job.checkpoint.path.clone(),
+                path: model_job.checkpoint.path.clone(),
                 format: format!("{:?}", job.checkpoint.format).to_lowercase(),
                 sha256: ck_sha.clone(),
             },
@@ -528,7 +553,21 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
         return Err(e);
     }
     flushed.map_err(|e| RunError::Io(format!("cannot write {}: {e}", manifest_path.display())))?;
+    let mut stage_busy_s = [0f64; 4];
+    for r in &mw.manifest.items {
+        if r.status != ItemStatus::Skipped {
+            let t = &r.timings_ms;
+            for (b, v) in stage_busy_s
+                .iter_mut()
+                .zip([t.decode, t.infer, t.score, t.write])
+            {
+                *b += v / 1e3;
+            }
+        }
+    }
     Ok(RunSummary {
+        stage_busy_s,
+        queue_mean: shared.queue_means(),
         counts: mw.manifest.counts.clone(),
         signal,
         manifest: manifest_path,

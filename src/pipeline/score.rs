@@ -2,7 +2,7 @@
 //! resize back to the input size (which squeezes the padded border in, as the reference does).
 
 use super::decode::ms;
-use super::message::{Failure, Inferred, Scored, ToScore, ToWrite};
+use super::message::{Inferred, Scored, ToScore, ToWrite};
 use super::{RunError, Shared};
 use crate::resize::opencv_area;
 use crate::scoring;
@@ -12,7 +12,8 @@ use std::time::Instant;
 pub fn run(shared: &Shared, rx: Receiver<ToScore>, tx: Sender<ToWrite>) {
     let _guard = tch::no_grad_guard();
     let mut checked = false;
-    for msg in rx {
+    while let Ok(msg) = rx.recv() {
+        shared.sample_queue(2, rx.len());
         let out = match msg {
             Err(f) => Err(f),
             Ok(inf) => {
@@ -42,30 +43,27 @@ pub fn score_one(shared: &Shared, inf: Inferred) -> ToWrite {
     let plan = scoring::plan(&cls, classes, method);
     let (hp, wp) = inf.padded;
     let masks = scoring::needed_masks(&inf.pred_masks, &plan.needed(), hp as i64, wp as i64);
-    let map = scoring::score(&plan, &masks, method)
-        .to_device(tch::Device::Cpu)
-        .contiguous();
-    let padded: Vec<f32> = match Vec::<f32>::try_from(map.flatten(0, -1)) {
-        Ok(v) => v,
-        Err(e) => {
-            return Err(Failure {
-                idx: inf.idx,
-                item: inf.item,
-                input_sha256: Some(inf.input_sha256),
-                error: format!("score map: {e}"),
-                timings: inf.timings,
-            })
-        }
-    };
+    let padded = scoring::score_map(&plan, &masks, method);
     let (h, w) = (inf.image.height, inf.image.width);
     let score = opencv_area(&padded, wp, hp, w, h);
     let mut timings = inf.timings;
     timings.score = ms(t0);
+    let o = &shared.job.output;
+    let segmentation = (o.segmentation || o.npy).then(|| {
+        scoring::semantic_segmentation(
+            &inf.pred_logits,
+            &inf.pred_masks,
+            inf.padded,
+            inf.resized,
+            (h, w),
+        )
+    });
     Ok(Scored {
         idx: inf.idx,
         item: inf.item,
         image: inf.image,
         score,
+        segmentation,
         input_sha256: inf.input_sha256,
         timings,
     })

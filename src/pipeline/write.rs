@@ -93,7 +93,8 @@ pub fn run(
     let log_progress = !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (t0, mut last_log, mut done) = (Instant::now(), Instant::now(), 0usize);
     let total = progress.length().unwrap_or(0);
-    for msg in rx {
+    while let Ok(msg) = rx.recv() {
+        shared.sample_queue(3, rx.len());
         let (idx, rec) = match msg {
             Ok(scored) => {
                 let idx = scored.idx;
@@ -161,6 +162,17 @@ fn write_item(shared: &Shared, s: Scored) -> Result<ItemRecord, (ItemRecord, Str
         }
         if let Some(p) = &paths.heatmap {
             image::write_heatmap(p, &s.score, &s.image)?;
+        }
+        if let Some(seg) = &s.segmentation {
+            if let Some(p) = &paths.segmentation {
+                image::write_gray8(p, seg, h, w)?;
+            }
+            if let Some(p) = &paths.segmentation_npy {
+                crate::output::npy::write_u8(p, seg, &[h, w])?;
+            }
+        }
+        if let Some(p) = &paths.anomaly_npy {
+            crate::output::npy::write_f32(p, &s.score, &[h, w])?;
         }
         for p in paths.all() {
             let rel = p.strip_prefix(&job.output.root).unwrap_or(p).to_path_buf();

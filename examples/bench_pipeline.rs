@@ -1,0 +1,182 @@
+//! Pipeline benchmark: images/s of a whole run (decode, resize, inference, scoring, HDF5 + PNG
+//! writing) against the forward-only throughput of the same model on the same machine (the ceiling),
+//! with each stage's busy time and the mean queue occupancy; then peak RSS of the binary at 10 and
+//! at `--rss-images` small images (it must be flat: memory is bounded by the queues, not the input).
+//!
+//! `cargo run --release --example bench_pipeline -- [--images 200] [--width 1024 --height 512]
+//!  [--checkpoint tests/fixtures/tiny_maskformer.pt] [--rss-images 1000] [--out target/bench]`
+
+use maskomaly::demo::{road_scene, save_rgb};
+use maskomaly::job::{DeviceChoice, Job};
+use maskomaly::pipeline::{self, RunOptions};
+use maskomaly::preprocess::prepare;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn arg(args: &[String], name: &str, default: &str) -> String {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn make_images(dir: &Path, n: usize, w: usize, h: usize) {
+    for i in 0..n {
+        let p = dir.join(format!("img{i:05}.jpg"));
+        if !p.exists() {
+            save_rgb(&road_scene(w, h, i as u32), &p).expect("write image");
+        }
+    }
+}
+
+/// Peak resident memory (VmHWM, KiB) of a child process, polled until it exits.
+fn peak_rss_kib(mut cmd: std::process::Command) -> (u64, i32) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&status_path) {
+            if let Some(v) = s
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+            {
+                peak = peak.max(v.parse().unwrap_or(0));
+            }
+        }
+        if let Some(st) = child.try_wait().expect("wait") {
+            return (peak, st.code().unwrap_or(-1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = arg(&args, "--images", "200").parse().unwrap();
+    let w: usize = arg(&args, "--width", "1024").parse().unwrap();
+    let h: usize = arg(&args, "--height", "512").parse().unwrap();
+    let rss_n: usize = arg(&args, "--rss-images", "1000").parse().unwrap();
+    let ckpt = PathBuf::from(arg(
+        &args,
+        "--checkpoint",
+        "tests/fixtures/tiny_maskformer.pt",
+    ));
+    let out = PathBuf::from(arg(&args, "--out", "target/bench"));
+    std::fs::create_dir_all(&out).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    make_images(&input, n, w, h);
+
+    let mut job = Job::default();
+    job.dataset.root = input.clone();
+    job.output.root = work.path().join("out");
+    job.checkpoint.path = ckpt.clone();
+    job.runtime.device = DeviceChoice::Cpu;
+    job.runtime.decode_workers = 0;
+
+    // Ceiling: forward only, on a preprocessed image, same model and device.
+    let img = maskomaly::preprocess::decode_file(
+        &input.join("img00000.jpg"),
+        &std::fs::read(input.join("img00000.jpg")).unwrap(),
+    )
+    .unwrap();
+    let prepared = prepare(&img, &job.preprocess);
+    let model = maskomaly::model::load(&job, tch::Device::Cpu).expect("model loads");
+    let x = prepared.tensor.unsqueeze(0);
+    let _g = tch::no_grad_guard();
+    let _ = model.forward(&x).unwrap();
+    let reps = n.clamp(5, 50);
+    let t0 = Instant::now();
+    for _ in 0..reps {
+        let _ = model.forward(&x).unwrap();
+    }
+    let ceiling = reps as f64 / t0.elapsed().as_secs_f64();
+    drop(model);
+
+    let opts = RunOptions {
+        overwrite: true,
+        quiet: true,
+        ..RunOptions::default()
+    };
+    let summary = pipeline::run(&job, &opts, Arc::new(AtomicUsize::new(0))).expect("run");
+    let throughput = summary.counts.written as f64 / summary.seconds;
+    let stages = ["decode", "infer", "score", "write"];
+    let queues = ["work", "decoded", "inferred", "scored"];
+
+    println!(
+        "Pipeline: {n} images {w}x{h} (input {}x{} padded), model {}, CPU, {} torch threads",
+        prepared.padded.1,
+        prepared.padded.0,
+        ckpt.display(),
+        tch::get_num_threads()
+    );
+    println!("| measure | images/s | ratio |");
+    println!("| --- | --- | --- |");
+    println!("| forward only (ceiling) | {ceiling:.2} | 1.00 |");
+    println!(
+        "| maskomaly run (end to end) | {throughput:.2} | {:.2} |",
+        throughput / ceiling
+    );
+    println!(
+        "stage busy time (s, summed over items; wall {:.1} s):",
+        summary.seconds
+    );
+    for (s, b) in stages.iter().zip(summary.stage_busy_s) {
+        println!("  {s:7} {b:8.2}");
+    }
+    println!(
+        "mean queue occupancy when taken (capacity {}):",
+        job.runtime.queue_depth
+    );
+    for (q, m) in queues.iter().zip(summary.queue_mean) {
+        println!("  {q:9} {m:5.2}");
+    }
+
+    // Peak RSS of the real binary at 10 and at rss_n small images.
+    let exe = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("maskomaly");
+    let mut rss = Vec::new();
+    for count in [10, rss_n] {
+        let dir = work.path().join(format!("rss{count}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        make_images(&dir, count, 320, 240);
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["-q", "run", "--input"])
+            .arg(&dir)
+            .arg("--output")
+            .arg(work.path().join(format!("rss-out{count}")));
+        cmd.arg("--checkpoint").arg(&ckpt).args(["--device", "cpu"]);
+        let (kib, code) = peak_rss_kib(cmd);
+        println!(
+            "peak RSS with {count:5} images (320x240): {:.0} MiB (exit {code})",
+            kib as f64 / 1024.0
+        );
+        rss.push(kib);
+    }
+    let json = serde_json::json!({
+        "benchmark": "pipeline", "images": n, "width": w, "height": h, "checkpoint": ckpt,
+        "forward_only_images_per_s": ceiling, "run_images_per_s": throughput, "ratio": throughput / ceiling,
+        "stage_busy_s": stages.iter().zip(summary.stage_busy_s).map(|(s, b)| (s.to_string(), b)).collect::<std::collections::BTreeMap<_, _>>(),
+        "queue_mean": queues.iter().zip(summary.queue_mean).map(|(s, b)| (s.to_string(), b)).collect::<std::collections::BTreeMap<_, _>>(),
+        "peak_rss_kib": {"10": rss[0], rss_n.to_string(): rss[1]},
+    });
+    std::fs::write(
+        out.join("pipeline.json"),
+        serde_json::to_string_pretty(&json).unwrap(),
+    )
+    .unwrap();
+}

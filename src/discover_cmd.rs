@@ -1,0 +1,62 @@
+//! `maskomaly discover-queries`: runs the model over a labelled dataset and ranks the mask queries
+//! by their overlap with the anomaly labels (the reference's `anomaly_overlap.py`), writing a YAML
+//! file a job can include through `method.anomaly_queries_file`.
+
+use crate::dataset::{self, label::read_label};
+use crate::eval::discover::{discover, write_ranking, DiscoverOptions, Ranking};
+use crate::job::Job;
+use crate::model;
+use crate::pipeline::{resolve_checkpoint, resolve_device, RunError};
+use crate::preprocess::{decode_file, prepare};
+use std::path::Path;
+
+pub fn discover_queries(
+    job: &Job,
+    out: &Path,
+    opts: &DiscoverOptions,
+    limit: Option<usize>,
+) -> Result<Ranking, RunError> {
+    let device = resolve_device(job.runtime.device)?;
+    let mut items = dataset::list(&job.dataset)?;
+    if let Some(n) = limit {
+        items.truncate(n);
+    }
+    if items.is_empty() {
+        return Err(RunError::NoInput(format!(
+            "no images found under {}",
+            job.dataset.root.display()
+        )));
+    }
+    let (model_job, _) = resolve_checkpoint(job)?;
+    let m = model::load(&model_job, device)?;
+    let _guard = tch::no_grad_guard();
+    let progress = indicatif::ProgressBar::new(items.len() as u64);
+    let frames = items.iter().map(|item| -> Result<_, String> {
+        let spec = item
+            .label
+            .as_ref()
+            .ok_or_else(|| format!("{} has no label", item.image.display()))?;
+        let label = read_label(spec).map_err(|e| e.to_string())?;
+        let bytes =
+            std::fs::read(&item.image).map_err(|e| format!("{}: {e}", item.image.display()))?;
+        let img = decode_file(&item.image, &bytes)
+            .map_err(|e| format!("{}: {e}", item.image.display()))?;
+        let prepared = prepare(&img, &job.preprocess);
+        let out = m
+            .forward(&prepared.tensor.unsqueeze(0).to_device(device))
+            .map_err(|e| e.to_string())?;
+        let (hp, wp) = prepared.padded;
+        // Every query's sigmoid mask at the padded input size, as the reference ranks them.
+        let masks = out
+            .pred_masks
+            .upsample_bilinear2d([hp as i64, wp as i64], false, None, None)
+            .get(0)
+            .sigmoid();
+        progress.inc(1);
+        Ok((masks.to_device(tch::Device::Cpu), label))
+    });
+    let ranking = discover(frames, opts).map_err(|e| RunError::Data(e.to_string()))?;
+    progress.finish_and_clear();
+    write_ranking(out, &ranking).map_err(|e| RunError::Io(e.to_string()))?;
+    Ok(ranking)
+}

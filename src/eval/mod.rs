@@ -1,0 +1,410 @@
+//! Evaluation of written predictions against a dataset's labels (`maskomaly eval`).
+//!
+//! ```text
+//! dataset::list ─► per item: label (read_label) + prediction (HDF5 / .npy)
+//!     ─► frame histogram (distinct score → positive / negative counts)
+//!         ├─ total mode: merged into one pooled histogram (ignore dropped) ─► metrics
+//!         └─ image mode: metrics per frame (ignore kept) ─► nan-mean
+//!     ─► results.json, results.txt, per_frame.csv, PR / ROC plots, overlays
+//! ```
+//! Only one frame is held in memory at a time; the pooled histogram grows with the number of distinct
+//! score values, not with pixels.
+//!
+//! * [`metrics`]: exact scikit-learn-compatible metrics over histograms.
+//! * [`predictions`]: reading score maps and finding an item's file.
+//! * [`report`]: the files written and the summary table.
+//! * [`smiyc`], [`components`]: the SegmentMeIfYouCan server's binned pixel metrics and component
+//!   metrics (optional; the components need a second pass at the binned best-F1 threshold).
+//! * [`discover`]: ranking of mask queries by overlap with anomaly labels (`discover-queries`).
+
+pub mod components;
+pub mod discover;
+pub mod metrics;
+pub mod predictions;
+pub mod report;
+pub mod smiyc;
+
+use crate::dataset::{self, DatasetError, LabelError};
+use crate::job::{DatasetKind, Job};
+use metrics::{CurveMetrics, Histogram, HistogramAccumulator, MetricError};
+use predictions::{PredDtype, PredictionError};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+/// How pixels are pooled (the reference's `mode` argument of `get_scores`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// All frames pooled, ignored pixels dropped.
+    Total,
+    /// Per frame, ignore *not* applied, nan-mean over frames (the reference's StreetHazards protocol).
+    Image,
+}
+
+impl Mode {
+    /// The reference uses `image` for StreetHazards only.
+    pub fn default_for(kind: DatasetKind) -> Mode {
+        if kind == DatasetKind::StreetHazards {
+            Mode::Image
+        } else {
+            Mode::Total
+        }
+    }
+}
+
+/// Options of one evaluation run.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// `None`: [`Mode::default_for`] the dataset.
+    pub mode: Option<Mode>,
+    /// PR and ROC curve PNGs.
+    pub plots: bool,
+    /// Per-frame heat-map and best-F1 overlays (`overlays/NNN_heat.png`, `NNN_anomaly.png`).
+    pub overlays: bool,
+    /// Progress bar on stderr (shown only when stderr is a terminal).
+    pub progress: bool,
+    /// Summary table on stdout.
+    pub print_summary: bool,
+    /// Also compute the SegmentMeIfYouCan server's binned pixel metrics (`smiyc` block).
+    pub smiyc: bool,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            mode: None,
+            plots: true,
+            overlays: true,
+            progress: true,
+            print_summary: true,
+            smiyc: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Label(#[from] LabelError),
+    #[error(transparent)]
+    Prediction(#[from] PredictionError),
+    #[error(
+        "item {image} has no label; this dataset or split cannot be evaluated (SMIYC: use split: validation)"
+    )]
+    NoLabel { image: PathBuf },
+    #[error("prediction {prediction} is {pw}×{ph} but label {label} is {lw}×{lh}")]
+    SizeMismatch {
+        prediction: PathBuf,
+        label: PathBuf,
+        pw: usize,
+        ph: usize,
+        lw: usize,
+        lh: usize,
+    },
+    #[error("prediction {path}: {source}")]
+    Metric { path: PathBuf, source: MetricError },
+    #[error(
+        "the labels of dataset {kind} contain no anomaly pixel at all (anomaly values {values:?}); \
+         hint: check `dataset.label_value`"
+    )]
+    NoPositives { kind: &'static str, values: Vec<u8> },
+    #[error("no evaluated pixel: every pixel of every frame is ignored")]
+    NoPixels,
+    #[error("cannot write {path}: {message}")]
+    Write { path: PathBuf, message: String },
+}
+
+/// One row of `per_frame.csv`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FrameResult {
+    pub index: usize,
+    pub stem: String,
+    pub prediction: PathBuf,
+    pub width: usize,
+    pub height: usize,
+    pub positives: u64,
+    pub negatives: u64,
+    pub ignored: u64,
+    /// Metrics of this frame in the run's mode (total: ignore dropped; image: all pixels). `None`
+    /// when every pixel of the frame is ignored.
+    pub metrics: Option<CurveMetrics>,
+    /// The reference's best-F1 threshold over `i/100` on non-ignored pixels, and that F1.
+    pub best_f1_threshold: f64,
+    pub best_f1: f64,
+}
+
+/// Pixel counts of the run.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct PixelCounts {
+    /// Pixels that entered the metrics (total: non-ignored; image: all).
+    pub evaluated: u64,
+    pub positives: u64,
+    pub negatives: u64,
+    pub ignored: u64,
+}
+
+/// Everything `results.json` holds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EvalResults {
+    pub dataset: &'static str,
+    pub split: Option<String>,
+    pub mode: Mode,
+    pub frames: usize,
+    pub pixels: PixelCounts,
+    /// `float32`, `float16` or `mixed`.
+    pub prediction_dtype: String,
+    /// Exact, scikit-learn-compatible (fractions in [0, 1]; NaN is written as null).
+    pub ap: f64,
+    pub auroc: f64,
+    pub fpr95: f64,
+    pub fpr_at_tpr90_seed: f64,
+    pub aupr_seed: f64,
+    /// Distinct score values of the pooled histogram.
+    pub distinct_scores: usize,
+    /// The server's binned metrics over non-ignored pixels, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smiyc: Option<smiyc::BinnedMetrics>,
+    /// The server's component metrics at the binned best-F1 threshold, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub components: Option<components::ComponentMetrics>,
+    /// `run_id` and `checkpoint` copied from the predictions' `manifest.json`, when present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<serde_json::Value>,
+}
+
+/// What [`run_eval`] returns.
+#[derive(Debug, Clone)]
+pub struct EvalSummary {
+    pub results: EvalResults,
+    pub per_frame: Vec<FrameResult>,
+    /// Files written, in order.
+    pub written: Vec<PathBuf>,
+}
+
+/// Evaluates the predictions under `predictions` (the job's `output.root` when called from the CLI
+/// without `--predictions`) against the job's dataset and writes the reports into `output`.
+pub fn run_eval(
+    job: &Job,
+    predictions: &Path,
+    output: &Path,
+    opts: &EvalOptions,
+) -> Result<EvalSummary, EvalError> {
+    let items = dataset::list(&job.dataset)?;
+    // Fail before any work when a label is missing (e.g. SMIYC test frames).
+    if let Some(it) = items.iter().find(|it| it.label.is_none()) {
+        return Err(EvalError::NoLabel {
+            image: it.image.clone(),
+        });
+    }
+    let mode = opts
+        .mode
+        .unwrap_or_else(|| Mode::default_for(job.dataset.kind));
+    std::fs::create_dir_all(output).map_err(|e| EvalError::Write {
+        path: output.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut written = Vec::new();
+    let overlay_dir = output.join("overlays");
+    if opts.overlays {
+        std::fs::create_dir_all(&overlay_dir).map_err(|e| EvalError::Write {
+            path: overlay_dir.clone(),
+            message: e.to_string(),
+        })?;
+    }
+
+    let bar = progress_bar(items.len() as u64, opts.progress);
+    let mut pooled = HistogramAccumulator::new();
+    let mut binned = opts.smiyc.then(smiyc::BinnedAccumulator::new);
+    let mut frames = Vec::with_capacity(items.len());
+    let mut counts = PixelCounts::default();
+    let mut dtypes = (false, false);
+    for (index, item) in items.iter().enumerate() {
+        let spec = item.label.as_ref().expect("checked above");
+        let label = dataset::read_label(spec)?;
+        let pred_path = predictions::locate(job, predictions, &item.stem)?;
+        let pred = predictions::read(&pred_path)?;
+        if (pred.width, pred.height) != (label.width, label.height) {
+            // NOTE(upstream): the reference resizes with INTER_CUBIC here, a no-op because the runner
+            // writes at input resolution; a different size means mismatched files.
+            return Err(EvalError::SizeMismatch {
+                prediction: pred_path,
+                label: spec.path.clone(),
+                pw: pred.width,
+                ph: pred.height,
+                lw: label.width,
+                lh: label.height,
+            });
+        }
+        match pred.dtype {
+            PredDtype::Float32 => dtypes.0 = true,
+            PredDtype::Float16 => dtypes.1 = true,
+        }
+        let metric_err = |source| EvalError::Metric {
+            path: pred_path.clone(),
+            source,
+        };
+        let kept = Histogram::from_pixels(&pred.scores, &label.anomaly, Some(&label.ignore))
+            .map_err(metric_err)?;
+        let ignored = label.ignore.iter().filter(|&&v| v != 0).count() as u64;
+        let frame_hist = match mode {
+            Mode::Total => kept.clone(),
+            Mode::Image => {
+                Histogram::from_pixels(&pred.scores, &label.anomaly, None).map_err(metric_err)?
+            }
+        };
+        let metrics = match frame_hist.metrics() {
+            Ok(m) => Some(m),
+            Err(MetricError::Empty) => None,
+            Err(e) => return Err(metric_err(e)),
+        };
+        counts.evaluated += (frame_hist.positives() + frame_hist.negatives()) as u64;
+        counts.positives += frame_hist.positives();
+        counts.negatives += frame_hist.negatives();
+        counts.ignored += ignored;
+        let (best_f1_threshold, best_f1) = kept.best_f1_threshold(100);
+        if opts.overlays {
+            written.extend(report::write_overlays(
+                &overlay_dir,
+                index,
+                &item.image,
+                &pred,
+                &label,
+                best_f1_threshold,
+            )?);
+        }
+        if let Some(b) = binned.as_mut() {
+            b.push(&kept, pred.dtype);
+        }
+        pooled.push(kept);
+        frames.push(FrameResult {
+            index,
+            stem: item.stem.display().to_string(),
+            prediction: pred_path,
+            width: pred.width,
+            height: pred.height,
+            positives: frame_hist.positives(),
+            negatives: frame_hist.negatives(),
+            ignored,
+            metrics,
+            best_f1_threshold,
+            best_f1,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let pooled = pooled.finish();
+    if counts.positives == 0 {
+        let values = items
+            .first()
+            .and_then(|i| i.label.as_ref())
+            .map(|l| l.anomaly.clone())
+            .unwrap_or_default();
+        return Err(EvalError::NoPositives {
+            kind: job.dataset.kind.as_str(),
+            values,
+        });
+    }
+    let (ap, auroc, fpr95, fpr_at_tpr90_seed, aupr_seed) = match mode {
+        Mode::Total => {
+            let m = pooled.metrics().map_err(|_| EvalError::NoPixels)?;
+            (m.ap, m.auroc, m.fpr95, m.fpr_at_tpr90_seed, m.aupr_seed)
+        }
+        Mode::Image => {
+            let per: Vec<CurveMetrics> = frames.iter().filter_map(|f| f.metrics).collect();
+            let m = metrics::image_mode_mean(&per);
+            (m.ap, m.auroc, m.fpr95, m.fpr_at_tpr90_seed, m.aupr_seed)
+        }
+    };
+    let binned = binned.and_then(smiyc::BinnedAccumulator::finish);
+    let component_metrics = match &binned {
+        Some(b) => Some(component_pass(
+            job,
+            &items,
+            predictions,
+            b.best_f1_threshold,
+        )?),
+        None => None,
+    };
+    let mut results = EvalResults {
+        dataset: job.dataset.kind.as_str(),
+        split: job.dataset.split.clone(),
+        mode,
+        frames: frames.len(),
+        pixels: counts,
+        prediction_dtype: match dtypes {
+            (true, true) => "mixed",
+            (false, true) => "float16",
+            _ => "float32",
+        }
+        .to_string(),
+        ap,
+        auroc,
+        fpr95,
+        fpr_at_tpr90_seed,
+        aupr_seed,
+        distinct_scores: pooled.bins().len(),
+        smiyc: None,
+        components: None,
+        run: report::run_info(predictions),
+    };
+    results.smiyc = binned;
+    results.components = component_metrics;
+    written.extend(report::write_reports(output, &results, &frames)?);
+    if opts.plots {
+        written.extend(report::write_plots(output, &pooled)?);
+    }
+    if opts.print_summary {
+        print!("{}", report::summary_table(&results));
+    }
+    Ok(EvalSummary {
+        results,
+        per_frame: frames,
+        written,
+    })
+}
+
+/// Second pass for the component metrics: they binarise at a threshold known only after the
+/// binned curve of all frames.
+fn component_pass(
+    job: &Job,
+    items: &[dataset::Item],
+    predictions: &Path,
+    threshold: f64,
+) -> Result<components::ComponentMetrics, EvalError> {
+    let limits = components::size_limits(job.dataset.kind);
+    let mut frames = Vec::with_capacity(items.len());
+    for item in items {
+        let spec = item.label.as_ref().expect("checked by run_eval");
+        let label = dataset::read_label(spec)?;
+        let pred = predictions::read(&predictions::locate(job, predictions, &item.stem)?)?;
+        frames.push(components::frame_components(
+            &pred.scores,
+            &label.anomaly,
+            &label.ignore,
+            (label.width, label.height),
+            threshold,
+            pred.dtype,
+            limits,
+        ));
+    }
+    Ok(components::aggregate(&frames, threshold))
+}
+
+fn progress_bar(len: u64, enabled: bool) -> indicatif::ProgressBar {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "evaluating {bar:40} {pos}/{len} frames, {eta} left",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,342 @@
+//! Reading the runner's score maps back: HDF5 (`value`, float32 or float16) and `.npy` (float32 or
+//! float16, C order), and finding the file of an item in either output layout.
+
+use crate::job::{DatasetKind, Job, Layout};
+use std::path::{Path, PathBuf};
+
+/// Storage type of a prediction file. Float16 quantises scores and creates ties, so the results say
+/// which one they were computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PredDtype {
+    Float32,
+    Float16,
+}
+
+/// One score map, row-major, widened to f32 (exact for float16).
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    pub width: usize,
+    pub height: usize,
+    pub scores: Vec<f32>,
+    pub dtype: PredDtype,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PredictionError {
+    #[error("no prediction for item `{stem}`; looked for {tried}")]
+    Missing { stem: String, tried: String },
+    #[error("cannot read prediction {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("prediction {path} has unsupported shape {shape:?} (expected H×W)")]
+    Shape { path: PathBuf, shape: Vec<usize> },
+    #[error("prediction {path} has unsupported type {dtype} (expected float32 or float16)")]
+    Dtype { path: PathBuf, dtype: String },
+}
+
+/// The dataset folder name of the SMIYC submission layout.
+pub fn smiyc_dataset_name(kind: DatasetKind) -> &'static str {
+    match kind {
+        DatasetKind::SmiycAnomaly => "AnomalyTrack-all",
+        DatasetKind::SmiycObstacle => "ObstacleTrack-all",
+        other => other.as_str(),
+    }
+}
+
+/// Candidate files for an item, most specific first: the job's own layout, then the other formats
+/// the runner and the Fishyscapes benchmark write.
+pub fn candidates(job: &Job, root: &Path, stem: &Path) -> Vec<PathBuf> {
+    let smiyc = root
+        .join("anomaly_p")
+        .join(&job.name)
+        .join(smiyc_dataset_name(job.dataset.kind))
+        .join(stem.file_name().unwrap_or(stem.as_os_str()))
+        .with_extension("hdf5");
+    let with = |suffix: &str| {
+        let mut s = root.join(stem).into_os_string();
+        s.push(suffix);
+        PathBuf::from(s)
+    };
+    let mut v = vec![with(".hdf5"), with(".npy"), with("_anomaly.npy")];
+    match job.output.layout {
+        Layout::Smiyc => v.insert(0, smiyc),
+        Layout::Flat => v.push(smiyc),
+    }
+    v
+}
+
+/// Finds the prediction file of an item.
+pub fn locate(job: &Job, root: &Path, stem: &Path) -> Result<PathBuf, PredictionError> {
+    let c = candidates(job, root, stem);
+    c.iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| PredictionError::Missing {
+            stem: stem.display().to_string(),
+            tried: c
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Reads a prediction by its extension (`.npy`, else HDF5).
+pub fn read(path: &Path) -> Result<Prediction, PredictionError> {
+    if path.extension().is_some_and(|e| e == "npy") {
+        read_npy(path)
+    } else {
+        read_hdf5(path)
+    }
+}
+
+/// Drops unit axes: the benchmark's reader squeezes, and writers sometimes add a channel axis.
+fn squeeze(path: &Path, shape: &[usize]) -> Result<(usize, usize), PredictionError> {
+    let dims: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
+    match (dims.len(), shape.len()) {
+        (2, _) => Ok((dims[0], dims[1])),
+        // A 1×W or H×1 map keeps its one real axis.
+        (1, 2) => Ok((shape[0], shape[1])),
+        _ => Err(PredictionError::Shape {
+            path: path.to_path_buf(),
+            shape: shape.to_vec(),
+        }),
+    }
+}
+
+pub fn read_hdf5(path: &Path) -> Result<Prediction, PredictionError> {
+    use hdf5::types::{FloatSize, TypeDescriptor};
+    let err = |e: hdf5::Error| PredictionError::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let file = hdf5::File::open(path).map_err(err)?;
+    let ds = file.dataset("value").map_err(err)?;
+    let (height, width) = squeeze(path, &ds.shape())?;
+    let desc = ds.dtype().and_then(|t| t.to_descriptor()).map_err(err)?;
+    let (scores, dtype) = match desc {
+        TypeDescriptor::Float(FloatSize::U4) => {
+            (ds.read_raw::<f32>().map_err(err)?, PredDtype::Float32)
+        }
+        TypeDescriptor::Float(FloatSize::U2) => (
+            ds.read_raw::<half::f16>()
+                .map_err(err)?
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+            PredDtype::Float16,
+        ),
+        other => {
+            return Err(PredictionError::Dtype {
+                path: path.to_path_buf(),
+                dtype: other.to_string(),
+            })
+        }
+    };
+    Ok(Prediction {
+        width,
+        height,
+        scores,
+        dtype,
+    })
+}
+
+/// Minimal `.npy` reader (format 1.0–3.0): little-endian float32 / float16, C order.
+pub fn read_npy(path: &Path) -> Result<Prediction, PredictionError> {
+    let bad = |m: &str| PredictionError::Read {
+        path: path.to_path_buf(),
+        message: m.to_string(),
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(&e.to_string()))?;
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file"));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        _ => return Err(bad("unsupported .npy version")),
+    };
+    let header = bytes
+        .get(start..start + header_len)
+        .ok_or_else(|| bad("truncated header"))?;
+    let header = String::from_utf8_lossy(header);
+    let field = |key: &str| -> Option<String> {
+        let i = header.find(&format!("'{key}'"))?;
+        let rest = header[i + key.len() + 2..]
+            .trim_start()
+            .strip_prefix(':')?
+            .trim_start();
+        let end = if rest.starts_with('(') {
+            rest.find(')')? + 1
+        } else {
+            rest.find([',', '}'])?
+        };
+        Some(rest[..end].trim().to_string())
+    };
+    let descr = field("descr").ok_or_else(|| bad("header has no descr"))?;
+    if field("fortran_order").as_deref() != Some("False") {
+        return Err(bad("Fortran-ordered arrays are not supported"));
+    }
+    let shape_s = field("shape").ok_or_else(|| bad("header has no shape"))?;
+    let shape: Vec<usize> = shape_s
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().map_err(|_| bad("bad shape")))
+        .collect::<Result<_, _>>()?;
+    let (height, width) = squeeze(path, &shape)?;
+    let data = &bytes[start + header_len..];
+    let n = height
+        .checked_mul(width)
+        .ok_or_else(|| bad("shape too large"))?;
+    let (scores, dtype) = match descr.trim_matches('\'') {
+        "<f4" | "=f4" => {
+            let raw = n
+                .checked_mul(4)
+                .and_then(|k| data.get(..k))
+                .ok_or_else(|| bad("data shorter than its shape"))?;
+            (
+                raw.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                PredDtype::Float32,
+            )
+        }
+        "<f2" | "=f2" => {
+            let raw = n
+                .checked_mul(2)
+                .and_then(|k| data.get(..k))
+                .ok_or_else(|| bad("data shorter than its shape"))?;
+            (
+                raw.chunks_exact(2)
+                    .map(|c| f32::from(half::f16::from_le_bytes([c[0], c[1]])))
+                    .collect(),
+                PredDtype::Float16,
+            )
+        }
+        other => {
+            return Err(PredictionError::Dtype {
+                path: path.to_path_buf(),
+                dtype: other.to_string(),
+            })
+        }
+    };
+    Ok(Prediction {
+        width,
+        height,
+        scores,
+        dtype,
+    })
+}
+
+/// Writes a float32 `.npy` (used by tests and the benchmark).
+pub fn write_npy_f32(
+    path: &Path,
+    height: usize,
+    width: usize,
+    data: &[f32],
+) -> std::io::Result<()> {
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({height}, {width}), }}");
+    // Pad so the data starts on a 64-byte boundary, newline-terminated, as numpy does.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_round_trips() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.npy");
+        write_npy_f32(&p, 2, 3, &[0.0, 0.5, 1.0, 0.25, 0.75, 0.125]).unwrap();
+        let r = read(&p).unwrap();
+        assert_eq!((r.height, r.width, r.dtype), (2, 3, PredDtype::Float32));
+        assert_eq!(r.scores[4], 0.75);
+    }
+
+    #[test]
+    fn hdf5_float16_and_float32_are_read() {
+        let d = tempfile::tempdir().unwrap();
+        let p16 = d.path().join("a.hdf5");
+        let f = hdf5::File::create(&p16).unwrap();
+        let v: Vec<half::f16> = [0.1f32, 0.2, 0.3, 0.4]
+            .iter()
+            .map(|&x| half::f16::from_f32(x))
+            .collect();
+        f.new_dataset::<half::f16>()
+            .shape((1, 2, 2))
+            .create("value")
+            .unwrap()
+            .write_raw(&v)
+            .unwrap();
+        drop(f);
+        let r = read(&p16).unwrap();
+        assert_eq!((r.height, r.width, r.dtype), (2, 2, PredDtype::Float16));
+        assert_eq!(r.scores[1], f32::from(half::f16::from_f32(0.2)));
+
+        let p32 = d.path().join("b.hdf5");
+        let f = hdf5::File::create(&p32).unwrap();
+        f.new_dataset::<f32>()
+            .shape((2, 1))
+            .create("value")
+            .unwrap()
+            .write_raw(&[0.5f32, 0.25])
+            .unwrap();
+        drop(f);
+        let r = read(&p32).unwrap();
+        assert_eq!(
+            (r.height, r.width, r.dtype, r.scores.clone()),
+            (2, 1, PredDtype::Float32, vec![0.5, 0.25])
+        );
+    }
+
+    #[test]
+    fn wrong_files_are_errors_naming_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.npy");
+        std::fs::write(&p, b"garbage").unwrap();
+        assert!(read(&p).unwrap_err().to_string().contains("x.npy"));
+        let h = d.path().join("y.hdf5");
+        std::fs::write(&h, b"garbage").unwrap();
+        assert!(read(&h).unwrap_err().to_string().contains("y.hdf5"));
+    }
+
+    #[test]
+    fn smiyc_layout_path_is_found() {
+        let d = tempfile::tempdir().unwrap();
+        let mut job = Job::default();
+        job.name = "m".into();
+        job.dataset.kind = DatasetKind::SmiycAnomaly;
+        job.output.layout = Layout::Smiyc;
+        let p = d
+            .path()
+            .join("anomaly_p/m/AnomalyTrack-all/validation0000.hdf5");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"").unwrap();
+        assert_eq!(
+            locate(&job, d.path(), Path::new("validation0000")).unwrap(),
+            p
+        );
+        let err = locate(&job, d.path(), Path::new("validation0001"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("validation0001.hdf5"), "{err}");
+    }
+}

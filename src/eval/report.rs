@@ -1,0 +1,398 @@
+//! Files an evaluation writes: `results.json`, the reference's `results.txt`, `per_frame.csv`, PR and
+//! ROC plots, per-frame overlays, and the summary table printed on stdout.
+
+use super::metrics::Histogram;
+use super::predictions::Prediction;
+use super::{EvalError, EvalResults, FrameResult};
+use crate::dataset::Label;
+use std::path::{Path, PathBuf};
+
+fn write_err(path: &Path, e: impl std::fmt::Display) -> EvalError {
+    EvalError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// Writes `bytes` to a temporary name in the same folder, then renames, so a killed run never
+/// leaves a half-written report behind.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(|e| write_err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| write_err(path, e))
+}
+
+/// `run_id` and `checkpoint` of the run that wrote the predictions (`<predictions>/manifest.json`).
+pub fn run_info(predictions: &Path) -> Option<serde_json::Value> {
+    let path = predictions.join("manifest.json");
+    let text = std::fs::read_to_string(&path).ok()?;
+    let v: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            log::warn!("ignoring unreadable {}: {e}", path.display());
+            return None;
+        }
+    };
+    let mut run = serde_json::Map::new();
+    for key in ["run_id", "checkpoint"] {
+        if let Some(x) = v.get(key) {
+            run.insert(key.to_string(), x.clone());
+        }
+    }
+    (!run.is_empty()).then_some(serde_json::Value::Object(run))
+}
+
+/// Python's `f"{100*x:.{p}f}"`, including its `nan` spelling.
+fn pct(x: f64, precision: usize) -> String {
+    if x.is_nan() {
+        "nan".into()
+    } else {
+        format!("{:.*}", precision, 100.0 * x)
+    }
+}
+
+/// The reference's `results.txt` (`evaluate_ood.py`): AP, AUROC, its "FPR" (first ROC point with
+/// TPR > 0.9) and its AUPR, first bare, then with words.
+pub fn results_txt(r: &EvalResults) -> String {
+    let (ap, roc, fpr, aupr) = (
+        pct(r.ap, 3),
+        pct(r.auroc, 2),
+        pct(r.fpr_at_tpr90_seed, 2),
+        pct(r.aupr_seed, 2),
+    );
+    format!(
+        "{ap}%\n{roc}%\n{fpr}%\n{aupr}%\nThe average precision is: {ap}%\nThe auroc is: {roc}%\n\
+         The fpr is: {fpr}%\nThe aupr is: {aupr}%\n"
+    )
+}
+
+fn csv_num(x: f64) -> String {
+    if x.is_nan() {
+        "nan".into()
+    } else {
+        format!("{x}")
+    }
+}
+
+/// Quotes a CSV field when it needs it (stems may hold commas).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn per_frame_csv(frames: &[FrameResult]) -> String {
+    let mut s = String::from(
+        "index,stem,prediction,width,height,positives,negatives,ignored,ap,auroc,fpr95,fpr_at_tpr90_seed,\
+         aupr_seed,best_f1_threshold,best_f1\n",
+    );
+    for f in frames {
+        let m = f.metrics;
+        let g = |x: fn(&super::metrics::CurveMetrics) -> f64| {
+            m.as_ref().map(x).map(csv_num).unwrap_or_default()
+        };
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            f.index,
+            csv_field(&f.stem),
+            csv_field(&f.prediction.display().to_string()),
+            f.width,
+            f.height,
+            f.positives,
+            f.negatives,
+            f.ignored,
+            g(|m| m.ap),
+            g(|m| m.auroc),
+            g(|m| m.fpr95),
+            g(|m| m.fpr_at_tpr90_seed),
+            g(|m| m.aupr_seed),
+            f.best_f1_threshold,
+            f.best_f1
+        ));
+    }
+    s
+}
+
+/// `results.json`, `results.txt`, `per_frame.csv`.
+pub fn write_reports(
+    out: &Path,
+    r: &EvalResults,
+    frames: &[FrameResult],
+) -> Result<Vec<PathBuf>, EvalError> {
+    let json = out.join("results.json");
+    let text = serde_json::to_string_pretty(r).map_err(|e| write_err(&json, e))?;
+    write_atomic(&json, format!("{text}\n").as_bytes())?;
+    let txt = out.join("results.txt");
+    write_atomic(&txt, results_txt(r).as_bytes())?;
+    let csv = out.join("per_frame.csv");
+    write_atomic(&csv, per_frame_csv(frames).as_bytes())?;
+    Ok(vec![json, txt, csv])
+}
+
+/// The table printed after a run.
+pub fn summary_table(r: &EvalResults) -> String {
+    let row = |name: &str, v: f64| format!("  {name:<28} {:>8}\n", pct(v, 2));
+    let mut s = format!(
+        "{} ({} mode): {} frames, {} pixels evaluated ({} anomaly), {} predictions\n",
+        r.dataset,
+        serde_json::to_value(r.mode)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        r.frames,
+        r.pixels.evaluated,
+        r.pixels.positives,
+        r.prediction_dtype
+    );
+    s += &row("AP", r.ap);
+    s += &row("AUROC", r.auroc);
+    s += &row("FPR95 (TPR >= 0.95)", r.fpr95);
+    s += &row("FPR at TPR > 0.90 (seed)", r.fpr_at_tpr90_seed);
+    s += &row("AUPR (seed)", r.aupr_seed);
+    if let Some(b) = &r.smiyc {
+        s += &row("SMIYC binned AP", b.ap);
+        s += &row("SMIYC binned FPR95", b.fpr95);
+    }
+    if let Some(c) = &r.components {
+        s += &row("SMIYC sIoU (gt)", c.siou_gt);
+        s += &row("SMIYC PPV", c.ppv);
+        s += &row("SMIYC mean F1", c.mean_f1);
+    }
+    s
+}
+
+/// Registers the embedded DejaVu Sans as plotters' `sans-serif`, once: plots need no system font.
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if plotters::style::register_font(
+            "sans-serif",
+            plotters::style::FontStyle::Normal,
+            dejavu::sans::regular(),
+        )
+        .is_err()
+        {
+            log::warn!("embedded font rejected; plot text will be missing");
+        }
+    });
+}
+
+/// Draws one curve into an RGB buffer of `w`×`h`.
+pub fn draw_curve(
+    buf: &mut [u8],
+    (w, h): (u32, u32),
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    points: &[(f64, f64)],
+    legend: &str,
+) -> Result<(), String> {
+    use plotters::prelude::*;
+    register_font();
+    let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(54)
+        .build_cartesian_2d(0f64..1f64, 0f64..1.02f64)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(LineSeries::new(
+            points.iter().copied(),
+            BLUE.stroke_width(2),
+        ))
+        .map_err(|e| e.to_string())?
+        .label(legend)
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn save_rgb(path: &Path, w: u32, h: u32, buf: Vec<u8>) -> Result<(), EvalError> {
+    let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| write_err(path, "buffer size"))?;
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, image::ImageFormat::Png)
+        .map_err(|e| write_err(path, e))?;
+    write_atomic(path, bytes.get_ref())
+}
+
+/// `pr_curve.png` and `roc_curve.png` of the pooled (non-ignored) pixels.
+pub fn write_plots(out: &Path, pooled: &Histogram) -> Result<Vec<PathBuf>, EvalError> {
+    const SIZE: (u32, u32) = (720, 540);
+    let m = pooled.metrics().ok();
+    let mut written = Vec::new();
+    let (pr, roc) = pooled.sampled_curves(4000);
+    let curves = [
+        (
+            "pr_curve.png",
+            "Precision-recall",
+            ("recall", "precision"),
+            pr,
+            m.map(|m| m.ap),
+            "AP",
+        ),
+        (
+            "roc_curve.png",
+            "ROC",
+            ("false positive rate", "true positive rate"),
+            roc,
+            m.map(|m| m.auroc),
+            "AUROC",
+        ),
+    ];
+    for (name, title, axes, points, value, what) in curves {
+        let path = out.join(name);
+        let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+        let legend = format!("{what} = {}%", pct(value.unwrap_or(f64::NAN), 2));
+        let points: Vec<(f64, f64)> = points
+            .into_iter()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect();
+        draw_curve(&mut buf, SIZE, title, axes, &points, &legend)
+            .map_err(|e| write_err(&path, e))?;
+        save_rgb(&path, SIZE.0, SIZE.1, buf)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// JET colour map (dark blue → cyan → yellow → dark red) as the piecewise-linear formula; OpenCV's
+/// `COLORMAP_JET` table follows the same curve (its entries differ by at most a few levels).
+pub fn jet(v: u8) -> [u8; 3] {
+    let x = v as f32 / 255.0;
+    let c = |centre: f32| ((1.5 - (4.0 * x - centre).abs()).clamp(0.0, 1.0) * 255.0).round() as u8;
+    [c(3.0), c(2.0), c(1.0)]
+}
+
+/// `{i:03d}_heat.png` (JET of `uint8(score × 255)` blended 50/50 with the image, as `cv2.addWeighted`
+/// rounds) and `{i:03d}_anomaly.png` (green and blue zeroed where `score > threshold` on
+/// non-ignored pixels: the reference's best-F1 overlay).
+pub fn write_overlays(
+    dir: &Path,
+    index: usize,
+    image_path: &Path,
+    pred: &Prediction,
+    label: &Label,
+    threshold: f64,
+) -> Result<Vec<PathBuf>, EvalError> {
+    let img = image::open(image_path)
+        .map_err(|e| EvalError::Write {
+            path: image_path.to_path_buf(),
+            message: format!("cannot read image: {e}"),
+        })?
+        .into_rgb8();
+    if (img.width() as usize, img.height() as usize) != (pred.width, pred.height) {
+        log::warn!(
+            "{} is {}×{}, its prediction {}×{}: no overlay written",
+            image_path.display(),
+            img.width(),
+            img.height(),
+            pred.width,
+            pred.height
+        );
+        return Ok(Vec::new());
+    }
+    let (w, h) = (img.width(), img.height());
+    let mut heat = img.clone();
+    let mut marked = img;
+    let t = threshold as f32;
+    for (i, (hp, mp)) in heat.pixels_mut().zip(marked.pixels_mut()).enumerate() {
+        let s = pred.scores[i];
+        // numpy's astype(uint8) truncates; clamp first so out-of-range scores cannot wrap.
+        let j = jet((s * 255.0).clamp(0.0, 255.0) as u8);
+        for c in 0..3 {
+            hp.0[c] = ((hp.0[c] as f32 * 0.5 + j[c] as f32 * 0.5).round()).min(255.0) as u8;
+        }
+        if s > t && label.ignore[i] == 0 {
+            mp.0[1] = 0;
+            mp.0[2] = 0;
+        }
+    }
+    let heat_path = dir.join(format!("{index:03}_heat.png"));
+    let mark_path = dir.join(format!("{index:03}_anomaly.png"));
+    save_rgb(&heat_path, w, h, heat.into_raw())?;
+    save_rgb(&mark_path, w, h, marked.into_raw())?;
+    Ok(vec![heat_path, mark_path])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plot_text_is_rendered_with_the_embedded_font() {
+        let (w, h) = (400u32, 300u32);
+        let mut with_text = vec![0u8; (w * h * 3) as usize];
+        draw_curve(
+            &mut with_text,
+            (w, h),
+            "Precision-recall",
+            ("recall", "precision"),
+            &[(0.0, 1.0), (1.0, 0.5)],
+            "AP",
+        )
+        .unwrap();
+        // The caption band (above the plot area) holds nothing but the title: it must have ink.
+        let caption_ink = (0..30u32)
+            .flat_map(|y| (0..w).map(move |x| (y, x)))
+            .filter(|&(y, x)| with_text[((y * w + x) * 3) as usize] < 128)
+            .count();
+        assert!(
+            caption_ink > 50,
+            "title not drawn ({caption_ink} dark pixels)"
+        );
+    }
+
+    #[test]
+    fn results_txt_has_the_reference_layout() {
+        let r = EvalResults {
+            dataset: "fs_static",
+            split: None,
+            mode: super::super::Mode::Total,
+            frames: 1,
+            pixels: Default::default(),
+            prediction_dtype: "float32".into(),
+            ap: 0.663690476190476,
+            auroc: 0.75,
+            fpr95: 0.5,
+            fpr_at_tpr90_seed: 0.5,
+            aupr_seed: f64::NAN,
+            distinct_scores: 8,
+            smiyc: None,
+            components: None,
+            run: None,
+        };
+        let t = results_txt(&r);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "66.369%");
+        assert_eq!(lines[1], "75.00%");
+        assert_eq!(lines[3], "nan%");
+        assert_eq!(lines[4], "The average precision is: 66.369%");
+        assert_eq!(lines.len(), 8);
+    }
+
+    #[test]
+    fn jet_endpoints() {
+        assert_eq!(jet(0), [0, 0, 128]);
+        assert_eq!(jet(255), [128, 0, 0]);
+        assert_eq!(jet(128)[1], 255);
+    }
+}

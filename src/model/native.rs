@@ -1,0 +1,650 @@
+//! The native Mask2Former backend: the network of `facebookresearch/Mask2Former:
+//! mask2former/maskformer_model.py` (`MaskFormer` minus pre- and post-processing: the input is the
+//! normalised, padded batch) built in a `VarStore`, weights copied from a checkpoint after a strict
+//! inventory check ([`super::checkpoint`]).
+//!
+//! Parameter names follow upstream's `state_dict()`: `backbone.*`, `sem_seg_head.pixel_decoder.*`,
+//! `sem_seg_head.predictor.*`.
+
+use super::checkpoint::{self, FileFormat};
+use super::config::Config;
+use super::pixel_decoder::{MSDeformAttnPixelDecoder, PixelDecoderOutput};
+use super::swin::SwinTransformer;
+use super::transformer_decoder::{MultiScaleMaskedTransformerDecoder, Prediction};
+use super::{fetch, Backend, ModelError, RawOutput};
+use crate::job::{CheckpointFormat, Job};
+use std::path::{Path, PathBuf};
+use tch::{nn, Device, Kind, Tensor};
+
+/// Everything one forward pass computes (for layer-level checks).
+#[derive(Debug)]
+pub struct Trace {
+    /// `res2..res5`.
+    pub features: Vec<Tensor>,
+    pub pixel: PixelDecoderOutput,
+    /// Every prediction head; the last is the output.
+    pub predictions: Vec<Prediction>,
+}
+
+/// `backbone` + `sem_seg_head` (`pixel_decoder`, `predictor`).
+#[derive(Debug)]
+pub struct Mask2Former {
+    pub backbone: SwinTransformer,
+    pub pixel_decoder: MSDeformAttnPixelDecoder,
+    pub predictor: MultiScaleMaskedTransformerDecoder,
+    in_chans: i64,
+}
+
+impl Mask2Former {
+    pub fn new(p: &nn::Path, cfg: &Config) -> Self {
+        let head = p / "sem_seg_head";
+        Mask2Former {
+            backbone: SwinTransformer::new(p / "backbone", cfg),
+            pixel_decoder: MSDeformAttnPixelDecoder::new(&head / "pixel_decoder", cfg),
+            predictor: MultiScaleMaskedTransformerDecoder::new(&head / "predictor", cfg),
+            in_chans: cfg.swin.in_chans,
+        }
+    }
+
+    /// Checks what libtorch would otherwise turn into a panic.
+    pub fn check_input(&self, x: &Tensor) -> Result<(), ModelError> {
+        let s = x.size();
+        if s.len() != 4 || s[1] != self.in_chans {
+            return Err(ModelError::Forward(format!(
+                "input has shape {s:?}, expected [B, {}, H, W]",
+                self.in_chans
+            )));
+        }
+        if s[0] < 1 || s[2] < 1 || s[3] < 1 {
+            return Err(ModelError::Forward(format!(
+                "input has an empty dimension: {s:?}"
+            )));
+        }
+        if x.kind() != Kind::Float {
+            return Err(ModelError::Forward(format!(
+                "input has dtype {:?}, expected float32",
+                x.kind()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The whole network; `x [B, 3, H, W]` normalised and padded (checked by the caller).
+    pub fn trace(&self, x: &Tensor) -> Trace {
+        let features = self.backbone.forward(x);
+        let pixel = self.pixel_decoder.forward(&features);
+        let predictions = self
+            .predictor
+            .forward(&pixel.multi_scale_features, &pixel.mask_features);
+        Trace {
+            features,
+            pixel,
+            predictions,
+        }
+    }
+}
+
+/// The native backend.
+pub struct NativeModel {
+    vs: nn::VarStore,
+    model: Mask2Former,
+    description: String,
+}
+
+impl std::fmt::Debug for NativeModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+impl NativeModel {
+    /// Builds the model a job names and loads its checkpoint (fetching it first if needed).
+    pub fn load(job: &Job, device: Device) -> Result<Self, ModelError> {
+        let ck = &job.checkpoint;
+        let hf = match ck.format {
+            CheckpointFormat::Hf => true,
+            CheckpointFormat::Detectron2 => false,
+            CheckpointFormat::Torchscript => {
+                return Err(ModelError::Unsupported("torchscript is not native".into()))
+            }
+        };
+        let path = fetch::resolve(&ck.path, ck.url.as_deref(), ck.sha256.as_deref())?;
+        let (file, format) = checkpoint::resolve_file(&path, hf)?;
+        let (cfg, arch) = match (&job.model.preset, hf) {
+            (Some(p), _) => (Config::preset(p)?, p.clone()),
+            (None, true) => {
+                let c = checkpoint::hf_config_beside(&file).ok_or_else(|| {
+                    ModelError::Config(format!(
+                        "no `model.preset` and no config.json beside {}: the architecture is unknown",
+                        file.display()
+                    ))
+                })?;
+                (Config::from_hf_json(&c)?, c.display().to_string())
+            }
+            (None, false) => {
+                return Err(ModelError::Config(
+                    "a detectron2 checkpoint needs `model.preset`".into(),
+                ));
+            }
+        };
+        Self::from_file(&file, format, &cfg, &arch, device)
+    }
+
+    /// Builds `cfg` on `device` and loads `file` into it, strictly.
+    pub fn from_file(
+        file: &Path,
+        format: FileFormat,
+        cfg: &Config,
+        arch: &str,
+        device: Device,
+    ) -> Result<Self, ModelError> {
+        cfg.validate().map_err(ModelError::Config)?;
+        let mut vs = nn::VarStore::new(device);
+        let model = Mask2Former::new(&vs.root(), cfg);
+        let inv = checkpoint::Inventory {
+            params: vs
+                .variables()
+                .into_iter()
+                .map(|(k, v)| (k, v.size()))
+                .collect(),
+            buffers: checkpoint::inventory_buffers(cfg),
+        };
+        let raw = checkpoint::read_file(file, format)?;
+        let (report, tensors) = checkpoint::match_checkpoint(raw, &inv, arch);
+        if !report.is_ok() {
+            return Err(ModelError::Mismatch {
+                path: file.to_path_buf(),
+                report: Box::new(report),
+            });
+        }
+        log::debug!("{report}");
+        let mut vars = vs.variables();
+        tch::no_grad(|| -> Result<(), ModelError> {
+            for (name, src) in &tensors {
+                // Shapes and dtypes were checked above; a failure here is a device problem.
+                if let Some(var) = vars.get_mut(name) {
+                    var.f_copy_(src).map_err(|e| ModelError::Load {
+                        path: file.to_path_buf(),
+                        message: format!("copying {name}: {e}"),
+                    })?;
+                }
+            }
+            Ok(())
+        })?;
+        vs.freeze();
+        let description = format!(
+            "native mask2former ({arch}, {} parameters) from {} ({format})",
+            report.model_parameters,
+            file.display()
+        );
+        Ok(NativeModel {
+            vs,
+            model,
+            description,
+        })
+    }
+
+    /// A model with random weights (no checkpoint): for smoke tests and benchmarks of the graph.
+    pub fn random(cfg: &Config, device: Device) -> Result<Self, ModelError> {
+        cfg.validate().map_err(ModelError::Config)?;
+        let mut vs = nn::VarStore::new(device);
+        let model = Mask2Former::new(&vs.root(), cfg);
+        vs.freeze();
+        Ok(NativeModel {
+            vs,
+            model,
+            description: "native mask2former (random weights)".into(),
+        })
+    }
+
+    pub fn model(&self) -> &Mask2Former {
+        &self.model
+    }
+
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// Runs the whole network with input checks, turning a libtorch failure into an error.
+    pub fn trace(&self, x: &Tensor) -> Result<Trace, ModelError> {
+        self.model.check_input(x)?;
+        let x = x.to_device(self.vs.device());
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.model.trace(&x))).map_err(
+            |p| {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| p.downcast_ref::<&str>().copied())
+                    .unwrap_or("libtorch failed");
+                ModelError::Forward(msg.lines().next().unwrap_or(msg).to_string())
+            },
+        )
+    }
+}
+
+impl Backend for NativeModel {
+    fn forward(&self, x: &Tensor) -> Result<RawOutput, ModelError> {
+        let mut t = self.trace(x)?;
+        let last = t
+            .predictions
+            .pop()
+            .ok_or_else(|| ModelError::Forward("no prediction head ran".into()))?;
+        Ok(RawOutput {
+            pred_logits: last.class,
+            pred_masks: last.mask,
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}
+
+/// Path of the test fixtures (also used by integration tests).
+pub fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model")
+}
+
+#[cfg(test)]
+mod tests {
+    //! Parity with HF transformers' Mask2Former (eager attention) on the tiny fixture made by
+    //! `python3 scripts/make_model_fixtures.py tests/fixtures/model` (see tests/fixtures/README.md).
+    use super::*;
+    use crate::job::CheckpointSpec;
+    use std::collections::HashMap;
+
+    const TOL: f64 = 1e-4;
+
+    fn reference() -> HashMap<String, Tensor> {
+        Tensor::read_safetensors(fixture_dir().join("tiny_reference.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
+    /// Max abs error and max error relative to the reference's largest magnitude.
+    fn errors(got: &Tensor, want: &Tensor) -> (f64, f64) {
+        assert_eq!(got.size(), want.size());
+        let abs = (got - want).abs().max().double_value(&[]);
+        let scale = want.abs().max().double_value(&[]).max(1e-12);
+        (abs, abs / scale)
+    }
+
+    fn check(name: &str, got: &Tensor, want: &Tensor) -> f64 {
+        let (abs, rel) = errors(got, want);
+        // Element-wise relative error, with values below 1e-3 of the largest taken as 1e-3 of it.
+        let floor = want.abs().max().double_value(&[]) * 1e-3;
+        let elem = ((got - want).abs() / want.abs().clamp_min(floor))
+            .max()
+            .double_value(&[]);
+        println!("{name:32} max abs {abs:.3e}  max rel {rel:.3e}  element-wise rel {elem:.3e}");
+        assert!(rel <= TOL, "{name}: relative error {rel:.3e} > {TOL:e}");
+        rel
+    }
+
+    fn job(format: CheckpointFormat, path: PathBuf, preset: Option<&str>) -> Job {
+        let mut j = Job::default();
+        j.model.preset = preset.map(str::to_string);
+        j.checkpoint = CheckpointSpec {
+            format,
+            path,
+            sha256: None,
+            url: None,
+        };
+        j
+    }
+
+    fn parity(model: &NativeModel, label: &str) {
+        let r = reference();
+        let _g = tch::no_grad_guard();
+        let out = model.forward(&r["input"]).unwrap();
+        super::super::check_outputs(&out, 1).unwrap();
+        check(
+            &format!("{label} pred_logits"),
+            &out.pred_logits,
+            &r["pred_logits"],
+        );
+        check(
+            &format!("{label} pred_masks"),
+            &out.pred_masks,
+            &r["pred_masks"],
+        );
+    }
+
+    #[test]
+    fn parity_detectron2_pickle() {
+        let j = job(
+            CheckpointFormat::Detectron2,
+            fixture_dir().join("tiny_d2.pkl"),
+            Some("tiny"),
+        );
+        parity(&NativeModel::load(&j, Device::Cpu).unwrap(), "d2 pkl");
+    }
+
+    #[test]
+    fn parity_hf_folder_with_config_json() {
+        let j = job(CheckpointFormat::Hf, fixture_dir().join("tiny_hf"), None);
+        let m = NativeModel::load(&j, Device::Cpu).unwrap();
+        assert!(m.describe().contains("config.json"));
+        parity(&m, "hf");
+    }
+
+    /// The names transformers 4.x wrote (`attention.self.query`, `intermediate.dense`, no `swin.`
+    /// level, `relative_position_index` buffers saved), made here by renaming the 5.x fixture.
+    #[test]
+    fn parity_hf_transformers_4_names() {
+        let raw = checkpoint::read_file(
+            &fixture_dir().join("tiny_hf/model.safetensors"),
+            FileFormat::HfSafetensors,
+        )
+        .unwrap();
+        let mut v4: Vec<(String, Tensor)> = Vec::new();
+        for (name, t) in raw.tensors {
+            if name.contains(".swin.layernorm.") {
+                continue; // 4.x's SwinBackbone has no final norm
+            }
+            let mut n = name.replace("encoder.swin.", "encoder.");
+            if n.contains(".blocks.") {
+                for (a, b) in [
+                    ("attention.q_proj", "attention.self.query"),
+                    ("attention.k_proj", "attention.self.key"),
+                    ("attention.v_proj", "attention.self.value"),
+                    ("attention.o_proj", "attention.output.dense"),
+                    (
+                        "attention.relative_position_bias.relative_position_bias_table",
+                        "attention.self.relative_position_bias_table",
+                    ),
+                    ("mlp.fc1", "intermediate.dense"),
+                    ("mlp.fc2", "output.dense"),
+                ] {
+                    n = n.replace(a, b);
+                }
+                if n.ends_with("relative_position_bias_table") {
+                    let idx = n.replace("relative_position_bias_table", "relative_position_index");
+                    v4.push((
+                        idx,
+                        super::super::swin::relative_position_index(4, Device::Cpu),
+                    ));
+                }
+            }
+            v4.push((n, t));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            fixture_dir().join("tiny_hf/config.json"),
+            dir.path().join("config.json"),
+        )
+        .unwrap();
+        Tensor::write_safetensors(&v4, dir.path().join("model.safetensors")).unwrap();
+        let rep = checkpoint::inspect_with(dir.path(), true, None).unwrap();
+        assert!(rep.is_ok(), "{rep}");
+        assert_eq!(
+            rep.unused
+                .iter()
+                .filter(|(_, r)| r.contains("recomputed"))
+                .count(),
+            8,
+            "{rep}"
+        );
+        parity(
+            &NativeModel::load(
+                &job(CheckpointFormat::Hf, dir.path().to_path_buf(), None),
+                Device::Cpu,
+            )
+            .unwrap(),
+            "hf 4.x names",
+        );
+    }
+
+    /// detectron2 names in safetensors: written here from the pickle (the same bytes).
+    #[test]
+    fn parity_detectron2_safetensors() {
+        let raw = checkpoint::read_file(
+            &fixture_dir().join("tiny_d2.pkl"),
+            FileFormat::Detectron2Pickle,
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tiny_d2.safetensors");
+        Tensor::write_safetensors(&raw.tensors, &file).unwrap();
+        let j = job(CheckpointFormat::Detectron2, file, Some("tiny"));
+        parity(
+            &NativeModel::load(&j, Device::Cpu).unwrap(),
+            "d2 safetensors",
+        );
+    }
+
+    /// Old-format detectron2 names (pixel decoder keys directly under `sem_seg_head.`,
+    /// `static_query`) are normalised as upstream's `_load_from_state_dict` does.
+    #[test]
+    fn legacy_detectron2_names_load() {
+        let raw = checkpoint::read_file(
+            &fixture_dir().join("tiny_d2.pkl"),
+            FileFormat::Detectron2Pickle,
+        )
+        .unwrap();
+        let legacy: Vec<(String, Tensor)> = raw
+            .tensors
+            .into_iter()
+            .map(|(n, t)| {
+                (
+                    n.replace("sem_seg_head.pixel_decoder.", "sem_seg_head.")
+                        .replace("query_feat", "static_query"),
+                    t,
+                )
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("legacy.safetensors");
+        Tensor::write_safetensors(&legacy, &file).unwrap();
+        let rep = checkpoint::inspect_with(&file, false, Some("tiny")).unwrap();
+        assert!(rep.is_ok(), "{rep}");
+        let renamed = |a: &str, b: &str| rep.renamed.iter().any(|(x, y)| x == a && y == b);
+        assert!(renamed(
+            "sem_seg_head.predictor.static_query.weight",
+            "sem_seg_head.predictor.query_feat.weight"
+        ));
+        assert!(renamed(
+            "sem_seg_head.adapter_1.weight",
+            "sem_seg_head.pixel_decoder.adapter_1.weight"
+        ));
+        assert!(rep.to_string().contains("legacy names normalised"), "{rep}");
+        let j = job(CheckpointFormat::Detectron2, file, Some("tiny"));
+        parity(
+            &NativeModel::load(&j, Device::Cpu).unwrap(),
+            "d2 legacy names",
+        );
+    }
+
+    /// Module by module, each fed the reference's own inputs, so an error points at one module.
+    #[test]
+    fn layer_level_parity() {
+        let r = reference();
+        let j = job(
+            CheckpointFormat::Detectron2,
+            fixture_dir().join("tiny_d2.pkl"),
+            Some("tiny"),
+        );
+        let m = NativeModel::load(&j, Device::Cpu).unwrap();
+        let _g = tch::no_grad_guard();
+        let model = m.model();
+        // Swin backbone (window attention with padding and shifts, patch merging).
+        let feats = model.backbone.forward(&r["input"]);
+        for (i, f) in feats.iter().enumerate() {
+            check(
+                &format!("backbone.res{}", i + 2),
+                f,
+                &r[&format!("backbone.res{}", i + 2)],
+            );
+        }
+        // Pixel decoder (MSDeformAttn encoder + FPN level) on the reference features.
+        let ref_feats: Vec<Tensor> = (2..6)
+            .map(|i| r[&format!("backbone.res{i}")].shallow_clone())
+            .collect();
+        let pix = model.pixel_decoder.forward(&ref_feats);
+        check(
+            "pixel_decoder.mask_features",
+            &pix.mask_features,
+            &r["pixel_decoder.mask_features"],
+        );
+        for (i, f) in pix.multi_scale_features.iter().enumerate() {
+            check(
+                &format!("pixel_decoder.ms{i}"),
+                f,
+                &r[&format!("pixel_decoder.ms{i}")],
+            );
+        }
+        // Transformer decoder on the reference pixel-decoder outputs: every prediction head.
+        let ms: Vec<Tensor> = (0..3)
+            .map(|i| r[&format!("pixel_decoder.ms{i}")].shallow_clone())
+            .collect();
+        let preds = model
+            .predictor
+            .forward(&ms, &r["pixel_decoder.mask_features"]);
+        assert_eq!(preds.len(), 4);
+        for (i, p) in preds.iter().enumerate() {
+            check(
+                &format!("decoder.logits{i}"),
+                &p.class,
+                &r[&format!("decoder.logits{i}")],
+            );
+            check(
+                &format!("decoder.masks{i}"),
+                &p.mask,
+                &r[&format!("decoder.masks{i}")],
+            );
+        }
+    }
+
+    #[test]
+    fn bad_inputs_are_errors_not_panics() {
+        let m = NativeModel::random(&Config::tiny(), Device::Cpu).unwrap();
+        let _g = tch::no_grad_guard();
+        for bad in [
+            Tensor::zeros([1, 4, 32, 32], (Kind::Float, Device::Cpu)),
+            Tensor::zeros([3, 32, 32], (Kind::Float, Device::Cpu)),
+            Tensor::zeros([1, 3, 32, 32], (Kind::Double, Device::Cpu)),
+            Tensor::zeros([1, 3, 0, 32], (Kind::Float, Device::Cpu)),
+        ] {
+            assert!(
+                matches!(m.forward(&bad), Err(ModelError::Forward(_))),
+                "{:?}",
+                bad.size()
+            );
+        }
+    }
+
+    #[test]
+    fn load_errors_are_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        // Truncated pickle.
+        let bytes = std::fs::read(fixture_dir().join("tiny_d2.pkl")).unwrap();
+        let cut = dir.path().join("cut.pkl");
+        std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+        let e = NativeModel::load(
+            &job(CheckpointFormat::Detectron2, cut, Some("tiny")),
+            Device::Cpu,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("ends early"), "{e}");
+        // Not a pickle at all.
+        let junk = dir.path().join("junk.pkl");
+        std::fs::write(&junk, b"PK\x03\x04 this is a zip").unwrap();
+        let e = NativeModel::load(
+            &job(CheckpointFormat::Detectron2, junk, Some("tiny")),
+            Device::Cpu,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("cannot load checkpoint"), "{e}");
+        // Corrupt safetensors (a header length beyond the file).
+        let bad = dir.path().join("bad.safetensors");
+        std::fs::write(&bad, [0xffu8, 0xff, 0xff, 0xff, 0, 0, 0, 0, b'{']).unwrap();
+        let e = NativeModel::load(
+            &job(CheckpointFormat::Detectron2, bad, Some("tiny")),
+            Device::Cpu,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ModelError::Load { .. }), "{e}");
+        // The right file for another architecture: a mismatch report, not a panic.
+        let j = job(
+            CheckpointFormat::Detectron2,
+            fixture_dir().join("tiny_d2.pkl"),
+            Some("mask2former_swin_large_cityscapes_semantic"),
+        );
+        let e = NativeModel::load(&j, Device::Cpu).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("SHAPE differs") && text.contains("NOT LOADABLE"),
+            "{text}"
+        );
+        // Missing file, no URL.
+        let e = NativeModel::load(
+            &job(CheckpointFormat::Hf, dir.path().join("none"), None),
+            Device::Cpu,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ModelError::Missing { .. }), "{e}");
+    }
+
+    /// The real model-zoo file (or `scripts/make_swin_large_pkl.py`'s random stand-in) through the
+    /// whole load path at full size: `MASKOMALY_SWINL_CHECKPOINT=/path/model_final_17c1ee.pkl`.
+    #[test]
+    #[ignore = "needs an ~800 MB Swin-L checkpoint named by MASKOMALY_SWINL_CHECKPOINT"]
+    fn swin_large_checkpoint_loads() {
+        let Some(path) = std::env::var_os("MASKOMALY_SWINL_CHECKPOINT") else {
+            panic!("set MASKOMALY_SWINL_CHECKPOINT to a Swin-L detectron2 checkpoint");
+        };
+        let t0 = std::time::Instant::now();
+        let rep = checkpoint::inspect_with(
+            Path::new(&path),
+            false,
+            Some("mask2former_swin_large_cityscapes_semantic"),
+        )
+        .unwrap();
+        println!("{rep}\ninspect: {:.1} s", t0.elapsed().as_secs_f64());
+        assert!(rep.is_ok());
+        let t0 = std::time::Instant::now();
+        let j = job(
+            CheckpointFormat::Detectron2,
+            PathBuf::from(&path),
+            Some("mask2former_swin_large_cityscapes_semantic"),
+        );
+        let m = NativeModel::load(&j, Device::Cpu).unwrap();
+        println!("load: {:.1} s", t0.elapsed().as_secs_f64());
+        let _g = tch::no_grad_guard();
+        let out = m
+            .forward(&Tensor::randn([1, 3, 64, 128], (Kind::Float, Device::Cpu)))
+            .unwrap();
+        assert_eq!(out.pred_logits.size(), vec![1, 100, 20]);
+        assert_eq!(out.pred_masks.size(), vec![1, 100, 16, 32]);
+        assert!(bool::try_from(out.pred_masks.isfinite().all()).unwrap());
+    }
+
+    /// The published architecture: inventory of method spec §9.4 and one forward on a small input.
+    #[test]
+    fn swin_large_preset_inventory_and_forward() {
+        let cfg = Config::mask2former_swin_large_cityscapes_semantic();
+        let m = NativeModel::random(&cfg, Device::Cpu).unwrap();
+        let vars = m.var_store().variables();
+        let floats: i64 = vars.values().map(|t| t.numel() as i64).sum();
+        let buffers = checkpoint::inventory_buffers(&cfg).len();
+        println!(
+            "Swin-L: {} parameter tensors + {buffers} index buffers, {floats} float parameters",
+            vars.len()
+        );
+        assert_eq!(vars.len() + buffers, 649);
+        assert_eq!(floats, 215_455_112);
+        let backbone: i64 = vars
+            .iter()
+            .filter(|(k, _)| k.starts_with("backbone."))
+            .map(|(_, t)| t.numel() as i64)
+            .sum();
+        assert_eq!(backbone, 195_201_204);
+        let _g = tch::no_grad_guard();
+        let x = Tensor::randn([1, 3, 64, 64], (Kind::Float, Device::Cpu));
+        let out = m.forward(&x).unwrap();
+        assert_eq!(out.pred_logits.size(), vec![1, 100, 20]);
+        assert_eq!(out.pred_masks.size(), vec![1, 100, 16, 16]);
+        assert!(bool::try_from(out.pred_masks.isfinite().all()).unwrap());
+    }
+}
