@@ -34,6 +34,7 @@ impl Demo {
         let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_maskformer.pt");
         std::fs::copy(model, dir.path().join("demo/model.pt")).unwrap();
         let job = "name: cluster-test\n\
+                   checkpoint: {format: torchscript}\n\
                    preprocess: {min_size: 96, max_size: 192}\n\
                    output: {heatmap: true}\n\
                    runtime: {device: cpu, decode_workers: 1, queue_depth: 1}\n";

@@ -45,6 +45,7 @@ make_demo() {
   "$exe" tiny-model "$dir/model.pt" || fail "maskomaly tiny-model failed"
   cat >"$dir/job.yaml" <<JOB
 name: cluster-test
+checkpoint: {format: torchscript, path: /models/model.pt}
 preprocess: {min_size: 96, max_size: 192}
 output: {heatmap: true}
 runtime: {device: cpu, decode_workers: 1, queue_depth: 1}

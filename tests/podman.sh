@@ -82,7 +82,8 @@ chmod 0777 "$work/container"
 cp "$work/demo/job.yaml" "$work/models/job.yaml"
 podman run --rm --network=none --name "maskomaly-test-$$" \
   -v "$work/demo/images:/input:ro" -v "$work/container:/output" -v "$work/models:/models:ro" \
-  "localhost/maskomaly-test:$$" --job /models/job.yaml --input /input --output /output --device cpu \
+  "localhost/maskomaly-test:$$" --job /models/job.yaml --input /input --output /output \
+  --checkpoint /models/model.pt --device cpu \
   >"$work/container.log" 2>&1 || fail "container run failed: $(tail -n 20 "$work/container.log")"
 
 # The container ran as the non-root user and could not write to /input.
