@@ -299,7 +299,11 @@ fn sigterm_mid_run_exits_143_with_a_consistent_manifest_and_rerun_completes() {
     let written = items.iter().filter(|i| i["status"] == "written").count();
     assert_eq!(m["counts"]["written"], written);
     // Items in flight when the signal came are finished; the rest are not started.
-    assert!(written >= 1 && written < m["counts"]["total"].as_u64().unwrap() as usize, "{}", m["counts"]);
+    assert!(
+        written >= 1 && written < m["counts"]["total"].as_u64().unwrap() as usize,
+        "{}",
+        m["counts"]
+    );
     for it in items.iter().filter(|i| i["status"] == "written") {
         for o in it["outputs"].as_array().unwrap() {
             let p = out.join(o["path"].as_str().unwrap());
