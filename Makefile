@@ -40,6 +40,7 @@ bench: setup
 	PYTHONPATH=.deps/pybench ./target/release/examples/bench_scoring --out target/bench
 	PYTHONPATH=.deps/pybench python3 scripts/bench_metrics.py --bin target/release/examples/bench_metrics --out target/bench/metrics.json
 	./target/release/examples/bench_pipeline --out target/bench
+	PYTHONPATH=.deps/pybench-model ./target/release/examples/bench_model --out target/bench --dir target/bench/model
 
 fmt:
 	$(CARGO) fmt --all

@@ -80,6 +80,10 @@ fn main() {
     job.dataset.root = input.clone();
     job.output.root = work.path().join("out");
     job.checkpoint.path = ckpt.clone();
+    job.checkpoint.url = None;
+    if let Some(f) = maskomaly::job::CheckpointFormat::guess(&ckpt) {
+        job.checkpoint.format = f;
+    }
     job.runtime.device = DeviceChoice::Cpu;
     job.runtime.decode_workers = 0;
 

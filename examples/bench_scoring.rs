@@ -127,7 +127,9 @@ fn main() {
                 .trim()
                 .parse()
                 .unwrap_or(f64::NAN);
-            let (reference, _) = npy::read_f32(&ref_path).unwrap();
+            let reference = maskomaly::eval::predictions::read_npy(&ref_path)
+                .unwrap()
+                .scores;
             let md = reference
                 .iter()
                 .zip(&result)

@@ -9,3 +9,11 @@ if [ ! -f "$dir/.done" ]; then
   python3 -m pip install -q --no-compile --target "$dir" numpy==1.24.2 scikit-learn==1.2.1 'scipy<1.12'
   touch "$dir/.done"
 fi
+# The model benchmark compares with Hugging Face transformers on torch (the full CUDA wheel set,
+# several GB; only `make bench` installs it).
+mdir=.deps/pybench-model
+if [ ! -f "$mdir/.done" ]; then
+  echo "bench: installing torch 2.11.0, transformers and scipy into $mdir" >&2
+  python3 -m pip install -q --no-compile --target "$mdir" torch==2.11.0 transformers==5.24.0 scipy
+  touch "$mdir/.done"
+fi

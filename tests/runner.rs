@@ -663,11 +663,11 @@ fn segmentation_and_fishyscapes_npy_outputs() {
         .into_luma8();
     assert_eq!(seg.dimensions(), (100, 70));
     assert!(seg.as_raw().iter().all(|&c| c < 19));
-    let (anomaly, shape) =
-        maskomaly::output::npy::read_f32(&output.join("0001_frame_anomaly.npy")).unwrap();
-    assert_eq!(shape, vec![70, 100]);
+    let anomaly =
+        maskomaly::eval::predictions::read_npy(&output.join("0001_frame_anomaly.npy")).unwrap();
+    assert_eq!((anomaly.height, anomaly.width), (70, 100));
     assert_eq!(
-        anomaly,
+        anomaly.scores,
         read_score(&output.join("0001_frame.hdf5")).unwrap().0
     );
     let raw = std::fs::read(output.join("0001_frame_segmentation.npy")).unwrap();

@@ -233,30 +233,6 @@ pub fn read_npy(path: &Path) -> Result<Prediction, PredictionError> {
     })
 }
 
-/// Writes a float32 `.npy` (used by tests and the benchmark).
-pub fn write_npy_f32(
-    path: &Path,
-    height: usize,
-    width: usize,
-    data: &[f32],
-) -> std::io::Result<()> {
-    let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({height}, {width}), }}");
-    // Pad so the data starts on a 64-byte boundary, newline-terminated, as numpy does.
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 4);
-    out.extend_from_slice(b"\x93NUMPY\x01\x00");
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    std::fs::write(path, out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,7 +241,7 @@ mod tests {
     fn npy_round_trips() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("a.npy");
-        write_npy_f32(&p, 2, 3, &[0.0, 0.5, 1.0, 0.25, 0.75, 0.125]).unwrap();
+        crate::output::npy::write_f32(&p, &[0.0, 0.5, 1.0, 0.25, 0.75, 0.125], &[2, 3]).unwrap();
         let r = read(&p).unwrap();
         assert_eq!((r.height, r.width, r.dtype), (2, 3, PredDtype::Float32));
         assert_eq!(r.scores[4], 0.75);

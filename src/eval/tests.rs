@@ -3,7 +3,6 @@
 use super::*;
 use crate::dataset::layout::testutil::{grey, image};
 use crate::job::DatasetKind;
-use predictions::write_npy_f32;
 
 const W: usize = 8;
 const H: usize = 6;
@@ -63,11 +62,10 @@ fn fs_static(dir: &Path) -> (PathBuf, PathBuf) {
                 }
             },
         );
-        write_npy_f32(
+        crate::output::npy::write_f32(
             &preds.join(format!("{f}.npy")),
-            H,
-            W,
             &scores(f, &in_anomaly),
+            &[H, W],
         )
         .unwrap();
     }
@@ -206,11 +204,10 @@ fn street_hazards_uses_image_mode_and_refuses_labels_without_anomalies() {
             },
         );
         std::fs::create_dir_all(&preds).unwrap();
-        write_npy_f32(
+        crate::output::npy::write_f32(
             &preds.join(format!("{town}_100.npy")),
-            H,
-            W,
             &scores(f, &in_anomaly),
+            &[H, W],
         )
         .unwrap();
     }
@@ -245,7 +242,7 @@ fn missing_or_mis_sized_predictions_are_errors() {
         overlays: false,
         ..quiet()
     };
-    write_npy_f32(&preds.join("1.npy"), 2, 2, &[0.0; 4]).unwrap();
+    crate::output::npy::write_f32(&preds.join("1.npy"), &[0.0; 4], &[2, 2]).unwrap();
     let err = run_eval(&job, &preds, &d.path().join("o"), &opts)
         .unwrap_err()
         .to_string();
