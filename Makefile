@@ -4,7 +4,7 @@ OUTPUT ?= /output
 JOB ?=
 CARGO ?= cargo
 
-.PHONY: setup build release run demo test bench fmt lint clean
+.PHONY: setup build release run demo test test-cluster bench fmt lint clean
 
 setup:
 	@bash scripts/setup.sh
@@ -25,6 +25,12 @@ demo: build
 
 test: setup
 	$(CARGO) test --all-targets
+
+# Slurm array (preempt + requeue) and container tests; each skips when its tools are absent
+# (scripts/ci-deps.sh installs them).
+test-cluster: build
+	bash tests/slurm.sh
+	bash tests/podman.sh
 
 # Benchmarks (ratios measured side by side; figures in BENCHMARKS.md). Python only as the comparison.
 bench: setup

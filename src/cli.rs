@@ -38,6 +38,16 @@ pub enum Command {
         #[arg(long, default_value = "maskomaly-demo")]
         dir: PathBuf,
     },
+    /// Combine the shard manifests of an array job into OUTPUT/manifest.json; name missing items.
+    #[command(
+        after_help = "Exit codes: 0 every item produced once, 1 items missing or in conflict, 65/66/74 errors."
+    )]
+    Merge(crate::merge::MergeArgs),
+    /// Re-hash every output listed in OUTPUT/manifest.json; report missing, changed and extra files.
+    #[command(
+        after_help = "Exit codes: 0 clean, 1 mismatch (or the run is not complete), 66 no manifest."
+    )]
+    Verify(crate::verify::VerifyArgs),
     /// Validate a job file and print it with every default filled in.
     CheckJob {
         /// The job file (YAML).
@@ -151,6 +161,8 @@ pub struct RunArgs {
     /// Redo items whose outputs are already complete (default: skip them, hash-checked).
     #[arg(long)]
     pub overwrite: bool,
+    #[command(flatten)]
+    pub shard: crate::shard::ShardArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

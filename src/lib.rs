@@ -13,6 +13,8 @@
 //! * [`scoring`]: the Maskomaly rule.
 //! * [`output`]: HDF5, PNG, heatmap writers and the manifest.
 //! * [`pipeline`]: the stages and their wiring; [`exit`]: exit codes.
+//! * [`shard`]: which slice of the listing an array task processes; where its manifest goes.
+//! * [`merge`], [`verify`], [`rocrate`]: combining shard manifests, re-checking a run, provenance.
 //! * [`eval`]: metrics, reports and query discovery over written predictions.
 
 pub mod cli;
@@ -24,9 +26,13 @@ pub mod eval;
 pub mod exit;
 pub mod forward;
 pub mod job;
+pub mod merge;
 pub mod model;
 pub mod output;
 pub mod pipeline;
 pub mod preprocess;
 pub mod resize;
+pub mod rocrate;
 pub mod scoring;
+pub mod shard;
+pub mod verify;

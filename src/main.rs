@@ -99,6 +99,16 @@ fn apply_overrides(job: &mut Job, args: &RunArgs) -> Result<(), RunError> {
 fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let mut job = load_job(args.job.as_deref())?;
     apply_overrides(&mut job, &args)?;
+    let shard = match args.shard.resolve() {
+        Ok(r) => {
+            log::info!("{}", r.reason);
+            r.shard
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(e.exit_code());
+        }
+    };
     let stop = Arc::new(AtomicUsize::new(0));
     pipeline::install_signal_handlers(&stop).context("cannot install signal handlers")?;
     let opts = RunOptions {
@@ -106,8 +116,20 @@ fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         limit: args.limit,
         command_line: std::env::args().collect(),
         quiet,
+        shard,
     };
     let summary = pipeline::run(&job, &opts, stop)?;
+    // Shard runs get their crate from `maskomaly merge`.
+    if shard.is_none() {
+        let crate_written = maskomaly::merge::read_manifest(&summary.manifest)
+            .map_err(|e| e.to_string())
+            .and_then(|m| {
+                maskomaly::rocrate::write(&job.output.root, &m).map_err(|e| e.to_string())
+            });
+        if let Err(e) = crate_written {
+            log::warn!("no RO-Crate metadata: {e}");
+        }
+    }
     let c = &summary.counts;
     let rate = (c.written + c.failed) as f64 / summary.seconds.max(1e-9);
     log::info!(
@@ -169,6 +191,7 @@ fn demo(dir: PathBuf, quiet: bool) -> anyhow::Result<ExitCode> {
             device: None,
             limit: None,
             overwrite: true,
+            shard: Default::default(),
         },
         quiet,
     )?;
@@ -184,6 +207,28 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run(args, cli.quiet),
         Command::Demo { dir } => demo(dir, cli.quiet),
+        Command::Merge(args) => {
+            match maskomaly::merge::merge(&args, &std::env::args().collect::<Vec<_>>()) {
+                Ok(r) => {
+                    eprint!("{}", r.render());
+                    Ok(r.exit_code())
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(e.exit_code())
+                }
+            }
+        }
+        Command::Verify(args) => match maskomaly::verify::verify(&args) {
+            Ok(r) => {
+                eprint!("{}", r.render());
+                Ok(r.exit_code())
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                Ok(e.exit_code())
+            }
+        },
         Command::CheckJob { job } => {
             let job = load_job(Some(&job))?;
             print!(

@@ -23,6 +23,7 @@ use crate::output::manifest::{
     self, CheckpointInfo, Counts, ItemRecord, ItemStatus, Manifest, Numerics, Program, RunStatus,
 };
 use crate::output::{paths_for, remove_stale_temps};
+use crate::shard::{self, Shard};
 use crossbeam_channel::bounded;
 use message::Work;
 use std::collections::HashMap;
@@ -112,6 +113,8 @@ pub struct RunOptions {
     pub command_line: Vec<String>,
     /// No progress bar.
     pub quiet: bool,
+    /// Process only this shard of the (limited) listing; its manifest goes to `manifests/`.
+    pub shard: Option<Shard>,
 }
 
 /// What a finished (or stopped) run did.
@@ -333,6 +336,8 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
     if let Some(n) = opts.limit {
         items.truncate(n);
     }
+    // A shard may be empty (more shards than items): it still records a complete, empty manifest.
+    let items = shard::select(&items, opts.shard.as_ref());
 
     let out_root = &job.output.root;
     std::fs::create_dir_all(out_root).map_err(|e| RunError::CantCreate {
@@ -345,9 +350,18 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
         message: e.to_string(),
     })?;
     let _ = std::fs::remove_file(&probe);
-    remove_stale_temps(out_root);
+    let manifest_path = shard::manifest_path(out_root, opts.shard.as_ref());
+    match &opts.shard {
+        None => remove_stale_temps(out_root),
+        // Other shards may be writing into the same tree right now: only this shard's files.
+        Some(_) => shard::remove_stale_temps_of(
+            items
+                .iter()
+                .flat_map(|i| paths_for(job, &i.stem).all().cloned().collect::<Vec<_>>())
+                .chain([manifest_path.clone()]),
+        ),
+    }
 
-    let manifest_path = out_root.join("manifest.json");
     let reuse = if opts.overwrite {
         HashMap::new()
     } else {
@@ -474,7 +488,9 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
                 format: format!("{:?}", job.checkpoint.format).to_lowercase(),
                 sha256: ck_sha.clone(),
             },
-            shard: None,
+            shard: opts
+                .shard
+                .map(|s| serde_json::to_value(s).unwrap_or_default()),
             started: manifest::now_rfc3339(),
             finished: None,
             status: RunStatus::Running,

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Container test: the image's runner, run by podman with read-only /input, no network and a
+# non-root user, writes the same files as the binary run directly.
+#
+#   tests/podman.sh            (after `cargo build`; MASKOMALY=path overrides the binary)
+#
+# Steps: lint docker/Dockerfile (hadolint, when installed); make a local Debian base image with
+# mmdebstrap + podman import (cached in $MASKOMALY_CACHE_DIR, default ~/.cache/maskomaly, and in
+# podman's store); bundle the locally built binary with docker/bundle.sh; build the Dockerfile's
+# `prebuilt` target on that base; generate images and a tiny TorchScript model (`maskomaly demo`);
+# run the binary and the container on them and compare every output byte for byte.
+# Skips (exit 0) when podman or mmdebstrap is absent. No registry is contacted.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+# shellcheck source=tests/lib.sh
+source tests/lib.sh
+
+for tool in podman mmdebstrap; do
+  command -v "$tool" >/dev/null 2>&1 || skip "$tool not installed (scripts/ci-deps.sh installs it)"
+done
+t0=$(date +%s.%N)
+
+work=$(mktemp -d /tmp/maskomaly-podman.XXXXXX)
+cleanup() {
+  podman rm -f -i "maskomaly-test-$$" >/dev/null 2>&1 || true
+  podman rmi -f "localhost/maskomaly-test:$$" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Engine settings for this host, kept out of /etc: runc (crun refuses hybrid cgroups) and ulimits
+# that root here may not raise beyond.
+export CONTAINERS_CONF="$work/containers.conf"
+cat >"$CONTAINERS_CONF" <<'CONF'
+[engine]
+runtime = "runc"
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+CONF
+
+if command -v hadolint >/dev/null 2>&1; then
+  hadolint docker/Dockerfile || fail "hadolint found problems in docker/Dockerfile"
+  log "hadolint: docker/Dockerfile clean"
+else
+  log "hadolint not installed: lint skipped"
+fi
+
+# Base image: a minimal Debian bookworm, made once and cached.
+cache=${MASKOMALY_CACHE_DIR:-$HOME/.cache/maskomaly}
+base_tar="$cache/debian-bookworm-minbase.tar"
+base_image=localhost/maskomaly-base:bookworm
+if ! podman image exists "$base_image"; then
+  if [ ! -f "$base_tar" ]; then
+    mkdir -p "$cache"
+    log "making $base_tar with mmdebstrap (once, ~1 min)"
+    mmdebstrap --variant=minbase --quiet bookworm "$base_tar.partial.tar"
+    mv "$base_tar.partial.tar" "$base_tar"
+  fi
+  podman import -q "$base_tar" "$base_image" >/dev/null
+fi
+
+exe=$(maskomaly_exe)
+mkdir -p "$work/ctx/dist"
+# The Dockerfile's context needs docker/ (nothing else is read by the prebuilt target).
+cp -r docker "$work/ctx/"
+docker/bundle.sh "$exe" "$work/ctx/dist/bundle" 2>>"$work/bundle.log" || fail "bundle failed: $(cat "$work/bundle.log")"
+podman build -q -f "$work/ctx/docker/Dockerfile" --target prebuilt \
+  --build-arg RUNTIME_BASE="$base_image" -t "localhost/maskomaly-test:$$" "$work/ctx" >/dev/null \
+  || fail "podman build failed"
+
+make_demo "$exe" "$work/demo"
+mkdir -p "$work/direct" "$work/container" "$work/models"
+cp "$work/demo/model.pt" "$work/models/model.pt"
+"$exe" run --job "$work/demo/job.yaml" --input "$work/demo/images" --output "$work/direct" \
+  --checkpoint "$work/demo/model.pt" --device cpu >"$work/direct.log" 2>&1 \
+  || fail "direct run failed: $(tail -n 20 "$work/direct.log")"
+
+# The image's user (10001) owns nothing on the host: open the output folder to it.
+chmod 0777 "$work/container"
+cp "$work/demo/job.yaml" "$work/models/job.yaml"
+podman run --rm --network=none --name "maskomaly-test-$$" \
+  -v "$work/demo/images:/input:ro" -v "$work/container:/output" -v "$work/models:/models:ro" \
+  "localhost/maskomaly-test:$$" --job /models/job.yaml --input /input --output /output \
+  --checkpoint /models/model.pt --device cpu \
+  >"$work/container.log" 2>&1 || fail "container run failed: $(tail -n 20 "$work/container.log")"
+
+# The container ran as the non-root user and could not write to /input.
+uid=$(stat -c %u "$work/container/manifest.json")
+[ "$uid" != 0 ] || fail "container wrote its outputs as root"
+podman run --rm --network=none -v "$work/demo/images:/input:ro" --entrypoint /bin/sh \
+  "localhost/maskomaly-test:$$" -c 'id -u; touch /input/x 2>/dev/null && echo writable || echo read-only' \
+  >"$work/probe.log" 2>&1
+[ "$(sed -n 1p "$work/probe.log")" = 10001 ] || fail "image user is not 10001: $(cat "$work/probe.log")"
+[ "$(sed -n 2p "$work/probe.log")" = read-only ] || fail "/input is writable inside the container"
+
+same_outputs "$work/direct" "$work/container"
+"$exe" verify "$work/container" >"$work/verify.log" 2>&1 || fail "verify of the container output failed: $(cat "$work/verify.log")"
+
+t1=$(date +%s.%N)
+log "PASS: container output identical to the direct run ($(count_outputs "$work/direct") files, $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s)"
