@@ -674,3 +674,45 @@ fn segmentation_and_fishyscapes_npy_outputs() {
     assert!(String::from_utf8_lossy(&raw[..128]).contains("'descr': '|u1'"));
     assert_eq!(&raw[raw.len() - 7000..], seg.as_raw().as_slice());
 }
+
+/// `forward` saves the preprocessed input and the raw outputs of one image.
+#[test]
+fn forward_writes_input_and_raw_outputs() {
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("x.png");
+    save(&maskomaly::demo::road_scene(90, 60, 3), &img);
+    let job = d.path().join("job.yaml");
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model/tiny_hf");
+    std::fs::write(
+        &job,
+        format!(
+            "model: {{preset: null}}\ncheckpoint: {{format: hf, path: {}, url: null}}\n\
+             preprocess: {{min_size: 64, max_size: 128}}\nruntime: {{device: cpu}}\n",
+            fx.display()
+        ),
+    )
+    .unwrap();
+    let out = d.path().join("raw.safetensors");
+    let o = run(&[
+        "forward",
+        "--job",
+        job.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let tensors = tch::Tensor::read_safetensors(&out).unwrap();
+    let shape = |n: &str| {
+        tensors
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, t)| t.size())
+            .unwrap()
+    };
+    // 60×90 → shortest edge 64 → 64×96, already a multiple of 32.
+    assert_eq!(shape("pixel_values"), vec![1, 3, 64, 96]);
+    assert_eq!(shape("pred_logits"), vec![8, 5]);
+    assert_eq!(shape("pred_masks"), vec![8, 16, 24]);
+}
