@@ -157,7 +157,7 @@ fn main() {
     println!("| implementation | seconds (median of 5 / 1) | speed-up |");
     println!("| --- | --- | --- |");
     println!("| numpy reference (pairwise loop) | {numpy_s:.3} | 1.0x |");
-    println!("| maskomaly (tch, counting form) | {rust_s:.3} | {ratio:.1}x |");
+    println!("| maskomaly (fused pass, counting form) | {rust_s:.3} | {ratio:.1}x |");
     println!("max |difference| = {max_diff:.3e} (goal <= 1e-6)");
     let json = serde_json::json!({
         "benchmark": "scoring", "queries": Q, "height": H, "width": W, "threads": threads,

@@ -202,6 +202,19 @@ pub fn score_host<'a>(
         assert_eq!(m.len(), h * w, "mask plane does not match the map size");
     }
     let thr = method.border_threshold as f32;
+    let use_border = border.len() >= 2;
+    // Every confident or non-void query once: (mask, rejection confidence, counted at borders).
+    let mut known: Vec<(&[f32], Option<f32>, bool)> = Vec::new();
+    let mut ids: Vec<i64> = plan.reject.iter().map(|r| r.0).collect();
+    if use_border {
+        ids.extend(&plan.border);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    for q in ids {
+        let conf = plan.reject.iter().find(|r| r.0 == q).map(|r| r.1);
+        known.push((plane(q), conf, use_border && plan.border.contains(&q)));
+    }
     let (a, b) = blend_weights(method.lambda);
     let mut out = vec![0f32; h * w];
     out.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
@@ -212,19 +225,33 @@ pub fn score_host<'a>(
                 *s = s.max(p * c);
             }
         }
+        // Rejection and border counting read each known-class mask row once. Reordering is exact:
+        // `min` does not round, and zeroing commutes with the later mins because every term
+        // 1 − p·c is ≥ 0 (p, c ∈ [0, 1]).
         let mut soft = vec![1f32; w];
-        for (m, c) in &reject {
-            for (s, &p) in soft.iter_mut().zip(&m[r.clone()]) {
-                *s = s.min(1.0 - p * c);
-            }
-        }
-        if border.len() >= 2 {
-            let mut count = vec![0u8; w];
-            for m in &border {
-                for (n, &p) in count.iter_mut().zip(&m[r.clone()]) {
-                    *n = n.saturating_add((p > thr) as u8);
+        let mut count = vec![0u8; w];
+        for &(m, conf, counts) in &known {
+            let m = &m[r.clone()];
+            match (conf, counts) {
+                (Some(c), true) => {
+                    for ((s, n), &p) in soft.iter_mut().zip(count.iter_mut()).zip(m) {
+                        *s = s.min(1.0 - p * c);
+                        *n = n.saturating_add((p > thr) as u8);
+                    }
+                }
+                (Some(c), false) => {
+                    for (s, &p) in soft.iter_mut().zip(m) {
+                        *s = s.min(1.0 - p * c);
+                    }
+                }
+                (None, _) => {
+                    for (n, &p) in count.iter_mut().zip(m) {
+                        *n = n.saturating_add((p > thr) as u8);
+                    }
                 }
             }
+        }
+        if use_border {
             for (s, &n) in soft.iter_mut().zip(&count) {
                 if n >= 2 {
                     *s = 0.0;
