@@ -3,11 +3,17 @@
 //! checks of every output, the manifest and the exit code.
 
 use maskomaly::job::Job;
-use maskomaly::output::hdf5::read_score;
 use maskomaly::output::manifest::{ItemStatus, Manifest};
 use maskomaly::preprocess::{decode_file, prepare};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// A written score map as (values, height, width), read by the evaluation's reader.
+fn read_score(
+    path: &Path,
+) -> Result<(Vec<f32>, usize, usize), maskomaly::eval::predictions::PredictionError> {
+    maskomaly::eval::predictions::read(path).map(|p| (p.scores, p.height, p.width))
+}
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_maskomaly"))

@@ -26,28 +26,13 @@ pub fn cache_dir() -> PathBuf {
 
 /// SHA-256 of a file, lower-case hex.
 pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
-    let mut f = std::fs::File::open(path).map_err(|e| ModelError::Load {
+    crate::output::manifest::sha256_file(path).map_err(|e| ModelError::Load {
         path: path.into(),
         message: e.to_string(),
-    })?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| ModelError::Load {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex(&h.finalize()))
+    })
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use crate::output::manifest::hex;
 
 /// Checks `path` against an expected SHA-256 (any case); no expectation passes.
 pub fn verify(path: &Path, expected: Option<&str>) -> Result<(), ModelError> {

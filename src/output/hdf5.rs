@@ -43,29 +43,6 @@ pub fn write_score(
     })
 }
 
-/// Reads the `value` dataset (float32 or float16) as float32 with its shape (h, w).
-pub fn read_score(path: &Path) -> Result<(Vec<f32>, usize, usize), hdf5::Error> {
-    let file = hdf5::File::open(path)?;
-    let ds = file.dataset("value")?;
-    let shape = ds.shape();
-    if shape.len() != 2 {
-        return Err(hdf5::Error::from(format!(
-            "`value` has {} dimensions, expected 2",
-            shape.len()
-        )));
-    }
-    let dt = ds.dtype()?;
-    let data: Vec<f32> = if dt.is::<half::f16>() {
-        ds.read_raw::<half::f16>()?
-            .into_iter()
-            .map(f32::from)
-            .collect()
-    } else {
-        ds.read_raw::<f32>()?
-    };
-    Ok((data, shape[0], shape[1]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,12 +53,12 @@ mod tests {
         let score: Vec<f32> = (0..12).map(|i| i as f32 / 11.0).collect();
         let p = d.path().join("a.hdf5");
         write_score(&p, &score, 3, 4, H5Dtype::Float32).unwrap();
-        let (back, h, w) = read_score(&p).unwrap();
-        assert_eq!((h, w), (3, 4));
-        assert_eq!(back, score);
+        let back = crate::eval::predictions::read(&p).unwrap();
+        assert_eq!((back.height, back.width), (3, 4));
+        assert_eq!(back.scores, score);
         let p16 = d.path().join("b.hdf5");
         write_score(&p16, &score, 3, 4, H5Dtype::Float16).unwrap();
-        let (back, _, _) = read_score(&p16).unwrap();
+        let back = crate::eval::predictions::read(&p16).unwrap().scores;
         for (a, b) in back.iter().zip(&score) {
             assert_eq!(*a, half::f16::from_f32(*b).to_f32());
         }
