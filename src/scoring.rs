@@ -177,51 +177,70 @@ pub fn score(plan: &QueryPlan, masks: &Tensor, method: &Method) -> Tensor {
     soft * a as f64 + soft2 * b as f64
 }
 
-/// The rule as one pass over the image on the host, for CPU runs, row by row so every mask row the
-/// rule reads stays in cache: the same float32 operations in the same order as [`score`] (each
-/// product, difference and blend rounded once), so the result is bit-identical, without [`score`]'s
-/// full-size temporaries. `plane(q)` gives the row-major `H × W` mask of query `q`.
-pub fn score_host<'a>(
-    plan: &QueryPlan,
-    plane: impl Fn(i64) -> &'a [f32] + Sync,
-    h: usize,
-    w: usize,
-    method: &Method,
-) -> Vec<f32> {
-    use rayon::prelude::*;
-    let anomaly: Vec<(&[f32], f32)> = plan.anomaly.iter().map(|&(q, c)| (plane(q), c)).collect();
-    let reject: Vec<(&[f32], f32)> = plan.reject.iter().map(|&(q, c)| (plane(q), c)).collect();
-    let border: Vec<&[f32]> = plan.border.iter().map(|&q| plane(q)).collect();
-    let ground: Vec<(&[f32], f32)> = plan.ground.iter().map(|&(q, c)| (plane(q), c)).collect();
-    for m in anomaly
-        .iter()
-        .map(|a| a.0)
-        .chain(reject.iter().map(|r| r.0))
-        .chain(border.iter().copied())
-    {
-        assert_eq!(m.len(), h * w, "mask plane does not match the map size");
+/// The query roles of a plan as positions in `plan.needed()`, in the order the row pass reads them.
+struct Roles {
+    anomaly: Vec<(usize, f32)>,
+    /// Every confident or counted non-void query once: (position, rejection confidence, counted at
+    /// borders).
+    known: Vec<(usize, Option<f32>, bool)>,
+    ground: Vec<(usize, f32)>,
+    use_border: bool,
+    thr: f32,
+    a: f32,
+    b: f32,
+}
+
+impl Roles {
+    fn new(plan: &QueryPlan, method: &Method) -> Self {
+        let needed = plan.needed();
+        let pos = |q: i64| {
+            needed
+                .binary_search(&q)
+                .expect("plan.needed() covers every role")
+        };
+        let use_border = plan.border.len() >= 2;
+        let mut ids: Vec<i64> = plan.reject.iter().map(|r| r.0).collect();
+        if use_border {
+            ids.extend(&plan.border);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let known = ids
+            .into_iter()
+            .map(|q| {
+                let conf = plan.reject.iter().find(|r| r.0 == q).map(|r| r.1);
+                (pos(q), conf, use_border && plan.border.contains(&q))
+            })
+            .collect();
+        let (a, b) = blend_weights(method.lambda);
+        Roles {
+            anomaly: plan.anomaly.iter().map(|&(q, c)| (pos(q), c)).collect(),
+            known,
+            ground: plan.ground.iter().map(|&(q, c)| (pos(q), c)).collect(),
+            use_border,
+            thr: method.border_threshold as f32,
+            a,
+            b,
+        }
     }
-    let thr = method.border_threshold as f32;
-    let use_border = border.len() >= 2;
-    // Every confident or non-void query once: (mask, rejection confidence, counted at borders).
-    let mut known: Vec<(&[f32], Option<f32>, bool)> = Vec::new();
-    let mut ids: Vec<i64> = plan.reject.iter().map(|r| r.0).collect();
-    if use_border {
-        ids.extend(&plan.border);
+
+    /// Whether the rule needs the probability of the query at `position`, or only whether it
+    /// exceeds the border threshold.
+    fn needs_value(&self, position: usize) -> bool {
+        self.anomaly.iter().any(|a| a.0 == position)
+            || self.ground.iter().any(|g| g.0 == position)
+            || self.known.iter().any(|k| k.0 == position && k.1.is_some())
     }
-    ids.sort_unstable();
-    ids.dedup();
-    for q in ids {
-        let conf = plan.reject.iter().find(|r| r.0 == q).map(|r| r.1);
-        known.push((plane(q), conf, use_border && plan.border.contains(&q)));
-    }
-    let (a, b) = blend_weights(method.lambda);
-    let mut out = vec![0f32; h * w];
-    out.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
-        let r = y * w..(y + 1) * w;
+
+    /// Applies the rule to one row: `rows[i]` is the mask row of `plan.needed()[i]`. Each product,
+    /// difference and blend is rounded once in float32 in the order of [`score`], so the result is
+    /// bit-identical to it.
+    #[inline(always)]
+    fn row(&self, rows: &[&[f32]], out: &mut [f32]) {
+        let w = out.len();
         let mut soft2 = vec![0f32; w];
-        for (m, c) in &anomaly {
-            for (s, &p) in soft2.iter_mut().zip(&m[r.clone()]) {
+        for &(i, c) in &self.anomaly {
+            for (s, &p) in soft2.iter_mut().zip(rows[i]) {
                 *s = s.max(p * c);
             }
         }
@@ -230,8 +249,9 @@ pub fn score_host<'a>(
         // 1 − p·c is ≥ 0 (p, c ∈ [0, 1]).
         let mut soft = vec![1f32; w];
         let mut count = vec![0u8; w];
-        for &(m, conf, counts) in &known {
-            let m = &m[r.clone()];
+        let thr = self.thr;
+        for &(i, conf, counts) in &self.known {
+            let m = rows[i];
             match (conf, counts) {
                 (Some(c), true) => {
                     for ((s, n), &p) in soft.iter_mut().zip(count.iter_mut()).zip(m) {
@@ -251,23 +271,250 @@ pub fn score_host<'a>(
                 }
             }
         }
-        if use_border {
+        if self.use_border {
             for (s, &n) in soft.iter_mut().zip(&count) {
                 if n >= 2 {
                     *s = 0.0;
                 }
             }
         }
-        for (m, c) in &ground {
-            for (s, &p) in soft.iter_mut().zip(&m[r.clone()]) {
+        for &(i, c) in &self.ground {
+            for (s, &p) in soft.iter_mut().zip(rows[i]) {
                 *s = s.min(1.0 - p * c);
             }
         }
-        for ((o, &s), &s2) in row.iter_mut().zip(&soft).zip(&soft2) {
-            *o = s * a + s2 * b;
+        for ((o, &s), &s2) in out.iter_mut().zip(&soft).zip(&soft2) {
+            *o = s * self.a + s2 * self.b;
         }
+    }
+}
+
+/// The rule as one pass over the image on the host, for CPU runs, row by row so every mask row the
+/// rule reads stays in cache: bit-identical to [`score`] without its full-size temporaries.
+/// `plane(q)` gives the row-major `H × W` mask of query `q`.
+pub fn score_host<'a>(
+    plan: &QueryPlan,
+    plane: impl Fn(i64) -> &'a [f32] + Sync,
+    h: usize,
+    w: usize,
+    method: &Method,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let planes: Vec<&[f32]> = plan.needed().into_iter().map(plane).collect();
+    for m in &planes {
+        assert_eq!(m.len(), h * w, "mask plane does not match the map size");
+    }
+    let roles = Roles::new(plan, method);
+    let mut out = vec![0f32; h * w];
+    out.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
+        let rows: Vec<&[f32]> = planes.iter().map(|m| &m[y * w..(y + 1) * w]).collect();
+        roles.row(&rows, row);
     });
     out
+}
+
+/// Source indices and weights of libtorch's bilinear resize (align_corners = false) along one
+/// axis: output `i` reads `src[i0]·l0 + src[i1]·l1`.
+#[derive(Debug, Clone, Copy)]
+struct Tap {
+    i0: usize,
+    i1: usize,
+    l0: f32,
+    l1: f32,
+}
+
+fn bilinear_taps(input: usize, output: usize) -> Vec<Tap> {
+    if input == output {
+        return (0..output)
+            .map(|i| Tap {
+                i0: i,
+                i1: i,
+                l0: 1.0,
+                l1: 0.0,
+            })
+            .collect();
+    }
+    let scale = input as f32 / output as f32;
+    (0..output)
+        .map(|i| {
+            let real = (scale * (i as f32 + 0.5) - 0.5).max(0.0);
+            let i0 = (real.floor() as usize).min(input - 1);
+            let l1 = (real - i0 as f32).clamp(0.0, 1.0);
+            let i1 = i0 + usize::from(i0 < input - 1);
+            Tap {
+                i0,
+                i1,
+                l0: 1.0 - l1,
+                l1,
+            }
+        })
+        .collect()
+}
+
+#[inline(always)]
+fn hresize(src: &[f32], taps: &[Tap], out: &mut [f32]) {
+    for (o, t) in out.iter_mut().zip(taps) {
+        *o = src[t.i0] * t.l0 + src[t.i1] * t.l1;
+    }
+}
+
+/// `1 / (1 + e^−x)` in float32 for a whole row, within 2 ulp of the libm form, in a loop the compiler
+/// vectorises (Cody–Waite range reduction, degree-6 polynomial).
+#[doc(hidden)]
+#[inline(always)]
+pub fn sigmoid_row(x: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        let t = (-v).clamp(-87.0, 88.0);
+        // n = round(t / ln 2) by the 1.5·2^23 trick (its low mantissa bits then hold n as an
+        // integer), and t = n·ln 2 + r with |r| ≤ ln 2 / 2. Integer and float lanes only, no casts.
+        let k = t * std::f32::consts::LOG2_E + 12_582_912.0;
+        let n = k - 12_582_912.0;
+        let ni = k.to_bits() as i32 - 0x4B40_0000;
+        let r = t - n * 0.693_359_4 + n * 2.121_944_4e-4;
+        let mut p = 1.987_569_1e-4f32;
+        p = p * r + 1.398_199_9e-3;
+        p = p * r + 8.333_452e-3;
+        p = p * r + 4.166_579_6e-2;
+        p = p * r + 1.666_666_5e-1;
+        p = p * r + 5.000_000_1e-1;
+        let e = p * r * r + r + 1.0;
+        let e = e * f32::from_bits(((ni + 127) as u32) << 23);
+        *o = 1.0 / (1.0 + e);
+    }
+}
+
+/// The score map straight from the low-resolution mask logits, for CPU runs: for each output row,
+/// the needed queries' rows are upsampled bilinearly (libtorch's `align_corners = false` taps,
+/// horizontal pass first and cached per source row), passed through the sigmoid and through the
+/// rule. No `[n, H, W]` tensor is formed. `logits` holds the queries of `plan.needed()` in that
+/// order as `[n, h, w]`. Equal to `needed_masks` + [`score_map`] within float32 rounding of the
+/// upsampling and the sigmoid (tested to 1e-6).
+pub fn score_from_logits(
+    plan: &QueryPlan,
+    logits: &[f32],
+    (h, w): (usize, usize),
+    (hp, wp): (usize, usize),
+    method: &Method,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let n = plan.needed().len();
+    assert_eq!(logits.len(), n * h * w, "logits do not match the plan");
+    let roles = Roles::new(plan, method);
+    let value: Vec<bool> = (0..n).map(|i| roles.needs_value(i)).collect();
+    // A border-only query needs `sigmoid(x) > thr` alone; away from the threshold's logit the
+    // comparison is decided without the sigmoid, near it the sigmoid is evaluated.
+    let thr = roles.thr;
+    let logit_thr = (thr as f64 / (1.0 - thr as f64)).ln() as f32;
+    let xt = bilinear_taps(w, wp);
+    let yt = bilinear_taps(h, hp);
+    let ctx = Fused {
+        roles,
+        value,
+        logit_thr,
+        xt,
+        yt,
+        logits,
+        n,
+        h,
+        w,
+        wp,
+        band: 16,
+    };
+    let mut out = vec![0f32; hp * wp];
+    out.par_chunks_mut(ctx.band * wp)
+        .enumerate()
+        .for_each(|(b, chunk)| fused_band_dispatch(&ctx, b, chunk));
+    out
+}
+
+/// What every band of [`score_from_logits`] reads.
+struct Fused<'a> {
+    roles: Roles,
+    /// Per needed query: whether the rule needs its probability, not only the threshold test.
+    value: Vec<bool>,
+    logit_thr: f32,
+    xt: Vec<Tap>,
+    yt: Vec<Tap>,
+    logits: &'a [f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    wp: usize,
+    /// Output rows per parallel task.
+    band: usize,
+}
+
+/// Runs one band with 8-wide vectors where the CPU has AVX2. Only the vector width changes, not
+/// the operations or their order, so the result is the same on every CPU.
+fn fused_band_dispatch(c: &Fused, b: usize, chunk: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { fused_band_avx2(c, b, chunk) };
+        return;
+    }
+    fused_band(c, b, chunk)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn fused_band_avx2(c: &Fused, b: usize, chunk: &mut [f32]) {
+    fused_band(c, b, chunk)
+}
+
+#[inline(always)]
+fn fused_band(c: &Fused, b: usize, chunk: &mut [f32]) {
+    let (n, h, w, wp) = (c.n, c.h, c.w, c.wp);
+    // Per query, the horizontally resized source rows `ty.i0` and `ty.i1` of the current
+    // output row, kept while the next output rows read them again.
+    let mut cache: Vec<([usize; 2], [Vec<f32>; 2])> = (0..n)
+        .map(|_| ([usize::MAX; 2], [vec![0f32; wp], vec![0f32; wp]]))
+        .collect();
+    let mut lin = vec![0f32; wp];
+    let mut probs: Vec<Vec<f32>> = vec![vec![0f32; wp]; n];
+    for (r, row) in chunk.chunks_mut(wp).enumerate() {
+        let ty = c.yt[b * c.band + r];
+        for i in 0..n {
+            let plane = &c.logits[i * h * w..(i + 1) * h * w];
+            let (ids, vals) = &mut cache[i];
+            if ids[0] != ty.i0 {
+                if ids[1] == ty.i0 {
+                    vals.swap(0, 1);
+                    ids[0] = ty.i0;
+                    ids[1] = usize::MAX;
+                } else {
+                    hresize(&plane[ty.i0 * w..(ty.i0 + 1) * w], &c.xt, &mut vals[0]);
+                    ids[0] = ty.i0;
+                }
+            }
+            if ids[1] != ty.i1 {
+                hresize(&plane[ty.i1 * w..(ty.i1 + 1) * w], &c.xt, &mut vals[1]);
+                ids[1] = ty.i1;
+            }
+            for ((o, &a), &c) in lin.iter_mut().zip(&vals[0]).zip(&vals[1]) {
+                *o = a * ty.l0 + c * ty.l1;
+            }
+            let p = &mut probs[i];
+            if c.value[i] {
+                sigmoid_row(&lin, p);
+            } else {
+                for (o, &x) in p.iter_mut().zip(&lin) {
+                    *o = if (x - c.logit_thr).abs() > 1e-3 {
+                        // Any value on the right side of the threshold will do.
+                        if x > c.logit_thr {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    } else {
+                        1.0 / (1.0 + (-x).exp())
+                    };
+                }
+            }
+        }
+        let rows: Vec<&[f32]> = probs.iter().map(|p| p.as_slice()).collect();
+        c.roles.row(&rows, row);
+    }
 }
 
 /// The score map on the host, from the masks of `plan.needed()` (`[n, H, W]`, that order): the fused
@@ -293,6 +540,37 @@ pub fn score_map(plan: &QueryPlan, masks: &Tensor, method: &Method) -> Vec<f32> 
             .to_device(tch::Device::Cpu)
             .contiguous();
         Vec::<f32>::try_from(t.flatten(0, -1)).expect("float tensor converts to Vec<f32>")
+    }
+}
+
+/// The padded-size score map of one image from its mask logits `[Q, h, w]`: on the CPU the fused
+/// row pass of [`score_from_logits`], elsewhere the tensor ops on the model's device.
+pub fn score_image(
+    plan: &QueryPlan,
+    pred_masks: &Tensor,
+    padded: (usize, usize),
+    method: &Method,
+) -> Vec<f32> {
+    let needed = plan.needed();
+    if pred_masks.device() == tch::Device::Cpu {
+        let idx = Tensor::from_slice(&needed);
+        let sel = pred_masks
+            .index_select(0, &idx)
+            .to_kind(Kind::Float)
+            .contiguous();
+        let size = sel.size();
+        let logits =
+            Vec::<f32>::try_from(sel.flatten(0, -1)).expect("float tensor converts to Vec<f32>");
+        score_from_logits(
+            plan,
+            &logits,
+            (size[1] as usize, size[2] as usize),
+            padded,
+            method,
+        )
+    } else {
+        let masks = needed_masks(pred_masks, &needed, padded.0 as i64, padded.1 as i64);
+        score_map(plan, &masks, method)
     }
 }
 
@@ -522,6 +800,93 @@ mod tests {
             let a = Vec::<f32>::try_from(score(&p, &masks, &method).flatten(0, -1)).unwrap();
             let b = score_map(&p, &masks, &method);
             assert_eq!(a, b);
+        }
+    }
+
+    /// Mask logits with blob structure: each query is a smooth bump plus noise, so masks overlap
+    /// and cross the border threshold along curves.
+    fn blob_logits(q: usize, h: usize, w: usize, seed: i64) -> Tensor {
+        tch::manual_seed(seed);
+        let ys = Tensor::arange(h as i64, (Kind::Float, tch::Device::Cpu)).view([1, h as i64, 1]);
+        let xs = Tensor::arange(w as i64, (Kind::Float, tch::Device::Cpu)).view([1, 1, w as i64]);
+        let cy = Tensor::rand([q as i64, 1, 1], (Kind::Float, tch::Device::Cpu)) * h as f64;
+        let cx = Tensor::rand([q as i64, 1, 1], (Kind::Float, tch::Device::Cpu)) * w as f64;
+        let r = Tensor::rand([q as i64, 1, 1], (Kind::Float, tch::Device::Cpu))
+            * (h.min(w) as f64 / 2.0)
+            + 1.0;
+        let d = ((ys - cy).square() + (xs - cx).square()).sqrt() / r;
+        (d.neg() + 1.0) * 8.0
+            + Tensor::randn(
+                [q as i64, h as i64, w as i64],
+                (Kind::Float, tch::Device::Cpu),
+            ) * 0.5
+    }
+
+    #[test]
+    fn fused_pass_from_logits_matches_upsample_then_rule() {
+        let classes = 20;
+        for (h, w, hp, wp, seed) in [
+            (16, 32, 64, 128, 1),
+            (7, 13, 29, 50, 2),
+            (12, 12, 12, 12, 3),
+            (9, 20, 40, 37, 4),
+        ] {
+            let q = 100;
+            let logits = blob_logits(q, h, w, seed);
+            // Class probabilities: a third void, the rest split between confident and unsure.
+            let mut cls = vec![0.01f32; q * classes];
+            for i in 0..q {
+                let c = if i % 3 == 0 {
+                    classes - 1
+                } else {
+                    i % (classes - 1)
+                };
+                cls[i * classes + c] = if i % 2 == 0 { 0.9 } else { 0.6 };
+            }
+            for method in [
+                Method::default(),
+                Method {
+                    border_threshold: 0.5,
+                    lambda: 0.3,
+                    anomaly_queries: vec![0, 5, 99],
+                    ground_queries: vec![2, 3],
+                    ..Method::default()
+                },
+            ] {
+                let p = plan(&cls, classes, &method);
+                assert!(p.border.len() >= 2 && !p.reject.is_empty());
+                let masks = needed_masks(&logits, &p.needed(), hp as i64, wp as i64);
+                let want = score_map(&p, &masks, &method);
+                let got = score_image(&p, &logits, (hp, wp), &method);
+                assert_eq!(got.len(), want.len());
+                let max = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(max <= 1e-6, "{h}x{w} -> {hp}x{wp}: max |diff| {max}");
+                let lo = want.iter().copied().fold(f32::MAX, f32::min);
+                let hi = want.iter().copied().fold(f32::MIN, f32::max);
+                assert!(hi - lo > 0.1, "the map should not be flat: {lo}..{hi}");
+            }
+        }
+    }
+
+    #[test]
+    fn row_sigmoid_is_within_two_ulp() {
+        let xs: Vec<f32> = (-200_000..200_000)
+            .map(|i| i as f32 * 5e-4)
+            .chain([-120.0, -90.0, 90.0, 120.0])
+            .collect();
+        let mut out = vec![0f32; xs.len()];
+        sigmoid_row(&xs, &mut out);
+        for (&x, &p) in xs.iter().zip(&out) {
+            let want = (1.0 / (1.0 + (-(x as f64)).exp())) as f32;
+            let ulp = (want.to_bits() as i64 - p.to_bits() as i64).abs();
+            assert!(
+                ulp <= 2 || (p - want).abs() < 1e-37,
+                "x = {x}: {p} vs {want}"
+            );
         }
     }
 

@@ -42,8 +42,7 @@ pub fn score_one(shared: &Shared, inf: Inferred) -> ToWrite {
     let cls = scoring::class_probs(&inf.pred_logits);
     let plan = scoring::plan(&cls, classes, method);
     let (hp, wp) = inf.padded;
-    let masks = scoring::needed_masks(&inf.pred_masks, &plan.needed(), hp as i64, wp as i64);
-    let padded = scoring::score_map(&plan, &masks, method);
+    let padded = scoring::score_image(&plan, &inf.pred_masks, (hp, wp), method);
     let (h, w) = (inf.image.height, inf.image.width);
     let score = opencv_area(&padded, wp, hp, w, h);
     let mut timings = inf.timings;
