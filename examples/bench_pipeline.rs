@@ -32,29 +32,32 @@ fn make_images(dir: &Path, n: usize, w: usize, h: usize) {
     }
 }
 
-/// Peak resident memory (VmHWM, KiB) of a child process, polled until it exits.
-fn peak_rss_kib(mut cmd: std::process::Command) -> (u64, i32) {
+/// Peak resident memory of a child process, polled until it exits: (VmHWM, peak RssAnon) in KiB.
+/// VmHWM includes the pages of the shared libraries it touched (libtorch alone is hundreds of MiB
+/// of code); RssAnon is the process's own heap and stacks, what grows if anything leaks.
+fn peak_rss_kib(mut cmd: std::process::Command) -> (u64, u64, i32) {
     let mut child = cmd
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
     let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
+    let (mut hwm, mut anon) = (0, 0);
+    let field = |s: &str, name: &str| -> Option<u64> {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    };
     loop {
         if let Ok(s) = std::fs::read_to_string(&status_path) {
-            if let Some(v) = s
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-            {
-                peak = peak.max(v.parse().unwrap_or(0));
-            }
+            hwm = hwm.max(field(&s, "VmHWM:").unwrap_or(0));
+            anon = anon.max(field(&s, "RssAnon:").unwrap_or(0));
         }
         if let Some(st) = child.try_wait().expect("wait") {
-            return (peak, st.code().unwrap_or(-1));
+            return (hwm, anon, st.code().unwrap_or(-1));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -164,19 +167,21 @@ fn main() {
             .arg("--output")
             .arg(work.path().join(format!("rss-out{count}")));
         cmd.arg("--checkpoint").arg(&ckpt).args(["--device", "cpu"]);
-        let (kib, code) = peak_rss_kib(cmd);
+        let (hwm, anon, code) = peak_rss_kib(cmd);
         println!(
-            "peak RSS with {count:5} images (320x240): {:.0} MiB (exit {code})",
-            kib as f64 / 1024.0
+            "peak memory with {count:5} images (320x240): VmHWM {:.0} MiB, RssAnon {:.0} MiB (exit {code})",
+            hwm as f64 / 1024.0,
+            anon as f64 / 1024.0
         );
-        rss.push(kib);
+        rss.push((hwm, anon));
     }
     let json = serde_json::json!({
         "benchmark": "pipeline", "images": n, "width": w, "height": h, "checkpoint": ckpt,
         "forward_only_images_per_s": ceiling, "run_images_per_s": throughput, "ratio": throughput / ceiling,
         "stage_busy_s": stages.iter().zip(summary.stage_busy_s).map(|(s, b)| (s.to_string(), b)).collect::<std::collections::BTreeMap<_, _>>(),
         "queue_mean": queues.iter().zip(summary.queue_mean).map(|(s, b)| (s.to_string(), b)).collect::<std::collections::BTreeMap<_, _>>(),
-        "peak_rss_kib": {"10": rss[0], rss_n.to_string(): rss[1]},
+        "peak_vmhwm_kib": {"10": rss[0].0, rss_n.to_string(): rss[1].0},
+        "peak_rss_anon_kib": {"10": rss[0].1, rss_n.to_string(): rss[1].1},
     });
     std::fs::write(
         out.join("pipeline.json"),

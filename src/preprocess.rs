@@ -6,7 +6,7 @@ use crate::job::{ColorFormat, Preprocess};
 use crate::resize::pillow_bilinear;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use std::path::Path;
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 /// An image as the reference reads it: 8-bit, 3 channels, RGB order, row-major.
 #[derive(Debug, Clone)]
@@ -144,7 +144,11 @@ pub fn prepare(img: &Rgb8, p: &Preprocess) -> Prepared {
     };
     let d = p.size_divisibility as usize;
     let (hp, wp) = (pad_to(nh, d), pad_to(nw, d));
-    let mut buf = vec![0f32; 3 * hp * wp];
+    // Written in place into the tensor's own buffer: no second full-size copy.
+    let tensor = Tensor::zeros([3, hp as i64, wp as i64], (Kind::Float, Device::Cpu));
+    // SAFETY: a fresh contiguous float32 CPU tensor of 3·Hp·Wp elements, only accessed through this
+    // slice until the slice goes out of scope.
+    let buf = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut f32, 3 * hp * wp) };
     for c in 0..3 {
         // The model's channel c reads source channel c (RGB) or 2 − c (BGR).
         let src_c = match p.format {
@@ -152,15 +156,19 @@ pub fn prepare(img: &Rgb8, p: &Preprocess) -> Prepared {
             ColorFormat::Bgr => 2 - c,
         };
         let (mean, std) = (p.pixel_mean[c], p.pixel_std[c]);
+        // (v − mean) / std for each of the 256 byte values, computed as the reference does.
+        let lut: Vec<f32> = (0..=255u8).map(|v| (v as f32 - mean) / std).collect();
         let plane = &mut buf[c * hp * wp..(c + 1) * hp * wp];
         for y in 0..nh {
             let row = &resized[y * nw * 3..(y + 1) * nw * 3];
-            for (x, out) in plane[y * wp..y * wp + nw].iter_mut().enumerate() {
-                *out = (row[x * 3 + src_c] as f32 - mean) / std;
+            for (out, px) in plane[y * wp..y * wp + nw]
+                .iter_mut()
+                .zip(row.chunks_exact(3))
+            {
+                *out = lut[px[src_c] as usize];
             }
         }
     }
-    let tensor = Tensor::from_slice(&buf).view([3, hp as i64, wp as i64]);
     Prepared {
         tensor,
         original: (h, w),

@@ -11,6 +11,17 @@ use std::time::Instant;
 
 pub fn run(shared: &Shared, rx: Receiver<ToScore>, tx: Sender<ToWrite>) {
     let _guard = tch::no_grad_guard();
+    // The stage overlaps with inference, which already uses every core; scoring one image on this
+    // thread alone avoids idle worker threads spinning against the model's threads.
+    let pool = match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+        Ok(p) => p,
+        Err(e) => {
+            shared.fail(RunError::Io(format!(
+                "cannot start the scoring thread: {e}"
+            )));
+            return;
+        }
+    };
     let mut checked = false;
     while let Ok(msg) = rx.recv() {
         shared.sample_queue(2, rx.len());
@@ -25,7 +36,7 @@ pub fn run(shared: &Shared, rx: Receiver<ToScore>, tx: Sender<ToWrite>) {
                     }
                     checked = true;
                 }
-                score_one(shared, inf)
+                pool.install(|| score_one(shared, inf))
             }
         };
         if tx.send(out).is_err() {
