@@ -133,7 +133,14 @@ fn run_writes_every_output_and_records_failures() {
         let (want, h, w) = expected_score(&job, &input.join(name));
         let (got, gh, gw) = read_score(&output.join(&stem).with_extension("hdf5")).unwrap();
         assert_eq!((gh, gw), (h, w), "{name}: map size = input size");
-        assert_eq!(got, want, "{name}: HDF5 equals the library's score");
+        // The run upsamples and applies the sigmoid row by row on the CPU; the reference path here
+        // uses libtorch's tensors. They agree to float32 rounding.
+        let diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff <= 1e-6, "{name}: HDF5 differs from the library's score by {diff}");
         assert!(got.iter().all(|v| (0.0..=1.0).contains(v)));
         assert!(
             got.iter().any(|&v| v != got[0]),
