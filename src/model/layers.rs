@@ -167,7 +167,7 @@ impl MultiheadAttention {
             // A bool mask becomes -inf before the softmax.
             attn = attn.masked_fill(&mask.unsqueeze(1), f64::NEG_INFINITY);
         }
-        let attn = attn.softmax(-1, Kind::Float);
+        let attn = attn.softmax(-1, attn.kind());
         // [B, h, Lq, Lk] x [B, h, Lk, d] -> [B, h, Lq, d] -> [B, Lq, h, d] -> [B, Lq, E]
         let out = attn.matmul(&v).permute([0, 2, 1, 3]).reshape([b, lq, e]);
         self.out_proj.forward(&out)
