@@ -8,7 +8,7 @@
 //! `in_proj_weight`, `out_proj`, `layers.{i}`, `norm`) are those of upstream's `state_dict()`.
 
 use tch::nn::{self, Module};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// A weight of unknown value: every parameter is overwritten by the checkpoint before use, so the
 /// initialiser only has to give finite numbers (a random-weights model still runs end to end).
@@ -220,7 +220,7 @@ impl Mlp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     /// The all-blocked rule is applied by the caller; a row with some allowed key must ignore the
     /// blocked ones exactly (weight 0 after the softmax).

@@ -8,7 +8,7 @@
 
 use super::layers::linear;
 use tch::nn::{self, Module};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 #[derive(Debug)]
 pub struct MSDeformAttn {
@@ -134,7 +134,7 @@ pub fn ms_deform_attn_core(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     /// Direct evaluation of the CUDA kernel's rule (`h_im = y·H − 0.5`, corners outside the map
     /// count as zero) on a small case, against the grid_sample formulation.
