@@ -4,7 +4,7 @@ OUTPUT ?= /output
 JOB ?=
 CARGO ?= cargo
 
-.PHONY: setup build release run demo test test-cluster bench fmt lint clean
+.PHONY: setup build release run demo test test-cluster bench gpu-bundle fmt lint clean
 
 setup:
 	@bash scripts/setup.sh
@@ -46,6 +46,12 @@ bench: setup
 	PYTHONPATH=.deps/pybench python3 scripts/bench_metrics.py --bin target/release/examples/bench_metrics --out target/bench/metrics.json
 	./target/release/examples/bench_pipeline --out target/bench
 	PYTHONPATH=.deps/pybench-model ./target/release/examples/bench_model --out target/bench --dir target/bench/model
+	./target/release/examples/bench_precision --out target/bench
+
+# Stripped release binaries + HDF5 libraries for scripts/gpu-check.sh on a GPU machine (< 64 MiB).
+gpu-bundle: setup
+	$(CARGO) build --release --bin maskomaly --example gpu_check --example bench_precision
+	bash scripts/gpu-bundle.sh $(or $(CARGO_TARGET_DIR),target)
 
 fmt:
 	$(CARGO) fmt --all

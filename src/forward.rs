@@ -14,7 +14,9 @@ pub fn forward_to_file(job: &Job, image: &Path, out: &Path) -> Result<(), RunErr
     let img = decode_file(image, &bytes)
         .map_err(|e| RunError::Data(format!("{}: {e}", image.display())))?;
     let prepared = prepare(&img, &job.preprocess);
-    if !job.checkpoint.path.exists() {
+    if job.checkpoint.format != crate::job::CheckpointFormat::Random
+        && !job.checkpoint.path.exists()
+    {
         return Err(model::ModelError::Missing {
             path: job.checkpoint.path.clone(),
         }

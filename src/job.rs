@@ -126,6 +126,9 @@ pub enum CheckpointFormat {
     Detectron2,
     /// A Hugging Face transformers Mask2Former checkpoint (folder or `model.safetensors`), run natively.
     Hf,
+    /// No file: the `model.preset` architecture with seeded random weights. For timing benchmarks
+    /// only; its scores mean nothing.
+    Random,
 }
 
 /// Where the published run expects the model-zoo checkpoint (mounted at /models).
@@ -311,10 +314,61 @@ pub enum DeviceChoice {
     Cuda,
 }
 
+/// Numeric precision of the network; scoring always runs in float32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// float32 with TF32 disabled: the faithful default.
+    #[default]
+    Fp32,
+    /// float32 weights, TF32 allowed for CUDA matmuls and convolutions (same as `fp32` on CPU).
+    Tf32,
+    /// The network in bfloat16; outputs cast back to float32.
+    Bf16,
+    /// The network in float16; outputs cast back to float32.
+    Fp16,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 4] = [
+        Precision::Fp32,
+        Precision::Tf32,
+        Precision::Bf16,
+        Precision::Fp16,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
+            Precision::Fp16 => "fp16",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Precision::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown precision `{s}` (expected fp32, tf32, bf16 or fp16)"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Runtime {
     pub device: DeviceChoice,
+    /// `fp32` (default), `tf32`, `bf16` or `fp16`.
+    pub precision: Precision,
     pub batch_size: usize,
     /// Decode threads; 0 = one per core, at most 8.
     pub decode_workers: usize,
@@ -326,6 +380,7 @@ impl Default for Runtime {
     fn default() -> Self {
         Runtime {
             device: DeviceChoice::Auto,
+            precision: Precision::Fp32,
             batch_size: 1,
             decode_workers: 2,
             queue_depth: 4,
@@ -478,6 +533,12 @@ impl Job {
         if r.queue_depth == 0 {
             return Err(bad("runtime.queue_depth", "must be >= 1".into()));
         }
+        if self.checkpoint.format == CheckpointFormat::Random && self.model.preset.is_none() {
+            return Err(bad(
+                "checkpoint.format",
+                "random needs `model.preset` (the architecture to build)".into(),
+            ));
+        }
         if let Some(h) = &self.checkpoint.sha256 {
             if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(bad(
@@ -610,6 +671,25 @@ mod tests {
             err.contains("dataset.label_value") && err.contains("line 2"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn precision_parses_and_defaults_to_fp32() {
+        assert_eq!(parse("").unwrap().runtime.precision, Precision::Fp32);
+        for p in Precision::ALL {
+            let job = parse(&format!("runtime:\n  precision: {p}\n")).unwrap();
+            assert_eq!(job.runtime.precision, p);
+        }
+    }
+
+    #[test]
+    fn unknown_precision_is_rejected_with_its_name_and_line() {
+        let err = parse("name: x\nruntime:\n  device: cpu\n  precision: fp8\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fp8"), "{err}");
+        assert!(err.contains("precision"), "{err}");
+        assert!(err.contains('4'), "line missing: {err}");
     }
 
     #[test]

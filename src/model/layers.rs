@@ -8,7 +8,7 @@
 //! `in_proj_weight`, `out_proj`, `layers.{i}`, `norm`) are those of upstream's `state_dict()`.
 
 use tch::nn::{self, Module};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// A weight of unknown value: every parameter is overwritten by the checkpoint before use, so the
 /// initialiser only has to give finite numbers (a random-weights model still runs end to end).
@@ -167,7 +167,7 @@ impl MultiheadAttention {
             // A bool mask becomes -inf before the softmax.
             attn = attn.masked_fill(&mask.unsqueeze(1), f64::NEG_INFINITY);
         }
-        let attn = attn.softmax(-1, Kind::Float);
+        let attn = attn.softmax(-1, attn.kind());
         // [B, h, Lq, Lk] x [B, h, Lk, d] -> [B, h, Lq, d] -> [B, Lq, h, d] -> [B, Lq, E]
         let out = attn.matmul(&v).permute([0, 2, 1, 3]).reshape([b, lq, e]);
         self.out_proj.forward(&out)
@@ -220,7 +220,7 @@ impl Mlp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     /// The all-blocked rule is applied by the caller; a row with some allowed key must ignore the
     /// blocked ones exactly (weight 0 after the softmax).

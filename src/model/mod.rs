@@ -13,6 +13,7 @@ pub mod native;
 pub mod pickle;
 pub mod pixel_decoder;
 pub mod position_encoding;
+pub mod precision;
 pub mod swin;
 pub mod torchscript;
 pub mod transformer_decoder;
@@ -58,6 +59,13 @@ pub enum ModelError {
     Download { url: String, message: String },
     #[error("model configuration: {0}")]
     Config(String),
+    /// The job's `runtime.precision` cannot run on the device (found when the model is loaded).
+    #[error("runtime.precision `{precision}` does not run on {device}: {message}")]
+    Precision {
+        precision: crate::job::Precision,
+        device: String,
+        message: String,
+    },
     /// The file's inventory does not match the model's; the report says how.
     #[error("checkpoint {path} does not fit the model:\n{report}")]
     Mismatch {
@@ -87,6 +95,7 @@ pub fn inspect(
         CheckpointFormat::Torchscript => Err(ModelError::Unsupported(
             "torchscript (no parameter names to inspect)".into(),
         )),
+        CheckpointFormat::Random => Err(ModelError::Unsupported("random (no file)".into())),
     }
 }
 
@@ -96,19 +105,41 @@ pub trait Backend {
     fn forward(&self, x: &Tensor) -> Result<RawOutput, ModelError>;
     /// One line for logs and the manifest.
     fn describe(&self) -> String;
+    /// Converts the weights to `kind` (float32, bfloat16 or float16); the input must then have it too.
+    fn set_kind(&mut self, kind: tch::Kind) -> Result<(), ModelError> {
+        Err(ModelError::Unsupported(format!(
+            "converting this backend to {kind:?}"
+        )))
+    }
 }
 
-/// Loads the backend the job names onto `device`.
+/// Seed of `checkpoint.format: random`, so that every run builds the same weights.
+pub const RANDOM_SEED: i64 = 0;
+
+/// Loads the backend the job names onto `device`, in the job's `runtime.precision`.
 pub fn load(job: &Job, device: Device) -> Result<Box<dyn Backend>, ModelError> {
     let ck = &job.checkpoint;
-    match ck.format {
-        CheckpointFormat::Torchscript => Ok(Box::new(torchscript::TorchScriptModel::load(
-            &ck.path, device,
-        )?)),
-        CheckpointFormat::Detectron2 | CheckpointFormat::Hf => {
-            Ok(Box::new(native::NativeModel::load(job, device)?))
+    let m: Box<dyn Backend> = match ck.format {
+        CheckpointFormat::Torchscript => {
+            Box::new(torchscript::TorchScriptModel::load(&ck.path, device)?)
         }
-    }
+        CheckpointFormat::Detectron2 | CheckpointFormat::Hf => {
+            Box::new(native::NativeModel::load(job, device)?)
+        }
+        CheckpointFormat::Random => {
+            let preset = job.model.preset.as_deref().ok_or_else(|| {
+                ModelError::Config("checkpoint.format random needs `model.preset`".into())
+            })?;
+            log::warn!("random weights ({preset}, seed {RANDOM_SEED}): for benchmarks only, the scores mean nothing");
+            tch::manual_seed(RANDOM_SEED);
+            let mut m = native::NativeModel::random(&config::Config::preset(preset)?, device)?;
+            m.set_description(format!(
+                "native mask2former ({preset}, random weights, seed {RANDOM_SEED})"
+            ));
+            Box::new(m)
+        }
+    };
+    precision::wrap(m, job.runtime.precision, device)
 }
 
 /// Checks the shapes of a batch's outputs against the contract.

@@ -8,7 +8,7 @@
 
 use super::layers::linear;
 use tch::nn::{self, Module};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 #[derive(Debug)]
 pub struct MSDeformAttn {
@@ -74,7 +74,7 @@ impl MSDeformAttn {
             .attention_weights
             .forward(query)
             .view([n, lq, m, l * p])
-            .softmax(-1, Kind::Float)
+            .softmax(-1, query.kind())
             .view([n, lq, m, l, p]);
         // Offsets are in cells of each level: divide by (W_l, H_l).
         let norm: Vec<f32> = spatial_shapes
@@ -83,7 +83,8 @@ impl MSDeformAttn {
             .collect();
         let normalizer = Tensor::from_slice(&norm)
             .view([1, 1, 1, l, 1, 2])
-            .to_device(query.device());
+            .to_device(query.device())
+            .to_kind(query.kind());
         // [N, Lq, 1, L, 1, 2] + [N, Lq, M, L, P, 2] / [1, 1, 1, L, 1, 2]
         let loc = reference_points.reshape([n, lq, 1, l, 1, 2]) + offsets / normalizer;
         let out = ms_deform_attn_core(&value, spatial_shapes, &loc, &attn);
@@ -124,7 +125,7 @@ pub fn ms_deform_attn_core(
         .reshape([n * m, 1, lq, l * p]);
     // stack: [N·M, D, Lq, L, P] -> [N·M, D, Lq, L·P]; weighted sum -> [N·M, D, Lq] -> [N, M·D, Lq]
     let out = (Tensor::stack(&sampled, -2).flatten(-2, -1) * a)
-        .sum_dim_intlist(-1, false, Kind::Float)
+        .sum_dim_intlist(-1, false, value.kind())
         .view([n, m * d, lq]);
     // [N, M·D, Lq] -> [N, Lq, M·D]
     out.transpose(1, 2).contiguous()
@@ -133,7 +134,7 @@ pub fn ms_deform_attn_core(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     /// Direct evaluation of the CUDA kernel's rule (`h_im = y·H − 0.5`, corners outside the map
     /// count as zero) on a small case, against the grid_sample formulation.

@@ -46,8 +46,8 @@ impl Mask2Former {
         }
     }
 
-    /// Checks what libtorch would otherwise turn into a panic.
-    pub fn check_input(&self, x: &Tensor) -> Result<(), ModelError> {
+    /// Checks what libtorch would otherwise turn into a panic; `kind` is the weights' dtype.
+    pub fn check_input(&self, x: &Tensor, kind: Kind) -> Result<(), ModelError> {
         let s = x.size();
         if s.len() != 4 || s[1] != self.in_chans {
             return Err(ModelError::Forward(format!(
@@ -60,9 +60,9 @@ impl Mask2Former {
                 "input has an empty dimension: {s:?}"
             )));
         }
-        if x.kind() != Kind::Float {
+        if x.kind() != kind {
             return Err(ModelError::Forward(format!(
-                "input has dtype {:?}, expected float32",
+                "input has dtype {:?}, expected {kind:?}",
                 x.kind()
             )));
         }
@@ -89,6 +89,8 @@ pub struct NativeModel {
     vs: nn::VarStore,
     model: Mask2Former,
     description: String,
+    /// The weights' dtype (float32 unless converted).
+    kind: Kind,
 }
 
 impl std::fmt::Debug for NativeModel {
@@ -104,8 +106,11 @@ impl NativeModel {
         let hf = match ck.format {
             CheckpointFormat::Hf => true,
             CheckpointFormat::Detectron2 => false,
-            CheckpointFormat::Torchscript => {
-                return Err(ModelError::Unsupported("torchscript is not native".into()))
+            CheckpointFormat::Torchscript | CheckpointFormat::Random => {
+                return Err(ModelError::Unsupported(format!(
+                    "{:?} is not a native file",
+                    ck.format
+                )))
             }
         };
         let path = fetch::resolve(&ck.path, ck.url.as_deref(), ck.sha256.as_deref())?;
@@ -181,6 +186,7 @@ impl NativeModel {
             vs,
             model,
             description,
+            kind: Kind::Float,
         })
     }
 
@@ -194,7 +200,12 @@ impl NativeModel {
             vs,
             model,
             description: "native mask2former (random weights)".into(),
+            kind: Kind::Float,
         })
+    }
+
+    pub fn set_description(&mut self, d: String) {
+        self.description = d;
     }
 
     pub fn model(&self) -> &Mask2Former {
@@ -207,7 +218,7 @@ impl NativeModel {
 
     /// Runs the whole network with input checks, turning a libtorch failure into an error.
     pub fn trace(&self, x: &Tensor) -> Result<Trace, ModelError> {
-        self.model.check_input(x)?;
+        self.model.check_input(x, self.kind)?;
         let x = x.to_device(self.vs.device());
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.model.trace(&x))).map_err(
             |p| {
@@ -237,6 +248,21 @@ impl Backend for NativeModel {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    fn set_kind(&mut self, kind: Kind) -> Result<(), ModelError> {
+        match kind {
+            Kind::Float => self.vs.float(),
+            Kind::BFloat16 => self.vs.bfloat16(),
+            Kind::Half => self.vs.half(),
+            other => {
+                return Err(ModelError::Unsupported(format!(
+                    "native model in {other:?}"
+                )))
+            }
+        }
+        self.kind = kind;
+        Ok(())
     }
 }
 

@@ -177,6 +177,7 @@ impl MSDeformAttnPixelDecoder {
             let p = self
                 .pe_layer
                 .forward(h, w, x.device())
+                .to_kind(src.kind())
                 .flatten(2, 3)
                 .transpose(1, 2);
             pos.push(p + self.level_embed.get(l as i64).view([1, 1, c]));
@@ -185,7 +186,9 @@ impl MSDeformAttnPixelDecoder {
         // [B, S, C]
         let mut memory = Tensor::cat(&srcs, 1);
         let lvl_pos = Tensor::cat(&pos, 1).expand([b, -1, -1], false);
-        let reference = reference_points(&shapes, memory.device()).expand([b, -1, -1, -1], false);
+        let reference = reference_points(&shapes, memory.device())
+            .to_kind(memory.kind())
+            .expand([b, -1, -1, -1], false);
         for layer in &self.encoder_layers {
             memory = layer.forward(&memory, &lvl_pos, &reference, &shapes);
         }

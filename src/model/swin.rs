@@ -114,7 +114,7 @@ impl WindowAttention {
             attn = (attn.view([b_ / nw, nw, h, n, n]) + mask.unsqueeze(1).unsqueeze(0))
                 .view([-1, h, n, n]);
         }
-        let attn = attn.softmax(-1, Kind::Float);
+        let attn = attn.softmax(-1, attn.kind());
         // [B_, h, N, d] -> [B_, N, h, d] -> [B_, N, C]
         let out = attn.matmul(&v).transpose(1, 2).reshape([b_, n, c]);
         self.proj.forward(&out)
@@ -309,7 +309,7 @@ impl BasicLayer {
 
     /// Returns (stage output before downsampling, its H, W, downsampled tokens, their H, W).
     pub fn forward(&self, x: &Tensor, h: i64, w: i64) -> (Tensor, Tensor, i64, i64) {
-        let mask = self.shift_mask(h, w, x.device());
+        let mask = self.shift_mask(h, w, x.device()).to_kind(x.kind());
         let mut x = x.shallow_clone();
         for blk in &self.blocks {
             x = blk.forward(&x, h, w, &mask);

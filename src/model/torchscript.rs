@@ -7,6 +7,7 @@ use tch::{CModule, Device, IValue, Tensor};
 pub struct TorchScriptModel {
     module: CModule,
     path: String,
+    device: Device,
 }
 
 impl TorchScriptModel {
@@ -24,6 +25,7 @@ impl TorchScriptModel {
         Ok(TorchScriptModel {
             module,
             path: path.display().to_string(),
+            device,
         })
     }
 }
@@ -63,6 +65,11 @@ impl Backend for TorchScriptModel {
 
     fn describe(&self) -> String {
         format!("torchscript {}", self.path)
+    }
+
+    fn set_kind(&mut self, kind: tch::Kind) -> Result<(), ModelError> {
+        self.module.to(self.device, kind, false);
+        Ok(())
     }
 }
 

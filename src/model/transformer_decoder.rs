@@ -179,6 +179,7 @@ impl MultiScaleMaskedTransformerDecoder {
             pos.push(
                 self.pe_layer
                     .forward(h, w, xi.device())
+                    .to_kind(xi.kind())
                     .flatten(2, 3)
                     .transpose(1, 2),
             );

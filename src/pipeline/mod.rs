@@ -17,7 +17,7 @@ pub mod write;
 
 use crate::dataset::{self, DatasetError, Item};
 use crate::exit::ExitCode;
-use crate::job::{DeviceChoice, Job};
+use crate::job::{CheckpointFormat, DeviceChoice, Job, Precision, Runtime};
 use crate::model::{self, ModelError};
 use crate::output::manifest::{
     self, CheckpointInfo, Counts, ItemRecord, ItemStatus, Manifest, Numerics, Program, RunStatus,
@@ -226,6 +226,9 @@ pub fn device_name(d: Device) -> String {
 /// file's SHA-256 for the manifest.
 pub fn resolve_checkpoint(job: &Job) -> Result<(Job, String), RunError> {
     let ck = &job.checkpoint;
+    if ck.format == CheckpointFormat::Random {
+        return Ok((job.clone(), format!("random-seed-{}", model::RANDOM_SEED)));
+    }
     let path = model::fetch::resolve(&ck.path, ck.url.as_deref(), None)?;
     let file = if path.is_dir() {
         path.join("model.safetensors")
@@ -314,7 +317,11 @@ fn reusable_records(
 /// The parts of a job that change output bytes: everything but `runtime` and the two roots.
 fn job_identity(job: &Job) -> Job {
     let mut j = job.clone();
-    j.runtime = Default::default();
+    // Only the precision of the runtime settings changes the scores materially.
+    j.runtime = Runtime {
+        precision: job.runtime.precision,
+        ..Default::default()
+    };
     j.output.root = PathBuf::new();
     j.dataset.root = PathBuf::new();
     j
@@ -479,8 +486,8 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
             device: device_name(device),
             model: model_desc,
             numerics: Numerics {
-                precision: "fp32".into(),
-                tf32: false,
+                precision: job.runtime.precision.to_string(),
+                tf32: job.runtime.precision == Precision::Tf32 && device != Device::Cpu,
                 deterministic: device == Device::Cpu,
             },
             checkpoint: CheckpointInfo {

@@ -1,0 +1,256 @@
+//! Helpers of `scripts/gpu-check.sh`:
+//!
+//! * `gpu_check devices [--require-cuda]`: whether libtorch's CUDA half loaded and sees a GPU
+//!   (exit 3 with `--require-cuda` when not).
+//! * `gpu_check images --dir D [--count 4] [--width 512] [--height 256]`: demo road scenes (PNG).
+//! * `gpu_check compare A B [--tol 1e-4]`: max abs difference of the score maps (HDF5 / npy) under
+//!   folder A and the same files under B (exit 1 above the tolerance or when a file is missing).
+//! * `gpu_check forward [--preset NAME] [--device cpu|cuda] [--height 1024 --width 2048] [--reps 5]
+//!   [--precisions fp32,tf32,bf16,fp16] [--out FILE.json]`: forward-only images/s per precision,
+//!   seeded random weights (`--preset tiny` for the small test configuration).
+
+use maskomaly::job::{CheckpointFormat, DeviceChoice, Job, Precision};
+use maskomaly::pipeline::{device_name, resolve_device};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+fn arg(args: &[String], name: &str, default: &str) -> String {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn main() {
+    // Before anything asks libtorch about CUDA.
+    let cuda = maskomaly::cuda::preload();
+    let args: Vec<String> = std::env::args().collect();
+    let code = match args.get(1).map(String::as_str) {
+        Some("devices") => devices(&args, cuda),
+        Some("images") => images(&args),
+        Some("compare") => compare(&args),
+        Some("forward") => forward(&args),
+        _ => {
+            eprintln!(
+                "usage: gpu_check devices|images|compare|forward ... (see the source header)"
+            );
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn devices(args: &[String], cuda: Result<PathBuf, String>) -> i32 {
+    match &cuda {
+        Ok(p) => println!("libtorch_cuda: loaded from {}", p.display()),
+        Err(e) => println!("libtorch_cuda: not loaded ({e})"),
+    }
+    let available = tch::Cuda::is_available();
+    println!("cuda available: {available}");
+    println!("cuda devices: {}", tch::Cuda::device_count());
+    println!("cudnn available: {}", tch::Cuda::cudnn_is_available());
+    if args.iter().any(|a| a == "--require-cuda") && !available {
+        eprintln!("error: libtorch sees no CUDA device");
+        return 3;
+    }
+    0
+}
+
+fn images(args: &[String]) -> i32 {
+    let dir = PathBuf::from(arg(args, "--dir", "images"));
+    let n: usize = arg(args, "--count", "4").parse().unwrap();
+    let w: usize = arg(args, "--width", "512").parse().unwrap();
+    let h: usize = arg(args, "--height", "256").parse().unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..n {
+        let p = dir.join(format!("img{i:05}.png"));
+        maskomaly::demo::save_rgb(&maskomaly::demo::road_scene(w, h, i as u32), &p).unwrap();
+    }
+    println!("{n} images {w}x{h} in {}", dir.display());
+    0
+}
+
+/// Score-map files under `dir`, relative to it, sorted.
+fn score_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walk(dir)
+        .into_iter()
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            name.ends_with(".hdf5") || name.ends_with(".h5") || name.ends_with("_anomaly.npy")
+        })
+        .map(|p| p.strip_prefix(dir).unwrap().to_path_buf())
+        .collect();
+    v.sort();
+    v
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn compare(args: &[String]) -> i32 {
+    let (Some(a), Some(b)) = (args.get(2), args.get(3)) else {
+        eprintln!("usage: gpu_check compare A B [--tol 1e-4]");
+        return 2;
+    };
+    let tol: f64 = arg(args, "--tol", "1e-4").parse().unwrap();
+    let (a, b) = (Path::new(a), Path::new(b));
+    let files = score_files(a);
+    if files.is_empty() {
+        eprintln!("error: no score maps under {}", a.display());
+        return 1;
+    }
+    let mut worst = 0f64;
+    let mut bad = false;
+    for rel in &files {
+        let pa = predictions(&a.join(rel));
+        let pb = predictions(&b.join(rel));
+        match (pa, pb) {
+            (Ok(x), Ok(y)) if (x.width, x.height) == (y.width, y.height) => {
+                let d = x
+                    .scores
+                    .iter()
+                    .zip(&y.scores)
+                    .map(|(p, q)| (*p as f64 - *q as f64).abs())
+                    .fold(0f64, f64::max);
+                println!("{}: max abs diff {d:.3e}", rel.display());
+                worst = worst.max(d);
+            }
+            (Ok(x), Ok(y)) => {
+                println!(
+                    "{}: sizes differ ({}x{} vs {}x{})",
+                    rel.display(),
+                    x.width,
+                    x.height,
+                    y.width,
+                    y.height
+                );
+                bad = true;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                println!("{}: {e}", rel.display());
+                bad = true;
+            }
+        }
+    }
+    let ok = !bad && worst <= tol;
+    println!(
+        "{} score maps, max abs diff {worst:.3e} (tolerance {tol:e}): {}",
+        files.len(),
+        if ok { "PASS" } else { "FAIL" }
+    );
+    if ok {
+        0
+    } else {
+        1
+    }
+}
+
+fn predictions(p: &Path) -> Result<maskomaly::eval::predictions::Prediction, String> {
+    maskomaly::eval::predictions::read(p).map_err(|e| e.to_string())
+}
+
+fn forward(args: &[String]) -> i32 {
+    let preset = arg(
+        args,
+        "--preset",
+        "mask2former_swin_large_cityscapes_semantic",
+    );
+    let choice = match arg(args, "--device", "cuda").as_str() {
+        "cpu" => DeviceChoice::Cpu,
+        "cuda" => DeviceChoice::Cuda,
+        other => {
+            eprintln!("error: --device must be cpu or cuda, not {other}");
+            return 2;
+        }
+    };
+    let h: i64 = arg(args, "--height", "1024").parse().unwrap();
+    let w: i64 = arg(args, "--width", "2048").parse().unwrap();
+    let reps: usize = arg(args, "--reps", "5").parse().unwrap();
+    let precisions: Vec<Precision> = arg(args, "--precisions", "fp32,tf32,bf16,fp16")
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let device = match resolve_device(choice) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 3;
+        }
+    };
+    let sync = || {
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    let mut job = Job::default();
+    job.model.preset = Some(preset.clone());
+    job.checkpoint.format = CheckpointFormat::Random;
+    job.checkpoint.url = None;
+    let _g = tch::no_grad_guard();
+    let x = Tensor::randn([1, 3, h, w], (Kind::Float, device));
+    println!(
+        "Forward only: {preset} (random weights), input {h}x{w}, {}, {reps} timed passes after 1 warm-up",
+        device_name(device)
+    );
+    println!("| precision | images/s | seconds per image |");
+    println!("| --- | --- | --- |");
+    let mut rows = Vec::new();
+    for p in precisions {
+        job.runtime.precision = p;
+        let row = match maskomaly::model::load(&job, device) {
+            Ok(m) => {
+                let timed = (|| -> Result<f64, maskomaly::model::ModelError> {
+                    m.forward(&x)?;
+                    sync();
+                    let t0 = Instant::now();
+                    for _ in 0..reps {
+                        m.forward(&x)?;
+                    }
+                    sync();
+                    Ok(t0.elapsed().as_secs_f64() / reps as f64)
+                })();
+                match timed {
+                    Ok(s) => {
+                        println!("| {p} | {:.3} | {s:.4} |", 1.0 / s);
+                        serde_json::json!({"precision": p, "available": true,
+                            "images_per_s": 1.0 / s, "seconds_per_image": s})
+                    }
+                    Err(e) => {
+                        println!("| {p} | failed | |");
+                        serde_json::json!({"precision": p, "available": false, "error": e.to_string()})
+                    }
+                }
+            }
+            Err(e) => {
+                println!("| {p} | not available | |");
+                eprintln!("{p}: {e}");
+                serde_json::json!({"precision": p, "available": false, "error": e.to_string()})
+            }
+        };
+        rows.push(row);
+    }
+    let json = serde_json::json!({"benchmark": "forward", "preset": preset, "height": h, "width": w,
+        "device": device_name(device), "reps": reps, "modes": rows});
+    let out = arg(args, "--out", "");
+    if !out.is_empty() {
+        if let Some(d) = Path::new(&out).parent() {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(&out, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    }
+    0
+}
