@@ -45,8 +45,10 @@ bench: setup
 	PYTHONPATH=.deps/pybench ./target/release/examples/bench_scoring --out target/bench
 	PYTHONPATH=.deps/pybench python3 scripts/bench_metrics.py --bin target/release/examples/bench_metrics --out target/bench/metrics.json
 	./target/release/examples/bench_pipeline --out target/bench
+	./target/release/examples/bench_pipeline --preset mask2former_swin_large_cityscapes_semantic --images 20 --width 256 --height 128 --min-size 128 --rss-images 0 --tag pipeline-swin-large --out target/bench
 	PYTHONPATH=.deps/pybench-model ./target/release/examples/bench_model --out target/bench --dir target/bench/model
 	./target/release/examples/bench_precision --out target/bench
+	./target/release/examples/bench_precision --preset --images 4 --width 256 --height 128 --out target/bench/swin-large
 
 # Stripped release binaries + HDF5 libraries for scripts/gpu-check.sh on a GPU machine (< 64 MiB).
 gpu-bundle: setup

@@ -4,7 +4,11 @@
 //! at `--rss-images` small images (it must be flat: memory is bounded by the queues, not the input).
 //!
 //! `cargo run --release --example bench_pipeline -- [--images 200] [--width 1024 --height 512]
-//!  [--checkpoint tests/fixtures/tiny_maskformer.pt] [--rss-images 1000] [--out target/bench]`
+//!  [--checkpoint tests/fixtures/tiny_maskformer.pt | --preset NAME] [--min-size 1024]
+//!  [--rss-images 1000 (0: skip)] [--out target/bench] [--tag pipeline]`
+//!
+//! `--preset` runs that architecture with seeded random weights instead of a checkpoint file;
+//! `--min-size` sets the shortest-edge resize (the longest edge is capped at twice it).
 
 use maskomaly::demo::{road_scene, save_rgb};
 use maskomaly::job::{DeviceChoice, Job};
@@ -72,6 +76,13 @@ fn main() {
         "--checkpoint",
         "tests/fixtures/tiny_maskformer.pt",
     ));
+    let preset = args
+        .iter()
+        .position(|a| a == "--preset")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let min_size: u32 = arg(&args, "--min-size", "1024").parse().unwrap();
+    let tag = arg(&args, "--tag", "pipeline");
     let out = PathBuf::from(arg(&args, "--out", "target/bench"));
     std::fs::create_dir_all(&out).unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -87,8 +98,18 @@ fn main() {
     if let Some(f) = maskomaly::job::CheckpointFormat::guess(&ckpt) {
         job.checkpoint.format = f;
     }
+    if let Some(p) = &preset {
+        job.model.preset = Some(p.clone());
+        job.checkpoint.format = maskomaly::job::CheckpointFormat::Random;
+    }
+    job.preprocess.min_size = min_size;
+    job.preprocess.max_size = 2 * min_size;
     job.runtime.device = DeviceChoice::Cpu;
     job.runtime.decode_workers = 0;
+    let model_name = match &preset {
+        Some(p) => format!("{p} (random weights)"),
+        None => ckpt.display().to_string(),
+    };
 
     // Ceiling: forward only, on a preprocessed image, same model and device.
     let img = maskomaly::preprocess::decode_file(
@@ -123,7 +144,7 @@ fn main() {
         "Pipeline: {n} images {w}x{h} (input {}x{} padded), model {}, CPU, {} torch threads",
         prepared.padded.1,
         prepared.padded.0,
-        ckpt.display(),
+        model_name,
         tch::get_num_threads()
     );
     println!("| measure | images/s | ratio |");
@@ -157,7 +178,8 @@ fn main() {
         .unwrap()
         .join("maskomaly");
     let mut rss = Vec::new();
-    for count in [10, rss_n] {
+    let counts: &[usize] = if rss_n == 0 { &[] } else { &[10, rss_n] };
+    for &count in counts {
         let dir = work.path().join(format!("rss{count}"));
         std::fs::create_dir_all(&dir).unwrap();
         make_images(&dir, count, 320, 240);
@@ -173,18 +195,19 @@ fn main() {
             hwm as f64 / 1024.0,
             anon as f64 / 1024.0
         );
-        rss.push((hwm, anon));
+        rss.push((count, hwm, anon));
     }
     let json = serde_json::json!({
-        "benchmark": "pipeline", "images": n, "width": w, "height": h, "checkpoint": ckpt,
+        "benchmark": "pipeline", "images": n, "width": w, "height": h, "model": model_name,
+        "network_input": [prepared.padded.0, prepared.padded.1],
         "forward_only_images_per_s": ceiling, "run_images_per_s": throughput, "ratio": throughput / ceiling,
         "stage_busy_s": stages.iter().zip(summary.stage_busy_s).map(|(s, b)| (s.to_string(), b)).collect::<std::collections::BTreeMap<_, _>>(),
         "queue_mean": queues.iter().zip(summary.queue_mean).map(|(s, b)| (s.to_string(), b)).collect::<std::collections::BTreeMap<_, _>>(),
-        "peak_vmhwm_kib": {"10": rss[0].0, rss_n.to_string(): rss[1].0},
-        "peak_rss_anon_kib": {"10": rss[0].1, rss_n.to_string(): rss[1].1},
+        "peak_vmhwm_kib": rss.iter().map(|r| (r.0.to_string(), r.1)).collect::<std::collections::BTreeMap<_, _>>(),
+        "peak_rss_anon_kib": rss.iter().map(|r| (r.0.to_string(), r.2)).collect::<std::collections::BTreeMap<_, _>>(),
     });
     std::fs::write(
-        out.join("pipeline.json"),
+        out.join(format!("{tag}.json")),
         serde_json::to_string_pretty(&json).unwrap(),
     )
     .unwrap();

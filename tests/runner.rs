@@ -140,7 +140,10 @@ fn run_writes_every_output_and_records_failures() {
             .zip(&want)
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
-        assert!(diff <= 1e-6, "{name}: HDF5 differs from the library's score by {diff}");
+        assert!(
+            diff <= 1e-6,
+            "{name}: HDF5 differs from the library's score by {diff}"
+        );
         assert!(got.iter().all(|v| (0.0..=1.0).contains(v)));
         assert!(
             got.iter().any(|&v| v != got[0]),
