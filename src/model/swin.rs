@@ -43,6 +43,7 @@ fn window_partition(x: &Tensor, ws: i64) -> Tensor {
 }
 
 /// The inverse of [`window_partition`]: `[B·nW, ws, ws, C] -> [B, H, W, C]`.
+#[cfg(test)]
 fn window_reverse(windows: &Tensor, ws: i64, h: i64, w: i64) -> Tensor {
     let c = windows.size()[3];
     let b = windows.size()[0] / ((h / ws) * (w / ws));
@@ -85,39 +86,50 @@ impl WindowAttention {
         }
     }
 
-    /// `x [B_, N, C]` (B_ = batch × windows, N = ws²); `mask [nW, N, N]` (0 / −100) or none.
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Tensor {
-        let (b_, n, c) = x.size3().expect("window attention takes [B_, N, C]");
-        let h = self.num_heads;
-        // [B_, N, 3C] -> [B_, N, 3, h, d] -> [3, B_, h, N, d]
-        let qkv = self
-            .qkv
-            .forward(x)
-            .reshape([b_, n, 3, h, c / h])
-            .permute([2, 0, 3, 1, 4]);
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let q = q * self.scale;
-        // [B_, h, N, d] x [B_, h, d, N] -> [B_, h, N, N]
-        let attn = q.matmul(&k.transpose(-2, -1));
+    /// The relative position bias `[h, N, N]` (N = ws²) gathered from the table.
+    fn bias(&self) -> Tensor {
         let n_ws = self.window_size * self.window_size;
         // table[index] : [N·N, h] -> [N, N, h] -> [h, N, N]
-        let bias = self
-            .relative_position_bias_table
+        self.relative_position_bias_table
             .index_select(0, &self.relative_position_index.view([-1]))
             .view([n_ws, n_ws, -1])
             .permute([2, 0, 1])
-            .contiguous();
-        let mut attn = attn + bias.unsqueeze(0);
-        if let Some(mask) = mask {
-            let nw = mask.size()[0];
-            // [B, nW, h, N, N] + [1, nW, 1, N, N] -> [B_, h, N, N]
-            attn = (attn.view([b_ / nw, nw, h, n, n]) + mask.unsqueeze(1).unsqueeze(0))
-                .view([-1, h, n, n]);
-        }
-        let attn = attn.softmax(-1, attn.kind());
+            .contiguous()
+    }
+
+    /// `qkv [B_, N, 3C]` (B_ = batch × windows, N = ws²) already projected; `mask [nW, N, N]`
+    /// (0 / −100) or none. Returns the heads' output `[B_, N, C]` before `proj`.
+    pub fn attend(&self, qkv: &Tensor, mask: Option<&Tensor>) -> Tensor {
+        let (b_, n, c3) = qkv.size3().expect("window attention takes [B_, N, 3C]");
+        let (h, c) = (self.num_heads, c3 / 3);
+        // [B_, N, 3C] -> [B_, N, 3, h, d] -> [3, B_, h, N, d]
+        let qkv = qkv.view([b_, n, 3, h, c / h]).permute([2, 0, 3, 1, 4]);
+        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        // Additive float mask for the fused attention: bias [1, h, N, N], plus the shift mask per
+        // window when shifted ([nW, h, N, N], repeated over the batch).
+        let bias = self.bias().unsqueeze(0);
+        let attn_mask = match mask {
+            Some(mask) => {
+                let nw = mask.size()[0];
+                (bias + mask.unsqueeze(1))
+                    .unsqueeze(0)
+                    .expand([b_ / nw, nw, h, n, n], false)
+                    .reshape([b_, h, n, n])
+            }
+            None => bias,
+        };
+        let out = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            Some(&attn_mask),
+            0.0,
+            false,
+            self.scale,
+            false,
+        );
         // [B_, h, N, d] -> [B_, N, h, d] -> [B_, N, C]
-        let out = attn.matmul(&v).transpose(1, 2).reshape([b_, n, c]);
-        self.proj.forward(&out)
+        out.transpose(1, 2).reshape([b_, n, c])
     }
 }
 
@@ -172,43 +184,81 @@ impl SwinTransformerBlock {
         }
     }
 
-    /// `x [B, H·W, C]`; `attn_mask` is the stage's shift mask (used only by shifted blocks).
-    pub fn forward(&self, x: &Tensor, h: i64, w: i64, attn_mask: &Tensor) -> Tensor {
-        let (b, _, c) = x.size3().expect("swin block takes [B, L, C]");
-        let ws = self.window_size;
-        let shortcut = x;
-        // [B, L, C] -> [B, H, W, C]
-        let x = self.norm1.forward(x).view([b, h, w, c]);
-        let pad_r = (ws - w % ws) % ws;
-        let pad_b = (ws - h % ws) % ws;
-        // Zero tokens on the right/bottom; upstream attends to them (no padding mask).
-        let x = x.constant_pad_nd([0, 0, 0, pad_r, 0, pad_b]);
-        let (hp, wp) = (h + pad_b, w + pad_r);
-        let (shifted, mask) = if self.shift_size > 0 {
-            (
-                x.roll([-self.shift_size, -self.shift_size], [1, 2]),
-                Some(attn_mask),
-            )
-        } else {
-            (x, None)
-        };
-        // [B·nW, ws, ws, C] -> [B·nW, ws², C]
-        let windows = window_partition(&shifted, ws).view([-1, ws * ws, c]);
-        let attn_windows = self.attn.forward(&windows, mask).view([-1, ws, ws, c]);
-        let shifted = window_reverse(&attn_windows, ws, hp, wp);
-        let x = if self.shift_size > 0 {
-            shifted.roll([self.shift_size, self.shift_size], [1, 2])
-        } else {
-            shifted
-        };
-        // Crop the padding: [B, Hp, Wp, C] -> [B, H, W, C] -> [B, L, C]
-        let x = x
-            .narrow(1, 0, h)
-            .narrow(2, 0, w)
-            .contiguous()
-            .view([b, h * w, c]);
-        let x = shortcut + x;
+    /// `x [B, H·W, C]`; `layout` is the stage's window layout for this block's shift.
+    ///
+    /// Equivalent to pad → roll → window partition → attention → reverse → roll back → crop, with
+    /// the three copies on each side replaced by one row gather, and `qkv` / `proj` evaluated on
+    /// real tokens only: a zero padding token projects to the `qkv` bias (one extra row stands in
+    /// for all of them), and `proj` acts per token so the cropped tokens need none.
+    pub fn forward(&self, x: &Tensor, layout: &WindowLayout) -> Tensor {
+        let (b, l, c) = x.size3().expect("swin block takes [B, L, C]");
+        let xn = self.norm1.forward(x);
+        // [B, L, C] + one zero token -> [B, L+1, 3C] -> [B·(L+1), 3C]
+        let zero = Tensor::zeros([b, 1, c], (xn.kind(), xn.device()));
+        let qkv = self
+            .attn
+            .qkv
+            .forward(&Tensor::cat(&[xn, zero], 1))
+            .view([b * (l + 1), 3 * c]);
+        let n = self.window_size * self.window_size;
+        // [B·nW·N, 3C] -> [B·nW, N, 3C]
+        let windows = qkv.index_select(0, &layout.gather).view([-1, n, 3 * c]);
+        let out = self.attn.attend(&windows, layout.mask.as_ref());
+        // [B·nW·N, C] -> [B·L, C] -> [B, L, C]
+        let out = out
+            .view([-1, c])
+            .index_select(0, &layout.scatter)
+            .view([b, l, c]);
+        let x = x + self.attn.proj.forward(&out);
         &x + self.mlp.forward(&self.norm2.forward(&x))
+    }
+}
+
+/// Where each window token of one block comes from (`gather`: a row of `[B·(L+1), ·]`, row `L`
+/// of each image being the padding token) and where each real token ends up (`scatter`: a row
+/// of `[B·nW·N, ·]`), for the padded, cyclically shifted map; plus the shift mask if shifted.
+#[derive(Debug)]
+pub struct WindowLayout {
+    gather: Tensor,
+    scatter: Tensor,
+    mask: Option<Tensor>,
+}
+
+impl WindowLayout {
+    fn new(b: i64, h: i64, w: i64, ws: i64, shift: i64, mask: Option<Tensor>, dev: Device) -> Self {
+        let hp = (h + ws - 1) / ws * ws;
+        let wp = (w + ws - 1) / ws * ws;
+        let (nwx, n, l) = (wp / ws, ws * ws, h * w);
+        let nw = (hp / ws) * nwx;
+        let mut gather = Vec::with_capacity((b * nw * n) as usize);
+        for bi in 0..b {
+            for win in 0..nw {
+                for pos in 0..n {
+                    // Window coordinate in the shifted map; `roll(-s)` reads (y + s, x + s).
+                    let y = (win / nwx) * ws + pos / ws;
+                    let x = (win % nwx) * ws + pos % ws;
+                    let (py, px) = ((y + shift) % hp, (x + shift) % wp);
+                    let t = if py < h && px < w { py * w + px } else { l };
+                    gather.push(bi * (l + 1) + t);
+                }
+            }
+        }
+        let mut scatter = Vec::with_capacity((b * l) as usize);
+        for bi in 0..b {
+            for py in 0..h {
+                for px in 0..w {
+                    let y = (py - shift).rem_euclid(hp);
+                    let x = (px - shift).rem_euclid(wp);
+                    let win = (y / ws) * nwx + x / ws;
+                    scatter.push((bi * nw + win) * n + (y % ws) * ws + x % ws);
+                }
+            }
+        }
+        WindowLayout {
+            gather: Tensor::from_slice(&gather).to_device(dev),
+            scatter: Tensor::from_slice(&scatter).to_device(dev),
+            mask,
+        }
     }
 }
 
@@ -309,10 +359,14 @@ impl BasicLayer {
 
     /// Returns (stage output before downsampling, its H, W, downsampled tokens, their H, W).
     pub fn forward(&self, x: &Tensor, h: i64, w: i64) -> (Tensor, Tensor, i64, i64) {
-        let mask = self.shift_mask(h, w, x.device()).to_kind(x.kind());
+        let (b, dev, ws) = (x.size()[0], x.device(), self.window_size);
+        let mask = self.shift_mask(h, w, dev).to_kind(x.kind());
+        let plain = WindowLayout::new(b, h, w, ws, 0, None, dev);
+        let shifted = WindowLayout::new(b, h, w, ws, self.shift_size, Some(mask), dev);
         let mut x = x.shallow_clone();
         for blk in &self.blocks {
-            x = blk.forward(&x, h, w, &mask);
+            let layout = if blk.shift_size > 0 { &shifted } else { &plain };
+            x = blk.forward(&x, layout);
         }
         match &self.downsample {
             Some(ds) => {
