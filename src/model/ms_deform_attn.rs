@@ -1,14 +1,14 @@
 //! Multi-scale deformable attention, `MSDeformAttn` from
 //! `facebookresearch/Mask2Former: mask2former/modeling/pixel_decoder/ops/modules/ms_deform_attn.py`,
-//! computed as upstream's pure-PyTorch `ms_deform_attn_core_pytorch`
-//! (`ops/functions/ms_deform_attn_func.py`): bilinear `grid_sample` with zero padding and
-//! `align_corners=False`, which is mathematically the CUDA kernel's sampling rule.
+//! computing what upstream's pure-PyTorch `ms_deform_attn_core_pytorch`
+//! (`ops/functions/ms_deform_attn_func.py`) computes: bilinear sampling with zero padding and
+//! `align_corners=False` (the CUDA kernel's rule), weighted by the attention weights.
 //!
 //! Weights: `sampling_offsets`, `attention_weights`, `value_proj`, `output_proj`.
 
 use super::layers::linear;
 use tch::nn::{self, Module};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 #[derive(Debug)]
 pub struct MSDeformAttn {
@@ -92,52 +92,91 @@ impl MSDeformAttn {
     }
 }
 
-/// `ms_deform_attn_core_pytorch`: `value [N, S, M, D]`, `sampling_locations [N, Lq, M, L, P, 2]`,
-/// `attention_weights [N, Lq, M, L, P]` -> `[N, Lq, M·D]`.
+/// `ms_deform_attn_core_pytorch` evaluated as one weighted row gather: `value [N, S, M, D]`,
+/// `sampling_locations [N, Lq, M, L, P, 2]`, `attention_weights [N, Lq, M, L, P]` -> `[N, Lq, M·D]`.
+///
+/// Bilinear sampling with zero padding and `align_corners=False` reads the four neighbours of
+/// `(x·W − 0.5, y·H − 0.5)`; each neighbour's weight (bilinear × attention, 0 outside the map) and
+/// row of `value` go to `embedding_bag`, which sums `L·P·4` weighted rows per (query, head) without
+/// materialising the samples.
 pub fn ms_deform_attn_core(
     value: &Tensor,
     spatial_shapes: &[(i64, i64)],
     sampling_locations: &Tensor,
     attention_weights: &Tensor,
 ) -> Tensor {
-    let (n, _, m, d) = value.size4().expect("value is [N, S, M, D]");
+    let (n, s, m, d) = value.size4().expect("value is [N, S, M, D]");
     let sz = sampling_locations.size();
     let (lq, l, p) = (sz[1], sz[3], sz[4]);
-    let sizes: Vec<i64> = spatial_shapes.iter().map(|&(h, w)| h * w).collect();
-    let values = value.split_with_sizes(sizes.as_slice(), 1);
-    // grid_sample works in [-1, 1].
-    let grids = sampling_locations * 2.0 - 1.0;
-    let mut sampled = Vec::with_capacity(spatial_shapes.len());
-    for (lid, &(h, w)) in spatial_shapes.iter().enumerate() {
-        // [N, H·W, M, D] -> [N, H·W, M·D] -> [N, M·D, H·W] -> [N·M, D, H, W]
-        let v = values[lid]
-            .flatten(2, 3)
-            .transpose(1, 2)
-            .reshape([n * m, d, h, w]);
-        // [N, Lq, M, P, 2] -> [N, M, Lq, P, 2] -> [N·M, Lq, P, 2]
-        let g = grids.select(3, lid as i64).transpose(1, 2).flatten(0, 1);
-        // bilinear, zero padding, align_corners=False -> [N·M, D, Lq, P]
-        sampled.push(Tensor::grid_sampler(&v, &g, 0, 0, false));
+    let dev = value.device();
+    let mut start = Vec::with_capacity(spatial_shapes.len());
+    let mut acc = 0;
+    for &(h, w) in spatial_shapes {
+        start.push(acc);
+        acc += h * w;
     }
-    // [N, Lq, M, L, P] -> [N, M, Lq, L, P] -> [N·M, 1, Lq, L·P]
-    let a = attention_weights
-        .transpose(1, 2)
-        .reshape([n * m, 1, lq, l * p]);
-    // stack: [N·M, D, Lq, L, P] -> [N·M, D, Lq, L·P]; weighted sum -> [N·M, D, Lq] -> [N, M·D, Lq]
-    let out = (Tensor::stack(&sampled, -2).flatten(-2, -1) * a)
-        .sum_dim_intlist(-1, false, value.kind())
-        .view([n, m * d, lq]);
-    // [N, M·D, Lq] -> [N, Lq, M·D]
-    out.transpose(1, 2).contiguous()
+    let per_level = |v: Vec<i64>, kind: Kind| {
+        Tensor::from_slice(&v)
+            .to_kind(kind)
+            .view([1, 1, 1, l, 1])
+            .to_device(dev)
+    };
+    let ws: Vec<i64> = spatial_shapes.iter().map(|&(_, w)| w).collect();
+    let hs: Vec<i64> = spatial_shapes.iter().map(|&(h, _)| h).collect();
+    let kind = value.kind();
+    let (wf, hf) = (per_level(ws.clone(), kind), per_level(hs.clone(), kind));
+    let (wi, hi) = (per_level(ws, Kind::Int64), per_level(hs, Kind::Int64));
+    let first = per_level(start, Kind::Int64);
+    // Pixel coordinates, [N, Lq, M, L, P].
+    let x = sampling_locations.select(-1, 0) * &wf - 0.5;
+    let y = sampling_locations.select(-1, 1) * &hf - 0.5;
+    let (x0, y0) = (x.floor(), y.floor());
+    let (fx, fy) = (&x - &x0, &y - &y0);
+    let (x0, y0) = (x0.to_kind(Kind::Int64), y0.to_kind(Kind::Int64));
+    // Row (n, s, m) of `value` viewed as [N·S·M, D]: base for (n, m) plus s·M.
+    let nm = (Tensor::arange(n, (Kind::Int64, dev)).view([n, 1, 1, 1, 1]) * (s * m))
+        + Tensor::arange(m, (Kind::Int64, dev)).view([1, 1, m, 1, 1]);
+    let mut idx = Vec::with_capacity(4);
+    let mut wts = Vec::with_capacity(4);
+    for (dy, wy) in [(0i64, 1.0 - &fy), (1, fy.shallow_clone())] {
+        for (dx, wx) in [(0i64, 1.0 - &fx), (1, fx.shallow_clone())] {
+            let (xx, yy) = (&x0 + dx, &y0 + dy);
+            let inside = xx
+                .ge(0)
+                .logical_and(&xx.lt_tensor(&wi))
+                .logical_and(&yy.ge(0))
+                .logical_and(&yy.lt_tensor(&hi));
+            let s_idx = (&first + &yy * &wi + &xx) * inside.to_kind(Kind::Int64);
+            idx.push(&nm + s_idx * m);
+            wts.push(attention_weights * &wy * &wx * inside.to_kind(kind));
+        }
+    }
+    // [N, Lq, M, L, P, 4] -> one bag of L·P·4 rows per (n, q, m)
+    let idx = Tensor::stack(&idx, -1).view([-1]);
+    let wts = Tensor::stack(&wts, -1).view([-1]);
+    let bag = l * p * 4;
+    let offsets = Tensor::arange_start_step(0, n * lq * m * bag, bag, (Kind::Int64, dev));
+    let (out, _, _, _) = Tensor::embedding_bag(
+        &value.reshape([n * s * m, d]),
+        &idx,
+        &offsets,
+        false,
+        0,
+        false,
+        Some(&wts),
+        false,
+    );
+    // [N·Lq·M, D] -> [N, Lq, M·D]
+    out.view([n, lq, m * d])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{Device, Kind};
+    use tch::Device;
 
     /// Direct evaluation of the CUDA kernel's rule (`h_im = y·H − 0.5`, corners outside the map
-    /// count as zero) on a small case, against the grid_sample formulation.
+    /// count as zero) on a small case, against the gather formulation.
     #[test]
     fn core_matches_the_kernel_rule() {
         let opts = (Kind::Float, Device::Cpu);
