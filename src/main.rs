@@ -11,20 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
-/// Large per-image buffers (input tensors, mask logits) are allocated on one thread and freed on
-/// another. glibc raises its mmap threshold after the first such free and then serves them from
-/// per-thread heaps, which fragment and grow over a long run; a fixed threshold keeps every buffer of
-/// 1 MiB or more in its own mapping, returned to the system when freed.
-fn fix_malloc_threshold() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
-}
-
 fn main() {
-    fix_malloc_threshold();
+    maskomaly::tune_allocator();
     // Before anything asks libtorch about CUDA.
     let cuda = maskomaly::cuda::preload();
     let cli = match Cli::try_parse() {
