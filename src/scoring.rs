@@ -376,7 +376,7 @@ pub fn sigmoid_row(x: &[f32], out: &mut [f32]) {
         p = p * r + 8.333_452e-3;
         p = p * r + 4.166_579_6e-2;
         p = p * r + 1.666_666_5e-1;
-        p = p * r + 5.000_000_1e-1;
+        p = p * r + 0.5;
         let e = p * r * r + r + 1.0;
         let e = e * f32::from_bits(((ni + 127) as u32) << 23);
         *o = 1.0 / (1.0 + e);
