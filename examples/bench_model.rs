@@ -5,18 +5,13 @@
 //! `cargo run --release --example bench_model -- [--python python3] [--height 256 --width 512]
 //!  [--threads 2] [--reps 3] [--dir target/bench/model] [--out target/bench]`
 
+mod common;
+use common::arg;
+
 use maskomaly::job::{CheckpointFormat, DeviceChoice, Job};
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
-
-fn arg(args: &[String], name: &str, default: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.into())
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -10,31 +10,17 @@
 //! `--preset` runs that architecture with seeded random weights instead of a checkpoint file;
 //! `--min-size` sets the shortest-edge resize (the longest edge is capped at twice it).
 
-use maskomaly::demo::{road_scene, save_rgb};
+mod common;
+use common::arg;
+use common::make_images;
+
 use maskomaly::job::{DeviceChoice, Job};
 use maskomaly::pipeline::{self, RunOptions};
 use maskomaly::preprocess::prepare;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn arg(args: &[String], name: &str, default: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_string())
-}
-
-fn make_images(dir: &Path, n: usize, w: usize, h: usize) {
-    for i in 0..n {
-        let p = dir.join(format!("img{i:05}.jpg"));
-        if !p.exists() {
-            save_rgb(&road_scene(w, h, i as u32), &p).expect("write image");
-        }
-    }
-}
 
 /// Peak resident memory of a child process, polled until it exits: (VmHWM, peak RssAnon) in KiB.
 /// VmHWM includes the pages of the shared libraries it touched (libtorch alone is hundreds of MiB
@@ -89,7 +75,7 @@ fn main() {
     let work = tempfile::tempdir().unwrap();
     let input = work.path().join("in");
     std::fs::create_dir_all(&input).unwrap();
-    make_images(&input, n, w, h);
+    make_images(&input, n, w, h, "jpg");
 
     let mut job = Job::default();
     job.dataset.root = input.clone();
@@ -207,7 +193,7 @@ fn main() {
     for &count in counts {
         let dir = work.path().join(format!("rss{count}"));
         std::fs::create_dir_all(&dir).unwrap();
-        make_images(&dir, count, 320, 240);
+        make_images(&dir, count, 320, 240, "jpg");
         let mut cmd = std::process::Command::new(&exe);
         cmd.args(["-q", "run", "--input"])
             .arg(&dir)

@@ -9,22 +9,18 @@
 //! Default model: the tiny native test configuration (`tests/fixtures/model/tiny_d2.pkl`).
 //! `--preset` builds a named preset (default the Swin-L Cityscapes one) with seeded random weights.
 
-use maskomaly::demo::{road_scene, road_scene_labels, save_rgb};
+mod common;
+use common::arg;
+use common::make_images;
+
+use maskomaly::demo::road_scene_labels;
 use maskomaly::eval::metrics::{Histogram, HistogramAccumulator};
 use maskomaly::eval::predictions;
 use maskomaly::job::{CheckpointFormat, DeviceChoice, Job, Precision};
 use maskomaly::pipeline::{self, RunOptions};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-
-fn arg(args: &[String], name: &str, default: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_string())
-}
 
 /// `--preset` alone means the published Swin-L preset; `--preset NAME` names one.
 fn preset_arg(args: &[String]) -> Option<String> {
@@ -33,17 +29,6 @@ fn preset_arg(args: &[String]) -> Option<String> {
         Some(v) if !v.starts_with("--") => v.clone(),
         _ => "mask2former_swin_large_cityscapes_semantic".into(),
     })
-}
-
-fn make_images(dir: &Path, n: usize, w: usize, h: usize) {
-    std::fs::create_dir_all(dir).unwrap();
-    for i in 0..n {
-        // PNG: lossless, so the labels match the pixels exactly.
-        let p = dir.join(format!("img{i:05}.png"));
-        if !p.exists() {
-            save_rgb(&road_scene(w, h, i as u32), &p).expect("write image");
-        }
-    }
 }
 
 /// One mode's outcome: score maps per image and images/s, or why it did not run.
@@ -73,7 +58,8 @@ fn main() {
 
     let work = tempfile::tempdir().unwrap();
     let input = work.path().join("in");
-    make_images(&input, n, w, h);
+    // PNG: lossless, so the labels match the pixels exactly.
+    make_images(&input, n, w, h, "png");
 
     let mut job = Job::default();
     job.dataset.root = input.clone();

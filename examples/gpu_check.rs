@@ -9,19 +9,14 @@
 //!   [--precisions fp32,tf32,bf16,fp16] [--out FILE.json]`: forward-only images/s per precision,
 //!   seeded random weights (`--preset tiny` for the small test configuration).
 
+mod common;
+use common::arg;
+
 use maskomaly::job::{CheckpointFormat, DeviceChoice, Job, Precision};
 use maskomaly::pipeline::{device_name, resolve_device};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
-
-fn arg(args: &[String], name: &str, default: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_string())
-}
 
 fn main() {
     // Before anything asks libtorch about CUDA.
