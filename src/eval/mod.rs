@@ -408,3 +408,20 @@ fn progress_bar(len: u64, enabled: bool) -> indicatif::ProgressBar {
 
 #[cfg(test)]
 mod tests;
+
+/// One frame of a metric fixture (`tests/fixtures/metrics/*.json`): scores, ground truth, ignore.
+#[cfg(test)]
+pub(crate) fn fixture_frame(f: &serde_json::Value) -> (Vec<f32>, Vec<u8>, Vec<u8>) {
+    let v = |k: &str| -> Vec<f64> {
+        f[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    (
+        v("score").into_iter().map(|x| x as f32).collect(),
+        v("gt").into_iter().map(|x| x as u8).collect(),
+        v("ignore").into_iter().map(|x| x as u8).collect(),
+    )
+}

@@ -348,16 +348,7 @@ mod fixture_tests {
             };
             let mut acc = BinnedAccumulator::new();
             for f in case["frames"].as_array().unwrap() {
-                let v = |k: &str| {
-                    f[k].as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|x| x.as_f64().unwrap())
-                        .collect::<Vec<_>>()
-                };
-                let s: Vec<f32> = v("score").into_iter().map(|x| x as f32).collect();
-                let g: Vec<u8> = v("gt").into_iter().map(|x| x as u8).collect();
-                let i: Vec<u8> = v("ignore").into_iter().map(|x| x as u8).collect();
+                let (s, g, i) = crate::eval::fixture_frame(f);
                 acc.push(&Histogram::from_pixels(&s, &g, Some(&i)).unwrap(), dtype);
             }
             let m = acc.finish().unwrap();
