@@ -230,6 +230,9 @@ mod tests {
             println!("{p}: max abs diff logits {dl:.3e} (max |fp32| {sl:.3}), masks {dm:.3e} (max |fp32| {sm:.3})");
             assert!(dl <= tolerance(p) * sl, "{p} pred_logits");
             assert!(dm <= tolerance(p) * sm, "{p} pred_masks");
+            // The reduced modes really ran in their dtype: their outputs are not fp32's.
+            let reduced = matches!(p, Precision::Bf16 | Precision::Fp16);
+            assert_eq!(dl > 0.0 && dm > 0.0, reduced, "{p} ran in float32");
         }
     }
 
@@ -279,6 +282,9 @@ mod tests {
             let sm = reference.pred_masks.abs().max().double_value(&[]);
             assert!(dl <= tolerance(p) * sl, "{p} pred_logits");
             assert!(dm <= tolerance(p) * sm, "{p} pred_masks");
+            // The reduced modes really ran in their dtype: their outputs are not fp32's.
+            let reduced = matches!(p, Precision::Bf16 | Precision::Fp16);
+            assert_eq!(dl > 0.0 && dm > 0.0, reduced, "{p} ran in float32");
         }
     }
 }
