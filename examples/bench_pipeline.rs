@@ -142,8 +142,8 @@ fn main() {
         summary.counts.written as f64 / summary.seconds
     };
     let with_startup = summary.counts.written as f64 / summary.seconds;
-    let stages = ["decode", "infer", "score", "write"];
-    let queues = ["work", "decoded", "inferred", "scored"];
+    let stages = maskomaly::pipeline::STAGES;
+    let queues = maskomaly::pipeline::QUEUES;
 
     println!(
         "Pipeline: {n} images {w}x{h} (input {}x{} padded), model {}, CPU, {} torch threads",

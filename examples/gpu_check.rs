@@ -8,6 +8,9 @@
 //! * `gpu_check forward [--preset NAME] [--device cpu|cuda] [--height 1024 --width 2048] [--reps 5]
 //!   [--precisions fp32,tf32,bf16,fp16] [--out FILE.json]`: forward-only images/s per precision,
 //!   seeded random weights (`--preset tiny` for the small test configuration).
+//! * `gpu_check modules [--preset NAME] [--device cuda] [--height 1024 --width 2048] [--reps 3]
+//!   [--precisions fp32,bf16] [--out FILE.json]`: milliseconds per forward in the backbone, the pixel
+//!   decoder and the transformer decoder (device synchronised after each), per precision.
 
 mod common;
 use common::arg;
@@ -27,6 +30,7 @@ fn main() {
         Some("images") => images(&args),
         Some("compare") => compare(&args),
         Some("forward") => forward(&args),
+        Some("modules") => modules(&args),
         _ => {
             eprintln!(
                 "usage: gpu_check devices|images|compare|forward ... (see the source header)"
@@ -245,6 +249,83 @@ fn forward(args: &[String]) -> i32 {
         if let Some(d) = Path::new(&out).parent() {
             std::fs::create_dir_all(d).unwrap();
         }
+        std::fs::write(&out, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    }
+    0
+}
+
+fn modules(args: &[String]) -> i32 {
+    use maskomaly::model::config::Config;
+    use maskomaly::model::native::NativeModel;
+    use maskomaly::model::Backend;
+    let preset = arg(
+        args,
+        "--preset",
+        "mask2former_swin_large_cityscapes_semantic",
+    );
+    let device = match arg(args, "--device", "cuda").as_str() {
+        "cpu" => Device::Cpu,
+        _ => match resolve_device(DeviceChoice::Cuda) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 3;
+            }
+        },
+    };
+    let h: i64 = arg(args, "--height", "1024").parse().unwrap();
+    let w: i64 = arg(args, "--width", "2048").parse().unwrap();
+    let reps: usize = arg(args, "--reps", "3").parse().unwrap();
+    let sync = || {
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    let cfg = Config::preset(&preset).unwrap();
+    let mut m = NativeModel::random(&cfg, device).unwrap();
+    let _g = tch::no_grad_guard();
+    println!("Forward by module: {preset}, input {h}x{w}, {}, mean of {reps} after 1 warm-up", device_name(device));
+    println!("| precision | backbone ms | pixel decoder ms | transformer decoder ms | total ms |");
+    println!("| --- | --- | --- | --- | --- |");
+    let mut rows = Vec::new();
+    for p in arg(args, "--precisions", "fp32,bf16").split(',') {
+        let p: Precision = p.parse().unwrap();
+        maskomaly::model::precision::apply_global_flags(p, device);
+        let kind = maskomaly::model::precision::kind(p);
+        if let Err(e) = m.set_kind(kind) {
+            println!("| {p} | {e} | | | |");
+            continue;
+        }
+        let x = Tensor::randn([1, 3, h, w], (kind, device));
+        let net = m.model();
+        let mut t = [0f64; 3];
+        for rep in 0..=reps {
+            sync();
+            let t0 = Instant::now();
+            let f = net.backbone.forward(&x);
+            sync();
+            let t1 = Instant::now();
+            let px = net.pixel_decoder.forward(&f);
+            sync();
+            let t2 = Instant::now();
+            let out = net.predictor.forward(&px.multi_scale_features, &px.mask_features);
+            sync();
+            let t3 = Instant::now();
+            drop(out);
+            if rep > 0 {
+                for (a, d) in t.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2]) {
+                    *a += d.as_secs_f64() * 1e3 / reps as f64;
+                }
+            }
+        }
+        println!("| {p} | {:.1} | {:.1} | {:.1} | {:.1} |", t[0], t[1], t[2], t.iter().sum::<f64>());
+        rows.push(serde_json::json!({"precision": p, "backbone_ms": t[0],
+            "pixel_decoder_ms": t[1], "transformer_decoder_ms": t[2]}));
+    }
+    let out = arg(args, "--out", "");
+    if !out.is_empty() {
+        let json = serde_json::json!({"benchmark": "modules", "preset": preset, "height": h,
+            "width": w, "device": device_name(device), "reps": reps, "modes": rows});
         std::fs::write(&out, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     }
     0

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 dry=0
 images=22
-reps=10
+reps=6
 while [ $# -gt 0 ]; do
   case "$1" in
     --cpu-dry-run) dry=1 ;;
@@ -50,6 +50,8 @@ if [ $dry -eq 0 ]; then
   [ "${driver%%.*}" -ge 580 ] 2>/dev/null \
     || missing "NVIDIA driver $driver is too old: libtorch 2.11 with CUDA 13.0 needs driver >= 580"
   echo "driver $driver: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1)"
+  { date -u +%Y-%m-%dT%H:%M:%SZ; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv;
+    nproc; grep -m1 "model name" /proc/cpuinfo; } > "$out/machine.txt" 2>&1
 else
   echo "(cpu dry run: no GPU checks)"
 fi
@@ -93,7 +95,7 @@ else
   dev=cpu
 fi
 
-step "3. parity: tiny model, runtime.device cpu vs $dev (fp32), tolerance 1e-4"
+step "3. parity: tiny model, runtime.device cpu vs $dev (fp32), tolerance 1e-5"
 "$gc" images --dir "$work/parity-in" --count 4 --width 512 --height 256 >/dev/null || fail "images"
 "$mk" -q tiny-model "$work/tiny.pt" || fail "tiny-model"
 for d in cpu "$dev"; do
@@ -105,7 +107,9 @@ runtime: {device: $d, precision: fp32}
 YAML
   "$mk" -q run --job "$work/parity-$d.yaml" || fail "maskomaly run on $d"
 done
-"$gc" compare "$work/parity-out-cpu" "$work/parity-out-$dev" --tol 1e-4 || fail "CPU and $dev score maps differ"
+parity_ok=1
+"$gc" compare "$work/parity-out-cpu" "$work/parity-out-$dev" --tol 1e-5 | tee "$out/parity.txt" \
+  || { parity_ok=0; echo "gpu-check: CPU and $dev score maps differ by more than 1e-5 (timings follow)" >&2; }
 
 step "4. timings per runtime.precision"
 if [ $dry -eq 0 ]; then
@@ -118,16 +122,34 @@ else
   # The tiny configuration: 8 queries, 4 classes + void.
   method="method: {anomaly_queries: [1, 2], ground_queries: [0], void_class: 4}"
 fi
+precisions=${PRECISIONS:-fp32 tf32 bf16 fp16}
+# GPU load and memory, sampled every 100 ms while a command runs: sampled FILE CMD...
+sampled() {
+  local file=$1; shift
+  local pid=""
+  if [ $dry -eq 0 ]; then
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -lms 100 > "$file" 2>/dev/null &
+    pid=$!
+  else
+    : > "$file"
+  fi
+  "$@"; local rc=$?
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  return $rc
+}
 echo "model $preset (random weights), input ${h}x${w}, device $dev"
-"$gc" forward --preset "$preset" --device "$dev" --height $h --width $w --reps "$reps" \
-  --out "$out/forward.json" || fail "forward timings"
+echo '{}' > "$out/forward-all.json"
+for p in $precisions; do
+  sampled "$out/smi-forward-$p.csv" "$gc" forward --preset "$preset" --device "$dev" --height $h --width $w \
+    --reps "$reps" --precisions "$p" --out "$out/forward-$p.json" || fail "forward timings ($p)"
+done
+"$gc" modules --preset "$preset" --device "$dev" --height $h --width $w --reps 3 \
+  --precisions "$(echo $precisions | tr ' ' ',')" --out "$out/modules.json" || echo "(module breakdown failed)"
 "$gc" images --dir "$work/time-in" --count "$images" --width $w --height $h >/dev/null || fail "images"
 # End to end: the same run with `warm` and with all images; the difference cancels start-up and
-# model building.
+# model building. The second run's --json summary gives the per-stage breakdown.
 now() { date +%s.%N; }
-echo '{}' > "$out/run.json"
-printf '| precision | maskomaly run images/s (%s images, start-up excluded) |\n| --- | --- |\n' "$((images - warm))"
-for p in fp32 tf32 bf16 fp16; do
+for p in $precisions; do
   cat > "$work/time-$p.yaml" <<YAML
 dataset: {root: $work/time-in}
 model: {preset: $preset}
@@ -135,36 +157,71 @@ checkpoint: {format: random, url: null}
 preprocess: {min_size: $h, max_size: $w}
 $method
 output: {root: $work/time-out-$p, png: false}
-runtime: {device: $dev, precision: $p}
+runtime: {device: $dev, precision: $p${RUNTIME_EXTRA:+, $RUNTIME_EXTRA}}
 YAML
-  t0=$(now); "$mk" -q run --job "$work/time-$p.yaml" --limit $warm --overwrite 2>"$work/err-$p.txt"; rc1=$?
-  t1=$(now); "$mk" -q run --job "$work/time-$p.yaml" --overwrite 2>>"$work/err-$p.txt"; rc2=$?
+  t0=$(now); "$mk" -q run --job "$work/time-$p.yaml" --limit $warm --overwrite 2>"$work/err-$p.txt" >/dev/null; rc1=$?
+  t1=$(now); sampled "$out/smi-run-$p.csv" "$mk" -q run --job "$work/time-$p.yaml" --overwrite --json 2>>"$work/err-$p.txt" >"$out/run-$p.json"; rc2=$?
   t2=$(now)
+  cp "$work/time-out-$p/manifest.json" "$out/manifest-$p.json" 2>/dev/null
   if [ $rc1 -ne 0 ] || [ $rc2 -ne 0 ]; then
-    echo "| $p | not available: $(head -1 "$work/err-$p.txt") |"
-    ips=null
-  else
-    ips=$(python3 -c "d = ($t2 - $t1) - ($t1 - $t0); print(round(($images - $warm) / d, 3) if d > 0 else 'null')")
-    echo "| $p | $ips |"
+    echo "$p: end-to-end run failed: $(head -3 "$work/err-$p.txt")"
+    echo "null" > "$out/run-$p.json"
   fi
-  python3 - "$out/run.json" "$p" "$ips" <<'PY'
-import json, sys
-path, p, ips = sys.argv[1], sys.argv[2], sys.argv[3]
-d = json.load(open(path))
-d[p] = None if ips == "null" else float(ips)
-json.dump(d, open(path, "w"), indent=2)
-PY
+  echo "$t0 $t1 $t2" > "$out/wall-$p.txt"
 done
-python3 - "$out" "$preset" "$h" "$w" "$dev" "$images" "$warm" "$dry" <<'PY'
+python3 - "$out" "$preset" "$h" "$w" "$dev" "$images" "$warm" "$dry" $precisions <<'PY'
 import json, sys, os
-out, preset, h, w, dev, images, warm, dry = sys.argv[1:]
-fwd = json.load(open(os.path.join(out, "forward.json")))
-run = json.load(open(os.path.join(out, "run.json")))
+out, preset, h, w, dev, images, warm, dry, *precs = sys.argv[1:]
+n = int(images) - int(warm)
+
+def smi(path):
+    util, mem = [], []
+    for line in open(path) if os.path.exists(path) else []:
+        parts = [x.strip() for x in line.split(",")]
+        try:
+            util.append(float(parts[0])); mem.append(float(parts[1]))
+        except (ValueError, IndexError):
+            pass
+    if not util:
+        return None
+    return {"samples": len(util), "util_mean_pct": sum(util) / len(util),
+            "util_busy_mean_pct": (sum(u for u in util if u > 0) / max(1, sum(1 for u in util if u > 0))),
+            "mem_peak_mib": max(mem)}
+
+rows = []
+print("\n| precision | forward-only images/s | end-to-end images/s | ratio | GPU util % (e2e) | peak GPU MiB (forward / e2e) |")
+print("| --- | --- | --- | --- | --- | --- |")
+for p in precs:
+    fwd = json.load(open(os.path.join(out, f"forward-{p}.json")))["modes"][0]
+    f_ips = fwd.get("images_per_s")
+    t0, t1, t2 = map(float, open(os.path.join(out, f"wall-{p}.txt")).read().split())
+    d = (t2 - t1) - (t1 - t0)
+    run = json.load(open(os.path.join(out, f"run-{p}.json")))
+    e_ips = round(n / d, 3) if (run and d > 0) else None
+    ratio = round(e_ips / f_ips, 3) if (e_ips and f_ips) else None
+    s_f, s_r = smi(os.path.join(out, f"smi-forward-{p}.csv")), smi(os.path.join(out, f"smi-run-{p}.csv"))
+    row = {"precision": p, "forward_images_per_s": f_ips, "run_images_per_s": e_ips, "ratio": ratio,
+           "run_summary": run, "gpu_forward": s_f, "gpu_run": s_r}
+    rows.append(row)
+    fmt = lambda v, k="%.2f": (k % v) if isinstance(v, (int, float)) else "n/a"
+    print(f"| {p} | {fmt(f_ips)} | {fmt(e_ips)} | {fmt(ratio)} | "
+          f"{fmt(s_r and s_r['util_mean_pct'], '%.0f')} | "
+          f"{fmt(s_f and s_f['mem_peak_mib'], '%.0f')} / {fmt(s_r and s_r['mem_peak_mib'], '%.0f')} |")
+print("\nper-stage mean ms per item in the end-to-end run (queues: mean messages waiting when taken):")
+for r in rows:
+    s = r["run_summary"]
+    if s:
+        st = " ".join(f"{k} {s['stage_mean_ms'][k]:.1f}" for k in
+                      ["decode", "upload", "forward", "score", "download", "write"])
+        qs = " ".join(f"{k} {v:.2f}" for k, v in s["queue_mean"].items())
+        print(f"  {r['precision']}: {st} | queues {qs} (depth {s['queue_depth']})")
+mods = os.path.join(out, "modules.json")
 summary = {"benchmark": "gpu-check", "cpu_dry_run": dry == "1", "preset": preset,
-           "height": int(h), "width": int(w), "device": fwd["device"],
-           "run_images": int(images) - int(warm), "forward": fwd["modes"], "run_images_per_s": run}
+           "height": int(h), "width": int(w), "device": dev, "run_images": n, "modes": rows,
+           "modules": json.load(open(mods)) if os.path.exists(mods) else None}
 json.dump(summary, open(os.path.join(out, "gpu-check.json"), "w"), indent=2)
-print(f"\nwritten: {out}/gpu-check.json, {out}/forward.json")
+print(f"\nwritten: {out}/gpu-check.json")
 PY
 echo
+[ $parity_ok -eq 1 ] || fail "parity: CPU and $dev score maps differ by more than 1e-5"
 echo "gpu-check: all steps passed$([ $dry -eq 1 ] && echo ' (cpu dry run: no GPU figures)')"

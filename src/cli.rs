@@ -161,6 +161,9 @@ pub struct RunArgs {
     /// Redo items whose outputs are already complete (default: skip them, hash-checked).
     #[arg(long)]
     pub overwrite: bool,
+    /// Print the run's summary as JSON on stdout (counts, items/s, mean ms per stage, queues).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub shard: crate::shard::ShardArgs,
 }

@@ -147,6 +147,9 @@ fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             "stopped by signal {sig}; finished outputs are kept, rerun the same command to resume"
         );
     }
+    if args.json {
+        println!("{}", summary.to_json(job.runtime.queue_depth));
+    }
     Ok(summary.exit_code())
 }
 
@@ -192,6 +195,7 @@ fn demo(dir: PathBuf, quiet: bool) -> anyhow::Result<ExitCode> {
             device: None,
             limit: None,
             overwrite: true,
+            json: false,
             shard: Default::default(),
         },
         quiet,

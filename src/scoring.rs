@@ -536,10 +536,7 @@ pub fn score_map(plan: &QueryPlan, masks: &Tensor, method: &Method) -> Vec<f32> 
         };
         score_host(plan, plane, h, w, method)
     } else {
-        let t = score(plan, masks, method)
-            .to_device(tch::Device::Cpu)
-            .contiguous();
-        Vec::<f32>::try_from(t.flatten(0, -1)).expect("float tensor converts to Vec<f32>")
+        to_host(&score(plan, masks, method))
     }
 }
 
@@ -569,9 +566,25 @@ pub fn score_image(
             method,
         )
     } else {
-        let masks = needed_masks(pred_masks, &needed, padded.0 as i64, padded.1 as i64);
-        score_map(plan, &masks, method)
+        to_host(&score_device(plan, pred_masks, padded, method))
     }
+}
+
+/// The padded-size score map `[Hp, Wp]` of one image, left on the model's device.
+pub fn score_device(
+    plan: &QueryPlan,
+    pred_masks: &Tensor,
+    padded: (usize, usize),
+    method: &Method,
+) -> Tensor {
+    let masks = needed_masks(pred_masks, &plan.needed(), padded.0 as i64, padded.1 as i64);
+    score(plan, &masks, method)
+}
+
+/// A float32 map copied to the host, row-major.
+pub fn to_host(t: &Tensor) -> Vec<f32> {
+    let t = t.to_device(tch::Device::Cpu).contiguous();
+    Vec::<f32>::try_from(t.flatten(0, -1)).expect("float tensor converts to Vec<f32>")
 }
 
 /// The reference's semantic inference (Mask2Former `semantic_inference` + detectron2

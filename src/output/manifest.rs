@@ -54,8 +54,16 @@ pub enum ItemStatus {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Timings {
     pub decode: f64,
+    /// Host-to-device copy of the network input (0 on the CPU).
+    #[serde(default)]
+    pub upload: f64,
+    /// The forward pass, finished on the device.
     pub infer: f64,
+    /// The score rule on the model's device (and INTER_AREA back on the host).
     pub score: f64,
+    /// Device-to-host copy of the score map (0 on the CPU).
+    #[serde(default)]
+    pub download: f64,
     pub write: f64,
 }
 

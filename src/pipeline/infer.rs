@@ -92,6 +92,13 @@ fn is_out_of_memory(e: &ModelError) -> bool {
     s.contains("out of memory") || s.contains("CUDA error")
 }
 
+/// Waits for the device's queued work, so that a stage's time is its own.
+pub fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
 fn infer_batch(
     model: &dyn Backend,
     device: Device,
@@ -100,6 +107,9 @@ fn infer_batch(
     let t0 = Instant::now();
     let inputs: Vec<&Tensor> = batch.iter().map(|d| &d.prepared.tensor).collect();
     let x = Tensor::stack(&inputs, 0).to_device(device); // [B, 3, Hp, Wp]
+    sync(device);
+    let upload = if device == Device::Cpu { 0.0 } else { ms(t0) };
+    let t1 = Instant::now();
     let out = match model.forward(&x) {
         Ok(o) => o,
         Err(e) => return Err((e, batch)),
@@ -107,12 +117,15 @@ fn infer_batch(
     if let Err(e) = check_outputs(&out, batch.len() as i64) {
         return Err((e, batch));
     }
-    let per_item = ms(t0) / batch.len() as f64;
+    sync(device);
+    let n = batch.len() as f64;
+    let per_item = ms(t1) / n;
     Ok(batch
         .into_iter()
         .enumerate()
         .map(|(i, d)| {
             let mut timings = d.timings;
+            timings.upload = upload / n;
             timings.infer = per_item;
             Inferred {
                 idx: d.idx,

@@ -117,12 +117,17 @@ pub struct RunOptions {
     pub shard: Option<Shard>,
 }
 
+/// The timed steps of an item, in the order of `RunSummary::stage_busy_s`.
+pub const STAGES: [&str; 6] = ["decode", "upload", "forward", "score", "download", "write"];
+/// The channels of `RunSummary::queue_mean`.
+pub const QUEUES: [&str; 4] = ["work", "decoded", "inferred", "scored"];
+
 /// What a finished (or stopped) run did.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub counts: Counts,
-    /// Summed per-item busy time of each stage (decode, infer, score, write), in seconds.
-    pub stage_busy_s: [f64; 4],
+    /// Summed per-item busy time of each stage ([`STAGES`]), in seconds.
+    pub stage_busy_s: [f64; 6],
     /// Mean number of messages waiting in each channel (work, decoded, inferred, scored) when a
     /// stage took one; the capacity is `runtime.queue_depth`.
     pub queue_mean: [f64; 4],
@@ -133,6 +138,36 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// The summary as JSON for scripts (`maskomaly run --json`).
+    pub fn to_json(&self, queue_depth: usize) -> serde_json::Value {
+        let c = &self.counts;
+        let done = c.written + c.failed;
+        let per_item = |b: f64| {
+            if c.written + c.failed == 0 {
+                0.0
+            } else {
+                b * 1e3 / done as f64
+            }
+        };
+        serde_json::json!({
+            "written": c.written,
+            "skipped": c.skipped,
+            "failed": c.failed,
+            "total": c.total,
+            "seconds": self.seconds,
+            "items_per_s": done as f64 / self.seconds.max(1e-9),
+            "stage_mean_ms": STAGES.iter().zip(self.stage_busy_s)
+                .map(|(s, b)| (s.to_string(), serde_json::json!(per_item(b))))
+                .collect::<serde_json::Map<_, _>>(),
+            "queue_mean": QUEUES.iter().zip(self.queue_mean)
+                .map(|(q, m)| (q.to_string(), serde_json::json!(m)))
+                .collect::<serde_json::Map<_, _>>(),
+            "queue_depth": queue_depth,
+            "signal": self.signal,
+            "manifest": self.manifest,
+        })
+    }
+
     pub fn exit_code(&self) -> ExitCode {
         match self.signal {
             Some(2) => ExitCode::Interrupted,
@@ -560,13 +595,13 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
         return Err(e);
     }
     flushed.map_err(|e| RunError::Io(format!("cannot write {}: {e}", manifest_path.display())))?;
-    let mut stage_busy_s = [0f64; 4];
+    let mut stage_busy_s = [0f64; 6];
     for r in &mw.manifest.items {
         if r.status != ItemStatus::Skipped {
             let t = &r.timings_ms;
             for (b, v) in stage_busy_s
                 .iter_mut()
-                .zip([t.decode, t.infer, t.score, t.write])
+                .zip([t.decode, t.upload, t.infer, t.score, t.download, t.write])
             {
                 *b += v / 1e3;
             }

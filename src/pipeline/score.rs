@@ -2,6 +2,7 @@
 //! resize back to the input size (which squeezes the padded border in, as the reference does).
 
 use super::decode::ms;
+use super::infer::sync;
 use super::message::{Inferred, Scored, ToScore, ToWrite};
 use super::{RunError, Shared};
 use crate::resize::opencv_area;
@@ -53,11 +54,27 @@ pub fn score_one(shared: &Shared, inf: Inferred) -> ToWrite {
     let cls = scoring::class_probs(&inf.pred_logits);
     let plan = scoring::plan(&cls, classes, method);
     let (hp, wp) = inf.padded;
-    let padded = scoring::score_image(&plan, &inf.pred_masks, (hp, wp), method);
-    let (h, w) = (inf.image.height, inf.image.width);
-    let score = opencv_area(&padded, wp, hp, w, h);
+    let device = inf.pred_masks.device();
     let mut timings = inf.timings;
-    timings.score = ms(t0);
+    let padded = if device == tch::Device::Cpu {
+        scoring::score_image(&plan, &inf.pred_masks, (hp, wp), method)
+    } else {
+        let map = scoring::score_device(&plan, &inf.pred_masks, (hp, wp), method);
+        sync(device);
+        timings.score = ms(t0);
+        let t1 = Instant::now();
+        let host = scoring::to_host(&map);
+        timings.download = ms(t1);
+        host
+    };
+    let (h, w) = (inf.image.height, inf.image.width);
+    let t2 = Instant::now();
+    let score = opencv_area(&padded, wp, hp, w, h);
+    if device == tch::Device::Cpu {
+        timings.score = ms(t0);
+    } else {
+        timings.score += ms(t2);
+    }
     let o = &shared.job.output;
     let segmentation = (o.segmentation || o.npy).then(|| {
         scoring::semantic_segmentation(
