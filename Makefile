@@ -4,7 +4,7 @@ OUTPUT ?= /output
 JOB ?=
 CARGO ?= cargo
 
-.PHONY: setup build release run demo test test-cluster bench gpu-bundle fmt lint clean
+.PHONY: setup build release run demo test test-cluster test-image-cuda image image-cuda bench gpu-bundle fmt lint clean
 
 setup:
 	@bash scripts/setup.sh
@@ -36,6 +36,21 @@ test: setup
 test-cluster: build
 	bash tests/slurm.sh
 	bash tests/podman.sh
+
+# Container images, built offline (mmdebstrap base + PyPI wheels): localhost/maskomaly:cpu and
+# localhost/maskomaly:cuda, plus OCI archives in target/image/ for Apptainer.
+image: setup
+	@bash scripts/ci-deps.sh
+	bash scripts/image.sh cpu
+
+image-cuda: setup
+	@bash scripts/ci-deps.sh
+	bash scripts/image.sh cuda
+
+# The GPU image proven without a GPU (heavy: ~10 min and ~12 GB of disk the first time).
+test-image-cuda: setup
+	@bash scripts/ci-deps.sh
+	bash tests/image-cuda.sh
 
 # Benchmarks (ratios measured side by side; figures in BENCHMARKS.md). Python only as the comparison.
 bench: setup

@@ -48,6 +48,8 @@ pub enum Command {
         after_help = "Exit codes: 0 clean, 1 mismatch (or the run is not complete), 66 no manifest."
     )]
     Verify(crate::verify::VerifyArgs),
+    /// Print the version, the libtorch it runs on, and whether CUDA support loaded and sees a GPU.
+    Info,
     /// Validate a job file and print it with every default filled in.
     CheckJob {
         /// The job file (YAML).

@@ -19,8 +19,38 @@ fn candidates() -> Vec<PathBuf> {
     v
 }
 
+/// The outcome of [`preload`], for messages about the device.
+static LOADED: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+
+/// What [`preload`] found, if it ran: where `libtorch_cuda.so` came from, or why it did not load.
+pub fn status() -> Option<&'static Result<PathBuf, String>> {
+    LOADED.get()
+}
+
+/// Why `runtime.device: cuda` cannot run here, in one line for people.
+pub fn unavailable_reason() -> String {
+    match status() {
+        Some(Ok(p)) => format!(
+            "no GPU is visible: the CUDA libraries are loaded ({}), the NVIDIA driver is not \
+             (pass it in: docker run --gpus all, podman run --device nvidia.com/gpu=all, \
+             apptainer run --nv)",
+            p.display()
+        ),
+        Some(Err(_)) => "this build or image has no CUDA libraries (libtorch_cuda.so is not \
+                         installed): use the CUDA image, or --device cpu"
+            .into(),
+        None => "libtorch sees no CUDA device".into(),
+    }
+}
+
 /// Loads `libtorch_cuda.so` for the life of the process; returns where it came from, or why not.
 pub fn preload() -> Result<PathBuf, String> {
+    let r = load();
+    let _ = LOADED.set(r.clone());
+    r
+}
+
+fn load() -> Result<PathBuf, String> {
     let mut errors = Vec::new();
     for c in candidates() {
         // SAFETY: loading libtorch's own CUDA library runs its static initialisers, which only

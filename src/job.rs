@@ -102,19 +102,12 @@ impl Default for DatasetSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelSpec {
-    /// Named architecture for native checkpoints; ignored by `torchscript`.
+    /// Named architecture for native checkpoints; ignored by `torchscript`. Unset: an HF
+    /// checkpoint's `config.json` decides, else `mask2former_swin_large_cityscapes_semantic`.
     pub preset: Option<String>,
-}
-
-impl Default for ModelSpec {
-    fn default() -> Self {
-        ModelSpec {
-            preset: Some("mask2former_swin_large_cityscapes_semantic".into()),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -532,12 +525,6 @@ impl Job {
         }
         if r.queue_depth == 0 {
             return Err(bad("runtime.queue_depth", "must be >= 1".into()));
-        }
-        if self.checkpoint.format == CheckpointFormat::Random && self.model.preset.is_none() {
-            return Err(bad(
-                "checkpoint.format",
-                "random needs `model.preset` (the architecture to build)".into(),
-            ));
         }
         if let Some(h) = &self.checkpoint.sha256 {
             if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {

@@ -54,6 +54,26 @@ fn main() {
     std::process::exit(code.code());
 }
 
+/// `maskomaly info`: what this binary runs on (used by the container tests as the CUDA probe).
+fn info() {
+    println!("maskomaly {}", env!("CARGO_PKG_VERSION"));
+    if let Some(c) = pipeline::git_commit() {
+        println!("commit: {c}");
+    }
+    println!("libtorch: {}", pipeline::libtorch_version());
+    match maskomaly::cuda::status() {
+        Some(Ok(p)) => println!("cuda support: loaded from {}", p.display()),
+        Some(Err(e)) => println!("cuda support: not loaded ({e})"),
+        None => println!("cuda support: not probed"),
+    }
+    let n = tch::Cuda::device_count();
+    println!("cuda devices: {n}");
+    if n == 0 && maskomaly::cuda::status().is_some_and(|s| s.is_ok()) {
+        println!("note: {}", maskomaly::cuda::unavailable_reason());
+    }
+    println!("cudnn: {}", tch::Cuda::cudnn_is_available());
+}
+
 fn report(e: &anyhow::Error) {
     eprintln!("error: {e:#}");
     if let Some(hint) = e.downcast_ref::<RunError>().and_then(RunError::hint) {
@@ -211,6 +231,10 @@ fn demo(dir: PathBuf, quiet: bool) -> anyhow::Result<ExitCode> {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run(args, cli.quiet),
+        Command::Info => {
+            info();
+            Ok(ExitCode::Ok)
+        }
         Command::Demo { dir } => demo(dir, cli.quiet),
         Command::Merge(args) => {
             match maskomaly::merge::merge(&args, &std::env::args().collect::<Vec<_>>()) {

@@ -30,15 +30,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Engine settings for this host, kept out of /etc: runc (crun refuses hybrid cgroups) and ulimits
-# that root here may not raise beyond.
-export CONTAINERS_CONF="$work/containers.conf"
-cat >"$CONTAINERS_CONF" <<'CONF'
-[engine]
-runtime = "runc"
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-CONF
+# Engine settings for this host, kept out of /etc.
+export CONTAINERS_CONF="$here/docker/containers.conf"
 
 if command -v hadolint >/dev/null 2>&1; then
   hadolint docker/Dockerfile || fail "hadolint found problems in docker/Dockerfile"
@@ -48,18 +41,7 @@ else
 fi
 
 # Base image: a minimal Debian bookworm, made once and cached.
-cache=${MASKOMALY_CACHE_DIR:-$HOME/.cache/maskomaly}
-base_tar="$cache/debian-bookworm-minbase.tar"
-base_image=localhost/maskomaly-base:bookworm
-if ! podman image exists "$base_image"; then
-  if [ ! -f "$base_tar" ]; then
-    mkdir -p "$cache"
-    log "making $base_tar with mmdebstrap (once, ~1 min)"
-    mmdebstrap --variant=minbase --quiet bookworm "$base_tar.partial.tar"
-    mv "$base_tar.partial.tar" "$base_tar"
-  fi
-  podman import -q "$base_tar" "$base_image" >/dev/null
-fi
+base_image=$(bash docker/base-image.sh) || fail "cannot make the Debian base image"
 
 exe=$(maskomaly_exe)
 mkdir -p "$work/ctx/dist"

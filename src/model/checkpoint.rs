@@ -12,7 +12,7 @@
 //! unexpected, shape, dtype) and the outcome is an [`InspectReport`]. `tch`'s own
 //! `VarStore::load` is not used: it ignores extra keys and broadcasts shapes.
 
-use super::config::{Config, PRESETS};
+use super::config::{ArchSummary, Config, PRESETS};
 use super::pickle::{self, DType};
 use super::swin::relative_position_index;
 use super::ModelError;
@@ -314,6 +314,9 @@ pub struct InspectReport {
     pub renamed: Vec<(String, String)>,
     /// Top-level pickle entries besides the state dict.
     pub other_keys: Vec<String>,
+    /// The architecture the file's tensors describe, and the one the model was built as.
+    pub file_arch: ArchSummary,
+    pub model_arch: ArchSummary,
 }
 
 impl InspectReport {
@@ -323,6 +326,25 @@ impl InspectReport {
             && self.shape_mismatch.is_empty()
             && self.dtype_mismatch.is_empty()
             && self.value_mismatch.is_empty()
+    }
+
+    /// One line saying why the file does not fit, before the tensor lists.
+    pub fn diagnosis(&self) -> Option<String> {
+        if self.is_ok() {
+            return None;
+        }
+        if self.file_arch != self.model_arch && self.model_arch != ArchSummary::default() {
+            return Some(format!(
+                "the file holds {}; the job asks for {} ({})",
+                self.file_arch, self.model_arch, self.architecture
+            ));
+        }
+        Some(format!(
+            "the file holds {} like the model ({}), but {} of its tensors do not fit",
+            self.file_arch,
+            self.architecture,
+            self.problems()
+        ))
     }
 
     fn problems(&self) -> usize {
@@ -346,6 +368,10 @@ fn shape_str(s: &[i64]) -> String {
 
 impl fmt::Display for InspectReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The diagnosis ends the caller's first line ("... does not fit the model: ").
+        if let Some(d) = self.diagnosis() {
+            writeln!(f, "{d}")?;
+        }
         writeln!(f, "checkpoint {} ({})", self.path.display(), self.format)?;
         writeln!(
             f,
@@ -534,6 +560,7 @@ pub fn match_checkpoint(
         other_keys: raw.other_keys.clone(),
         ..Default::default()
     };
+    rep.file_arch = file_arch(&raw.tensors);
     let entry = |name: &str, t: &Tensor| Entry {
         name: name.to_string(),
         shape: t.size(),
@@ -665,6 +692,42 @@ pub fn match_checkpoint(
     (rep, by_model)
 }
 
+/// The architecture a checkpoint's tensors describe, read from the names and shapes both naming
+/// schemes use (detectron2 and Hugging Face).
+pub fn file_arch(tensors: &[(String, Tensor)]) -> ArchSummary {
+    let mut a = ArchSummary::default();
+    let mut blocks: BTreeMap<i64, i64> = BTreeMap::new();
+    for (name, t) in tensors {
+        let size = t.size();
+        if (name.ends_with("patch_embed.proj.weight")
+            || name.ends_with("patch_embeddings.projection.weight"))
+            && size.len() == 4
+        {
+            a.embed_dim = Some(size[0]);
+        }
+        if name.ends_with("query_feat.weight") || name.ends_with("queries_features.weight") {
+            a.queries = size.first().copied();
+        }
+        if (name.ends_with("class_embed.weight") || name.ends_with("class_predictor.weight"))
+            && !size.is_empty()
+        {
+            a.classes = Some(size[0] - 1);
+        }
+        // `...layers.{i}.blocks.{j}...`: the depth of stage i is one more than its largest j.
+        if let Some(rest) = name.split("layers.").nth(1) {
+            let mut it = rest.split('.');
+            if let (Some(i), Some("blocks"), Some(j)) = (it.next(), it.next(), it.next()) {
+                if let (Ok(i), Ok(j)) = (i.parse::<i64>(), j.parse::<i64>()) {
+                    let d = blocks.entry(i).or_default();
+                    *d = (*d).max(j + 1);
+                }
+            }
+        }
+    }
+    a.depths = blocks.values().copied().collect();
+    a
+}
+
 /// Builds the inventory of `cfg` (parameters with shapes, recomputed buffers).
 pub fn inventory(cfg: &Config) -> Inventory {
     let vs = tch::nn::VarStore::new(Device::Cpu);
@@ -726,7 +789,8 @@ pub fn inspect_with(
                 .collect(),
             other_keys: raw.other_keys.clone(),
         };
-        let (rep, _) = match_checkpoint(copy, &inventory(&cfg), &name);
+        let (mut rep, _) = match_checkpoint(copy, &inventory(&cfg), &name);
+        rep.model_arch = ArchSummary::of(&cfg);
         if best.as_ref().is_none_or(|b| rep.problems() < b.problems()) {
             best = Some(rep);
         }

@@ -71,6 +71,59 @@ pub struct Config {
     pub norm_eps: f64,
 }
 
+/// The preset a job gets when it names none and no HF `config.json` describes the checkpoint.
+pub const DEFAULT_PRESET: &str = "mask2former_swin_large_cityscapes_semantic";
+
+/// The shape-deciding facts of an architecture, as one line for people.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ArchSummary {
+    pub embed_dim: Option<i64>,
+    pub depths: Vec<i64>,
+    pub queries: Option<i64>,
+    /// Known classes K (the class head has K + 1 outputs).
+    pub classes: Option<i64>,
+}
+
+impl ArchSummary {
+    pub fn of(cfg: &Config) -> Self {
+        ArchSummary {
+            embed_dim: Some(cfg.swin.embed_dim),
+            depths: cfg.swin.depths.clone(),
+            queries: Some(cfg.transformer_decoder.num_queries),
+            classes: Some(cfg.transformer_decoder.num_classes),
+        }
+    }
+
+    /// Swin-T/S/B/L by upstream's embedding width and depths, else the numbers.
+    pub fn backbone_name(&self) -> String {
+        let name = match (self.embed_dim, self.depths.as_slice()) {
+            (Some(96), [2, 2, 6, 2]) => Some("Swin-T"),
+            (Some(96), [2, 2, 18, 2]) => Some("Swin-S"),
+            (Some(128), [2, 2, 18, 2]) => Some("Swin-B"),
+            (Some(192), [2, 2, 18, 2]) => Some("Swin-L"),
+            _ => None,
+        };
+        match (name, self.embed_dim) {
+            (Some(n), _) => n.to_string(),
+            (None, Some(e)) => format!("Swin (embedding {e}, depths {:?})", self.depths),
+            (None, None) => "no recognisable Swin backbone".to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for ArchSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a {}", self.backbone_name())?;
+        if let Some(q) = self.queries {
+            write!(f, " with {q} queries")?;
+        }
+        if let Some(k) = self.classes {
+            write!(f, " and {k} classes")?;
+        }
+        Ok(())
+    }
+}
+
 /// Names accepted by [`Config::preset`].
 pub const PRESETS: &[&str] = &["mask2former_swin_large_cityscapes_semantic", "tiny"];
 

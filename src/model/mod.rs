@@ -67,7 +67,7 @@ pub enum ModelError {
         message: String,
     },
     /// The file's inventory does not match the model's; the report says how.
-    #[error("checkpoint {path} does not fit the model:\n{report}")]
+    #[error("checkpoint {} does not fit the model: {report}", path.display())]
     Mismatch {
         path: PathBuf,
         report: Box<InspectReport>,
@@ -127,9 +127,11 @@ pub fn load(job: &Job, device: Device) -> Result<Box<dyn Backend>, ModelError> {
             Box::new(native::NativeModel::load(job, device)?)
         }
         CheckpointFormat::Random => {
-            let preset = job.model.preset.as_deref().ok_or_else(|| {
-                ModelError::Config("checkpoint.format random needs `model.preset`".into())
-            })?;
+            let preset = job
+                .model
+                .preset
+                .as_deref()
+                .unwrap_or(config::DEFAULT_PRESET);
             log::warn!("random weights ({preset}, seed {RANDOM_SEED}): for benchmarks only, the scores mean nothing");
             tch::manual_seed(RANDOM_SEED);
             let mut m = native::NativeModel::random(&config::Config::preset(preset)?, device)?;

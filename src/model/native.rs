@@ -7,7 +7,7 @@
 //! `sem_seg_head.predictor.*`.
 
 use super::checkpoint::{self, FileFormat};
-use super::config::Config;
+use super::config::{ArchSummary, Config, DEFAULT_PRESET};
 use super::pixel_decoder::{MSDeformAttnPixelDecoder, PixelDecoderOutput};
 use super::swin::SwinTransformer;
 use super::transformer_decoder::{MultiScaleMaskedTransformerDecoder, Prediction};
@@ -84,6 +84,75 @@ impl Mask2Former {
     }
 }
 
+/// The architecture to build for `file`: an HF `config.json` beside the weights decides unless the
+/// job names a preset, and a named preset must agree with it; otherwise the named preset, else
+/// [`DEFAULT_PRESET`]. Returns the config and where it came from.
+pub fn architecture(
+    preset: Option<&str>,
+    hf: bool,
+    file: &Path,
+) -> Result<(Config, String), ModelError> {
+    let beside = if hf {
+        checkpoint::hf_config_beside(file)
+    } else {
+        None
+    };
+    match (preset, beside) {
+        (None, Some(c)) => Ok((Config::from_hf_json(&c)?, c.display().to_string())),
+        (Some(p), Some(c)) => {
+            let named = Config::preset(p)?;
+            let described = Config::from_hf_json(&c)?;
+            if named != described {
+                return Err(ModelError::Config(format!(
+                    "`model.preset` {p} is {}, but {} describes {}{}; remove `model.preset` to use config.json",
+                    ArchSummary::of(&named),
+                    c.display(),
+                    ArchSummary::of(&described),
+                    differing_keys(&named, &described)
+                )));
+            }
+            Ok((named, p.to_string()))
+        }
+        (p, None) => {
+            let p = p.unwrap_or(DEFAULT_PRESET);
+            Ok((Config::preset(p)?, p.to_string()))
+        }
+    }
+}
+
+/// ` (differs in a, b)`: the config keys whose values differ, for the one-line error.
+fn differing_keys(a: &Config, b: &Config) -> String {
+    fn walk(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+                for (k, v) in x {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    match y.get(k) {
+                        Some(w) => walk(&key, v, w, out),
+                        None => out.push(key),
+                    }
+                }
+            }
+            _ if a != b => out.push(prefix.to_string()),
+            _ => {}
+        }
+    }
+    let (Ok(x), Ok(y)) = (serde_json::to_value(a), serde_json::to_value(b)) else {
+        return String::new();
+    };
+    let mut keys = Vec::new();
+    walk("", &x, &y, &mut keys);
+    if keys.is_empty() {
+        String::new()
+    } else {
+        format!(" (differs in {})", keys.join(", "))
+    }
+}
+
 /// The native backend.
 pub struct NativeModel {
     vs: nn::VarStore,
@@ -115,23 +184,7 @@ impl NativeModel {
         };
         let path = fetch::resolve(&ck.path, ck.url.as_deref(), ck.sha256.as_deref())?;
         let (file, format) = checkpoint::resolve_file(&path, hf)?;
-        let (cfg, arch) = match (&job.model.preset, hf) {
-            (Some(p), _) => (Config::preset(p)?, p.clone()),
-            (None, true) => {
-                let c = checkpoint::hf_config_beside(&file).ok_or_else(|| {
-                    ModelError::Config(format!(
-                        "no `model.preset` and no config.json beside {}: the architecture is unknown",
-                        file.display()
-                    ))
-                })?;
-                (Config::from_hf_json(&c)?, c.display().to_string())
-            }
-            (None, false) => {
-                return Err(ModelError::Config(
-                    "a detectron2 checkpoint needs `model.preset`".into(),
-                ));
-            }
-        };
+        let (cfg, arch) = architecture(job.model.preset.as_deref(), hf, &file)?;
         Self::from_file(&file, format, &cfg, &arch, device)
     }
 
@@ -155,7 +208,8 @@ impl NativeModel {
             buffers: checkpoint::inventory_buffers(cfg),
         };
         let raw = checkpoint::read_file(file, format)?;
-        let (report, tensors) = checkpoint::match_checkpoint(raw, &inv, arch);
+        let (mut report, tensors) = checkpoint::match_checkpoint(raw, &inv, arch);
+        report.model_arch = ArchSummary::of(cfg);
         if !report.is_ok() {
             return Err(ModelError::Mismatch {
                 path: file.to_path_buf(),
@@ -353,6 +407,74 @@ mod tests {
         let m = NativeModel::load(&j, Device::Cpu).unwrap();
         assert!(m.describe().contains("config.json"));
         parity(&m, "hf");
+    }
+
+    /// A job that names only the format and the path: the HF config.json decides the architecture
+    /// (here the tiny one, not the default Swin-L preset).
+    #[test]
+    fn hf_folder_needs_only_format_and_path() {
+        let mut j = Job::default();
+        j.checkpoint.format = CheckpointFormat::Hf;
+        j.checkpoint.path = fixture_dir().join("tiny_hf");
+        j.checkpoint.url = None;
+        assert_eq!(j.model.preset, None);
+        let m = NativeModel::load(&j, Device::Cpu).unwrap();
+        assert!(m.describe().contains("config.json"), "{}", m.describe());
+        parity(&m, "hf, job without preset");
+    }
+
+    #[test]
+    fn named_preset_contradicting_config_json_is_one_line() {
+        let j = job(
+            CheckpointFormat::Hf,
+            fixture_dir().join("tiny_hf"),
+            Some("mask2former_swin_large_cityscapes_semantic"),
+        );
+        let e = NativeModel::load(&j, Device::Cpu).unwrap_err().to_string();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(
+            e.contains("a Swin-L with 100 queries and 19 classes"),
+            "{e}"
+        );
+        assert!(
+            e.contains("config.json describes a Swin (embedding 16"),
+            "{e}"
+        );
+        assert!(e.contains("remove `model.preset`"), "{e}");
+        // The preset that agrees with config.json is accepted.
+        let j = job(
+            CheckpointFormat::Hf,
+            fixture_dir().join("tiny_hf"),
+            Some("tiny"),
+        );
+        NativeModel::load(&j, Device::Cpu).unwrap();
+    }
+
+    #[test]
+    fn mismatch_report_starts_with_a_diagnosis() {
+        for (format, path) in [
+            (
+                CheckpointFormat::Detectron2,
+                fixture_dir().join("tiny_d2.pkl"),
+            ),
+            (
+                CheckpointFormat::Hf,
+                fixture_dir().join("tiny_hf/model.safetensors"),
+            ),
+        ] {
+            // No config.json beside a lone weights file copy: the default preset is built.
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join(path.file_name().unwrap());
+            std::fs::copy(&path, &file).unwrap();
+            let e = NativeModel::load(&job(format, file, None), Device::Cpu)
+                .unwrap_err()
+                .to_string();
+            let first = e.lines().next().unwrap();
+            assert!(
+                first.contains("the file holds a Swin (embedding 16, depths [2, 2, 2, 2]) with 8 queries and 4 classes; the job asks for a Swin-L with 100 queries and 19 classes"),
+                "{format:?}: {e}"
+            );
+        }
     }
 
     /// The names transformers 4.x wrote (`attention.self.query`, `intermediate.dense`, no `swin.`

@@ -240,11 +240,15 @@ pub fn resolve_device(choice: DeviceChoice) -> Result<Device, RunError> {
     match choice {
         DeviceChoice::Cpu => Ok(Device::Cpu),
         DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-        DeviceChoice::Cuda => Err(RunError::Config(
-            "runtime.device is `cuda`, but libtorch sees no CUDA device (driver missing, or a CPU-only libtorch)"
-                .into(),
-        )),
-        DeviceChoice::Auto => Ok(if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu }),
+        DeviceChoice::Cuda => Err(RunError::Config(format!(
+            "runtime.device is `cuda`, but {}",
+            crate::cuda::unavailable_reason()
+        ))),
+        DeviceChoice::Auto => Ok(if tch::Cuda::is_available() {
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        }),
     }
 }
 
@@ -288,7 +292,8 @@ pub fn resolve_checkpoint(job: &Job) -> Result<(Job, String), RunError> {
     Ok((resolved, found))
 }
 
-fn git_commit() -> Option<String> {
+/// The commit this binary was built from, when the build knew it.
+pub fn git_commit() -> Option<String> {
     option_env!("MASKOMALY_GIT_COMMIT").map(str::to_string)
 }
 
