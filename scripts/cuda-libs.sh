@@ -92,7 +92,7 @@ for lib in $(printf '%s\n' "${!why[@]}" | LC_ALL=C sort); do
   printf '%-45s %6d MiB  %s\n' "$lib" $((size / 1048576)) "${why[$lib]}" >>"$report"
 done
 naive=$(find "$torch_lib" "$wheels"/nvidia/*/lib -maxdepth 1 -name '*.so*' -print0 | du -cbL --files0-from=- | tail -1 | cut -f1)
-whole=$(du -sb "$wheels" "$PWD/.deps/libtorch" | awk '{ s += $1 } END { print s }')
+whole=$(du -scb "$wheels" "$PWD/.deps/libtorch" | tail -1 | cut -f1)
 {
   echo
   echo "kept: ${#why[@]} libraries, $((kept / 1048576)) MiB"
