@@ -122,7 +122,12 @@ fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     apply_overrides(&mut job, &args)?;
     let shard = match args.shard.resolve() {
         Ok(r) => {
-            log::info!("{}", r.reason);
+            // Said only when sharding, so that an ordinary run starts quietly.
+            if r.shard.is_some() {
+                log::info!("{}", r.reason);
+            } else {
+                log::debug!("{}", r.reason);
+            }
             r.shard
         }
         Err(e) => {
