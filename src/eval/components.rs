@@ -416,8 +416,8 @@ mod tests {
         assert!(above(PredDtype::Float32, 0.30078)(s));
         // Rounded straight from float64 (via float32 this would be a tie, rounded to even 1.0).
         let t = 1.0 + 2f64.powi(-11) + 2f64.powi(-40);
-        assert!(!above(PredDtype::Float16, t)(1.0009765625));
-        assert!(above(PredDtype::Float16, t)(1.001953125));
+        assert!(!above(PredDtype::Float16, t)(1.0 + 2f32.powi(-10)));
+        assert!(above(PredDtype::Float16, t)(1.0 + 2f32.powi(-9)));
         // Outside ±65000 the comparison happens in float32 (65500 would round up to 65504).
         assert!(above(PredDtype::Float16, 65500.0)(65504.0));
         assert!(!above(PredDtype::Float16, 64990.0)(64992.0));
