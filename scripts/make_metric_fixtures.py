@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the metric parity fixtures in tests/fixtures/metrics/ (one JSON file per case, plus
-components/components.json for the SMIYC component metrics).
+"""Writes the metric parity fixtures in tests/fixtures/metrics/ (one JSON file per case). The
+SegmentMeIfYouCan benchmark's metrics have their own fixtures (scripts/make_smiyc_fixtures.py).
 
 Command (from the repository root; scikit-learn 1.2.1 and numpy 1.24.2, as pinned by the reference):
 
@@ -24,7 +24,6 @@ import sys
 import warnings
 
 import numpy as np
-from scipy.ndimage import label as cc_label
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
 warnings.filterwarnings("ignore")
@@ -69,130 +68,11 @@ def expected(frames, mode):
     return {k: float(np.nanmean(np.asarray([p[k] for p in per], dtype=np.float32))) for k in per[0]}
 
 
-def server_binned(frames, num_bins=768):
-    """The SMIYC server's PixBinaryClass procedure (percentile bins per frame, aggregated)."""
-    thresholds, tp_rel, fp_rel, n_pos, n_neg = [], [], [], 0, 0
-    for f in frames:
-        roi = f["ignore"] < 1
-        prob, gt = f["score"][roi], f["gt"][roi].astype(bool)
-        pos, neg = prob[gt], prob[~gt]
-        bins = [np.array([0.0, 1.0])]
-        if pos.size:
-            bins.append(np.quantile(pos, np.linspace(0, 1, min(num_bins // 2, pos.size))))
-        if neg.size:
-            bins.append(np.quantile(neg, np.linspace(0, 1, min(num_bins // 2, neg.size))))
-        edges = np.unique(np.concatenate(bins))
-        tp_k, _ = np.histogram(pos, bins=edges)
-        fp_k, _ = np.histogram(neg, bins=edges)
-        thresholds.append(edges[:-1][::-1])
-        tp_rel.append(tp_k[::-1])
-        fp_rel.append(fp_k[::-1])
-        n_pos += pos.size
-        n_neg += neg.size
-    thr = np.concatenate(thresholds)
-    order = np.argsort(thr, kind="stable")[::-1]
-    thr = thr[order]
-    tp = np.cumsum(np.concatenate(tp_rel)[order].astype(np.float64))
-    fp = np.cumsum(np.concatenate(fp_rel)[order].astype(np.float64))
-    keep = np.concatenate([[0], np.nonzero(thr[:-1] != thr[1:])[0], [len(thr) - 1]])
-    tp, fp = tp[keep], fp[keep]
-    if tp[0] != 0 or fp[0] != 0:
-        tp, fp = np.concatenate([[0], tp]), np.concatenate([[0], fp])
-    if tp[-1] != n_pos or fp[-1] != n_neg:
-        tp, fp = np.concatenate([tp, [n_pos]]), np.concatenate([fp, [n_neg]])
-    tpr, fpr = tp / n_pos, fp / n_neg
-    prec = np.ones(len(tp))
-    prec[tp + fp > 0] = tp[tp + fp > 0] / (tp + fp)[tp + fp > 0]
-    i95 = np.searchsorted(tpr, 0.95)
-    f1 = 2 * tp / (2 * tp + fp + (n_pos - tp))
-    ix = np.nanargmax(f1)
-    return {
-        "ap": float(np.sum(np.diff(tpr) * prec[1:])),
-        "auroc": float(np.trapz(tpr, fpr)),
-        "fpr95": float(fpr[i95]) if i95 < len(tpr) else 1.0,
-        "best_f1": float(f1[ix]),
-        # The server indexes the uncollapsed thresholds with the curve's index.
-        "best_f1_threshold": float(thr[ix]),
-    }
-
-
-def server_components(frames, thr, min_pred, min_gt):
-    """The SMIYC server's SegEval procedure on 2-D frames (8-connected components)."""
-    eight = np.ones((3, 3), dtype=np.uint8)
-    siou_gt, siou_pred, ppv = [], [], []
-    tps, fns, fps = np.zeros(11), np.zeros(11), np.zeros(11)
-    ts = np.linspace(0.25, 0.75, 11)
-    for f in frames:
-        lbl = np.where(f["ignore"] > 0, 255, f["gt"]).reshape(f["shape"]).astype(np.uint8)
-        score = f["score"].reshape(f["shape"])
-        pred = (score > thr) & (lbl != 255)
-        gt_inst, n_gt = cc_label(lbl == 1, eight)
-        pred_inst, n_pred = cc_label(pred, eight)
-        sizes = np.bincount(pred_inst.ravel(), minlength=n_pred + 1)
-        pred_inst[sizes[pred_inst] < min_pred] = 0
-        gsizes = np.bincount(gt_inst.ravel(), minlength=n_gt + 1)
-        lbl = lbl.copy()
-        lbl[gsizes[gt_inst] < min_gt] = 255
-        roi = lbl < 255
-        g, p = gt_inst[roi], pred_inst[roi]
-        frame_gt, frame_ppv = [], []
-        for i in np.unique(g[g > 0]):
-            touch = np.unique(p[(g == i) & (p > 0)])
-            inter = np.count_nonzero((g == i) & np.isin(p, touch))
-            adj = np.count_nonzero(~np.isin(g, [0, i]) & np.isin(p, touch))
-            frame_gt.append(inter / (np.isin(p, touch).sum() + (g == i).sum() - inter - adj))
-        for j in np.unique(p[p > 0]):
-            touch = np.unique(g[(p == j) & (g > 0)])
-            inter = np.count_nonzero((p == j) & np.isin(g, touch))
-            adj = np.count_nonzero(~np.isin(p, [0, j]) & np.isin(g, touch))
-            siou_pred.append(inter / (np.isin(g, touch).sum() + (p == j).sum() - inter - adj))
-            frame_ppv.append(inter / (p == j).sum())
-        siou_gt += frame_gt
-        ppv += frame_ppv
-        for k, t in enumerate(ts):
-            tps[k] += np.count_nonzero(np.array(frame_gt) >= t)
-            fns[k] += np.count_nonzero(np.array(frame_gt) < t)
-            fps[k] += np.count_nonzero(np.array(frame_ppv) < t)
-    f1 = 2 * tps / (2 * tps + fns + fps)
-    return {"siou_gt": float(np.mean(siou_gt)), "siou_pred": float(np.mean(siou_pred)),
-            "ppv": float(np.mean(ppv)), "mean_f1": float(np.mean(f1)),
-            "gt_components": len(siou_gt), "pred_components": len(siou_pred)}
-
-
-def write_components_case(out_dir, rng):
-    h, w = 40, 60
-    frames = []
-    for _ in range(3):
-        gt = np.zeros((h, w), np.uint8)
-        for _ in range(5):  # rectangles of anomaly, some touching, some tiny
-            y, x = rng.integers(0, h - 4), rng.integers(0, w - 4)
-            gt[y:y + rng.integers(1, 12), x:x + rng.integers(1, 14)] = 1
-        ignore = np.zeros((h, w), np.uint8)
-        ignore[:, :3] = 1
-        score = np.clip(0.6 * gt + rng.normal(0.2, 0.2, (h, w)), 0, 1).astype(np.float32)
-        score[rng.random((h, w)) < 0.02] = 0.95  # speckle: small predicted components
-        frames.append({"score": score.ravel(), "gt": gt.ravel(), "ignore": ignore.ravel(), "shape": (h, w)})
-    thr, limits = 0.5, (6, 4)
-    case = {
-        "name": "components",
-        "note": "SMIYC component metrics (scipy.ndimage.label, 8-connected)",
-        "threshold": thr,
-        "min_pred": limits[0],
-        "min_gt": limits[1],
-        "frames": [{"width": w, "height": h, "score": [float(v) for v in f["score"]],
-                    "gt": [int(v) for v in f["gt"]], "ignore": [int(v) for v in f["ignore"]]} for f in frames],
-        "expected_components": server_components(frames, thr, *limits),
-    }
-    os.makedirs(os.path.join(out_dir, "components"), exist_ok=True)
-    with open(os.path.join(out_dir, "components", "components.json"), "w") as fh:
-        json.dump(case, fh, separators=(",", ":"))
-
-
 def num(x):
     return None if isinstance(x, float) and np.isnan(x) else x
 
 
-def write_case(out_dir, name, frames, mode, note, smiyc_dtype=None):
+def write_case(out_dir, name, frames, mode, note):
     case = {
         "name": name,
         "note": note,
@@ -207,10 +87,6 @@ def write_case(out_dir, name, frames, mode, note, smiyc_dtype=None):
         ],
         "expected": {k: num(v) for k, v in expected(frames, mode).items()},
     }
-    if smiyc_dtype is not None:
-        typed = [dict(f, score=f["score"].astype(smiyc_dtype)) for f in frames]
-        case["smiyc_dtype"] = np.dtype(smiyc_dtype).name
-        case["expected_smiyc"] = server_binned(typed)
     with open(os.path.join(out_dir, name + ".json"), "w") as fh:
         json.dump(case, fh, separators=(",", ":"))
 
@@ -244,9 +120,8 @@ def main():
     write_case(out_dir, "ties_total", [random_frame(700, 0.2, quant=20, p_ignore=0.1) for _ in range(3)],
                "total", "heavy ties (21 distinct scores), ignore dropped")
     write_case(out_dir, "float16_total", [random_frame(1500, 0.1, f16=True, p_ignore=0.05) for _ in range(2)],
-               "total", "float16-quantised scores", smiyc_dtype=np.float16)
-    write_case(out_dir, "distinct_total", [random_frame(900, 0.3)], "total", "mostly distinct float32 scores",
-               smiyc_dtype=np.float32)
+               "total", "float16-quantised scores")
+    write_case(out_dir, "distinct_total", [random_frame(900, 0.3)], "total", "mostly distinct float32 scores")
     frames = [random_frame(300, 0.15, quant=50) for _ in range(6)]
     frames.append(random_frame(300, 0.0, quant=50))  # no positives: AP -0.0 counted, AUROC NaN skipped
     frames.append(frame(rng.random(50), np.ones(50)))  # no negatives: FPR and AUROC NaN
@@ -266,7 +141,6 @@ def main():
     gt = np.tile([1, 0], 21)
     gt[:6] = 1
     write_case(out_dir, "collinear_drop", [frame(sc, gt)], "total", "collinear ROC segments")
-    write_components_case(out_dir, rng)
     write_case(out_dir, "negative_zero", [frame([-0.0, 0.0, 0.5, -0.25], [1, 0, 1, 0])], "total",
                "-0.0 and 0.0 are one threshold")
 

@@ -83,7 +83,8 @@ pub enum Command {
         /// `total` (pool pixels, ignore dropped) or `image` (per frame, nan-mean); default from the dataset.
         #[arg(long, value_enum)]
         mode: Option<ModeArg>,
-        /// Also compute the SegmentMeIfYouCan server's binned pixel metrics.
+        /// Also compute the SegmentMeIfYouCan benchmark's binned pixel metrics and component
+        /// metrics, as road-anomaly-benchmark computes them at commit 1c7804e (docs/eval.md).
         #[arg(long)]
         smiyc: bool,
         /// Skip the per-frame overlay images.

@@ -1,22 +1,29 @@
-//! The SegmentMeIfYouCan server's component metrics (`SegEval-*`,
-//! `road_anomaly_benchmark: metrics/instance_segmentation.py`).
+//! The SegmentMeIfYouCan benchmark's component metrics (`SegEval-*`), as
+//! `SegmentMeIfYouCan/road-anomaly-benchmark` computes them at commit `1c7804e`
+//! (`road_anomaly_benchmark/metrics/instance_segmentation.py`: `default_instancer`,
+//! `segment_metrics`, `MetricSegment.aggregate`), numpy 1.23.3 and scipy.
 //!
-//! Per frame: prediction = `score > threshold` (the binned curve's best-F1 threshold), forced to 0
-//! on ignored pixels; ground truth = anomaly pixels. Both are split into 8-connected components.
-//! Predicted components smaller than `min_pred` pixels are dropped; ground-truth components smaller
-//! than `min_gt` become ignored (the server loops over component 0, the background, too: a
-//! background smaller than `min_gt` would be ignored as well — kept). Then, on the remaining
-//! non-ignored pixels:
+//! Per frame, with label 255 on void pixels, 1 on anomaly pixels:
+//! * prediction = `score > threshold` (the binned curve's best-F1 threshold, compared in the
+//!   map's dtype as numpy does with a float scalar), forced to 0 on void; ground truth = label 1.
+//!   Both are split into 8-connected components (`scipy.ndimage.label`, raster numbering).
+//! * Predicted components smaller than `min_pred` pixels are dropped; ground-truth components
+//!   smaller than `min_gt` become void (the benchmark loops over component 0, the background, too:
+//!   a background smaller than `min_gt` becomes void as well — kept).
+//! * On the remaining non-void pixels, per ground-truth component `i` with touching predicted
+//!   components `S`: `sIoU = |i ∩ S| / (|S| + |i| − |i ∩ S| − |S ∩ other gt components|)`; per
+//!   predicted component `j` with touching ground-truth components `G`: `sIoU_pred` likewise and
+//!   `PPV = |j ∩ G| / |j|`.
+//! * For `t` in `linspace(0.25, 0.75, 11)`: `TP = #(sIoU ≥ t)`, `FN = #(sIoU < t)`, `FP = #(PPV < t)`,
+//!   summed over frames; `F1(t) = 2TP / (2TP + FN + FP)`; mean F1, TP, FN, FP over the 11.
+//! * Means of sIoU and PPV over all components of all frames (each frame's sum taken first).
 //!
-//! * per ground-truth component `i` with touching predicted components `S`:
-//!   `sIoU = |i ∩ S| / (|S| + |i| − |i ∩ S| − |S ∩ other gt components|)`;
-//! * per predicted component `j` with touching ground-truth components `G`: `sIoU_pred` likewise and
-//!   `PPV = |j ∩ G| / |j|`;
-//! * for `t` in `linspace(0.25, 0.75, 11)`: `TP = #(sIoU ≥ t)`, `FN = #(sIoU < t)`,
-//!   `FP = #(PPV < t)`, summed over frames; `F1(t) = 2TP / (2TP + FN + FP)`; mean F1 over the 11.
+//! Where the benchmark divides by zero, the value is NaN (it warns for the means and raises for an
+//! F1 with no component at all).
 //!
 //! Sizes: anomaly track 500 / 100 px, obstacle track and Lost and Found 50 / 10 px.
 
+use super::metrics::pairwise_sum_f64;
 use super::predictions::PredDtype;
 use std::collections::HashMap;
 
@@ -112,32 +119,60 @@ pub struct FrameComponents {
     pub ppv: Vec<f64>,
 }
 
-/// Component statistics of one frame. `ignore` marks void pixels.
+/// float64 → float16 rounded once, to nearest even, as numpy casts (`half::f16::from_f64` goes
+/// through float32 and can round twice).
+fn f16_from_f64(x: f64) -> half::f16 {
+    let y = x as f32;
+    if !y.is_finite() || y as f64 == x {
+        return half::f16::from_f32(y);
+    }
+    // Round to odd in float32 (truncate toward zero, set the last bit): float32 keeps 13 bits more
+    // than float16, so the final rounding still sees which side of a float16 midpoint `x` lies on.
+    let mut bits = y.to_bits();
+    if (y as f64).abs() > x.abs() {
+        bits -= 1;
+    }
+    half::f16::from_f32(f32::from_bits(bits | 1))
+}
+
+/// `map > threshold` as numpy 1.23 evaluates it for a float16 / float32 map and a float scalar:
+/// in the smallest float type that holds the scalar's range (`np.min_scalar_type`: float16 inside
+/// ±65000 or when not finite, float32 inside ±3.4e38), promoted with the map's type.
+fn above(dtype: PredDtype, threshold: f64) -> Box<dyn Fn(f32) -> bool> {
+    let t = threshold;
+    let fits_f16 = (t > -65000.0 && t < 65000.0) || !t.is_finite();
+    let fits_f32 = t > -3.4e38 && t < 3.4e38;
+    match dtype {
+        PredDtype::Float16 if fits_f16 => {
+            let t = f16_from_f64(t);
+            Box::new(move |s| half::f16::from_f32(s) > t)
+        }
+        _ if fits_f32 || !t.is_finite() => {
+            let t = t as f32;
+            Box::new(move |s| s > t)
+        }
+        _ => Box::new(move |s| s as f64 > t),
+    }
+}
+
+/// Component statistics of one frame. `void` marks void pixels (label 255); a pixel both void and
+/// anomalous counts as void.
 pub fn frame_components(
     scores: &[f32],
     anomaly: &[u8],
-    ignore: &[u8],
+    void: &[u8],
     (w, h): (usize, usize),
     threshold: f64,
     dtype: PredDtype,
     (min_pred, min_gt): (u64, u64),
 ) -> FrameComponents {
-    // numpy 1.24 compares a float16 / float32 map with a float scalar in the map's own type, so the
-    // threshold is rounded to that type first.
-    let above: Box<dyn Fn(f32) -> bool> = match dtype {
-        PredDtype::Float16 => {
-            let t = half::f16::from_f64(threshold);
-            Box::new(move |s| half::f16::from_f32(s) > t)
-        }
-        PredDtype::Float32 => {
-            let t = threshold as f32;
-            Box::new(move |s| s > t)
-        }
-    };
+    let above = above(dtype, threshold);
     let pred_mask: Vec<bool> = (0..w * h)
-        .map(|i| above(scores[i]) && ignore[i] == 0)
+        .map(|i| above(scores[i]) && void[i] == 0)
         .collect();
-    let gt_mask: Vec<bool> = anomaly.iter().map(|&a| a != 0).collect();
+    let gt_mask: Vec<bool> = (0..w * h)
+        .map(|i| anomaly[i] != 0 && void[i] == 0)
+        .collect();
     let (mut pred, pred_sizes) = label_components(&pred_mask, w, h);
     let (gt, gt_sizes) = label_components(&gt_mask, w, h);
     for p in pred.iter_mut() {
@@ -145,7 +180,7 @@ pub fn frame_components(
             *p = 0;
         }
     }
-    let mut roi: Vec<bool> = ignore.iter().map(|&v| v == 0).collect();
+    let mut roi: Vec<bool> = void.iter().map(|&v| v == 0).collect();
     for (i, &g) in gt.iter().enumerate() {
         if gt_sizes[g as usize] < min_gt {
             roi[i] = false;
@@ -204,47 +239,105 @@ pub fn frame_components(
     out
 }
 
-/// Aggregated component metrics.
+/// TP / FN / FP component counts at one sIoU threshold, over all frames.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct ComponentMetrics {
-    pub threshold: f64,
-    pub siou_gt: f64,
-    pub siou_pred: f64,
-    pub ppv: f64,
-    pub mean_f1: f64,
-    pub gt_components: usize,
-    pub pred_components: usize,
+pub struct SiouRow {
+    pub siou: f64,
+    pub tp: u64,
+    #[serde(rename = "fn")]
+    pub fn_: u64,
+    pub fp: u64,
+    pub f1: f64,
 }
 
-/// Aggregates frames the way the server does (means over all components of all frames).
-pub fn aggregate(frames: &[FrameComponents], threshold: f64) -> ComponentMetrics {
-    let all = |f: fn(&FrameComponents) -> &Vec<f64>| {
-        frames.iter().flat_map(f).copied().collect::<Vec<f64>>()
-    };
-    let (g, p, v) = (all(|f| &f.siou_gt), all(|f| &f.siou_pred), all(|f| &f.ppv));
-    let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
-    // np.linspace(0.25, 0.75, 11)
+/// Aggregated component metrics (`ResultsInfo` of the benchmark, plus all 11 thresholds).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ComponentMetrics {
+    /// The score threshold the maps were binarised at.
+    pub threshold: f64,
+    pub min_pred: u64,
+    pub min_gt: u64,
+    pub siou_gt: f64,
+    pub siou_pred: f64,
+    /// `prec_pred`.
+    pub ppv: f64,
+    pub mean_f1: f64,
+    pub tp_mean: f64,
+    pub fn_mean: f64,
+    pub fp_mean: f64,
+    pub gt_components: usize,
+    pub pred_components: usize,
+    /// One row per sIoU threshold in `linspace(0.25, 0.75, 11)`.
+    pub by_siou: Vec<SiouRow>,
+}
+
+/// `np.linspace(0.25, 0.75, 11)`.
+fn siou_thresholds() -> [f64; 11] {
     let step = 0.5 / 10.0;
-    let mut f1_sum = 0.0;
-    for k in 0..11 {
-        let t = if k == 10 {
+    std::array::from_fn(|k| {
+        if k == 10 {
             0.75
         } else {
             k as f64 * step + 0.25
-        };
-        let tp = g.iter().filter(|&&s| s >= t).count() as f64;
-        let fneg = g.iter().filter(|&&s| s < t).count() as f64;
-        let fp = v.iter().filter(|&&s| s < t).count() as f64;
-        f1_sum += 2.0 * tp / (2.0 * tp + fneg + fp);
-    }
+        }
+    })
+}
+
+/// Aggregates frames as `MetricSegment.aggregate` does. `limits` are recorded only.
+pub fn aggregate(
+    frames: &[FrameComponents],
+    threshold: f64,
+    (min_pred, min_gt): (u64, u64),
+) -> ComponentMetrics {
+    // sum(np.sum(frame) for frame in frames) / sum(len(frame) for frame in frames)
+    let mean = |f: fn(&FrameComponents) -> &Vec<f64>| {
+        let sum = frames
+            .iter()
+            .fold(0.0, |acc, fr| acc + pairwise_sum_f64(f(fr)));
+        sum / frames.iter().map(|fr| f(fr).len()).sum::<usize>() as f64
+    };
+    let count = |f: fn(&FrameComponents) -> &Vec<f64>, pick: &dyn Fn(f64) -> bool| {
+        frames
+            .iter()
+            .map(|fr| f(fr).iter().filter(|&&v| pick(v)).count() as u64)
+            .sum::<u64>()
+    };
+    let by_siou: Vec<SiouRow> = siou_thresholds()
+        .into_iter()
+        .map(|t| {
+            let tp = count(|f| &f.siou_gt, &|s| s >= t);
+            let fn_ = count(|f| &f.siou_gt, &|s| s < t);
+            let fp = count(|f| &f.ppv, &|s| s < t);
+            let den = 2 * tp + fn_ + fp;
+            let f1 = if den == 0 {
+                f64::NAN
+            } else {
+                (2 * tp) as f64 / den as f64
+            };
+            SiouRow {
+                siou: t,
+                tp,
+                fn_,
+                fp,
+                f1,
+            }
+        })
+        .collect();
+    let avg = |f: fn(&SiouRow) -> f64| by_siou.iter().fold(0.0, |acc, r| acc + f(r)) / 11.0;
     ComponentMetrics {
         threshold,
-        siou_gt: mean(&g),
-        siou_pred: mean(&p),
-        ppv: mean(&v),
-        mean_f1: f1_sum / 11.0,
-        gt_components: g.len(),
-        pred_components: p.len(),
+        min_pred,
+        min_gt,
+        siou_gt: mean(|f| &f.siou_gt),
+        siou_pred: mean(|f| &f.siou_pred),
+        ppv: mean(|f| &f.ppv),
+        mean_f1: avg(|r| r.f1),
+        tp_mean: avg(|r| r.tp as f64),
+        fn_mean: avg(|r| r.fn_ as f64),
+        fp_mean: avg(|r| r.fp as f64),
+        gt_components: frames.iter().map(|f| f.siou_gt.len()).sum(),
+        pred_components: frames.iter().map(|f| f.siou_pred.len()).sum(),
+        by_siou,
     }
 }
 
@@ -290,7 +383,7 @@ mod tests {
         // For gt 1: inter 8, |S| 28, adjustment 8 (pixels on gt 2) → 8 / (28 + 8 − 8 − 8) = 0.4.
         assert_eq!(f.siou_gt, [0.4, 0.4]);
         assert_eq!(f.ppv, [16.0 / 28.0]);
-        let m = aggregate(&[f], 0.5);
+        let m = aggregate(&[f], 0.5, (1, 1));
         assert_eq!((m.gt_components, m.pred_components), (2, 1));
         // t ≤ 0.4: TP 2, FN 0, FP 0 (PPV 0.571 ≥ t) → F1 1; 0.4 < t ≤ 0.55 → TP 0, FN 2, FP 0 → 0; etc.
         assert!(m.mean_f1 > 0.0 && m.mean_f1 < 1.0);
@@ -301,7 +394,7 @@ mod tests {
             (f.siou_gt.clone(), f.ppv.clone()),
             (vec![1.0, 1.0], vec![1.0, 1.0])
         );
-        assert_eq!(aggregate(&[f], 0.5).mean_f1, 1.0);
+        assert_eq!(aggregate(&[f], 0.5, (1, 1)).mean_f1, 1.0);
     }
 
     #[test]
@@ -314,59 +407,121 @@ mod tests {
         assert_eq!(f.siou_gt, [1.0]);
         assert_eq!(f.ppv, [1.0]);
     }
-}
-
-/// Parity with the server's procedure (scipy's labelling) on the committed fixture
-/// (`tests/fixtures/metrics/components/`, written by `scripts/make_metric_fixtures.py`).
-#[cfg(test)]
-mod fixture_tests {
-    use super::*;
-    use serde_json::Value;
 
     #[test]
-    fn component_metrics_match_scipy_procedure() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/metrics/components/components.json");
-        let case: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let thr = case["threshold"].as_f64().unwrap();
-        let limits = (
-            case["min_pred"].as_u64().unwrap(),
-            case["min_gt"].as_u64().unwrap(),
-        );
-        let frames: Vec<FrameComponents> = case["frames"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| {
-                let (s, g, i) = crate::eval::fixture_frame(f);
-                let size = (
-                    f["width"].as_u64().unwrap() as usize,
-                    f["height"].as_u64().unwrap() as usize,
-                );
-                frame_components(&s, &g, &i, size, thr, PredDtype::Float32, limits)
-            })
-            .collect();
-        let m = aggregate(&frames, thr);
-        let want = &case["expected_components"];
-        assert_eq!(
-            m.gt_components as u64,
-            want["gt_components"].as_u64().unwrap()
-        );
-        assert_eq!(
-            m.pred_components as u64,
-            want["pred_components"].as_u64().unwrap()
-        );
+    fn threshold_is_compared_in_the_maps_dtype() {
+        // 0.30078 rounds to the float16 0.30078125: a float16 score of that value is not above it.
+        let s = half::f16::from_f64(0.30078125).to_f32();
+        assert!(!above(PredDtype::Float16, 0.30078)(s));
+        assert!(above(PredDtype::Float32, 0.30078)(s));
+        // Rounded straight from float64 (via float32 this would be a tie, rounded to even 1.0).
+        let t = 1.0 + 2f64.powi(-11) + 2f64.powi(-40);
+        assert!(!above(PredDtype::Float16, t)(1.0 + 2f32.powi(-10)));
+        assert!(above(PredDtype::Float16, t)(1.0 + 2f32.powi(-9)));
+        // Outside ±65000 the comparison happens in float32 (65500 would round up to 65504).
+        assert!(above(PredDtype::Float16, 65500.0)(65504.0));
+        assert!(!above(PredDtype::Float16, 64990.0)(64992.0));
+    }
+
+    #[test]
+    fn no_component_at_all_gives_nan() {
+        let m = aggregate(&[FrameComponents::default()], 0.5, (1, 1));
+        assert!(m.siou_gt.is_nan() && m.ppv.is_nan() && m.mean_f1.is_nan());
+        assert_eq!((m.gt_components, m.pred_components), (0, 0));
+    }
+}
+
+/// Parity with the benchmark's own code (`default_instancer`, `segment_metrics`,
+/// `MetricSegment.aggregate`) on `tests/fixtures/smiyc/`, written by
+/// `scripts/make_smiyc_fixtures.py`: every case at the threshold it records (the pixel curve's
+/// best-F1 threshold, or 0.5 for `components_fixed_threshold`).
+#[cfg(test)]
+pub(crate) mod fixture_tests {
+    use super::*;
+    use crate::eval::smiyc::fixture_tests::{cases, check, dtype, frames};
+    use serde_json::Value;
+
+    /// Every number of `expected.components` of a fixture against `m`: counts exactly, the rest
+    /// within 1e-9.
+    pub(crate) fn check_components(name: &str, m: &ComponentMetrics, want: &Value) {
         for (k, got) in [
+            ("threshold", m.threshold),
             ("siou_gt", m.siou_gt),
             ("siou_pred", m.siou_pred),
             ("ppv", m.ppv),
             ("mean_f1", m.mean_f1),
+            ("tp_mean", m.tp_mean),
+            ("fn_mean", m.fn_mean),
+            ("fp_mean", m.fp_mean),
         ] {
-            let w = want[k].as_f64().unwrap();
-            assert!(
-                (w - got).abs() <= 1e-9,
-                "{k} = {got}, scipy procedure says {w}"
+            check(name, k, got, &want[k], 1e-9);
+        }
+        let int = |k: &str| want[k].as_u64().unwrap();
+        assert_eq!(
+            (m.gt_components as u64, m.pred_components as u64),
+            (int("gt_components"), int("pred_components")),
+            "{name}: component counts"
+        );
+        assert_eq!((m.min_pred, m.min_gt), (int("min_pred"), int("min_gt")));
+        let rows = want["by_siou"].as_array().unwrap();
+        assert_eq!(rows.len(), m.by_siou.len());
+        for (r, w) in m.by_siou.iter().zip(rows) {
+            check(name, "siou", r.siou, &w["siou"], 0.0);
+            let counts = (w["tp"].as_u64(), w["fn"].as_u64(), w["fp"].as_u64());
+            assert_eq!(
+                (Some(r.tp), Some(r.fn_), Some(r.fp)),
+                counts,
+                "{name}: TP / FN / FP at sIoU {}",
+                r.siou
             );
+        }
+        for (k, t) in [("25", 0.25), ("50", 0.5), ("75", 0.75)] {
+            let r = m.by_siou.iter().find(|r| r.siou == t).unwrap();
+            assert_eq!(
+                (r.tp, r.fn_, r.fp),
+                (
+                    int(&format!("tp_{k}")),
+                    int(&format!("fn_{k}")),
+                    int(&format!("fp_{k}"))
+                ),
+                "{name}: counts at {t}"
+            );
+            check(
+                name,
+                &format!("f1_{k}"),
+                r.f1,
+                &want[format!("f1_{k}")],
+                1e-9,
+            );
+        }
+    }
+
+    #[test]
+    fn component_metrics_match_the_benchmark() {
+        let cases = cases();
+        assert!(cases.len() >= 6, "SMIYC fixtures missing");
+        for (name, case) in cases {
+            let want = &case["expected"]["components"];
+            let thr = want["threshold"].as_f64().unwrap();
+            let limits = (
+                want["min_pred"].as_u64().unwrap(),
+                want["min_gt"].as_u64().unwrap(),
+            );
+            let per_frame: Vec<FrameComponents> = frames(&case)
+                .iter()
+                .map(|f| {
+                    frame_components(
+                        &f.scores,
+                        &f.anomaly,
+                        &f.void,
+                        (f.width, f.height),
+                        thr,
+                        dtype(&case),
+                        limits,
+                    )
+                })
+                .collect();
+            check_components(&name, &aggregate(&per_frame, thr, limits), want);
         }
     }
 }

@@ -793,6 +793,7 @@ mod tests {
 #[cfg(test)]
 mod fixture_tests {
     use super::*;
+    use crate::eval::fixture_frame as frame;
     use serde_json::Value;
 
     fn fixtures() -> Vec<Value> {
@@ -809,21 +810,6 @@ mod fixture_tests {
             .collect();
         assert!(cases.len() >= 10, "fixtures missing in {}", dir.display());
         cases
-    }
-
-    fn frame(f: &Value) -> (Vec<f32>, Vec<u8>, Vec<u8>) {
-        let nums = |k: &str| {
-            f[k].as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect::<Vec<_>>()
-        };
-        (
-            nums("score").into_iter().map(|v| v as f32).collect(),
-            nums("gt").into_iter().map(|v| v as u8).collect(),
-            nums("ignore").into_iter().map(|v| v as u8).collect(),
-        )
     }
 
     #[test]

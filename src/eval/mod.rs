@@ -13,13 +13,15 @@
 //! * [`metrics`]: exact scikit-learn-compatible metrics over histograms.
 //! * [`predictions`]: reading score maps and finding an item's file.
 //! * [`report`]: the files written and the summary table.
-//! * [`smiyc`], [`components`]: the SegmentMeIfYouCan server's binned pixel metrics and component
-//!   metrics (optional; the components need a second pass at the binned best-F1 threshold).
+//! * [`smiyc`], [`components`]: the SegmentMeIfYouCan benchmark's binned pixel metrics and component
+//!   metrics (optional; the components need a second pass at the binned best-F1 threshold);
+//!   [`numpy_sort`]: numpy's argsort, whose tie order the binned curve depends on.
 //! * [`discover`]: ranking of mask queries by overlap with anomaly labels (`discover-queries`).
 
 pub mod components;
 pub mod discover;
 pub mod metrics;
+pub mod numpy_sort;
 pub mod predictions;
 pub mod report;
 pub mod smiyc;
@@ -65,7 +67,8 @@ pub struct EvalOptions {
     pub progress: bool,
     /// Summary table on stdout.
     pub print_summary: bool,
-    /// Also compute the SegmentMeIfYouCan server's binned pixel metrics (`smiyc` block).
+    /// Also compute the SegmentMeIfYouCan benchmark's binned pixel metrics (`smiyc` block) and its
+    /// component metrics (`components` block).
     pub smiyc: bool,
 }
 
@@ -163,10 +166,10 @@ pub struct EvalResults {
     pub aupr_seed: f64,
     /// Distinct score values of the pooled histogram.
     pub distinct_scores: usize,
-    /// The server's binned metrics over non-ignored pixels, when asked for.
+    /// The benchmark's binned metrics over non-ignored pixels, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smiyc: Option<smiyc::BinnedMetrics>,
-    /// The server's component metrics at the binned best-F1 threshold, when asked for.
+    /// The benchmark's component metrics at the binned best-F1 threshold, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub components: Option<components::ComponentMetrics>,
     /// `run_id` and `checkpoint` copied from the predictions' `manifest.json`, when present.
@@ -390,7 +393,7 @@ fn component_pass(
             limits,
         ));
     }
-    Ok(components::aggregate(&frames, threshold))
+    Ok(components::aggregate(&frames, threshold, limits))
 }
 
 fn progress_bar(len: u64, enabled: bool) -> indicatif::ProgressBar {

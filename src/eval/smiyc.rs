@@ -1,27 +1,37 @@
-//! The SegmentMeIfYouCan server's binned pixel metrics (`PixBinaryClass`,
-//! `road_anomaly_benchmark: metrics/pixel_classification.py` and `pixel_classification_curves.py`).
+//! The SegmentMeIfYouCan benchmark's binned pixel metrics (`PixBinaryClass`), as
+//! `SegmentMeIfYouCan/road-anomaly-benchmark` computes them at commit `1c7804e`
+//! (`road_anomaly_benchmark/metrics/pixel_classification.py`: `binary_confusion_matrix`,
+//! `MetricPixelClassification.aggregate_dynamic_bins`; `pixel_classification_curves.py`:
+//! `curves_from_cmats`), with numpy 1.23.3 as pinned by that repository.
 //!
-//! Per frame (non-ignored pixels): bin edges = `unique([0, 1] ∪ quantile(positive scores,
-//! linspace(0, 1, min(384, n_pos))) ∪ quantile(negative scores, linspace(0, 1, min(384, n_neg))))`;
-//! each bin `[e_k, e_{k+1})` (the last one closed; scores outside `[e_0, e_last]` are not counted)
-//! becomes one threshold `e_k` with its positive and negative counts. Frames are aggregated by
-//! sorting all thresholds descending and accumulating; repeated thresholds are collapsed;
-//! `(0, 0)` is prepended and `(P, N)` appended when missing. Then:
-//! `AP = Σ diff(recall) · precision[1:]`, `FPR95 = fpr[searchsorted(tpr, 0.95)]` (1 when never
-//! reached), `AUROC = trapz(tpr, fpr)`, best F1 = `max 2TP / (2TP + FP + FN)`.
+//! Per frame, on its non-void pixels with scores `s` in the stored map's dtype:
+//! * `eps = max((max s − min s) · 0.01, 0.01)` (the range subtracted in the map's dtype, the rest in
+//!   float64); bin edges = `unique({min s − eps, max s + eps} ∪ quantile(positive scores,
+//!   linspace(0, 1, min(384, n_pos))) ∪ quantile(negative scores, linspace(0, 1, min(384, n_neg))))`;
+//! * bin `k` (`e_k <= s < e_{k+1}`, the last one closed) becomes threshold `e_k` with its positive
+//!   and negative counts.
 //!
-//! Difference from the server, confined to ties: numpy's unstable `argsort` decides the order of
-//! equal thresholds from different frames, which matters only for the curve's first point when the
-//! highest threshold of several frames coincides; here that order is a stable ascending sort,
-//! reversed.
-//! NOTE(upstream): the server reads `best_f1_threshold` (and the TPR95 threshold) from the *uncollapsed*
-//! threshold list with an index into the collapsed, endpoint-extended curve; that quirk is kept, since
-//! the server's component metrics binarise at that value.
+//! Over all frames (in dataset order): thresholds sorted descending by `np.argsort(...)[::-1]`
+//! (numpy's unstable introsort, [`super::numpy_sort`]), counts accumulated in that order. The curve
+//! keeps index 0, the last index of every run of equal thresholds and the last index; `(0, 0)` is
+//! prepended (threshold `max + 1`) unless the first point is already there, `(P, N)` appended
+//! (threshold `max − 1`) unless the last point is. Thresholds are collapsed and extended with the
+//! counts, so the best-F1 and TPR95 thresholds are read from the curve's own list. Then
+//! `AP = Σ diff(recall) · precision[1:]` (precision 1 where nothing is predicted),
+//! `AUROC = trapz(tpr, fpr)`, `FPR95 = fpr[searchsorted(tpr, 0.95)]` (1, threshold 0 when never
+//! reached), best F1 = first maximum of `2TP / (2TP + FP + FN)`.
 //!
-//! The quantiles follow numpy 1.24's `linear` method, including its float16 (or float32) subtraction
-//! of neighbouring values, so the bin edges match those numpy computes from the stored map.
+//! Which of several equal highest thresholds comes first decides the curve's first point (one
+//! frame's top bin instead of all of them) and so moves AP and AUROC in the 5th digit when, say,
+//! several float16 maps saturate at 1.0. That order is numpy's, computed here the same way, for the
+//! frames in dataset order: the benchmark's sequential evaluation. Its parallel mode collects frames
+//! in completion order, which is not reproducible.
+//!
+//! Where the benchmark fails, this module does not: a frame with every pixel void is skipped (the
+//! benchmark raises on the empty `np.min`).
 
-use super::metrics::{pairwise_sum_f64, Histogram};
+use super::metrics::{pairwise_sum_f64, Bin, Histogram};
+use super::numpy_sort;
 use super::predictions::PredDtype;
 
 /// Bins per frame (`num_bins` of `PixBinaryClass`): half from positives, half from negatives.
@@ -49,6 +59,16 @@ fn linspace01(m: usize) -> Vec<f64> {
     v
 }
 
+/// `b - a` for two values of the map's dtype, computed as numpy does in that dtype (float16:
+/// in float32, rounded to float16).
+fn subtract_in(dtype: PredDtype, b: f64, a: f64) -> f64 {
+    let d = b as f32 - a as f32;
+    match dtype {
+        PredDtype::Float16 => half::f16::from_f32(d).to_f64(),
+        PredDtype::Float32 => d as f64,
+    }
+}
+
 /// Values in ascending order with their multiplicities (one class of a frame).
 struct Sorted {
     values: Vec<f32>,
@@ -57,48 +77,8 @@ struct Sorted {
 }
 
 impl Sorted {
-    fn len(&self) -> u64 {
-        self.cum.last().copied().unwrap_or(0)
-    }
-
-    /// The `k`-th smallest value.
-    fn at(&self, k: u64) -> f32 {
-        self.values[self.cum.partition_point(|&c| c <= k)]
-    }
-}
-
-/// `np.quantile(values, qs)` with the default `linear` method, as numpy 1.24 evaluates it.
-fn quantiles(s: &Sorted, qs: &[f64], dtype: PredDtype) -> Vec<f64> {
-    let n = s.len();
-    qs.iter()
-        .map(|&q| {
-            // numpy's `linear` method: virtual index (n - 1) * q.
-            let virtual_index = (n - 1) as f64 * q;
-            let prev = virtual_index.floor().clamp(0.0, (n - 1) as f64);
-            let next = (prev + 1.0).clamp(0.0, (n - 1) as f64);
-            let gamma = virtual_index - virtual_index.floor();
-            let a = s.at(prev as u64) as f64;
-            let b = s.at(next as u64) as f64;
-            // `subtract(b, a)` happens in the array's own type.
-            let diff = match dtype {
-                PredDtype::Float16 => half::f16::from_f64(b - a).to_f64(),
-                PredDtype::Float32 => (b - a) as f32 as f64,
-            };
-            if gamma >= 0.5 {
-                b - diff * (1.0 - gamma)
-            } else {
-                a + diff * gamma
-            }
-        })
-        .collect()
-}
-
-/// The thresholds and counts of one frame. `hist` holds the frame's non-ignored pixels.
-fn frame_entries(hist: &Histogram, dtype: PredDtype) -> Vec<Entry> {
-    let ascending = |pick: fn(&super::metrics::Bin) -> u64| {
-        let mut values = Vec::new();
-        let mut cum = Vec::new();
-        let mut c = 0;
+    fn of(hist: &Histogram, pick: fn(&Bin) -> u64) -> Sorted {
+        let (mut values, mut cum, mut c) = (Vec::new(), Vec::new(), 0);
         for b in hist.bins().iter().rev() {
             let k = pick(b);
             if k > 0 {
@@ -108,19 +88,64 @@ fn frame_entries(hist: &Histogram, dtype: PredDtype) -> Vec<Entry> {
             }
         }
         Sorted { values, cum }
+    }
+
+    fn len(&self) -> u64 {
+        self.cum.last().copied().unwrap_or(0)
+    }
+
+    /// The `k`-th smallest value.
+    fn at(&self, k: u64) -> f64 {
+        self.values[self.cum.partition_point(|&c| c <= k)] as f64
+    }
+}
+
+/// `np.quantile(values, qs)` (method `linear`) as numpy 1.23 evaluates it: `_lerp` subtracts the
+/// neighbours in the array's dtype and interpolates in float64, from below for `gamma < 0.5` and
+/// from above otherwise.
+fn quantiles(s: &Sorted, qs: &[f64], dtype: PredDtype) -> Vec<f64> {
+    let n = s.len();
+    qs.iter()
+        .map(|&q| {
+            let virtual_index = (n - 1) as f64 * q;
+            let (prev, next, gamma) = if virtual_index >= (n - 1) as f64 {
+                // Past the last index numpy takes the last value twice (gamma is then irrelevant).
+                (n - 1, n - 1, 1.0)
+            } else {
+                let f = virtual_index.floor();
+                (f as u64, f as u64 + 1, virtual_index - f)
+            };
+            let (a, b) = (s.at(prev), s.at(next));
+            let diff = subtract_in(dtype, b, a);
+            if gamma >= 0.5 {
+                b - diff * (1.0 - gamma)
+            } else {
+                a + diff * gamma
+            }
+        })
+        .collect()
+}
+
+/// The thresholds and counts of one frame, highest threshold first (`bin_edges[::-1][1:]`).
+/// `hist` holds the frame's non-void pixels; empty when it holds none.
+fn frame_entries(hist: &Histogram, dtype: PredDtype) -> Vec<Entry> {
+    let bins = hist.bins();
+    let (Some(max), Some(min)) = (bins.first(), bins.last()) else {
+        return Vec::new();
     };
-    let pos = ascending(|b| b.pos);
-    let neg = ascending(|b| b.neg);
-    let mut edges = vec![0.0, 1.0];
-    for s in [&pos, &neg] {
+    let (vmax, vmin) = (max.score as f64, min.score as f64);
+    let eps = (subtract_in(dtype, vmax, vmin) * 1e-2).max(1e-2);
+    let mut edges = vec![vmin - eps, vmax + eps];
+    for s in [Sorted::of(hist, |b| b.pos), Sorted::of(hist, |b| b.neg)] {
         if s.len() > 0 {
             let m = (NUM_BINS / 2).min(s.len() as usize);
-            edges.extend(quantiles(s, &linspace01(m), dtype));
+            edges.extend(quantiles(&s, &linspace01(m), dtype));
         }
     }
     edges.sort_by(f64::total_cmp);
     edges.dedup();
-    // np.histogram: bin k counts e_k <= v < e_{k+1}; the last bin also takes v == e_last.
+    // np.histogram: bin k counts e_k <= v < e_{k+1}; the last bin also takes v == e_last; values
+    // outside [e_0, e_last] are not counted (none are: the edges bracket every score).
     let mut entries: Vec<Entry> = edges
         .windows(2)
         .map(|w| Entry {
@@ -130,7 +155,7 @@ fn frame_entries(hist: &Histogram, dtype: PredDtype) -> Vec<Entry> {
         })
         .collect();
     let last = edges.len() - 1;
-    for b in hist.bins() {
+    for b in bins {
         let v = b.score as f64;
         if v < edges[0] || v > edges[last] {
             continue;
@@ -143,26 +168,42 @@ fn frame_entries(hist: &Histogram, dtype: PredDtype) -> Vec<Entry> {
         entries[k].pos += b.pos;
         entries[k].neg += b.neg;
     }
+    entries.reverse();
     entries
 }
 
-/// Aggregates frames into the server's binned curve.
+/// Aggregates frames into the benchmark's binned curve.
 #[derive(Debug, Default)]
 pub struct BinnedAccumulator {
+    /// Every frame's entries, frame after frame.
     entries: Vec<Entry>,
     num_pos: u64,
     num_neg: u64,
 }
 
-/// The server's pixel metrics (fractions).
+/// The benchmark's pixel metrics (fractions) and the thresholds read off its curve.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct BinnedMetrics {
+    /// `area_PRC`.
     pub ap: f64,
+    /// `area_ROC`.
     pub auroc: f64,
+    /// `tpr95_fpr`.
     pub fpr95: f64,
-    pub best_f1: f64,
-    pub best_f1_threshold: f64,
     pub tpr95_threshold: f64,
+    pub best_f1: f64,
+    /// Where the component metrics binarise (`score > threshold`).
+    pub best_f1_threshold: f64,
+    /// Points of the collapsed, extended curve (`len(curve_tpr)`).
+    pub curve_points: usize,
+}
+
+/// `np.trapz(y, x)`.
+fn trapz(y: &[f64], x: &[f64]) -> f64 {
+    let terms: Vec<f64> = (1..x.len())
+        .map(|i| (x[i] - x[i - 1]) * (y[i] + y[i - 1]) / 2.0)
+        .collect();
+    pairwise_sum_f64(&terms)
 }
 
 impl BinnedAccumulator {
@@ -170,7 +211,7 @@ impl BinnedAccumulator {
         Self::default()
     }
 
-    /// Adds a frame: `hist` of its non-ignored pixels, `dtype` of the stored map.
+    /// Adds a frame: `hist` of its non-void pixels, `dtype` of the stored map.
     pub fn push(&mut self, hist: &Histogram, dtype: PredDtype) {
         self.num_pos += hist.positives();
         self.num_neg += hist.negatives();
@@ -178,78 +219,94 @@ impl BinnedAccumulator {
     }
 
     /// `None` when no pixel was added.
-    pub fn finish(mut self) -> Option<BinnedMetrics> {
-        if self.entries.is_empty() || self.num_pos + self.num_neg == 0 {
+    pub fn finish(self) -> Option<BinnedMetrics> {
+        if self.entries.is_empty() {
             return None;
         }
-        // Descending thresholds. Equal thresholds of different frames follow a stable ascending
-        // sort, reversed (numpy's `argsort(...)[::-1]` leaves their order unspecified).
-        self.entries
-            .sort_by(|a, b| a.threshold.total_cmp(&b.threshold));
-        self.entries.reverse();
-        let all_thresholds: Vec<f64> = self.entries.iter().map(|e| e.threshold).collect();
         let (p, n) = (self.num_pos as f64, self.num_neg as f64);
-        let mut cum_tp = Vec::with_capacity(self.entries.len());
-        let mut cum_fp = Vec::with_capacity(self.entries.len());
-        let (mut t, mut f) = (0u64, 0u64);
-        for e in &self.entries {
-            t += e.pos;
-            f += e.neg;
-            cum_tp.push(t as f64);
-            cum_fp.push(f as f64);
+        // aggregate_dynamic_bins: descending order, cumulative counts in float64.
+        let unsorted: Vec<f64> = self.entries.iter().map(|e| e.threshold).collect();
+        let order: Vec<usize> = numpy_sort::argsort(&unsorted).into_iter().rev().collect();
+        let sorted: Vec<f64> = order.iter().map(|&i| unsorted[i]).collect();
+        let (mut cum_tp, mut cum_fp) = (Vec::with_capacity(order.len()), Vec::new());
+        let (mut t, mut f) = (0.0f64, 0.0f64);
+        for &i in &order {
+            t += self.entries[i].pos as f64;
+            f += self.entries[i].neg as f64;
+            cum_tp.push(t);
+            cum_fp.push(f);
         }
-        // The server keeps index 0, the last index of every run of equal thresholds, and the last
-        // index, duplicates included: a duplicate adds nothing to the areas but shifts the index
-        // that picks the best-F1 threshold, so it is kept.
-        let last = self.entries.len() - 1;
-        let keep = std::iter::once(0)
-            .chain((0..last).filter(|&i| all_thresholds[i] != all_thresholds[i + 1]))
-            .chain(std::iter::once(last));
-        let (mut tp, mut fp): (Vec<f64>, Vec<f64>) = keep.map(|i| (cum_tp[i], cum_fp[i])).unzip();
+        // curves_from_cmats: index 0, the last index of every run of equal thresholds, and the
+        // last index (index 0 may be taken twice; a repeated point adds nothing to the areas and
+        // comes after its twin, so no maximum or search lands on it first).
+        let last = order.len() - 1;
+        let keep: Vec<usize> = std::iter::once(0)
+            .chain((0..last).filter(|&i| sorted[i] != sorted[i + 1]))
+            .chain(std::iter::once(last))
+            .collect();
+        let mut tp: Vec<f64> = keep.iter().map(|&i| cum_tp[i]).collect();
+        let mut fp: Vec<f64> = keep.iter().map(|&i| cum_fp[i]).collect();
+        let mut fneg: Vec<f64> = tp.iter().map(|&x| p - x).collect();
+        let mut tneg: Vec<f64> = fp.iter().map(|&x| n - x).collect();
+        let mut thresholds: Vec<f64> = keep.iter().map(|&i| sorted[i]).collect();
+        let (num_pos, num_neg) = (tp[0] + fneg[0], fp[0] + tneg[0]);
+        let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         if tp[0] != 0.0 || fp[0] != 0.0 {
             tp.insert(0, 0.0);
             fp.insert(0, 0.0);
+            fneg.insert(0, num_pos);
+            tneg.insert(0, num_neg);
+            thresholds.insert(0, max(&thresholds) + 1.0);
         }
-        if *tp.last().expect("non-empty") != p || *fp.last().expect("non-empty") != n {
-            tp.push(p);
-            fp.push(n);
+        if tp[tp.len() - 1] != num_pos || fp[fp.len() - 1] != num_neg {
+            tp.push(num_pos);
+            fp.push(num_neg);
+            fneg.push(0.0);
+            tneg.push(0.0);
+            thresholds.push(max(&thresholds) - 1.0);
         }
-        let tpr: Vec<f64> = tp.iter().map(|&x| x / p).collect();
-        let fpr: Vec<f64> = fp.iter().map(|&x| x / n).collect();
-        let precision: Vec<f64> = tp
-            .iter()
-            .zip(&fp)
-            .map(|(&t, &f)| if t + f > 0.0 { t / (t + f) } else { 1.0 })
+        let k = tp.len();
+        let tpr: Vec<f64> = (0..k).map(|i| tp[i] / (tp[i] + fneg[i])).collect();
+        let fpr: Vec<f64> = (0..k).map(|i| fp[i] / (fp[i] + tneg[i])).collect();
+        let precision: Vec<f64> = (0..k)
+            .map(|i| {
+                let preds = tp[i] + fp[i];
+                if preds > 0.0 {
+                    tp[i] / preds
+                } else {
+                    1.0
+                }
+            })
             .collect();
-        let terms: Vec<f64> = (1..tpr.len())
+        let ap_terms: Vec<f64> = (1..k)
             .map(|i| (tpr[i] - tpr[i - 1]) * precision[i])
             .collect();
-        let ap = pairwise_sum_f64(&terms);
-        let auroc = super::metrics::trapezoid(&tpr, &fpr);
+        // searchsorted(tpr, 0.95), side left; NaN (no positives) sorts last as in numpy.
         let i95 = tpr.partition_point(|&x| x < 0.95);
-        let (fpr95, tpr95_threshold) = if i95 < tpr.len() {
-            (
-                fpr[i95],
-                all_thresholds.get(i95).copied().unwrap_or(f64::NAN),
-            )
+        let (fpr95, tpr95_threshold) = if i95 < k {
+            (fpr[i95], thresholds[i95])
         } else {
             (1.0, 0.0)
         };
-        let mut best = (f64::NAN, 0usize);
-        for i in 0..tp.len() {
-            let fneg = p - tp[i];
-            let f1 = 2.0 * tp[i] / (2.0 * tp[i] + fp[i] + fneg);
-            if !f1.is_nan() && (best.0.is_nan() || f1 > best.0) {
-                best = (f1, i);
+        // nanargmax: the first maximum, NaN skipped.
+        let mut best: Option<(f64, usize)> = None;
+        for i in 0..k {
+            let f1 = (2.0 * tp[i]) / (2.0 * tp[i] + fp[i] + fneg[i]);
+            if !f1.is_nan() && best.is_none_or(|(b, _)| f1 > b) {
+                best = Some((f1, i));
             }
         }
+        let (best_f1, best_f1_threshold) = best
+            .map(|(f1, i)| (f1, thresholds[i]))
+            .unwrap_or((f64::NAN, f64::NAN));
         Some(BinnedMetrics {
-            ap,
-            auroc,
+            ap: pairwise_sum_f64(&ap_terms),
+            auroc: trapz(&tpr, &fpr),
             fpr95,
-            best_f1: best.0,
-            best_f1_threshold: all_thresholds.get(best.1).copied().unwrap_or(f64::NAN),
             tpr95_threshold,
+            best_f1,
+            best_f1_threshold,
+            curve_points: k,
         })
     }
 }
@@ -265,13 +322,39 @@ mod tests {
     }
 
     #[test]
-    fn quantiles_interpolate_linearly() {
-        let h = Histogram::from_pixels(&[0.0, 0.5, 0.5, 1.0], &[1, 1, 1, 1], None).unwrap();
+    fn edges_bracket_the_scores_so_a_maximum_of_one_gets_its_own_bin() {
+        // Positives {0.5, 1, 1}, negatives {0, 0.5}: eps = 0.01, edges {-0.01, 0, 0.5, 1, 1.01}.
+        let h = Histogram::from_pixels(&[0.5, 1.0, 1.0, 0.0, 0.5], &[1, 1, 1, 0, 0], None).unwrap();
         let e = frame_entries(&h, PredDtype::Float32);
-        // Positive quantiles at linspace(0, 1, 4) of [0, .5, .5, 1]: 0, 0.5, 0.5, 1 → edges {0, .5, 1}.
-        assert_eq!(e.len(), 2);
-        assert_eq!((e[0].threshold, e[0].pos), (0.0, 1));
-        assert_eq!((e[1].threshold, e[1].pos), (0.5, 3));
+        let got: Vec<(f64, u64, u64)> = e.iter().map(|e| (e.threshold, e.pos, e.neg)).collect();
+        assert_eq!(got, [(1.0, 2, 0), (0.5, 1, 1), (0.0, 0, 1), (-0.01, 0, 0)]);
+    }
+
+    #[test]
+    fn eps_follows_the_score_range() {
+        // Range 10 → eps 0.1.
+        let h = Histogram::from_pixels(&[-2.0, 8.0], &[0, 1], None).unwrap();
+        let e = frame_entries(&h, PredDtype::Float32);
+        assert_eq!(e.last().unwrap().threshold, -2.0 - 0.1);
+    }
+
+    #[test]
+    fn quantiles_interpolate_in_float64_from_the_nearer_side() {
+        let h = Histogram::from_pixels(&[0.0, 0.25, 1.0], &[1, 1, 1], None).unwrap();
+        let s = Sorted::of(&h, |b| b.pos);
+        // Virtual index 2 · 0.3 = 0.6 (γ >= 0.5): b − (b − a)(1 − γ) with a = 0, b = 0.25.
+        let q = quantiles(&s, &[0.3, 0.1, 1.0], PredDtype::Float32);
+        assert_eq!(q[0], 0.25 - 0.25 * (1.0 - 2.0 * 0.3));
+        assert_eq!(q[1], 0.0 + 0.25 * (2.0 * 0.1));
+        assert_eq!(q[2], 1.0);
+    }
+
+    #[test]
+    fn float16_differences_are_rounded_to_float16() {
+        // 1 - 2^-24 is not a float16; numpy's half subtraction rounds it to 1.
+        let tiny = half::f16::from_bits(1).to_f64();
+        assert_eq!(subtract_in(PredDtype::Float16, 1.0, tiny), 1.0);
+        assert_eq!(subtract_in(PredDtype::Float32, 1.0, tiny), 1.0 - tiny);
     }
 
     #[test]
@@ -295,79 +378,146 @@ mod tests {
         assert!((m.auroc - 1.0).abs() < 1e-12);
         assert_eq!(m.fpr95, 0.0);
         assert_eq!(m.best_f1, 1.0);
+        // The best F1 is reached at the lowest positive score, 0.9: a threshold of the curve.
+        assert_eq!(m.best_f1_threshold, 0.9f32 as f64);
     }
 
     #[test]
-    fn binned_ap_is_close_to_exact_ap() {
-        let scores: Vec<f32> = (0..5000)
-            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
-            .collect();
-        let gt: Vec<u8> = (0..5000)
-            .map(|i| (((i * 7919) % 1000) as f32 / 1000.0 + ((i % 7) as f32) * 0.1 > 0.9) as u8)
-            .collect();
-        let h = Histogram::from_pixels(&scores, &gt, None).unwrap();
+    fn void_only_frames_are_skipped() {
         let mut acc = BinnedAccumulator::new();
-        acc.push(&h, PredDtype::Float32);
-        let binned = acc.finish().unwrap();
-        let exact = h.metrics().unwrap();
-        assert!(
-            (binned.ap - exact.ap).abs() < 0.02,
-            "{} vs {}",
-            binned.ap,
-            exact.ap
-        );
-        assert!((binned.auroc - exact.auroc).abs() < 0.01);
+        acc.push(&Histogram::default(), PredDtype::Float16);
+        assert!(acc.finish().is_none());
     }
 }
 
-/// Parity with the server's procedure on the committed fixtures (cases with `expected_smiyc`,
-/// written by `scripts/make_metric_fixtures.py`).
+/// Parity with the benchmark's own code on `tests/fixtures/smiyc/*.json`, written by
+/// `scripts/make_smiyc_fixtures.py` (the command is in its header and in `tests/fixtures/README.md`).
 #[cfg(test)]
-mod fixture_tests {
+pub(crate) mod fixture_tests {
     use super::*;
     use serde_json::Value;
 
+    /// One frame of a SMIYC fixture.
+    pub(crate) struct Frame {
+        pub fid: String,
+        pub width: usize,
+        pub height: usize,
+        pub scores: Vec<f32>,
+        pub anomaly: Vec<u8>,
+        pub void: Vec<u8>,
+    }
+
+    /// The dataset cases (those with frames and a pixel curve), by file name.
+    pub(crate) fn cases() -> Vec<(String, Value)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smiyc");
+        let mut paths: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        paths.sort();
+        paths
+            .into_iter()
+            .map(|p| {
+                let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+                (p.file_stem().unwrap().to_string_lossy().into_owned(), v)
+            })
+            .filter(|(_, v)| v.get("frames").is_some())
+            .collect()
+    }
+
+    pub(crate) fn dtype(case: &Value) -> PredDtype {
+        match case["dtype"].as_str().unwrap() {
+            "float16" => PredDtype::Float16,
+            "float32" => PredDtype::Float32,
+            other => panic!("dtype {other}"),
+        }
+    }
+
+    fn hex_bytes(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    pub(crate) fn frames(case: &Value) -> Vec<Frame> {
+        let dtype = dtype(case);
+        case["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let bytes = hex_bytes(f["score"].as_str().unwrap());
+                let scores: Vec<f32> = match dtype {
+                    PredDtype::Float16 => bytes
+                        .chunks(2)
+                        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                        .collect(),
+                    PredDtype::Float32 => bytes
+                        .chunks(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect(),
+                };
+                let label = f["label"].as_str().unwrap().as_bytes();
+                let (width, height) = (
+                    f["width"].as_u64().unwrap() as usize,
+                    f["height"].as_u64().unwrap() as usize,
+                );
+                assert_eq!(
+                    (scores.len(), label.len()),
+                    (width * height, width * height)
+                );
+                Frame {
+                    fid: f["fid"].as_str().unwrap().to_string(),
+                    width,
+                    height,
+                    scores,
+                    anomaly: label.iter().map(|&c| (c == b'1') as u8).collect(),
+                    void: label.iter().map(|&c| (c == b'x') as u8).collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// `got` equals `want` (null = NaN) within `tol`.
+    pub(crate) fn check(case: &str, key: &str, got: f64, want: &Value, tol: f64) {
+        let ok = match want.as_f64() {
+            Some(w) => (w - got).abs() <= tol,
+            None => want.is_null() && got.is_nan(),
+        };
+        assert!(ok, "{case}: {key} = {got}, the benchmark says {want}");
+    }
+
     #[test]
-    fn binned_metrics_match_numpy_on_fixtures() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metrics");
-        let mut checked = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_none_or(|e| e != "json") {
+    fn binned_metrics_match_the_benchmark() {
+        let cases = cases();
+        assert!(cases.len() >= 5, "SMIYC fixtures missing");
+        for (name, case) in cases {
+            let Some(want) = case["expected"].get("pixel") else {
                 continue;
-            }
-            let case: Value =
-                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            let Some(want) = case.get("expected_smiyc") else {
-                continue;
-            };
-            let dtype = if case["smiyc_dtype"] == "float16" {
-                PredDtype::Float16
-            } else {
-                PredDtype::Float32
             };
             let mut acc = BinnedAccumulator::new();
-            for f in case["frames"].as_array().unwrap() {
-                let (s, g, i) = crate::eval::fixture_frame(f);
-                acc.push(&Histogram::from_pixels(&s, &g, Some(&i)).unwrap(), dtype);
+            for f in frames(&case) {
+                let h = Histogram::from_pixels(&f.scores, &f.anomaly, Some(&f.void)).unwrap();
+                acc.push(&h, dtype(&case));
             }
             let m = acc.finish().unwrap();
-            let name = case["name"].as_str().unwrap();
             for (k, got) in [
                 ("ap", m.ap),
                 ("auroc", m.auroc),
                 ("fpr95", m.fpr95),
+                ("tpr95_threshold", m.tpr95_threshold),
                 ("best_f1", m.best_f1),
                 ("best_f1_threshold", m.best_f1_threshold),
             ] {
-                let w = want[k].as_f64().unwrap();
-                assert!(
-                    (w - got).abs() <= 1e-9,
-                    "{name}: {k} = {got}, numpy procedure says {w}"
-                );
+                check(&name, k, got, &want[k], 1e-9);
             }
-            checked += 1;
+            assert_eq!(
+                m.curve_points as u64,
+                want["curve_points"].as_u64().unwrap(),
+                "{name}: curve points"
+            );
         }
-        assert!(checked >= 2, "no smiyc fixtures in {}", dir.display());
     }
 }

@@ -267,3 +267,109 @@ fn unlabelled_items_cannot_be_evaluated() {
     .unwrap_err();
     assert!(matches!(err, EvalError::NoLabel { .. }));
 }
+
+/// `eval --smiyc` on every dataset case of `tests/fixtures/smiyc/` (written by
+/// `scripts/make_smiyc_fixtures.py` with the benchmark's own code): the fixture's frames become a
+/// SMIYC track folder (labels 0 / 1 / 255) and HDF5 maps of the fixture's dtype; the binned pixel
+/// metrics equal the benchmark's within 1e-9, the component counts exactly.
+#[test]
+fn smiyc_metrics_equal_the_benchmark_on_fixtures() {
+    use crate::eval::components::fixture_tests::check_components;
+    use crate::eval::smiyc::fixture_tests::{cases, check, dtype, frames};
+    let mut checked = 0;
+    for (name, case) in cases() {
+        let Some(want_pixel) = case["expected"].get("pixel") else {
+            continue;
+        };
+        let (kind, folder) = match case["track"].as_str().unwrap() {
+            "anomaly" => (DatasetKind::SmiycAnomaly, "dataset_AnomalyTrack"),
+            "obstacle" => (DatasetKind::SmiycObstacle, "dataset_ObstacleTrack"),
+            other => panic!("{name}: track {other}"),
+        };
+        let d = tempfile::tempdir().unwrap();
+        let (root, preds) = (d.path().join("smiyc"), d.path().join("preds"));
+        std::fs::create_dir_all(&preds).unwrap();
+        for f in frames(&case) {
+            let (w, h) = (f.width as u32, f.height as u32);
+            image(
+                &root.join(format!("{folder}/images/{}.png", f.fid)),
+                w,
+                h,
+                [9, 9, 9],
+            );
+            grey(
+                &root.join(format!(
+                    "{folder}/labels_masks/{}_labels_semantic.png",
+                    f.fid
+                )),
+                w,
+                h,
+                |x, y| {
+                    let i = (y * w + x) as usize;
+                    if f.void[i] != 0 {
+                        255
+                    } else {
+                        f.anomaly[i]
+                    }
+                },
+            );
+            let file = hdf5::File::create(preds.join(format!("{}.hdf5", f.fid))).unwrap();
+            let shape = (f.height, f.width);
+            match dtype(&case) {
+                PredDtype::Float16 => {
+                    let v: Vec<half::f16> =
+                        f.scores.iter().map(|&s| half::f16::from_f32(s)).collect();
+                    file.new_dataset::<half::f16>()
+                        .shape(shape)
+                        .create("value")
+                        .unwrap()
+                        .write_raw(&v)
+                        .unwrap();
+                }
+                PredDtype::Float32 => file
+                    .new_dataset::<f32>()
+                    .shape(shape)
+                    .create("value")
+                    .unwrap()
+                    .write_raw(&f.scores)
+                    .unwrap(),
+            }
+        }
+        let opts = EvalOptions {
+            smiyc: true,
+            plots: false,
+            overlays: false,
+            ..quiet()
+        };
+        let out = d.path().join("eval");
+        let s = run_eval(&job_for(kind, &root), &preds, &out, &opts).unwrap();
+        let m = s.results.smiyc.expect("smiyc block");
+        for (k, got) in [
+            ("ap", m.ap),
+            ("auroc", m.auroc),
+            ("fpr95", m.fpr95),
+            ("tpr95_threshold", m.tpr95_threshold),
+            ("best_f1", m.best_f1),
+            ("best_f1_threshold", m.best_f1_threshold),
+        ] {
+            check(&name, k, got, &want_pixel[k], 1e-9);
+        }
+        assert_eq!(
+            m.curve_points as u64,
+            want_pixel["curve_points"].as_u64().unwrap()
+        );
+        let c = s.results.components.as_ref().expect("components block");
+        check_components(&name, c, &case["expected"]["components"]);
+        // results.json carries both blocks.
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["smiyc"]["curve_points"], want_pixel["curve_points"]);
+        assert_eq!(
+            json["components"]["by_siou"][0]["fn"],
+            case["expected"]["components"]["by_siou"][0]["fn"]
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "SMIYC dataset fixtures missing");
+}
