@@ -464,7 +464,8 @@ mod tests {
                         continue;
                     }
                     let diff = ours.data.iter().zip(&cv.data).filter(|(a, b)| a != b);
-                    let (n, max) = diff.fold((0, 0), |(n, m), (a, b)| (n + 1, m.max(a.abs_diff(*b))));
+                    let (n, max) =
+                        diff.fold((0, 0), |(n, m), (a, b)| (n + 1, m.max(a.abs_diff(*b))));
                     if n > 0 {
                         failures.push(format!(
                             "{}: {n} of {} bytes differ (max {max})",
@@ -518,7 +519,11 @@ mod tests {
             let c = cases().into_iter().find(|c| c.file == name).unwrap();
             let bytes = std::fs::read(dir().join(name)).unwrap();
             assert_eq!(read_header(&bytes).unwrap().components, 4, "{name}");
-            assert_eq!(decode_case(&c).unwrap().data, c.opencv.unwrap().data, "{name}");
+            assert_eq!(
+                decode_case(&c).unwrap().data,
+                c.opencv.unwrap().data,
+                "{name}"
+            );
         }
     }
 
@@ -570,7 +575,11 @@ mod tests {
             assert_eq!(r.width * r.height, 6);
             let mut px: Vec<&[u8]> = r.data.chunks(3).collect();
             px.sort();
-            assert_eq!(px, img.data.chunks(3).collect::<Vec<_>>(), "orientation {o}");
+            assert_eq!(
+                px,
+                img.data.chunks(3).collect::<Vec<_>>(),
+                "orientation {o}"
+            );
         }
     }
 }

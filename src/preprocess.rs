@@ -2,8 +2,8 @@
 //! decode to 8-bit RGB → ResizeShortestEdge (Pillow bilinear on uint8) → float32 CHW →
 //! `(x − mean) / std` → zero-pad bottom/right to the size divisibility.
 
-use crate::jpeg;
 use crate::job::{ColorFormat, Preprocess};
+use crate::jpeg;
 use crate::resize::pillow_bilinear;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use std::path::Path;
