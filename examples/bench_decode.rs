@@ -5,8 +5,8 @@
 //! `cargo run --release --example bench_decode -- [--repeats 15] [--out target/bench]`
 //!
 //! The images are synthetic road scenes (`demo::road_scene`) with noise added, encoded by
-//! libjpeg-turbo. Prints ms/image (median of the repeats) per decoder and their ratio; writes
-//! `DIR/decode.json`.
+//! libjpeg-turbo. Prints ms/image (median of the repeats, the two decoders timed alternately) per
+//! decoder and their ratio; writes `DIR/decode.json`.
 
 mod common;
 use common::arg;
@@ -63,17 +63,26 @@ fn encode(rgb: &[u8], subsamp: tj::TJSAMP, quality: i32) -> Vec<u8> {
     }
 }
 
-fn median_ms(repeats: usize, mut f: impl FnMut()) -> f64 {
-    f(); // warm-up
-    let mut t: Vec<f64> = (0..repeats)
-        .map(|_| {
-            let t0 = Instant::now();
-            f();
-            t0.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
+/// Median ms of `a` and of `b`, timed alternately (a, b, a, b, ...) so that changing load on a
+/// shared machine hits both alike.
+fn medians_ms(repeats: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
+    a(); // warm-up
+    b();
+    let time = |f: &mut dyn FnMut()| {
+        let t0 = Instant::now();
+        f();
+        t0.elapsed().as_secs_f64() * 1e3
+    };
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for _ in 0..repeats {
+        ta.push(time(&mut a));
+        tb.push(time(&mut b));
+    }
+    let median = |mut t: Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    (median(ta), median(tb))
 }
 
 fn main() {
@@ -91,16 +100,19 @@ fn main() {
         ("4:4:4 q90", tj::TJSAMP_TJSAMP_444),
     ] {
         let jpg = encode(&rgb, subsamp, 90);
-        let ours = median_ms(repeats, || {
-            let (img, _) = maskomaly::jpeg::decode(&jpg).expect("decode");
-            assert_eq!(img.data.len(), W * H * 3);
-        });
-        let crate_ms = median_ms(repeats, || {
-            let img = image::load_from_memory_with_format(&jpg, image::ImageFormat::Jpeg)
-                .expect("decode")
-                .into_rgb8();
-            assert_eq!(img.as_raw().len(), W * H * 3);
-        });
+        let (ours, crate_ms) = medians_ms(
+            repeats,
+            || {
+                let (img, _) = maskomaly::jpeg::decode(&jpg).expect("decode");
+                assert_eq!(img.data.len(), W * H * 3);
+            },
+            || {
+                let img = image::load_from_memory_with_format(&jpg, image::ImageFormat::Jpeg)
+                    .expect("decode")
+                    .into_rgb8();
+                assert_eq!(img.as_raw().len(), W * H * 3);
+            },
+        );
         println!(
             "| {name} ({} KiB) | {ours:.2} | {crate_ms:.2} | {:.2} |",
             jpg.len() / 1024,
