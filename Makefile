@@ -59,6 +59,7 @@ bench: setup
 	mkdir -p target/bench
 	PYTHONPATH=.deps/pybench ./target/release/examples/bench_scoring --out target/bench
 	PYTHONPATH=.deps/pybench python3 scripts/bench_metrics.py --bin target/release/examples/bench_metrics --out target/bench/metrics.json
+	./target/release/examples/bench_decode --out target/bench
 	./target/release/examples/bench_pipeline --out target/bench
 	./target/release/examples/bench_pipeline --preset mask2former_swin_large_cityscapes_semantic --images 20 --width 256 --height 128 --min-size 128 --rss-images 0 --tag pipeline-swin-large --out target/bench
 	PYTHONPATH=.deps/pybench-model ./target/release/examples/bench_model --out target/bench --dir target/bench/model

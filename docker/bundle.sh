@@ -4,8 +4,8 @@
 #
 #   docker/bundle.sh BINARY DEST [EXTRA_LIB_DIR...]
 #
-# The libraries are the binary's ldd closure (libtorch, c10, gomp, HDF5 and their own needs),
-# without the C runtime that every base image provides (glibc, libstdc++, libgcc_s): copying
+# The libraries are the binary's ldd closure (libtorch, c10, gomp, HDF5, libturbojpeg and their own
+# needs), without the C runtime that every base image provides (glibc, libstdc++, libgcc_s): copying
 # those from the build image could shadow the newer ones of a newer base. EXTRA_LIB_DIRs are
 # copied whole, for libraries that are opened with dlopen at run time (cuDNN's engines, NVRTC) and
 # so never appear in ldd's output.

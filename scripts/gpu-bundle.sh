@@ -15,8 +15,8 @@ mkdir -p "$bundle/lib"
 for f in "$profile/maskomaly" "$profile/examples/gpu_check" "$profile/examples/bench_precision"; do
   strip --strip-all -o "$bundle/$(basename "$f")" "$target/$f"
 done
-# HDF5 and its compression libraries: not part of a usual GPU machine's system.
-for lib in libhdf5_serial.so.103 libsz.so.2 libaec.so.0; do
+# HDF5, its compression libraries and libturbojpeg: not part of a usual GPU machine's system.
+for lib in libhdf5_serial.so.103 libsz.so.2 libaec.so.0 libturbojpeg.so.0; do
   path=$(ldd "$bundle/maskomaly" | awk -v l="$lib" '$1 == l { print $3 }')
   if [ -z "$path" ] || [ ! -f "$path" ]; then
     echo "gpu-bundle: $lib not found (is libhdf5-dev installed?)" >&2

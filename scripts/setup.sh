@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the build needs, idempotently (a second run takes well under a second):
-#   - Debian packages: libhdf5-dev (HDF5 1.10 for hdf5-metno), pkg-config
+#   - Debian packages: libhdf5-dev (HDF5 1.10 for hdf5-metno), libturbojpeg0-dev (libjpeg-turbo's
+#     TurboJPEG library, the JPEG decoder OpenCV uses), pkg-config
 #   - a CPU-capable libtorch 2.11.0 at .deps/libtorch (from PyPI wheels, no Python import needed)
 # The libtorch path is fixed (see .cargo/config.toml) so torch-sys is built once.
 set -euo pipefail
@@ -9,7 +10,7 @@ root=$PWD
 deps="$root/.deps"
 lt="$deps/libtorch"
 want="2.11.0"
-stamp="$deps/.setup-done-v1"
+stamp="$deps/.setup-done-v2"
 
 if [ -f "$stamp" ] && [ -f "$lt/torch/lib/libtorch_cpu.so" ]; then
   exit 0
@@ -17,6 +18,7 @@ fi
 
 need_apt=()
 dpkg -s libhdf5-dev >/dev/null 2>&1 || need_apt+=(libhdf5-dev)
+dpkg -s libturbojpeg0-dev >/dev/null 2>&1 || need_apt+=(libturbojpeg0-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}" >&2
@@ -51,4 +53,5 @@ if ldd "$lt/torch/lib/libtorch_cpu.so" | grep -q "not found"; then
   exit 78
 fi
 touch "$stamp"
-echo "setup: done (libtorch $got, HDF5 $(dpkg-query -W -f='${Version}' libhdf5-dev))" >&2
+echo "setup: done (libtorch $got, HDF5 $(dpkg-query -W -f='${Version}' libhdf5-dev)," \
+  "libjpeg-turbo $(dpkg-query -W -f='${Version}' libturbojpeg0-dev))" >&2

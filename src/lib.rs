@@ -7,7 +7,8 @@
 //!
 //! * [`job`]: the job file (defaults, validation).
 //! * [`dataset`]: what a run processes, in a stable order.
-//! * [`preprocess`], [`resize`]: decoding, detectron2's exact resize (Pillow bilinear), normalise, pad;
+//! * [`preprocess`], [`jpeg`], [`resize`]: decoding (JPEG through libjpeg-turbo, as OpenCV does),
+//!   detectron2's exact resize (Pillow bilinear), normalise, pad;
 //!   OpenCV's INTER_AREA back to the input size.
 //! * [`model`]: backends producing `pred_logits` / `pred_masks`.
 //! * [`scoring`]: the Maskomaly rule.
@@ -26,6 +27,7 @@ pub mod eval;
 pub mod exit;
 pub mod forward;
 pub mod job;
+pub mod jpeg;
 pub mod merge;
 pub mod model;
 pub mod output;

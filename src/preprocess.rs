@@ -3,6 +3,7 @@
 //! `(x − mean) / std` → zero-pad bottom/right to the size divisibility.
 
 use crate::job::{ColorFormat, Preprocess};
+use crate::jpeg;
 use crate::resize::pillow_bilinear;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use std::path::Path;
@@ -28,6 +29,10 @@ pub enum DecodeError {
     ZeroSize,
     #[error("truncated JPEG: no end-of-image marker after the last scan")]
     TruncatedJpeg,
+    #[error("JPEG: {0}")]
+    Jpeg(String),
+    #[error("{0}-bit JPEG: only 8-bit samples are read (as by OpenCV's libjpeg-turbo)")]
+    JpegPrecision(u8),
 }
 
 /// A JPEG whose last scan (SOS, `FF DA`) is not followed by an end-of-image marker (`FF D9`) was cut
@@ -45,19 +50,25 @@ fn jpeg_is_truncated(bytes: &[u8]) -> bool {
 
 /// Decodes an image file like `cv2.imread(path, IMREAD_COLOR)` followed by the BGR→RGB flip:
 /// EXIF orientation applied, grey replicated, palettes expanded, alpha dropped, 16-bit samples
-/// reduced by dropping the low byte (libpng's strip-16, which OpenCV uses).
+/// reduced by dropping the low byte (libpng's strip-16, which OpenCV uses). JPEGs go through
+/// libjpeg-turbo with OpenCV's settings ([`crate::jpeg`]), other formats through the `image` crate.
 pub fn decode_file(path: &Path, bytes: &[u8]) -> Result<Rgb8, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
-    let _ = path;
-    let reader = ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| DecodeError::Decode(e.to_string()))?;
-    if reader.format() == Some(image::ImageFormat::Jpeg) && jpeg_is_truncated(bytes) {
-        return Err(DecodeError::TruncatedJpeg);
+    if jpeg::is_jpeg(bytes) {
+        if jpeg_is_truncated(bytes) {
+            return Err(DecodeError::TruncatedJpeg);
+        }
+        let (img, warning) = jpeg::decode(bytes)?;
+        if let Some(w) = warning {
+            log::warn!("{}: libjpeg-turbo: {w}", path.display());
+        }
+        return Ok(img);
     }
-    let mut decoder = reader
+    let mut decoder = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| DecodeError::Decode(e.to_string()))?
         .into_decoder()
         .map_err(|e| DecodeError::Decode(e.to_string()))?;
     let orientation = decoder.orientation().ok();
@@ -93,6 +104,35 @@ pub fn decode_file(path: &Path, bytes: &[u8]) -> Result<Rgb8, DecodeError> {
         width,
         height,
         data,
+    })
+}
+
+/// (width, height) of the image [`decode_file`] returns (EXIF orientation applied), from the
+/// headers alone: no pixel data is decoded.
+pub fn image_dimensions(bytes: &[u8]) -> Result<(usize, usize), DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    if jpeg::is_jpeg(bytes) {
+        return Ok(jpeg::read_header(bytes)?.oriented_size());
+    }
+    let mut decoder = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| DecodeError::Decode(e.to_string()))?
+        .into_decoder()
+        .map_err(|e| DecodeError::Decode(e.to_string()))?;
+    let (w, h) = decoder.dimensions();
+    let swapped = matches!(
+        decoder.orientation(),
+        Ok(image::metadata::Orientation::Rotate90
+            | image::metadata::Orientation::Rotate270
+            | image::metadata::Orientation::Rotate90FlipH
+            | image::metadata::Orientation::Rotate270FlipH)
+    );
+    Ok(if swapped {
+        (h as usize, w as usize)
+    } else {
+        (w as usize, h as usize)
     })
 }
 

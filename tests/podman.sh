@@ -48,6 +48,10 @@ mkdir -p "$work/ctx/dist"
 # The Dockerfile's context needs docker/ (nothing else is read by the prebuilt target).
 cp -r docker "$work/ctx/"
 docker/bundle.sh "$exe" "$work/ctx/dist/bundle" 2>>"$work/bundle.log" || fail "bundle failed: $(cat "$work/bundle.log")"
+# The system libraries the runtime base lacks travel in the bundle (JPEG inputs need libturbojpeg).
+for lib in libhdf5_serial.so.103 libturbojpeg.so.0; do
+  [ -f "$work/ctx/dist/bundle/lib/$lib" ] || fail "bundle lacks $lib"
+done
 podman build -q -f "$work/ctx/docker/Dockerfile" --target prebuilt \
   --build-arg RUNTIME_BASE="$base_image" -t "localhost/maskomaly-test:$$" "$work/ctx" >/dev/null \
   || fail "podman build failed"
