@@ -113,7 +113,7 @@ impl NativeModel {
                 )))
             }
         };
-        let path = fetch::resolve(&ck.path, ck.url.as_deref(), ck.sha256.as_deref())?;
+        let path = fetch::resolve(&ck.path, ck.effective_url(), ck.sha256.as_deref())?;
         let (file, format) = checkpoint::resolve_file(&path, hf)?;
         let (cfg, arch) = match (&job.model.preset, hf) {
             (Some(p), _) => (Config::preset(p)?, p.clone()),
