@@ -32,7 +32,7 @@ fn cmd(args: &[&std::ffi::OsStr]) -> Command {
 }
 
 fn run(args: &[&str]) -> Output {
-    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
     cmd(&args).output().expect("binary runs")
 }
 
@@ -44,15 +44,20 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A job over `input` → `output` with small sizes (fast on CPU); `extra` is appended.
+/// A job over `input` → `output` with small sizes (fast on CPU); `extra` is appended (a `runtime`
+/// line there replaces the default one).
 fn job(dir: &Path, input: &Path, output: &Path, extra: &str) -> PathBuf {
+    let runtime = if extra.contains("runtime:") {
+        ""
+    } else {
+        "runtime: {device: cpu}\n"
+    };
     let text = format!(
         "name: hostile\n\
          dataset: {{kind: folder, root: '{}'}}\n\
          checkpoint: {{format: torchscript, path: '{}'}}\n\
          preprocess: {{min_size: 96, max_size: 192}}\n\
-         output: {{root: '{}', heatmap: true}}\n\
-         runtime: {{device: cpu}}\n{extra}",
+         output: {{root: '{}', heatmap: true}}\n{runtime}{extra}",
         input.display(),
         tiny_model().display(),
         output.display()
@@ -257,12 +262,17 @@ fn jpeg_claiming(w: u16, h: u16) -> Vec<u8> {
     b
 }
 
-/// A real 16×16 lossless WebP whose header claims 16384 × 16384.
+/// A real 16×16 lossless WebP whose header claims 16383 × 16383 (268 megapixels).
 fn webp_claiming_max() -> Vec<u8> {
     let mut b = encode(small_image(), image::ImageFormat::WebP);
+    // The extended header's canvas size, where there is one (24 bits each, minus one).
+    if let Some(x) = b.windows(4).position(|m| m == b"VP8X") {
+        b[x + 12..x + 15].copy_from_slice(&16382u32.to_le_bytes()[..3]);
+        b[x + 15..x + 18].copy_from_slice(&16382u32.to_le_bytes()[..3]);
+    }
     let at = b.windows(4).position(|m| m == b"VP8L").unwrap() + 9;
     let mut bits = u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
-    bits = (bits & !0x0FFF_FFFF) | 16383 | (16383 << 14);
+    bits = (bits & !0x0FFF_FFFF) | 16382 | (16382 << 14);
     b[at..at + 4].copy_from_slice(&bits.to_le_bytes());
     b
 }
@@ -360,7 +370,7 @@ fn decompression_bombs_fail_at_the_header_with_the_size_and_the_key() {
     for (name, size) in [
         ("bomb.png", "30000×30000"),
         ("bomb_jpeg.jpg", "12000×12000"),
-        ("bomb_webp.webp", "16384×16384"),
+        ("bomb_webp.webp", "16383×16383"),
     ] {
         let r = record(&m, Path::new(name));
         assert_eq!(r.status, ItemStatus::Failed);
@@ -621,11 +631,15 @@ fn signal(child: &std::process::Child, sig: i32) {
 }
 
 fn spawn_run(job: &Path, log: &Path) -> std::process::Child {
-    cmd(&["run".as_ref(), "--job".as_ref(), job.as_os_str()])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
+    cmd(&[
+        std::ffi::OsStr::new("run"),
+        std::ffi::OsStr::new("--job"),
+        job.as_os_str(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(log).unwrap())
+    .spawn()
+    .unwrap()
 }
 
 #[test]
@@ -764,30 +778,17 @@ fn resource_settings_are_capped_by_the_work_and_the_cores() {
     assert!(stderr(&o).contains("runtime.queue_depth"), "{}", stderr(&o));
 }
 
-/// A TorchScript model meeting the contract whose outputs are all NaN.
+/// The tiny model with every parameter set to NaN: it meets the contract, its outputs are NaN.
 fn nan_model(path: &Path) {
-    let mut f = |xs: &[tch::Tensor]| {
-        let x = &xs[0];
-        let nan = x.mean_dim([1i64, 2, 3].as_slice(), true, tch::Kind::Float) * f64::NAN; // [B,1,1,1]
-        let logits = nan.squeeze_dim(3).repeat([1i64, 100, 20]); // [B, 100, 20]
-        let masks =
-            x.narrow(1, 0, 1)
-                .avg_pool2d([4i64, 4], [4i64, 4], [0i64, 0], false, true, None::<i64>)
-                * f64::NAN; // [B, 1, H/4, W/4]
-        vec![logits, masks.repeat([1i64, 100, 1, 1])]
-    };
-    tch::CModule::create_by_tracing(
-        "Nan",
-        "forward",
-        &[tch::Tensor::zeros(
-            [1, 3, 64, 64],
-            (tch::Kind::Float, tch::Device::Cpu),
-        )],
-        &mut f,
-    )
-    .unwrap()
-    .save(path)
-    .unwrap();
+    let mut m = tch::CModule::load(tiny_model()).unwrap();
+    let _g = tch::no_grad_guard();
+    let params = m.named_parameters().unwrap();
+    assert!(!params.is_empty());
+    for (_, mut t) in params {
+        let _ = t.fill_(f64::NAN);
+    }
+    m.set_eval();
+    m.save(path).unwrap();
 }
 
 #[test]

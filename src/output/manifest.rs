@@ -331,6 +331,10 @@ mod tests {
             input_size: None,
             input_mtime_ns: None,
             nan_values: 0,
+            outputs: vec![OutputFile {
+                path: "a.hdf5".into(),
+                sha256: "00".into(),
+            }],
             ..rec
         };
         let v = serde_json::to_value(&plain).unwrap();

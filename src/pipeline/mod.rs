@@ -272,8 +272,14 @@ struct Earlier {
 }
 
 /// Reads the earlier manifest and journal at `manifest_path`, and decides which of `items` need
-/// not be redone.
-fn earlier_records(job: &Job, ck_sha: &str, manifest_path: &Path, items: &[Item]) -> Earlier {
+/// not be redone (none when `reuse` is false: `--overwrite`).
+fn earlier_records(
+    job: &Job,
+    ck_sha: &str,
+    manifest_path: &Path,
+    items: &[Item],
+    reuse: bool,
+) -> Earlier {
     let mut out = Earlier::default();
     let old = match Manifest::read(manifest_path) {
         Ok(m) => m,
@@ -309,7 +315,7 @@ fn earlier_records(job: &Job, ck_sha: &str, manifest_path: &Path, items: &[Item]
         out.records.insert(r.stem.clone(), r);
     }
     let mut changed_inputs = 0usize;
-    for item in items {
+    for item in items.iter().filter(|_| reuse) {
         let Some(r) = out.records.get_mut(&item.stem) else {
             continue;
         };
@@ -608,11 +614,7 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
                     out_root.join(WRITE_TEST),
                 ]),
         );
-        let earlier = if opts.overwrite {
-            Earlier::default()
-        } else {
-            earlier_records(job, &ck_sha, &manifest_path, &items)
-        };
+        let earlier = earlier_records(job, &ck_sha, &manifest_path, &items, !opts.overwrite);
         let Earlier {
             records: mut previous,
             reusable,
