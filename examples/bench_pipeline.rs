@@ -104,7 +104,7 @@ fn main() {
         &std::fs::read(input.join("img00000.jpg")).unwrap(),
     )
     .unwrap();
-    let prepared = prepare(&img, &job.preprocess);
+    let prepared = prepare(&img, &job.preprocess).expect("image prepares");
     let model = maskomaly::model::load(&job, tch::Device::Cpu).expect("model loads");
     let x = prepared.tensor.unsqueeze(0);
     let _g = tch::no_grad_guard();

@@ -7,7 +7,7 @@ use crate::eval::discover::{discover, write_ranking, DiscoverOptions, Ranking};
 use crate::job::Job;
 use crate::model;
 use crate::pipeline::{resolve_checkpoint, resolve_device, RunError};
-use crate::preprocess::{decode_file, prepare};
+use crate::preprocess::{decode_file_limited, prepare};
 use std::path::Path;
 
 pub fn discover_queries(
@@ -39,9 +39,9 @@ pub fn discover_queries(
         let label = read_label(spec).map_err(|e| e.to_string())?;
         let bytes =
             std::fs::read(&item.image).map_err(|e| format!("{}: {e}", item.image.display()))?;
-        let img = decode_file(&item.image, &bytes)
+        let prepared = decode_file_limited(&item.image, &bytes, job.runtime.max_pixels)
+            .and_then(|img| prepare(&img, &job.preprocess))
             .map_err(|e| format!("{}: {e}", item.image.display()))?;
-        let prepared = prepare(&img, &job.preprocess);
         let out = m
             .forward(&prepared.tensor.unsqueeze(0).to_device(device))
             .map_err(|e| e.to_string())?;

@@ -12,7 +12,8 @@ pub enum ExitCode {
     Usage = 64,
     /// Input data is wrong (e.g. a dataset's labels do not pair with its images).
     Data = 65,
-    /// No input: the input folder is missing or holds no images.
+    /// No input: the input folder is missing or holds no images, or the checkpoint file is missing
+    /// and the job names no URL to fetch it from.
     NoInput = 66,
     /// A bug: please report it.
     Software = 70,
@@ -20,9 +21,11 @@ pub enum ExitCode {
     CantCreate = 73,
     /// Reading or writing failed (e.g. disk full).
     Io = 74,
-    /// Temporary failure, worth retrying (CUDA out of memory, checkpoint download failed).
+    /// Temporary failure, worth retrying (CUDA out of memory, checkpoint download failed, the
+    /// output folder in use by another run, no thread could be started).
     TempFail = 75,
-    /// Configuration error: bad job file, checkpoint missing, wrong or not loadable.
+    /// Configuration error: bad job file, checkpoint wrong or not loadable, a model that does not
+    /// fit the job.
     Config = 78,
     /// Stopped by SIGINT (Ctrl-C); finished items are kept.
     Interrupted = 130,
@@ -43,11 +46,12 @@ Exit codes:
     1    the run finished, but some items failed (see manifest.json)
     64   bad command line
     65   input data error (e.g. labels that do not pair with images)
-    66   no input (input folder missing or without images)
+    66   no input (input folder missing or without images; checkpoint missing, no URL)
     70   internal error (a bug)
     73   cannot create the output folder or a file in it
     74   I/O error (e.g. disk full)
-    75   temporary failure, retry (CUDA out of memory, checkpoint download failed)
-    78   configuration error (job file, checkpoint missing/wrong/not loadable)
+    75   temporary failure, retry (CUDA out of memory, checkpoint download failed,
+         output folder in use by another run)
+    78   configuration error (job file, checkpoint wrong/not loadable, model does not fit)
     130  interrupted by SIGINT; finished outputs are kept, a rerun resumes
     143  terminated by SIGTERM; finished outputs are kept, a rerun resumes";

@@ -4,16 +4,16 @@
 use crate::job::Job;
 use crate::model::{self, check_outputs};
 use crate::pipeline::{resolve_device, RunError};
-use crate::preprocess::{decode_file, prepare};
+use crate::preprocess::{decode_file_limited, prepare};
 use std::path::Path;
 
 pub fn forward_to_file(job: &Job, image: &Path, out: &Path) -> Result<(), RunError> {
     let device = resolve_device(job.runtime.device)?;
     let bytes = std::fs::read(image)
         .map_err(|e| RunError::NoInput(format!("cannot read {}: {e}", image.display())))?;
-    let img = decode_file(image, &bytes)
+    let prepared = decode_file_limited(image, &bytes, job.runtime.max_pixels)
+        .and_then(|img| prepare(&img, &job.preprocess))
         .map_err(|e| RunError::Data(format!("{}: {e}", image.display())))?;
-    let prepared = prepare(&img, &job.preprocess);
     if job.checkpoint.format != crate::job::CheckpointFormat::Random
         && !job.checkpoint.path.exists()
     {

@@ -28,7 +28,11 @@ impl Default for Job {
             name: "maskomaly".into(),
             dataset: DatasetSpec::default(),
             model: ModelSpec::default(),
-            checkpoint: CheckpointSpec::default(),
+            // The published run: the model-zoo file, fetched from its URL when not mounted.
+            checkpoint: CheckpointSpec {
+                url: Some(DEFAULT_CHECKPOINT_URL.into()),
+                ..CheckpointSpec::default()
+            },
             preprocess: Preprocess::default(),
             method: Method::default(),
             output: OutputSpec::default(),
@@ -151,17 +155,32 @@ pub struct CheckpointSpec {
     pub path: PathBuf,
     /// If set, the file's SHA-256 is checked before use; a mismatch writes nothing.
     pub sha256: Option<String>,
-    /// Where to fetch the file from when `path` does not exist.
+    /// Where to fetch the file from when `path` does not exist. Only a URL the job names is used
+    /// (or, for the default path, the model zoo's): a missing file without one is an error.
     pub url: Option<String>,
 }
 
 impl Default for CheckpointSpec {
+    /// A `checkpoint:` section of a job file starts from this: no URL, so that a job naming its own
+    /// `path` never falls back to another file's download.
     fn default() -> Self {
         CheckpointSpec {
             format: CheckpointFormat::Detectron2,
             path: PathBuf::from(DEFAULT_CHECKPOINT_PATH),
             sha256: None,
-            url: Some(DEFAULT_CHECKPOINT_URL.into()),
+            url: None,
+        }
+    }
+}
+
+impl CheckpointSpec {
+    /// The URL to fetch a missing `path` from: the job's own, or the model zoo's for the default
+    /// path only.
+    pub fn effective_url(&self) -> Option<&str> {
+        match &self.url {
+            Some(u) => Some(u),
+            None if self.path == Path::new(DEFAULT_CHECKPOINT_PATH) => Some(DEFAULT_CHECKPOINT_URL),
+            None => None,
         }
     }
 }
@@ -363,10 +382,14 @@ pub struct Runtime {
     /// `fp32` (default), `tf32`, `bf16` or `fp16`.
     pub precision: Precision,
     pub batch_size: usize,
-    /// Decode threads; 0 = one per core, at most 8.
+    /// Decode threads; 0 = one per core, at most 8. Never more than the cores or the items to do.
     pub decode_workers: usize,
     /// Capacity of every channel between stages, in items.
     pub queue_depth: usize,
+    /// Largest image accepted, in pixels (width × height from the file's header, checked before
+    /// decoding). 64 megapixels holds every benchmark frame; one decoded item of that size takes
+    /// about 0.2 GB of RGB, so peak memory stays bounded by the queues.
+    pub max_pixels: u64,
 }
 
 impl Default for Runtime {
@@ -377,9 +400,19 @@ impl Default for Runtime {
             batch_size: 1,
             decode_workers: 2,
             queue_depth: 4,
+            max_pixels: DEFAULT_MAX_PIXELS,
         }
     }
 }
+
+/// Default `runtime.max_pixels`: 64 megapixels.
+pub const DEFAULT_MAX_PIXELS: u64 = 64_000_000;
+/// Upper bounds on resource settings: beyond them a value is a mistake, not a configuration.
+pub const MAX_BATCH_SIZE: usize = 256;
+pub const MAX_QUEUE_DEPTH: usize = 1024;
+/// Largest `preprocess.max_size`: a 16384² network input is already 3 GiB of float32.
+pub const MAX_INPUT_SIZE: u32 = 16384;
+pub const MAX_SIZE_DIVISIBILITY: u32 = 1024;
 
 /// A job file that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
@@ -463,8 +496,17 @@ impl Job {
                 format!("must be >= min_size ({})", p.min_size),
             ));
         }
-        if p.size_divisibility == 0 {
-            return Err(bad("preprocess.size_divisibility", "must be >= 1".into()));
+        if p.max_size > MAX_INPUT_SIZE {
+            return Err(bad(
+                "preprocess.max_size",
+                format!("must be <= {MAX_INPUT_SIZE}"),
+            ));
+        }
+        if p.size_divisibility == 0 || p.size_divisibility > MAX_SIZE_DIVISIBILITY {
+            return Err(bad(
+                "preprocess.size_divisibility",
+                format!("must lie in 1..={MAX_SIZE_DIVISIBILITY}"),
+            ));
         }
         if let Some(i) = p
             .pixel_std
@@ -520,11 +562,16 @@ impl Job {
             ));
         }
         let r = &self.runtime;
-        if r.batch_size == 0 {
-            return Err(bad("runtime.batch_size", "must be >= 1".into()));
+        for (key, v, max) in [
+            ("runtime.batch_size", r.batch_size, MAX_BATCH_SIZE),
+            ("runtime.queue_depth", r.queue_depth, MAX_QUEUE_DEPTH),
+        ] {
+            if !(1..=max).contains(&v) {
+                return Err(bad(key, format!("must lie in 1..={max}, got {v}")));
+            }
         }
-        if r.queue_depth == 0 {
-            return Err(bad("runtime.queue_depth", "must be >= 1".into()));
+        if r.max_pixels == 0 {
+            return Err(bad("runtime.max_pixels", "must be >= 1".into()));
         }
         if let Some(h) = &self.checkpoint.sha256 {
             if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -537,15 +584,17 @@ impl Job {
         Ok(())
     }
 
-    /// Decode threads actually used.
-    pub fn decode_workers(&self) -> usize {
-        match self.runtime.decode_workers {
-            0 => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .min(8),
-            n => n,
-        }
+    /// Decode threads actually used for `items` items to do: the setting (0 = one per core, at
+    /// most 8), never more than the cores or the items, at least one.
+    pub fn decode_workers(&self, items: usize) -> usize {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let wanted = match self.runtime.decode_workers {
+            0 => cores.min(8),
+            n => n.min(cores),
+        };
+        wanted.min(items).max(1)
     }
 }
 
@@ -684,5 +733,103 @@ mod tests {
         let job = parse("name: rt\noutput: {layout: smiyc, hdf5: {dtype: float16}}\n").unwrap();
         let back: Job = serde_json::from_str(&serde_json::to_string(&job).unwrap()).unwrap();
         assert_eq!(job, back);
+    }
+
+    #[test]
+    fn only_a_named_url_is_used_for_a_checkpoint() {
+        // The default job fetches the model zoo's file for its default path.
+        let job = parse("").unwrap();
+        assert_eq!(job.checkpoint.effective_url(), Some(DEFAULT_CHECKPOINT_URL));
+        // A job naming another path gets no URL unless it names one too.
+        let job = parse("checkpoint: {path: /models/typo.pkl}\n").unwrap();
+        assert_eq!(job.checkpoint.effective_url(), None);
+        let job = parse("checkpoint: {path: /m/x.pkl, url: 'http://h/x.pkl'}\n").unwrap();
+        assert_eq!(job.checkpoint.effective_url(), Some("http://h/x.pkl"));
+        // A checkpoint section that keeps the default path keeps the default file's URL.
+        let job = parse("checkpoint: {sha256: null}\n").unwrap();
+        assert_eq!(job.checkpoint.effective_url(), Some(DEFAULT_CHECKPOINT_URL));
+    }
+
+    #[test]
+    fn resource_settings_are_bounded() {
+        for (text, key) in [
+            ("runtime: {queue_depth: 100000000}\n", "runtime.queue_depth"),
+            ("runtime: {batch_size: 100000}\n", "runtime.batch_size"),
+            ("runtime: {max_pixels: 0}\n", "runtime.max_pixels"),
+            (
+                "preprocess: {max_size: 4000000000}\n",
+                "preprocess.max_size",
+            ),
+            (
+                "preprocess: {size_divisibility: 100000}\n",
+                "preprocess.size_divisibility",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("line 1"), "{text}: {err}");
+        }
+        // Decode workers are capped by the cores and the work, not refused.
+        let job = parse("runtime: {decode_workers: 10000}\n").unwrap();
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(job.decode_workers(6), cores.min(6));
+        assert_eq!(job.decode_workers(0), 1);
+        assert_eq!(parse("").unwrap().runtime.max_pixels, DEFAULT_MAX_PIXELS);
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Fragments of real job files, recombined and mutated below.
+        const PIECES: &[&str] = &[
+            "name: x\n",
+            "dataset:\n  kind: folder\n  root: /in\n",
+            "dataset: {kind: smiyc_anomaly, split: validation, label_value: [1, 255]}\n",
+            "checkpoint: {format: torchscript, path: m.pt, url: null, sha256: null}\n",
+            "preprocess:\n  min_size: 96\n  max_size: 192\n  pixel_std: [1, 2, 3]\n",
+            "method:\n  anomaly_queries: [1, 2]\n  lambda: 0.5\n",
+            "method: {anomaly_queries_top: 3, rejection_threshold: .nan}\n",
+            "output: {root: /o, layout: smiyc, hdf5: {dtype: float16}}\n",
+            "runtime: {device: cpu, precision: bf16, batch_size: 2, max_pixels: 1e3}\n",
+            "&a [1, 2]\n",
+            "*a\n",
+            "!!binary AAAA\n",
+            "? [a, b]\n: c\n",
+            "- - - -\n",
+            "{{{{[[[[\n",
+            "'unterminated\n",
+            "\t: \t\n",
+            "key: \"\\u00ff\\x00\"\n",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Arbitrary text: a job or an error, never a panic.
+            #[test]
+            fn job_parser_never_panics_on_any_text(text in "\\PC{0,200}") {
+                let _ = Job::from_yaml(&text, Path::new("fuzz.yaml"));
+            }
+
+            /// Recombined pieces of job files with byte-level edits.
+            #[test]
+            fn job_parser_never_panics_on_mutated_jobs(
+                picks in proptest::collection::vec(0..PIECES.len(), 0..8),
+                edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+            ) {
+                let mut bytes: Vec<u8> = picks.iter().flat_map(|&i| PIECES[i].bytes()).collect();
+                for (at, b) in edits {
+                    if !bytes.is_empty() {
+                        let i = at % bytes.len();
+                        bytes[i] = b;
+                    }
+                }
+                let text = String::from_utf8_lossy(&bytes);
+                if let Ok(job) = Job::from_yaml(&text, Path::new("fuzz.yaml")) {
+                    // Whatever parses has passed validation.
+                    prop_assert!(job.validate(None, Path::new("fuzz.yaml")).is_ok());
+                }
+            }
+        }
     }
 }

@@ -42,13 +42,21 @@ fn main() {
         Ok(p) => log::debug!("CUDA support loaded from {}", p.display()),
         Err(e) => log::debug!("no CUDA support (CPU only): {e}"),
     }
-    let code = match dispatch(cli) {
-        Ok(code) => code,
-        Err(e) => {
+    // Per-item work has its own guard; a panic that still gets here is a bug, reported as one
+    // (exit 70) rather than as Rust's undocumented 101.
+    let code = match std::panic::catch_unwind(|| dispatch(cli)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
             report(&e);
             e.downcast_ref::<RunError>()
                 .map(RunError::exit_code)
                 .unwrap_or(ExitCode::Config)
+        }
+        Err(_) => {
+            eprintln!(
+                "error: internal error (a bug; the panic message is above), please report it"
+            );
+            ExitCode::Software
         }
     };
     std::process::exit(code.code());

@@ -514,7 +514,8 @@ fn expected_items(
                 .image
                 .strip_prefix(&job.dataset.root)
                 .unwrap_or(&it.image);
-            out.push((rel.to_string_lossy().into_owned(), Some(index)));
+            // As the shard recorded it (escaped when not UTF-8).
+            out.push((crate::output::pathtext::encode(rel).0, Some(index)));
         }
     }
     Some(out)

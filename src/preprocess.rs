@@ -33,6 +33,58 @@ pub enum DecodeError {
     Jpeg(String),
     #[error("{0}-bit JPEG: only 8-bit samples are read (as by OpenCV's libjpeg-turbo)")]
     JpegPrecision(u8),
+    #[error(
+        "image is {width}×{height} ({mp:.1} megapixels), above runtime.max_pixels = {max_pixels}; \
+         raise runtime.max_pixels in the job to process it",
+        mp = *width as f64 * *height as f64 / 1e6
+    )]
+    TooLarge {
+        width: u64,
+        height: u64,
+        max_pixels: u64,
+    },
+    #[error(
+        "image is {width}×{height}: resizing its shortest edge to preprocess.min_size = {min_size} \
+         with the longest capped at max_size = {max_size} gives {rw}×{rh}, an empty network input; \
+         its aspect ratio is too extreme for this model's input rule"
+    )]
+    TooThin {
+        width: usize,
+        height: usize,
+        rw: usize,
+        rh: usize,
+        min_size: u32,
+        max_size: u32,
+    },
+    #[error("cannot build the network input ({what}): {message}")]
+    Tensor { what: String, message: String },
+}
+
+/// Width and height from the file's header, read without decoding any pixel.
+pub fn probe_size(bytes: &[u8]) -> Result<(u32, u32), DecodeError> {
+    let (w, h) = image_dimensions(bytes)?;
+    Ok((w as u32, h as u32))
+}
+
+/// Refuses an image above `max_pixels` (`runtime.max_pixels`).
+pub fn check_size((width, height): (u32, u32), max_pixels: u64) -> Result<(), DecodeError> {
+    let (width, height) = (width as u64, height as u64);
+    if width * height > max_pixels {
+        return Err(DecodeError::TooLarge {
+            width,
+            height,
+            max_pixels,
+        });
+    }
+    Ok(())
+}
+
+/// The decoders' own limits: no buffer beyond what `max_pixels` pixels of the widest sample
+/// layout (RGBA, 16 bits) need, with the image crate's default as the floor.
+fn decoder_limits(max_pixels: u64) -> image::Limits {
+    let mut l = image::Limits::default();
+    l.max_alloc = Some(max_pixels.saturating_mul(8).max(512 << 20));
+    l
 }
 
 /// A JPEG whose last scan (SOS, `FF DA`) is not followed by an end-of-image marker (`FF D9`) was cut
@@ -53,9 +105,20 @@ fn jpeg_is_truncated(bytes: &[u8]) -> bool {
 /// reduced by dropping the low byte (libpng's strip-16, which OpenCV uses). JPEGs go through
 /// libjpeg-turbo with OpenCV's settings ([`crate::jpeg`]), other formats through the `image` crate.
 pub fn decode_file(path: &Path, bytes: &[u8]) -> Result<Rgb8, DecodeError> {
+    decode_file_limited(path, bytes, crate::job::DEFAULT_MAX_PIXELS)
+}
+
+/// [`decode_file`] for images of at most `max_pixels` pixels: the size is read from the header
+/// and checked before any pixel buffer is allocated (decompression bombs fail at once).
+pub fn decode_file_limited(
+    path: &Path,
+    bytes: &[u8],
+    max_pixels: u64,
+) -> Result<Rgb8, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
+    check_size(probe_size(bytes)?, max_pixels)?;
     if jpeg::is_jpeg(bytes) {
         if jpeg_is_truncated(bytes) {
             return Err(DecodeError::TruncatedJpeg);
@@ -66,10 +129,16 @@ pub fn decode_file(path: &Path, bytes: &[u8]) -> Result<Rgb8, DecodeError> {
         }
         return Ok(img);
     }
-    let mut decoder = ImageReader::new(std::io::Cursor::new(bytes))
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| DecodeError::Decode(e.to_string()))?
+        .map_err(|e| DecodeError::Decode(e.to_string()))?;
+    reader.limits(decoder_limits(max_pixels));
+    let mut decoder = reader
         .into_decoder()
+        .map_err(|e| DecodeError::Decode(e.to_string()))?;
+    // `into_decoder` does not count the output buffer against the limits; `decode` would.
+    decoder_limits(max_pixels)
+        .reserve(decoder.total_bytes())
         .map_err(|e| DecodeError::Decode(e.to_string()))?;
     let orientation = decoder.orientation().ok();
     let mut img =
@@ -98,7 +167,7 @@ pub fn decode_file(path: &Path, bytes: &[u8]) -> Result<Rgb8, DecodeError> {
             .chunks(4)
             .flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8])
             .collect(),
-        other => other.to_rgb8().into_raw(),
+        other => other.into_rgb8().into_raw(),
     };
     Ok(Rgb8 {
         width,
@@ -137,6 +206,7 @@ pub fn image_dimensions(bytes: &[u8]) -> Result<(usize, usize), DecodeError> {
 }
 
 /// Output size of `ResizeShortestEdge(min_size, max_size)` for an `h × w` input, as (h, w).
+/// Either side may round to 0 for extreme aspect ratios; [`input_geometry`] refuses those.
 pub fn shortest_edge_size(h: usize, w: usize, min_size: u32, max_size: u32) -> (usize, usize) {
     let (h, w) = (h as f64, w as f64);
     let size = min_size as f64;
@@ -151,8 +221,45 @@ pub fn shortest_edge_size(h: usize, w: usize, min_size: u32, max_size: u32) -> (
         newh *= s;
         neww *= s;
     }
-    // int(x + 0.5): round half up, truncating like Python's int() for positives.
+    // int(x + 0.5): round half up, truncating like Python's int() for positives (saturating).
     ((newh + 0.5) as usize, (neww + 0.5) as usize)
+}
+
+/// The resized (h, w) and padded (Hp, Wp) network input sizes for an `h × w` image, or why there
+/// is none: an empty side, or a size whose float32 tensor cannot be addressed.
+pub fn input_geometry(
+    h: usize,
+    w: usize,
+    p: &Preprocess,
+) -> Result<((usize, usize), (usize, usize)), DecodeError> {
+    if h == 0 || w == 0 {
+        return Err(DecodeError::ZeroSize);
+    }
+    let (nh, nw) = shortest_edge_size(h, w, p.min_size, p.max_size);
+    let thin = || DecodeError::TooThin {
+        width: w,
+        height: h,
+        rw: nw,
+        rh: nh,
+        min_size: p.min_size,
+        max_size: p.max_size,
+    };
+    if nh == 0 || nw == 0 {
+        return Err(thin());
+    }
+    let d = (p.size_divisibility as usize).max(1);
+    let pad = |n: usize| n.checked_next_multiple_of(d);
+    let (Some(hp), Some(wp)) = (pad(nh), pad(nw)) else {
+        return Err(thin());
+    };
+    if hp
+        .checked_mul(wp)
+        .and_then(|n| n.checked_mul(3 * 4))
+        .is_none_or(|b| b > isize::MAX as usize)
+    {
+        return Err(thin());
+    }
+    Ok(((nh, nw), (hp, wp)))
 }
 
 /// Rounds `n` up to a multiple of `d`.
@@ -173,19 +280,30 @@ pub struct Prepared {
     pub padded: (usize, usize),
 }
 
-/// Applies the resize, normalisation and padding to a decoded RGB image.
-pub fn prepare(img: &Rgb8, p: &Preprocess) -> Prepared {
+/// Applies the resize, normalisation and padding to a decoded RGB image. An image whose geometry
+/// leaves no network input (see [`input_geometry`]) is an error, as is a failed allocation.
+pub fn prepare(img: &Rgb8, p: &Preprocess) -> Result<Prepared, DecodeError> {
     let (h, w) = (img.height, img.width);
-    let (nh, nw) = shortest_edge_size(h, w, p.min_size, p.max_size);
+    if img.data.len() != h * w * 3 {
+        return Err(DecodeError::Decode(format!(
+            "decoded buffer holds {} bytes, not {h}×{w}×3",
+            img.data.len()
+        )));
+    }
+    let ((nh, nw), (hp, wp)) = input_geometry(h, w, p)?;
     let resized = if (nh, nw) == (h, w) {
         std::borrow::Cow::Borrowed(&img.data)
     } else {
         std::borrow::Cow::Owned(pillow_bilinear(&img.data, w, h, 3, nw, nh))
     };
-    let d = p.size_divisibility as usize;
-    let (hp, wp) = (pad_to(nh, d), pad_to(nw, d));
     // Written in place into the tensor's own buffer: no second full-size copy.
-    let tensor = Tensor::zeros([3, hp as i64, wp as i64], (Kind::Float, Device::Cpu));
+    let tensor =
+        Tensor::f_zeros([3, hp as i64, wp as i64], (Kind::Float, Device::Cpu)).map_err(|e| {
+            DecodeError::Tensor {
+                what: format!("[3, {hp}, {wp}] float32"),
+                message: e.to_string(),
+            }
+        })?;
     // SAFETY: a fresh contiguous float32 CPU tensor of 3·Hp·Wp elements, only accessed through this
     // slice until the slice goes out of scope.
     let buf = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut f32, 3 * hp * wp) };
@@ -209,12 +327,12 @@ pub fn prepare(img: &Rgb8, p: &Preprocess) -> Prepared {
             }
         }
     }
-    Prepared {
+    Ok(Prepared {
         tensor,
         original: (h, w),
         resized: (nh, nw),
         padded: (hp, wp),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -253,7 +371,7 @@ mod tests {
             height: 8,
             data: (0..240).map(|i| (i % 251) as u8).collect(),
         };
-        let out = prepare(&img, &p);
+        let out = prepare(&img, &p).unwrap();
         assert_eq!(out.resized, (8, 10));
         assert_eq!(out.padded, (32, 32));
         assert_eq!(out.tensor.size(), [3, 32, 32]);
@@ -282,7 +400,7 @@ mod tests {
             height: 4,
             data: [10u8, 20, 30].repeat(16),
         };
-        let out = prepare(&img, &p);
+        let out = prepare(&img, &p).unwrap();
         assert_eq!(
             out.tensor.double_value(&[0, 0, 0]) as f32,
             (30.0 - 123.675f32) / 58.395f32
@@ -335,5 +453,174 @@ mod tests {
             .unwrap();
         let d = decode_file(Path::new("g.png"), &bytes).unwrap();
         assert_eq!(d.data, vec![0x12, 0x12, 0x12, 0xff, 0xff, 0xff]);
+    }
+
+    fn encode(img: DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut bytes), format)
+            .unwrap();
+        bytes
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in data {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+
+    /// A real small PNG whose header is rewritten to declare `w × h` (CRC fixed).
+    fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+        let img = DynamicImage::ImageRgb8(image::RgbImage::new(8, 8));
+        let mut b = encode(img, image::ImageFormat::Png);
+        // Signature (8), IHDR length (4), "IHDR" (4), then width and height.
+        b[16..20].copy_from_slice(&w.to_be_bytes());
+        b[20..24].copy_from_slice(&h.to_be_bytes());
+        let crc = crc32(&b[12..29]);
+        b[29..33].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn oversized_headers_fail_before_decoding_and_name_the_key() {
+        let bomb = png_claiming(30000, 30000);
+        assert_eq!(probe_size(&bomb).unwrap(), (30000, 30000));
+        let e = decode_file_limited(Path::new("b.png"), &bomb, 64_000_000).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, DecodeError::TooLarge { .. }), "{msg}");
+        assert!(
+            msg.contains("30000×30000") && msg.contains("runtime.max_pixels"),
+            "{msg}"
+        );
+        // A raised cap lets the header through; the decoder's own limits still apply.
+        let e = decode_file_limited(Path::new("b.png"), &png_claiming(3000, 3000), 10_000_000);
+        assert!(e.is_err(), "8×8 pixels of data cannot fill 3000×3000");
+        // Within the cap, a real image decodes as before.
+        let ok = encode(
+            DynamicImage::ImageRgb8(image::RgbImage::from_pixel(5, 3, image::Rgb([1, 2, 3]))),
+            image::ImageFormat::Png,
+        );
+        assert_eq!(
+            decode_file_limited(Path::new("a.png"), &ok, 15)
+                .unwrap()
+                .data
+                .len(),
+            45
+        );
+        assert!(matches!(
+            decode_file_limited(Path::new("a.png"), &ok, 14),
+            Err(DecodeError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn extreme_aspect_ratios_are_clear_errors() {
+        let p = Preprocess::default();
+        for (h, w) in [(1, 5000), (3, 100_000), (100_000, 3), (1, usize::MAX / 2)] {
+            let e = input_geometry(h, w, &p).unwrap_err();
+            assert!(matches!(e, DecodeError::TooThin { .. }), "{h}x{w}: {e}");
+            assert!(e.to_string().contains("preprocess.min_size"), "{e}");
+        }
+        // Thin but representable: processed.
+        assert_eq!(
+            input_geometry(1, 1, &p).unwrap(),
+            ((1024, 1024), (1024, 1024))
+        );
+        assert_eq!(
+            input_geometry(5, 5000, &p).unwrap(),
+            ((2, 2048), (32, 2048))
+        );
+        let img = Rgb8 {
+            width: 5000,
+            height: 1,
+            data: vec![7; 15000],
+        };
+        assert!(matches!(
+            prepare(&img, &p),
+            Err(DecodeError::TooThin { .. })
+        ));
+        let img = Rgb8 {
+            width: 4,
+            height: 4,
+            data: vec![7; 47],
+        };
+        assert!(
+            prepare(&img, &p).is_err(),
+            "a buffer that does not match its size"
+        );
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Any image size and any valid preprocessing: sizes >= 1 and padded, or an error.
+            #[test]
+            fn geometry_is_sizes_or_an_error(
+                h in 1usize..1_000_000, w in 1usize..1_000_000,
+                min_size in 1u32..4096, extra in 0u32..4096, d in 1u32..=1024,
+            ) {
+                let p = Preprocess {
+                    min_size,
+                    max_size: (min_size + extra).min(crate::job::MAX_INPUT_SIZE).max(min_size),
+                    size_divisibility: d,
+                    ..Preprocess::default()
+                };
+                if let Ok(((nh, nw), (hp, wp))) = input_geometry(h, w, &p) {
+                    prop_assert!(nh >= 1 && nw >= 1 && hp >= nh && wp >= nw);
+                    prop_assert!(hp % d as usize == 0 && wp % d as usize == 0);
+                    prop_assert!(nh.max(nw) <= p.max_size as usize + 1);
+                }
+            }
+
+            /// Small images of any shape go through the whole preprocessing without a panic.
+            #[test]
+            fn small_images_prepare_or_fail_cleanly(
+                h in 1usize..40, w in 1usize..40, min_size in 1u32..48, extra in 0u32..64,
+                d in 1u32..40,
+            ) {
+                let p = Preprocess {
+                    min_size,
+                    max_size: min_size + extra,
+                    size_divisibility: d,
+                    ..Preprocess::default()
+                };
+                let img = Rgb8 { width: w, height: h, data: (0..h * w * 3).map(|i| i as u8).collect() };
+                if let Ok(out) = prepare(&img, &p) {
+                    let (hp, wp) = out.padded;
+                    prop_assert_eq!(out.tensor.size(), vec![3, hp as i64, wp as i64]);
+                }
+            }
+
+            /// Arbitrary bytes, and mutated real images: a size, an image or an error.
+            #[test]
+            fn decoding_arbitrary_bytes_never_panics(
+                fmt in 0usize..4,
+                edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+                cut in any::<usize>(),
+            ) {
+                let f = [image::ImageFormat::Png, image::ImageFormat::Jpeg, image::ImageFormat::WebP, image::ImageFormat::Bmp][fmt];
+                let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(9, 7, |x, y| image::Rgb([x as u8 * 20, y as u8 * 30, 5])));
+                let mut b = encode(img, f);
+                for (at, v) in edits {
+                    let i = at % b.len();
+                    b[i] = v;
+                }
+                b.truncate(cut % (b.len() + 1));
+                let _ = probe_size(&b);
+                let _ = decode_file_limited(Path::new("x"), &b, 1_000_000);
+            }
+        }
     }
 }

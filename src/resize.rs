@@ -80,6 +80,10 @@ pub fn pillow_bilinear(
         w * h * channels,
         "image buffer does not match its size"
     );
+    // An empty image or target has no pixel to compute (callers refuse such sizes earlier).
+    if [w, h, new_w, new_h].contains(&0) {
+        return vec![0; new_w * new_h * channels];
+    }
     let need_h = new_w != w;
     let need_v = new_h != h;
     let vert = need_v.then(|| precompute_coeffs(h, new_h));
@@ -178,6 +182,9 @@ pub fn opencv_area(src: &[f32], w: usize, h: usize, new_w: usize, new_h: usize) 
     assert_eq!(src.len(), w * h, "map buffer does not match its size");
     if w == new_w && h == new_h {
         return src.to_vec();
+    }
+    if [w, h, new_w, new_h].contains(&0) {
+        return vec![0.0; new_w * new_h];
     }
     // OpenCV derives the scale from the inverse scale, not as src/dst directly.
     let inv_x = new_w as f64 / w as f64;
@@ -436,5 +443,37 @@ mod tests {
         // box (0,0): 0,1,6,7
         assert_eq!(r[0], (0.0 + 1.0 + 6.0 + 7.0) / 4.0);
         assert_eq!(r[5], (16.0 + 17.0 + 22.0 + 23.0) / 4.0);
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Every size pair, thin and extreme ones included, in both directions: the output has
+            /// the requested size and stays within the input's range.
+            #[test]
+            fn resizes_of_any_shape_keep_size_and_range(
+                w in 1usize..300, h in 1usize..300, nw in 1usize..300, nh in 1usize..300,
+                thin in 0usize..4,
+            ) {
+                // Also very thin shapes: one row or one column on either side.
+                let (w, h, nw, nh) = match thin {
+                    1 => (w, 1, nw, nh),
+                    2 => (1, h, nw, 1),
+                    3 => (w * 20, 1, 1, nh),
+                    _ => (w, h, nw, nh),
+                };
+                let src: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
+                let out = pillow_bilinear(&src, w, h, 3, nw, nh);
+                prop_assert_eq!(out.len(), nw * nh * 3);
+                let map: Vec<f32> = (0..w * h).map(|i| (i % 7) as f32 / 6.0).collect();
+                let out = opencv_area(&map, w, h, nw, nh);
+                prop_assert_eq!(out.len(), nw * nh);
+                prop_assert!(out.iter().all(|v| (-1e-5..=1.0 + 1e-5).contains(v)), "{:?}", out);
+            }
+        }
     }
 }

@@ -330,42 +330,8 @@ pub fn select<T: Clone>(items: &[T], shard: Option<&Shard>) -> Vec<T> {
     }
 }
 
-/// Removes temporary files (see [`crate::output::temp_path`]) that a killed run left next to
-/// `files`, and nothing else: the tasks of an array share one output tree, and a task starting up
-/// must not delete the temporary files of a task that is writing. Each folder is read once.
-pub fn remove_stale_temps_of(files: impl IntoIterator<Item = PathBuf>) {
-    let mut by_dir: std::collections::HashMap<
-        PathBuf,
-        std::collections::HashSet<std::ffi::OsString>,
-    > = std::collections::HashMap::new();
-    for f in files {
-        if let (Some(dir), Some(name)) = (f.parent(), f.file_name()) {
-            by_dir
-                .entry(dir.to_path_buf())
-                .or_default()
-                .insert(name.to_os_string());
-        }
-    }
-    for (dir, names) in by_dir {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.filter_map(Result::ok) {
-            let name = entry.file_name();
-            // `.NAME.tmp-PID` -> NAME
-            let target = name
-                .to_str()
-                .and_then(|n| n.strip_prefix('.'))
-                .and_then(|n| n.rsplit_once(".tmp-"))
-                .filter(|(_, pid)| pid.bytes().all(|b| b.is_ascii_digit()))
-                .map(|(t, _)| std::ffi::OsString::from(t));
-            if target.is_some_and(|t| names.contains(&t)) {
-                log::debug!("removing stale temporary file {}", entry.path().display());
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
-}
+/// Removes the temporary files a killed run left next to `files` (only those).
+pub use crate::output::remove_stale_temps_of;
 
 /// Folder of the per-shard manifests under an output root.
 pub const MANIFESTS_DIR: &str = "manifests";

@@ -17,6 +17,7 @@
 use crate::exit::ExitCode;
 use crate::merge::{read_manifest, MergeError};
 pub use crate::output::manifest::sha256_file;
+use crate::output::pathtext;
 use crate::shard;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -30,8 +31,9 @@ pub struct VerifyArgs {
     /// Also run the job again into a temporary folder and compare the maps.
     #[arg(long)]
     pub rerun: bool,
-    /// Input root for `--rerun` (default: the root recorded in the manifest).
-    #[arg(long, requires = "rerun")]
+    /// Input root (default: the root recorded in the manifest): every input is checked against
+    /// its recorded size and time, else its SHA-256; `--rerun` reads it too.
+    #[arg(long)]
     pub input: Option<PathBuf>,
     /// Checkpoint for `--rerun` (default: the one recorded; its SHA-256 must match the record).
     #[arg(long, requires = "rerun")]
@@ -81,6 +83,8 @@ pub struct VerifyReport {
     /// (path, recorded sha256, found sha256)
     pub changed: Vec<(String, String, String)>,
     pub extra: Vec<String>,
+    /// Inputs that are no longer the bytes their outputs were made from (or are gone).
+    pub changed_inputs: Vec<String>,
     /// Run-level problems (status not complete, failed items).
     pub notes: Vec<String>,
     pub status_ok: bool,
@@ -104,6 +108,7 @@ impl VerifyReport {
             && self.missing.is_empty()
             && self.changed.is_empty()
             && self.extra.is_empty()
+            && self.changed_inputs.is_empty()
             && self.rerun.as_ref().is_none_or(|r| r.mismatches.is_empty())
     }
 
@@ -129,6 +134,9 @@ impl VerifyReport {
         for p in &self.extra {
             s += &format!("extra: {p} (not in the manifest)\n");
         }
+        for p in &self.changed_inputs {
+            s += &format!("input changed: {p}\n");
+        }
         if let Some(r) = &self.rerun {
             for m in &r.mismatches {
                 s += &format!("rerun differs: {m}\n");
@@ -146,11 +154,12 @@ impl VerifyReport {
             );
         }
         s += &format!(
-            "verify: {} outputs checked: {} missing, {} changed, {} extra -> {}\n",
+            "verify: {} outputs checked: {} missing, {} changed, {} extra; {} inputs changed -> {}\n",
             self.checked,
             self.missing.len(),
             self.changed.len(),
             self.extra.len(),
+            self.changed_inputs.len(),
             if self.is_clean() { "clean" } else { "MISMATCH" }
         );
         s
@@ -179,7 +188,15 @@ fn is_bookkeeping(rel: &Path) -> bool {
     name.starts_with('.')
 }
 
-fn manifest_outputs(m: &Value) -> Vec<(String, String)> {
+/// Whether an item's paths are written escaped ([`crate::output::pathtext`]).
+fn escaped(it: &Value) -> bool {
+    it.get("path_escaped")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// Every listed output as (path as written in the manifest, path on disk, recorded SHA-256).
+fn manifest_outputs(m: &Value) -> Vec<(String, PathBuf, String)> {
     let mut out = Vec::new();
     for it in m
         .get("items")
@@ -199,8 +216,56 @@ fn manifest_outputs(m: &Value) -> Vec<(String, String)> {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
-                out.push((p.to_string(), h));
+                let on_disk = pathtext::decode(p, escaped(it)).unwrap_or_else(|_| PathBuf::from(p));
+                out.push((p.to_string(), on_disk, h));
             }
+        }
+    }
+    out
+}
+
+/// Checks every recorded input under `root` against its record: same size and modification time,
+/// else the same SHA-256. Returns the inputs that changed or are gone.
+fn changed_inputs(m: &Value, root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for it in m
+        .get("items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let (Some(text), Some(want)) = (
+            it.get("input").and_then(Value::as_str),
+            it.get("input_sha256").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        // Failed items made no output; nothing of theirs can be stale.
+        if it.get("status").and_then(Value::as_str) == Some("failed") {
+            continue;
+        }
+        let Ok(rel) = pathtext::decode(text, escaped(it)) else {
+            out.push(format!("{text} (unreadable record)"));
+            continue;
+        };
+        let path = root.join(rel);
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                out.push(format!("{text} ({e})"));
+                continue;
+            }
+        };
+        let same_stat = it.get("input_size").and_then(Value::as_u64) == Some(meta.len())
+            && it.get("input_mtime_ns").and_then(Value::as_i64)
+                == Some(crate::pipeline::decode::mtime_ns(&meta));
+        if same_stat {
+            continue;
+        }
+        match sha256_file(&path) {
+            Ok(h) if h == want => {}
+            Ok(h) => out.push(format!("{text} (sha256 {h}, manifest says {want})")),
+            Err(e) => out.push(format!("{text} ({e})")),
         }
     }
     out
@@ -242,10 +307,10 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, VerifyError> {
 
     let listed = manifest_outputs(&m);
     let mut known = BTreeSet::new();
-    for (rel, want) in &listed {
-        known.insert(PathBuf::from(rel));
+    for (rel, on_disk, want) in &listed {
+        known.insert(on_disk.clone());
         report.checked += 1;
-        let p = args.output.join(rel);
+        let p = args.output.join(on_disk);
         match sha256_file(&p) {
             Ok(got) if &got == want => {}
             Ok(got) => report.changed.push((rel.clone(), want.clone(), got)),
@@ -271,6 +336,24 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, VerifyError> {
         if !known.contains(rel) && !is_bookkeeping(rel) {
             report.extra.push(rel.to_string_lossy().into_owned());
         }
+    }
+
+    // Inputs: only where their folder can be read (a run checked on another machine may not
+    // have them; that is said, not counted as a change).
+    let input_root = args.input.clone().or_else(|| {
+        m.pointer("/job/dataset/root")
+            .and_then(Value::as_str)
+            .map(PathBuf::from)
+    });
+    match input_root {
+        Some(root) if root.is_dir() => report.changed_inputs = changed_inputs(&m, &root),
+        Some(root) => report.notes.push(format!(
+            "inputs not checked: {} is not a readable folder (pass --input DIR)",
+            root.display()
+        )),
+        None => report
+            .notes
+            .push("inputs not checked: the manifest records no input root".into()),
     }
 
     if args.rerun {
@@ -373,9 +456,9 @@ fn rerun(args: &VerifyArgs, m: &Value) -> Result<RerunReport, VerifyError> {
         }
     }
 
-    for (rel, want_sha) in manifest_outputs(m) {
-        let a = args.output.join(&rel);
-        let b = out.join(&rel);
+    for (rel, on_disk, want_sha) in manifest_outputs(m) {
+        let a = args.output.join(&on_disk);
+        let b = out.join(&on_disk);
         if !b.is_file() {
             report
                 .mismatches

@@ -91,7 +91,7 @@ fn make_inputs(dir: &Path) {
 fn expected_score(job: &Job, image: &Path) -> (Vec<f32>, usize, usize) {
     let bytes = std::fs::read(image).unwrap();
     let img = decode_file(image, &bytes).unwrap();
-    let prepared = prepare(&img, &job.preprocess);
+    let prepared = prepare(&img, &job.preprocess).unwrap();
     let model = maskomaly::model::load(job, tch::Device::Cpu).unwrap();
     let _g = tch::no_grad_guard();
     let out = model.forward(&prepared.tensor.unsqueeze(0)).unwrap();
@@ -288,7 +288,7 @@ fn missing_checkpoint_fails_with_one_clear_message_and_writes_nothing() {
         &maskomaly::demo::road_scene(64, 64, 0),
         &input.join("x.png"),
     );
-    // No file and no URL: a configuration error naming the file and how to provide it.
+    // No file and no URL: "no input" (66, not worth retrying), naming the file and how to provide it.
     let job = d.path().join("nourl.yaml");
     std::fs::write(&job, "checkpoint: {path: /models/absent.pkl, url: null}\n").unwrap();
     let args = [
@@ -300,7 +300,7 @@ fn missing_checkpoint_fails_with_one_clear_message_and_writes_nothing() {
         "cpu",
     ];
     let o = run(&[&["run", "--job", job.to_str().unwrap()][..], &args[..]].concat());
-    assert_eq!(code(&o), 78, "{}", stderr(&o));
+    assert_eq!(code(&o), 66, "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
         err.contains("/models/absent.pkl") && err.contains("does not exist"),

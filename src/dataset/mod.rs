@@ -84,12 +84,16 @@ pub fn is_image_path(path: &Path) -> bool {
 }
 
 /// Every image file under `root`, recursively, sorted byte-wise by relative path. Hidden files and
-/// folders (a leading `.`) and non-image files are skipped with a debug log.
+/// folders (a leading `.`) are skipped; other files whose extension the runner does not decode are
+/// skipped and counted by extension in one info line. A link that cannot be followed is an item
+/// when its name is an image name (it fails when read, with the reason), a link back into its own
+/// ancestors is skipped with a warning: neither stops the listing.
 pub fn walk_folder(root: &Path) -> Result<Vec<Item>, DatasetError> {
     if !root.is_dir() {
         return Err(DatasetError::NoRoot(root.to_path_buf()));
     }
     let mut items = Vec::new();
+    let mut skipped: std::collections::BTreeMap<String, usize> = Default::default();
     let walker = walkdir::WalkDir::new(root)
         .follow_links(true)
         .sort_by(|a, b| {
@@ -99,25 +103,66 @@ pub fn walk_folder(root: &Path) -> Result<Vec<Item>, DatasetError> {
         })
         .into_iter()
         .filter_entry(|e| e.depth() == 0 || !e.file_name().as_encoded_bytes().starts_with(b"."));
-    for entry in walker {
-        let entry = entry.map_err(|e| DatasetError::Walk {
-            path: e.path().unwrap_or(root).to_path_buf(),
-            message: e.to_string(),
-        })?;
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let path = entry.path();
-        if !is_image_path(path) {
-            log::debug!("skipping {} (not an image file name)", path.display());
-            continue;
-        }
+    let mut push = |path: &Path| {
         let rel = path.strip_prefix(root).unwrap_or(path);
         items.push(Item {
             image: path.to_path_buf(),
             stem: rel.with_extension(""),
             label: None,
         });
+    };
+    for entry in walker {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                let path = e.path().unwrap_or(root).to_path_buf();
+                let hidden = path
+                    .file_name()
+                    .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."));
+                if e.loop_ancestor().is_some() {
+                    log::warn!("skipping {}: {e}", path.display());
+                } else if e.depth() > 0 && is_image_path(&path) && !hidden {
+                    // e.g. a dangling link: the decode stage fails it with the reason.
+                    push(&path);
+                } else if e.depth() > 0
+                    && std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink())
+                {
+                    log::warn!("skipping {}: {e}", path.display());
+                } else {
+                    return Err(DatasetError::Walk {
+                        path,
+                        message: e.to_string(),
+                    });
+                }
+                continue;
+            }
+        };
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let path = entry.path();
+        if !is_image_path(path) {
+            log::debug!("skipping {} (not an image file name)", path.display());
+            let ext = path
+                .extension()
+                .map(|e| format!(".{}", e.to_string_lossy().to_ascii_lowercase()))
+                .unwrap_or_else(|| "(no extension)".into());
+            *skipped.entry(ext).or_default() += 1;
+            continue;
+        }
+        push(path);
+    }
+    if !skipped.is_empty() {
+        let list: Vec<String> = skipped.iter().map(|(e, n)| format!("{e} ({n})")).collect();
+        log::info!(
+            "skipped files the runner does not decode: {}; it reads {}",
+            list.join(", "),
+            IMAGE_EXTENSIONS
+                .iter()
+                .map(|e| format!(".{e}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
     // Byte-wise order of the whole relative path (walkdir sorts per directory level).
     items.sort_by(|a, b| {
@@ -192,5 +237,34 @@ mod tests {
             walk_folder(Path::new("/nonexistent/x")),
             Err(DatasetError::NoRoot(_))
         ));
+    }
+
+    #[test]
+    fn broken_links_and_loops_do_not_stop_the_listing() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.png"), b"x").unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent/target.png", d.path().join("dangling.png"))
+            .unwrap();
+        std::os::unix::fs::symlink("/nonexistent/notes", d.path().join("dangling.txt")).unwrap();
+        std::os::unix::fs::symlink("..", d.path().join("sub/loop")).unwrap();
+        std::fs::write(d.path().join("anim.gif"), b"GIF89a").unwrap();
+        let items = walk_folder(d.path()).unwrap();
+        let stems: Vec<_> = items
+            .iter()
+            .map(|i| i.stem.to_str().unwrap().to_string())
+            .collect();
+        // The dangling image link is an item (it fails when read); the loop and the rest are skipped.
+        assert_eq!(stems, ["a", "dangling"]);
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_listed_as_bytes() {
+        use std::os::unix::ffi::OsStringExt;
+        let d = tempfile::tempdir().unwrap();
+        let name = std::ffi::OsString::from_vec(b"x\xff.png".to_vec());
+        std::fs::write(d.path().join(&name), b"x").unwrap();
+        let items = walk_folder(d.path()).unwrap();
+        assert_eq!(items[0].stem.as_os_str().as_encoded_bytes(), b"x\xff");
     }
 }

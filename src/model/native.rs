@@ -182,7 +182,7 @@ impl NativeModel {
                 )))
             }
         };
-        let path = fetch::resolve(&ck.path, ck.url.as_deref(), ck.sha256.as_deref())?;
+        let path = fetch::resolve(&ck.path, ck.effective_url(), ck.sha256.as_deref())?;
         let (file, format) = checkpoint::resolve_file(&path, hf)?;
         let (cfg, arch) = architecture(job.model.preset.as_deref(), hf, &file)?;
         Self::from_file(&file, format, &cfg, &arch, device)

@@ -1035,4 +1035,42 @@ mod tests {
             }
         }
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Arbitrary bytes after a protocol header: a state dict or an error, never a panic.
+            #[test]
+            fn arbitrary_bytes_never_panic(
+                proto in 0u8..6,
+                body in proptest::collection::vec(any::<u8>(), 0..512),
+            ) {
+                let mut b = vec![0x80, proto];
+                b.extend(body);
+                let _ = read_state_dict(&b);
+            }
+
+            /// The real small pickle with edits anywhere (opcodes, lengths, memo indices).
+            #[test]
+            fn edited_pickles_never_panic_nor_grow(
+                edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+                cut in any::<usize>(),
+            ) {
+                let mut b = tiny_pickle();
+                for (at, v) in edits {
+                    let i = at % b.len();
+                    b[i] = v;
+                }
+                b.truncate(b.len() - cut % (b.len() / 4 + 1));
+                if let Ok(sd) = read_state_dict(&b) {
+                    let total: usize = sd.tensors.iter().map(|(_, a)| a.data.len()).sum();
+                    prop_assert!(total <= b.len());
+                }
+            }
+        }
+    }
 }

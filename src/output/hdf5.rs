@@ -4,8 +4,35 @@
 use crate::job::H5Dtype;
 use std::path::Path;
 
+/// HDF5 reports errors as text; a full disk is recognised by its message so that the run stops
+/// on it as on any other write error that will recur.
 fn to_io(e: hdf5::Error) -> std::io::Error {
-    std::io::Error::other(e.to_string())
+    let text = e.to_string();
+    let kind = if text.contains("No space left") || text.contains("Disk quota") {
+        std::io::ErrorKind::StorageFull
+    } else {
+        std::io::ErrorKind::Other
+    };
+    std::io::Error::new(kind, text)
+}
+
+/// Creates an HDF5 file. HDF5 takes UTF-8 paths only: a folder whose name is not UTF-8 is reached
+/// through a descriptor of it (`/proc/self/fd/N/NAME`; temporary names are always UTF-8). The
+/// descriptor is returned and must outlive the file.
+fn create(path: &Path) -> std::io::Result<(hdf5::File, Option<std::fs::File>)> {
+    if path.to_str().is_some() {
+        return Ok((hdf5::File::create(path).map_err(to_io)?, None));
+    }
+    use std::os::fd::AsRawFd;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Err(std::io::Error::other(format!(
+            "HDF5 cannot write {}: its file name is not UTF-8",
+            path.display()
+        )));
+    };
+    let dir = std::fs::File::open(dir)?;
+    let via = format!("/proc/self/fd/{}/{name}", dir.as_raw_fd());
+    Ok((hdf5::File::create(&via).map_err(to_io)?, Some(dir)))
 }
 
 /// Writes `score` (row-major `h × w`) to `path` atomically.
@@ -17,7 +44,7 @@ pub fn write_score(
     dtype: H5Dtype,
 ) -> std::io::Result<()> {
     super::write_atomic(path, |tmp| {
-        let file = hdf5::File::create(tmp).map_err(to_io)?;
+        let (file, _dir) = create(tmp)?;
         match dtype {
             H5Dtype::Float32 => {
                 let arr = ndarray::ArrayView2::from_shape((h, w), score)
@@ -62,5 +89,28 @@ mod tests {
         for (a, b) in back.iter().zip(&score) {
             assert_eq!(*a, half::f16::from_f32(*b).to_f32());
         }
+    }
+
+    #[test]
+    fn folders_and_names_that_are_not_utf8_are_written() {
+        use std::os::unix::ffi::OsStringExt;
+        let d = tempfile::tempdir().unwrap();
+        let dir = d
+            .path()
+            .join(std::ffi::OsString::from_vec(b"sub\xfe".to_vec()));
+        let p = dir.join(std::ffi::OsString::from_vec(b"x\xff.hdf5".to_vec()));
+        write_score(&p, &[0.25, 0.5], 1, 2, H5Dtype::Float16).unwrap();
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [p.file_name().unwrap()], "no temporary file left");
+        // Read back through a UTF-8 name.
+        let plain = d.path().join("copy.hdf5");
+        std::fs::copy(&p, &plain).unwrap();
+        assert_eq!(
+            crate::eval::predictions::read(&plain).unwrap().scores,
+            [0.25, 0.5]
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! `manifest.json`: what a run did, enough to tie every output to its input, job, checkpoint and
 //! program. Rewritten atomically as items finish, so a killed run loses at most the items in flight.
 
+use super::pathtext;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -35,7 +36,7 @@ pub struct Counts {
     pub skipped: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OutputFile {
     /// Relative to the output root.
     pub path: PathBuf,
@@ -67,16 +68,119 @@ pub struct Timings {
     pub write: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One item's outcome. Paths are written losslessly ([`pathtext`]): a record with a path that is not
+/// valid UTF-8 writes all its paths escaped and sets `path_escaped`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "ItemRecordText", try_from = "ItemRecordText")]
 pub struct ItemRecord {
     /// Relative to the dataset root.
     pub input: PathBuf,
     pub input_sha256: Option<String>,
+    /// Size and modification time of the input when it was read: a rerun trusts the record while
+    /// both are unchanged and re-hashes the input when either differs.
+    pub input_size: Option<u64>,
+    pub input_mtime_ns: Option<i64>,
     pub stem: PathBuf,
     pub status: ItemStatus,
     pub error: Option<String>,
     pub outputs: Vec<OutputFile>,
+    /// Non-finite values (NaN) in the network's outputs for this item; 0 for a healthy model.
+    pub nan_values: u64,
     pub timings_ms: Timings,
+}
+
+/// How an [`ItemRecord`] appears in JSON.
+#[derive(Serialize, Deserialize)]
+struct ItemRecordText {
+    input: String,
+    input_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input_mtime_ns: Option<i64>,
+    stem: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    path_escaped: bool,
+    status: ItemStatus,
+    error: Option<String>,
+    outputs: Vec<OutputFileText>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    nan_values: u64,
+    timings_ms: Timings,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OutputFileText {
+    path: String,
+    sha256: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl From<ItemRecord> for ItemRecordText {
+    fn from(r: ItemRecord) -> Self {
+        let escaped = std::iter::once(&r.input)
+            .chain([&r.stem])
+            .chain(r.outputs.iter().map(|o| &o.path))
+            .any(|p| pathtext::encode(p).1);
+        let text = |p: &Path| {
+            if escaped {
+                pathtext::encode_escaped(p)
+            } else {
+                pathtext::encode(p).0
+            }
+        };
+        ItemRecordText {
+            input: text(&r.input),
+            input_sha256: r.input_sha256,
+            input_size: r.input_size,
+            input_mtime_ns: r.input_mtime_ns,
+            stem: text(&r.stem),
+            path_escaped: escaped,
+            status: r.status,
+            error: r.error,
+            outputs: r
+                .outputs
+                .iter()
+                .map(|o| OutputFileText {
+                    path: text(&o.path),
+                    sha256: o.sha256.clone(),
+                })
+                .collect(),
+            nan_values: r.nan_values,
+            timings_ms: r.timings_ms,
+        }
+    }
+}
+
+impl TryFrom<ItemRecordText> for ItemRecord {
+    type Error = String;
+    fn try_from(t: ItemRecordText) -> Result<Self, String> {
+        let e = t.path_escaped;
+        Ok(ItemRecord {
+            input: pathtext::decode(&t.input, e)?,
+            input_sha256: t.input_sha256,
+            input_size: t.input_size,
+            input_mtime_ns: t.input_mtime_ns,
+            stem: pathtext::decode(&t.stem, e)?,
+            status: t.status,
+            error: t.error,
+            outputs: t
+                .outputs
+                .into_iter()
+                .map(|o| {
+                    Ok(OutputFile {
+                        path: pathtext::decode(&o.path, e)?,
+                        sha256: o.sha256,
+                    })
+                })
+                .collect::<Result<_, String>>()?,
+            nan_values: t.nan_values,
+            timings_ms: t.timings_ms,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -203,6 +307,49 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_764_072_000), "2025-11-25T12:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn records_with_non_utf8_paths_round_trip() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = PathBuf::from(std::ffi::OsString::from_vec(b"d\\ir/x\xff".to_vec()));
+        let rec = ItemRecord {
+            input: bad.with_extension("png"),
+            input_sha256: None,
+            input_size: Some(3),
+            input_mtime_ns: Some(-5),
+            stem: bad.clone(),
+            status: ItemStatus::Written,
+            error: None,
+            outputs: vec![OutputFile {
+                path: bad.with_extension("hdf5"),
+                sha256: "00".into(),
+            }],
+            nan_values: 7,
+            timings_ms: Timings::default(),
+        };
+        let v = serde_json::to_value(&rec).unwrap();
+        assert_eq!(v["path_escaped"], true);
+        assert_eq!(v["stem"], "d\\\\ir/x\\xff");
+        assert_eq!(serde_json::from_value::<ItemRecord>(v).unwrap(), rec);
+        // A plain record keeps the earlier schema (no new keys when they are empty).
+        let plain = ItemRecord {
+            input: "a.png".into(),
+            stem: "a".into(),
+            input_size: None,
+            input_mtime_ns: None,
+            nan_values: 0,
+            outputs: vec![OutputFile {
+                path: "a.hdf5".into(),
+                sha256: "00".into(),
+            }],
+            ..rec
+        };
+        let v = serde_json::to_value(&plain).unwrap();
+        for k in ["path_escaped", "nan_values", "input_size"] {
+            assert!(v.get(k).is_none(), "{k}");
+        }
+        assert_eq!(serde_json::from_value::<ItemRecord>(v).unwrap(), plain);
     }
 
     #[test]

@@ -3,12 +3,17 @@
 
 pub mod hdf5;
 pub mod image;
+pub mod lock;
 pub mod manifest;
 pub mod npy;
+pub mod pathtext;
 
 use crate::job::{DatasetKind, Job, Layout};
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The files one item produces, absolute.
@@ -75,17 +80,37 @@ pub fn paths_for(job: &Job, stem: &Path) -> OutputPaths {
     }
 }
 
-/// A temporary sibling of `path`: hidden, unique to this process, and never a name a run reads.
+/// The part of a temporary name that stands for the target's file name: the name itself when it is
+/// UTF-8, else `~` and a hash of its bytes, so every temporary name is plain text (HDF5 accepts
+/// only UTF-8 paths) and still tied to one target.
+fn temp_key(name: &OsStr) -> OsString {
+    if name.to_str().is_some() {
+        return name.to_os_string();
+    }
+    let h = manifest::sha256_hex(name.as_encoded_bytes());
+    OsString::from(format!("~{}", &h[..16]))
+}
+
+/// A temporary sibling of `path`: hidden, unique to this process, and never a name a run reads:
+/// `.NAME.tmp-PID` (see [`temp_key`] for NAME).
 pub fn temp_path(path: &Path) -> PathBuf {
-    let mut name = std::ffi::OsString::from(".");
-    name.push(path.file_name().unwrap_or_default());
+    let mut name = OsString::from(".");
+    name.push(temp_key(path.file_name().unwrap_or_default()));
     name.push(format!(".tmp-{}", std::process::id()));
     path.with_file_name(name)
 }
 
+/// The target key of a name made by [`temp_path`] (`.KEY.tmp-DIGITS`), if it is one.
+fn temp_target_key(name: &OsStr) -> Option<&[u8]> {
+    let b = name.as_encoded_bytes().strip_prefix(b".")?;
+    let at = b.windows(5).rposition(|w| w == b".tmp-")?;
+    let pid = &b[at + 5..];
+    (!pid.is_empty() && pid.iter().all(u8::is_ascii_digit) && at > 0).then_some(&b[..at])
+}
+
 /// True for names made by [`temp_path`].
-pub fn is_temp_name(name: &str) -> bool {
-    name.starts_with('.') && name.contains(".tmp-")
+pub fn is_temp_name(name: &OsStr) -> bool {
+    temp_target_key(name).is_some()
 }
 
 /// Creates `path` through `write` on a temporary sibling, fsyncs it and renames it into place. On any
@@ -116,17 +141,45 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     })
 }
 
-/// Removes temporary files a killed run left behind under `root`.
-pub fn remove_stale_temps(root: &Path) {
-    for entry in walkdir::WalkDir::new(root)
-        .into_iter()
-        .filter_map(Result::ok)
-    {
-        if entry.file_type().is_file() && entry.file_name().to_str().is_some_and(is_temp_name) {
-            log::debug!("removing stale temporary file {}", entry.path().display());
-            let _ = fs::remove_file(entry.path());
+/// Removes the temporary files (see [`temp_path`]) that a killed run left next to `files`, and
+/// nothing else: another program's hidden files are not ours to delete, and the tasks of an array
+/// share one output tree. Each folder is read once.
+pub fn remove_stale_temps_of(files: impl IntoIterator<Item = PathBuf>) {
+    let mut by_dir: HashMap<PathBuf, HashSet<OsString>> = HashMap::new();
+    for f in files {
+        if let (Some(dir), Some(name)) = (f.parent(), f.file_name()) {
+            by_dir
+                .entry(dir.to_path_buf())
+                .or_default()
+                .insert(temp_key(name));
         }
     }
+    for (dir, keys) in by_dir {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name();
+            let ours = temp_target_key(&name).is_some_and(|k| keys.contains(OsStr::from_bytes(k)));
+            if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
+                log::debug!("removing stale temporary file {}", entry.path().display());
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// Whether a write error will hit every later write too (no space, read-only or failing file
+/// system), so the run stops, rather than one item's problem (e.g. a name the file system refuses).
+pub fn is_fatal_write_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::StorageFull | K::QuotaExceeded | K::ReadOnlyFilesystem | K::OutOfMemory
+    ) || matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC | libc::EDQUOT | libc::EROFS | libc::EIO | libc::ENOMEM)
+    )
 }
 
 #[cfg(test)]
@@ -153,6 +206,32 @@ mod tests {
             p.hdf5.unwrap(),
             PathBuf::from("/out/anomaly_p/m/AnomalyTrack-all/validation0000.hdf5")
         );
+    }
+
+    #[test]
+    fn only_temporary_names_of_known_targets_are_removed() {
+        use std::os::unix::ffi::OsStringExt;
+        let d = tempfile::tempdir().unwrap();
+        let bad = OsString::from_vec(b"x\xff.png".to_vec());
+        let mine = [d.path().join("a.hdf5"), d.path().join(&bad)];
+        let bad_temp = temp_path(&mine[1]);
+        assert!(bad_temp.to_str().is_some(), "temporary names are UTF-8");
+        let names: Vec<PathBuf> = vec![
+            temp_path(&mine[0]),
+            bad_temp,
+            d.path().join(".b.hdf5.tmp-12"), // not a target of this run
+            d.path().join(".notes.tmp-1"),   // someone else's hidden file
+            d.path().join(".a.hdf5.tmp-x"),  // not a temporary name
+            d.path().join("a.hdf5"),
+        ];
+        for n in &names {
+            fs::write(n, b"x").unwrap();
+        }
+        assert!(is_temp_name(names[0].file_name().unwrap()));
+        assert!(!is_temp_name(names[4].file_name().unwrap()));
+        remove_stale_temps_of(mine.iter().cloned());
+        let left: Vec<bool> = names.iter().map(|n| n.exists()).collect();
+        assert_eq!(left, [false, false, true, true, true, true]);
     }
 
     #[test]

@@ -1,10 +1,13 @@
-//! Decode stage: read the file, hash it, decode, preprocess. N workers share one input channel.
+//! Decode stage: read the file, hash it, check its size, decode, preprocess. N workers share one
+//! input channel.
 
-use super::message::{Decoded, Failure, ToInfer, Work};
-use super::Shared;
+use super::message::{Decoded, Failure, InputId, ToInfer, Work};
+use super::{guard_item, Shared};
 use crate::output::manifest::{sha256_hex, Timings};
-use crate::preprocess::{decode_file, prepare};
+use crate::preprocess::{decode_file_limited, prepare};
 use crossbeam_channel::{Receiver, Sender};
+use std::io::Read;
+use std::path::Path;
 use std::time::Instant;
 
 pub fn run(shared: &Shared, rx: Receiver<Work>, tx: Sender<ToInfer>) {
@@ -13,43 +16,78 @@ pub fn run(shared: &Shared, rx: Receiver<Work>, tx: Sender<ToInfer>) {
         if shared.stopping() {
             break;
         }
-        let msg = decode_one(shared, work);
+        let t0 = Instant::now();
+        let (idx, item) = (work.idx, work.item.clone());
+        // Last line of defence: a panic on one input's data fails that item only.
+        let msg = guard_item(|| decode_one(shared, work)).unwrap_or_else(|error| {
+            Err(Failure {
+                idx,
+                item,
+                input_id: None,
+                error,
+                timings: Timings {
+                    decode: ms(t0),
+                    ..Timings::default()
+                },
+            })
+        });
         if tx.send(msg).is_err() {
             break;
         }
     }
 }
 
+/// Reads a file with the size and modification time of the bytes read (taken from the open file,
+/// before reading, so a file replaced later never matches them).
+pub fn read_input(path: &Path) -> std::io::Result<(Vec<u8>, u64, i64)> {
+    let mut f = std::fs::File::open(path)?;
+    let meta = f.metadata()?;
+    let mut bytes = Vec::with_capacity(meta.len().min(1 << 30) as usize);
+    f.read_to_end(&mut bytes)?;
+    Ok((bytes, meta.len(), mtime_ns(&meta)))
+}
+
+/// Modification time in nanoseconds since the epoch.
+pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec()
+}
+
 fn decode_one(shared: &Shared, work: Work) -> ToInfer {
     let t0 = Instant::now();
     let Work { idx, item } = work;
-    let fail = |item, sha, error: String, t0: Instant| Failure {
+    let fail = |item, id, error: String, t0: Instant| Failure {
         idx,
         item,
-        input_sha256: sha,
+        input_id: id,
         error,
         timings: Timings {
             decode: ms(t0),
             ..Timings::default()
         },
     };
-    let bytes = match std::fs::read(&item.image) {
+    let (bytes, size, mtime_ns) = match read_input(&item.image) {
         Ok(b) => b,
         Err(e) => return Err(fail(item, None, format!("cannot read: {e}"), t0)),
     };
-    let sha = sha256_hex(&bytes);
-    let image = match decode_file(&item.image, &bytes) {
-        Ok(img) => img,
-        Err(e) => return Err(fail(item, Some(sha), e.to_string(), t0)),
+    let id = InputId {
+        sha256: sha256_hex(&bytes),
+        size,
+        mtime_ns,
     };
+    let decoded = decode_file_limited(&item.image, &bytes, shared.job.runtime.max_pixels);
     drop(bytes);
-    let prepared = prepare(&image, &shared.job.preprocess);
+    let prepared = decoded.and_then(|image| Ok((prepare(&image, &shared.job.preprocess)?, image)));
+    let (prepared, image) = match prepared {
+        Ok(p) => p,
+        Err(e) => return Err(fail(item, Some(id), e.to_string(), t0)),
+    };
     Ok(Decoded {
         idx,
         item,
         image,
         prepared,
-        input_sha256: sha,
+        input_id: id,
         timings: Timings {
             decode: ms(t0),
             ..Timings::default()

@@ -74,7 +74,7 @@ pub fn run(
                     let f = Failure {
                         idx: d.idx,
                         item: d.item,
-                        input_sha256: Some(d.input_sha256),
+                        input_id: Some(d.input_id),
                         error: e.to_string(),
                         timings: d.timings,
                     };
@@ -106,20 +106,25 @@ fn infer_batch(
 ) -> Result<Vec<Inferred>, (ModelError, Vec<Decoded>)> {
     let t0 = Instant::now();
     let inputs: Vec<&Tensor> = batch.iter().map(|d| &d.prepared.tensor).collect();
-    let x = Tensor::stack(&inputs, 0).to_device(device); // [B, 3, Hp, Wp]
-    sync(device);
-    let upload = if device == Device::Cpu { 0.0 } else { ms(t0) };
-    let t1 = Instant::now();
-    let out = match model.forward(&x) {
+    // A panic inside libtorch (an infallible tch call) fails this batch's items, not the run.
+    let timed = super::guard_item(|| {
+        let x = Tensor::stack(&inputs, 0).to_device(device); // [B, 3, Hp, Wp]
+        sync(device);
+        let upload = if device == Device::Cpu { 0.0 } else { ms(t0) };
+        let t1 = Instant::now();
+        let out = model.forward(&x)?;
+        check_outputs(&out, inputs.len() as i64)?;
+        sync(device);
+        Ok((out, upload, ms(t1)))
+    })
+    .unwrap_or_else(|panic| Err(ModelError::Forward(panic)));
+    drop(inputs);
+    let (out, upload, forward) = match timed {
         Ok(o) => o,
         Err(e) => return Err((e, batch)),
     };
-    if let Err(e) = check_outputs(&out, batch.len() as i64) {
-        return Err((e, batch));
-    }
-    sync(device);
     let n = batch.len() as f64;
-    let per_item = ms(t1) / n;
+    let per_item = forward / n;
     Ok(batch
         .into_iter()
         .enumerate()
@@ -135,7 +140,7 @@ fn infer_batch(
                 resized: d.prepared.resized,
                 pred_logits: out.pred_logits.get(i as i64),
                 pred_masks: out.pred_masks.get(i as i64),
-                input_sha256: d.input_sha256,
+                input_id: d.input_id,
                 timings,
             }
         })

@@ -12,12 +12,21 @@ pub struct Work {
     pub item: Item,
 }
 
+/// What identifies the bytes an item was read from: recorded in the manifest, compared on resume.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InputId {
+    pub sha256: String,
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+}
+
 /// A per-item failure; it travels to the writer, which records it.
 #[derive(Debug)]
 pub struct Failure {
     pub idx: usize,
     pub item: Item,
-    pub input_sha256: Option<String>,
+    pub input_id: Option<InputId>,
     pub error: String,
     pub timings: Timings,
 }
@@ -28,7 +37,7 @@ pub struct Decoded {
     pub item: Item,
     pub image: Rgb8,
     pub prepared: Prepared,
-    pub input_sha256: String,
+    pub input_id: InputId,
     pub timings: Timings,
 }
 
@@ -45,7 +54,7 @@ pub struct Inferred {
     pub pred_logits: Tensor,
     /// [Q, h, w] mask logits.
     pub pred_masks: Tensor,
-    pub input_sha256: String,
+    pub input_id: InputId,
     pub timings: Timings,
 }
 
@@ -58,7 +67,9 @@ pub struct Scored {
     pub score: Vec<f32>,
     /// Row-major H × W Cityscapes trainIds, when the job writes a segmentation.
     pub segmentation: Option<Vec<u8>>,
-    pub input_sha256: String,
+    pub input_id: InputId,
+    /// NaNs in the network's outputs for this item.
+    pub nan_values: u64,
     pub timings: Timings,
 }
 

@@ -22,11 +22,12 @@ use crate::model::{self, ModelError};
 use crate::output::manifest::{
     self, CheckpointInfo, Counts, ItemRecord, ItemStatus, Manifest, Numerics, Program, RunStatus,
 };
-use crate::output::{paths_for, remove_stale_temps};
+use crate::output::{lock, paths_for};
+use crate::scoring;
 use crate::shard::{self, Shard};
 use crossbeam_channel::bounded;
 use message::Work;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -96,6 +97,8 @@ impl ModelError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             ModelError::Forward(_) => ExitCode::Software,
+            // A path without a URL to fetch it from: nothing to retry until a person fixes it.
+            ModelError::Missing { .. } => ExitCode::NoInput,
             e if e.is_temporary() => ExitCode::TempFail,
             _ => ExitCode::Config,
         }
@@ -260,15 +263,15 @@ pub fn device_name(d: Device) -> String {
     }
 }
 
-/// Finds the checkpoint (downloading `checkpoint.url` into the cache when `checkpoint.path` does not
-/// exist), checks the job's SHA-256, and returns the job pointing at the local file together with the
+/// Finds the checkpoint (downloading the job's `checkpoint.url` into the cache when
+/// `checkpoint.path` does not exist; never another file's URL), checks the job's SHA-256, and returns the job pointing at the local file together with the
 /// file's SHA-256 for the manifest.
 pub fn resolve_checkpoint(job: &Job) -> Result<(Job, String), RunError> {
     let ck = &job.checkpoint;
     if ck.format == CheckpointFormat::Random {
         return Ok((job.clone(), format!("random-seed-{}", model::RANDOM_SEED)));
     }
-    let path = model::fetch::resolve(&ck.path, ck.url.as_deref(), None)?;
+    let path = model::fetch::resolve(&ck.path, ck.effective_url(), None)?;
     let file = if path.is_dir() {
         path.join("model.safetensors")
     } else {
@@ -297,19 +300,39 @@ pub fn git_commit() -> Option<String> {
     option_env!("MASKOMALY_GIT_COMMIT").map(str::to_string)
 }
 
-/// Items whose outputs from an earlier run of the same job and checkpoint are complete and
-/// unchanged (hash-checked), by stem.
-fn reusable_records(
+/// What an earlier run of the same job and checkpoint left in this output folder.
+#[derive(Default)]
+struct Earlier {
+    /// Every record (manifest and journal), by stem: a run updates only the records of the items
+    /// it processes and carries the others over, so the manifest keeps describing every output.
+    records: HashMap<PathBuf, ItemRecord>,
+    /// Stems of this run's items whose outputs are complete and unchanged (hash-checked) and whose
+    /// input is the one they were made from.
+    reusable: HashSet<PathBuf>,
+}
+
+/// Reads the earlier manifest and journal at `manifest_path`, and decides which of `items` need
+/// not be redone (none when `reuse` is false: `--overwrite`).
+fn earlier_records(
     job: &Job,
     ck_sha: &str,
     manifest_path: &Path,
     items: &[Item],
-) -> HashMap<PathBuf, ItemRecord> {
-    let mut prev: HashMap<PathBuf, ItemRecord> = HashMap::new();
-    let Ok(old) = Manifest::read(manifest_path) else {
+    reuse: bool,
+) -> Earlier {
+    let mut out = Earlier::default();
+    let old = match Manifest::read(manifest_path) {
+        Ok(m) => m,
         // A journal without a manifest can only come from a run killed before its first flush;
         // its outputs are redone.
-        return prev;
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
+        Err(e) => {
+            log::warn!(
+                "{} cannot be read ({e}): every item is redone and the file is replaced",
+                manifest_path.display()
+            );
+            return out;
+        }
     };
     // Compared as jobs, not as JSON: JSON float text need not round-trip bit for bit.
     let same_job = serde_json::from_value::<Job>(old.job)
@@ -318,7 +341,7 @@ fn reusable_records(
         log::info!(
             "earlier run in this output folder used another job or checkpoint: redoing every item"
         );
-        return prev;
+        return out;
     }
     let mut records = old.items;
     // Records appended after the manifest's last rewrite.
@@ -329,15 +352,15 @@ fn reusable_records(
         );
     }
     for r in records {
-        prev.insert(r.stem.clone(), r);
+        out.records.insert(r.stem.clone(), r);
     }
-    let wanted: HashMap<&Path, &Item> = items.iter().map(|i| (i.stem.as_path(), i)).collect();
-    prev.retain(|stem, r| {
-        let Some(item) = wanted.get(stem.as_path()) else {
-            return false;
+    let mut changed_inputs = 0usize;
+    for item in items.iter().filter(|_| reuse) {
+        let Some(r) = out.records.get_mut(&item.stem) else {
+            continue;
         };
         if !matches!(r.status, ItemStatus::Written | ItemStatus::Skipped) {
-            return false;
+            continue;
         }
         let expected: Vec<PathBuf> = paths_for(job, &item.stem)
             .all()
@@ -345,13 +368,60 @@ fn reusable_records(
             .collect();
         let recorded: Vec<&PathBuf> = r.outputs.iter().map(|o| &o.path).collect();
         if expected.iter().collect::<Vec<_>>() != recorded {
-            return false;
+            continue;
         }
-        r.outputs.iter().all(|o| {
+        match input_unchanged(&item.image, r) {
+            InputCheck::Same => {}
+            InputCheck::Changed => {
+                changed_inputs += 1;
+                continue;
+            }
+            InputCheck::Unreadable => continue,
+        }
+        let outputs_intact = r.outputs.iter().all(|o| {
             manifest::sha256_file(&job.output.root.join(&o.path)).is_ok_and(|h| h == o.sha256)
-        })
-    });
-    prev
+        });
+        if outputs_intact {
+            out.reusable.insert(item.stem.clone());
+        }
+    }
+    if changed_inputs > 0 {
+        log::info!(
+            "{changed_inputs} inputs changed since their outputs were written: redoing them"
+        );
+    }
+    out
+}
+
+enum InputCheck {
+    Same,
+    Changed,
+    Unreadable,
+}
+
+/// Whether the file at `path` is the input `rec` was made from: same size and modification time
+/// (fast path), else the same SHA-256. A match through the hash refreshes the recorded size and
+/// time.
+fn input_unchanged(path: &Path, rec: &mut ItemRecord) -> InputCheck {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return InputCheck::Unreadable;
+    };
+    let (size, mtime) = (meta.len(), decode::mtime_ns(&meta));
+    if rec.input_size == Some(size) && rec.input_mtime_ns == Some(mtime) {
+        return InputCheck::Same;
+    }
+    let Some(want) = rec.input_sha256.as_deref() else {
+        return InputCheck::Changed;
+    };
+    match manifest::sha256_file(path) {
+        Ok(h) if h == want => {
+            rec.input_size = Some(size);
+            rec.input_mtime_ns = Some(mtime);
+            InputCheck::Same
+        }
+        Ok(_) => InputCheck::Changed,
+        Err(_) => InputCheck::Unreadable,
+    }
 }
 
 /// The parts of a job that change output bytes: everything but `runtime` and the two roots.
@@ -367,12 +437,119 @@ fn job_identity(job: &Job) -> Job {
     j
 }
 
+/// Runs `f`, turning a panic into an error message. Panics reachable from input data are bugs to
+/// fix where they arise; this is the last line of defence that keeps one item from ending a run.
+pub fn guard_item<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        format!("internal error while processing this item (please report it): {what}")
+    })
+}
+
+/// Spawns a named stage thread in `scope`; a failure (e.g. the process limit on threads) is an
+/// error, not a panic.
+fn spawn_stage<'scope, 'env, F>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    name: &str,
+    f: F,
+) -> Result<std::thread::ScopedJoinHandle<'scope, ()>, RunError>
+where
+    F: FnOnce() + Send + 'scope,
+{
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn_scoped(s, f)
+        .map_err(|e| RunError::Temporary(format!("cannot start the {name} thread: {e}")))
+}
+
+/// The target name of the start-up write test (only its temporary name is ever written).
+const WRITE_TEST: &str = ".write-test";
+
+/// The output folder held by this run: locked, and created by it if it did not exist. A run that
+/// fails before it writes anything removes what it created, leaving the folder as it found it.
+struct OutputGuard {
+    _locks: Vec<lock::Lock>,
+    /// Folders this run created (deepest first), removed again if the run writes nothing.
+    created: Vec<PathBuf>,
+    committed: bool,
+}
+
+impl OutputGuard {
+    fn acquire(out_root: &Path, shard: Option<&Shard>) -> Result<OutputGuard, RunError> {
+        let mut created = Vec::new();
+        let mut p = Some(out_root);
+        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            created.push(d.to_path_buf());
+            p = d.parent();
+        }
+        let cant = |e: &dyn std::fmt::Display| RunError::CantCreate {
+            path: out_root.to_path_buf(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(out_root).map_err(|e| cant(&e))?;
+        let mut guard = OutputGuard {
+            _locks: Vec::new(),
+            created,
+            committed: false,
+        };
+        let manifests = out_root.join(shard::MANIFESTS_DIR);
+        if shard.is_some() && !manifests.exists() {
+            guard.created.insert(0, manifests);
+        }
+        guard._locks = lock::lock_output(out_root, shard.map(|s| (s.index, s.count))).map_err(
+            |e| match e {
+                lock::LockError::Busy { .. } => RunError::Temporary(e.to_string()),
+                lock::LockError::Io { .. } => cant(&e),
+            },
+        )?;
+        // Writable? (A temporary name of this process, removed at once.)
+        let probe = crate::output::temp_path(&out_root.join(WRITE_TEST));
+        std::fs::write(&probe, b"").map_err(|e| cant(&e))?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(guard)
+    }
+}
+
+impl Drop for OutputGuard {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        // Lock files go first (an exclusive lock removes its own); then the empty folders.
+        self._locks.clear();
+        for d in &self.created {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// Runs the network once on a small blank input: the outputs must meet the contract and hold the
+/// job's query and class indices. Found here, before anything is written, a mismatch leaves the
+/// output folder (and an earlier run's manifest) untouched.
+fn probe_model(model: &dyn model::Backend, job: &Job, device: Device) -> Result<(), RunError> {
+    let d = job.preprocess.size_divisibility.max(1) as i64;
+    let side = (64 + d - 1) / d * d;
+    guard_item(|| -> Result<(), RunError> {
+        let _g = tch::no_grad_guard();
+        let x = tch::Tensor::f_zeros([1, 3, side, side], (tch::Kind::Float, device))
+            .map_err(|e| RunError::Temporary(format!("cannot allocate the probe input: {e}")))?;
+        let out = model.forward(&x)?;
+        let (q, k) = model::check_outputs(&out, 1)?;
+        scoring::check_indices(&job.method, q, k).map_err(|e| RunError::Config(e.to_string()))
+    })
+    .unwrap_or_else(|panic| Err(ModelError::Forward(panic).into()))
+}
+
 /// Runs a job end to end. `stop` is the flag the signal handlers set.
 pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     let device = resolve_device(job.runtime.device)?;
-    let (model_job, ck_sha) = resolve_checkpoint(job)?;
 
+    // Reading the listing changes nothing.
     let mut items = dataset::list(&job.dataset)?;
     if items.is_empty() {
         return Err(RunError::NoInput(format!(
@@ -386,36 +563,13 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
     // A shard may be empty (more shards than items): it still records a complete, empty manifest.
     let items = shard::select(&items, opts.shard.as_ref());
 
+    // The lock comes before anything slow, so a second writer is refused at once; everything
+    // that can refuse the run (checkpoint, model, contract, indices) comes before any write.
     let out_root = &job.output.root;
-    std::fs::create_dir_all(out_root).map_err(|e| RunError::CantCreate {
-        path: out_root.clone(),
-        message: e.to_string(),
-    })?;
-    let probe = out_root.join(format!(".write-test.tmp-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| RunError::CantCreate {
-        path: out_root.clone(),
-        message: e.to_string(),
-    })?;
-    let _ = std::fs::remove_file(&probe);
+    let mut guard = OutputGuard::acquire(out_root, opts.shard.as_ref())?;
+    let (model_job, ck_sha) = resolve_checkpoint(job)?;
     let manifest_path = shard::manifest_path(out_root, opts.shard.as_ref());
-    match &opts.shard {
-        None => remove_stale_temps(out_root),
-        // Other shards may be writing into the same tree right now: only this shard's files.
-        Some(_) => shard::remove_stale_temps_of(
-            items
-                .iter()
-                .flat_map(|i| paths_for(job, &i.stem).all().cloned().collect::<Vec<_>>())
-                .chain([manifest_path.clone()]),
-        ),
-    }
 
-    let reuse = if opts.overwrite {
-        HashMap::new()
-    } else {
-        reusable_records(job, &ck_sha, &manifest_path, &items)
-    };
-
-    // The model loads on the inference thread; nothing is written until it has loaded.
     let shared = Shared {
         job: job.clone(),
         input_root: job.dataset.root.clone(),
@@ -428,39 +582,16 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
     let (dec_tx, dec_rx) = bounded::<message::ToInfer>(q);
     let (inf_tx, inf_rx) = bounded::<message::ToScore>(q);
     let (sc_tx, sc_rx) = bounded::<message::ToWrite>(q);
-    let (ready_tx, ready_rx) = bounded::<Result<String, ModelError>>(1);
+    let (ready_tx, ready_rx) = bounded::<Result<String, RunError>>(1);
 
-    let mut records: Vec<Option<ItemRecord>> = vec![None; items.len()];
-    let mut todo = Vec::new();
-    for (idx, item) in items.iter().enumerate() {
-        match reuse.get(&item.stem) {
-            Some(r) => {
-                records[idx] = Some(ItemRecord {
-                    status: ItemStatus::Skipped,
-                    ..r.clone()
-                })
-            }
-            None => todo.push(Work {
-                idx,
-                item: item.clone(),
-            }),
-        }
-    }
-    let skipped = items.len() - todo.len();
-    if skipped > 0 {
-        log::info!(
-            "{skipped} of {} items are complete from an earlier run and are skipped",
-            items.len()
-        );
-    }
-
+    let mut writer_state: Option<ManifestWriter> = None;
+    let mut run_counts = Counts::default();
+    let mut early_error: Option<RunError> = None;
     let progress = if opts.quiet {
         indicatif::ProgressBar::hidden()
     } else {
-        let pb = indicatif::ProgressBar::with_draw_target(
-            Some(todo.len() as u64),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
+        let pb =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
         pb.set_style(
             indicatif::ProgressStyle::with_template(
                 "{bar:40} {pos}/{len} items  {per_sec}  eta {eta}",
@@ -469,42 +600,94 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
         );
         pb
     };
-
-    let decode_workers = job.decode_workers();
-    let mut writer_state: Option<ManifestWriter> = None;
-    let mut load_error: Option<ModelError> = None;
     std::thread::scope(|s| {
         let shared = &shared;
-        // Inference thread: loads the model, reports, then serves batches.
+        // Inference thread: loads and probes the model, reports, then serves batches.
         let model_job = &model_job;
-        s.spawn(move || {
-            let model = match model::load(&model_job, device) {
-                Ok(m) => {
-                    let _ = ready_tx.send(Ok(m.describe()));
-                    m
-                }
+        let spawned = spawn_stage(s, "infer", move || {
+            let model = match model::load(model_job, device) {
+                Ok(m) => m,
                 Err(e) => {
-                    let _ = ready_tx.send(Err(e));
+                    let _ = ready_tx.send(Err(e.into()));
                     return;
                 }
             };
+            if let Err(e) = probe_model(model.as_ref(), model_job, device) {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+            let _ = ready_tx.send(Ok(model.describe()));
             drop(ready_tx);
             infer::run(shared, model.as_ref(), device, dec_rx, inf_tx);
         });
+        if let Err(e) = spawned {
+            early_error = Some(e);
+            return;
+        }
         let model_desc = match ready_rx.recv() {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => {
-                load_error = Some(e);
+                early_error = Some(e);
                 return;
             }
             Err(_) => {
-                load_error = Some(ModelError::Load {
-                    path: job.checkpoint.path.clone(),
-                    message: "loader stopped".into(),
-                });
+                early_error = Some(
+                    ModelError::Load {
+                        path: job.checkpoint.path.clone(),
+                        message: "loader stopped".into(),
+                    }
+                    .into(),
+                );
                 return;
             }
         };
+
+        // From here on the run writes into the output folder.
+        guard.committed = true;
+        crate::output::remove_stale_temps_of(
+            items
+                .iter()
+                .flat_map(|i| paths_for(job, &i.stem).all().cloned().collect::<Vec<_>>())
+                .chain([
+                    manifest_path.clone(),
+                    out_root.join(crate::rocrate::FILE_NAME),
+                    out_root.join(WRITE_TEST),
+                ]),
+        );
+        let earlier = earlier_records(job, &ck_sha, &manifest_path, &items, !opts.overwrite);
+        let Earlier {
+            records: mut previous,
+            reusable,
+        } = earlier;
+        let mut records: Vec<Option<ItemRecord>> = vec![None; items.len()];
+        let mut todo = Vec::new();
+        for (idx, item) in items.iter().enumerate() {
+            let prev = previous.remove(&item.stem);
+            if reusable.contains(&item.stem) {
+                records[idx] = prev.map(|r| ItemRecord {
+                    status: ItemStatus::Skipped,
+                    ..r
+                });
+            } else {
+                // An earlier record stays until this run replaces it: its outputs are on disk.
+                records[idx] = prev;
+                todo.push(Work {
+                    idx,
+                    item: item.clone(),
+                });
+            }
+        }
+        let skipped = items.len() - todo.len();
+        if skipped > 0 {
+            log::info!(
+                "{skipped} of {} items are complete from an earlier run and are skipped",
+                items.len()
+            );
+        }
+        // Records of items outside this run (another --limit, a shard's neighbours) are kept.
+        let carried: Vec<ItemRecord> = previous.into_values().collect();
+        let decode_workers = job.decode_workers(todo.len());
+        progress.set_length(todo.len() as u64);
         log::info!(
             "model: {model_desc} on {}; {} items ({} to do), {decode_workers} decode workers",
             device_name(device),
@@ -541,17 +724,10 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
             started: manifest::now_rfc3339(),
             finished: None,
             status: RunStatus::Running,
-            counts: Counts {
-                total: items.len(),
-                ..Counts::default()
-            },
+            counts: Counts::default(),
             items: vec![],
         };
-        let mut mw = ManifestWriter::new(
-            manifest,
-            std::mem::take(&mut records),
-            manifest_path.clone(),
-        );
+        let mut mw = ManifestWriter::new(manifest, records, carried, manifest_path.clone());
         if let Err(e) = mw.flush(RunStatus::Running) {
             shared.fail(RunError::Io(format!(
                 "cannot write {}: {e}",
@@ -559,26 +735,46 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
             )));
         }
 
-        s.spawn(move || {
-            for w in todo {
-                if shared.stopping() || work_tx.send(w).is_err() {
-                    break;
+        let started_stages = (|| -> Result<(), RunError> {
+            spawn_stage(s, "feed", move || {
+                for w in todo {
+                    if shared.stopping() || work_tx.send(w).is_err() {
+                        break;
+                    }
+                }
+            })?;
+            let mut decoders = 0;
+            for i in 0..decode_workers {
+                let (rx, tx) = (work_rx.clone(), dec_tx.clone());
+                match spawn_stage(s, &format!("decode-{i}"), move || {
+                    decode::run(shared, rx, tx)
+                }) {
+                    Ok(_) => decoders += 1,
+                    // Fewer decoders still finish the run; none cannot.
+                    Err(e) if decoders > 0 => {
+                        log::warn!("{e}; going on with {decoders} decode workers");
+                        break;
+                    }
+                    Err(e) => return Err(e),
                 }
             }
-        });
-        for _ in 0..decode_workers {
-            let (rx, tx) = (work_rx.clone(), dec_tx.clone());
-            s.spawn(move || decode::run(shared, rx, tx));
-        }
+            spawn_stage(s, "score", move || score::run(shared, inf_rx, sc_tx))?;
+            Ok(())
+        })();
         drop((work_rx, dec_tx));
-        s.spawn(move || score::run(shared, inf_rx, sc_tx));
+        if let Err(e) = started_stages {
+            shared.fail(e);
+        }
         write::run(shared, sc_rx, &mut mw, &progress);
+        run_counts = mw.run_counts();
         writer_state = Some(mw);
     });
     progress.finish_and_clear();
 
-    if let Some(e) = load_error {
-        return Err(e.into());
+    if let Some(e) = early_error {
+        // Nothing was written: the guard leaves the folder as it was.
+        drop(guard);
+        return Err(e);
     }
     let fatal = shared
         .fatal
@@ -589,19 +785,22 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
         0 | usize::MAX => None,
         s => Some(s as i32),
     };
-    let mut mw = writer_state.expect("writer ran");
+    let Some(mut mw) = writer_state else {
+        return Err(fatal.unwrap_or_else(|| RunError::Io("the run stopped before writing".into())));
+    };
     let status = match (&fatal, signal) {
         (Some(_), _) => RunStatus::Failed,
         (None, Some(_)) => RunStatus::Interrupted,
         (None, None) => RunStatus::Complete,
     };
     let flushed = mw.flush(status);
+    drop(guard);
     if let Some(e) = fatal {
         return Err(e);
     }
     flushed.map_err(|e| RunError::Io(format!("cannot write {}: {e}", manifest_path.display())))?;
     let mut stage_busy_s = [0f64; 6];
-    for r in &mw.manifest.items {
+    for r in mw.records.iter().flatten() {
         if r.status != ItemStatus::Skipped {
             let t = &r.timings_ms;
             for (b, v) in stage_busy_s
@@ -615,7 +814,7 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
     Ok(RunSummary {
         stage_busy_s,
         queue_mean: shared.queue_means(),
-        counts: mw.manifest.counts.clone(),
+        counts: run_counts,
         signal,
         manifest: manifest_path,
         seconds: started.elapsed().as_secs_f64(),

@@ -37,7 +37,19 @@ pub fn run(shared: &Shared, rx: Receiver<ToScore>, tx: Sender<ToWrite>) {
                     }
                     checked = true;
                 }
-                pool.install(|| score_one(shared, inf))
+                let (idx, item, id) = (inf.idx, inf.item.clone(), inf.input_id.clone());
+                // A panic on one item's data fails that item only.
+                super::guard_item(|| pool.install(|| score_one(shared, inf))).unwrap_or_else(
+                    |error| {
+                        Err(super::message::Failure {
+                            idx,
+                            item,
+                            input_id: Some(id),
+                            error,
+                            timings: Default::default(),
+                        })
+                    },
+                )
             }
         };
         if tx.send(out).is_err() {
@@ -50,6 +62,17 @@ pub fn run(shared: &Shared, rx: Receiver<ToScore>, tx: Sender<ToWrite>) {
 pub fn score_one(shared: &Shared, inf: Inferred) -> ToWrite {
     let t0 = Instant::now();
     let method = &shared.job.method;
+    // NaNs would silently turn into a constant map; they are counted, logged and recorded.
+    let nan_values = [&inf.pred_logits, &inf.pred_masks]
+        .iter()
+        .map(|t| t.isnan().sum(tch::Kind::Int64).int64_value(&[]) as u64)
+        .sum::<u64>();
+    if nan_values > 0 {
+        log::warn!(
+            "{}: the network's outputs hold {nan_values} NaN values; the map is not meaningful",
+            inf.item.image.display()
+        );
+    }
     let classes = inf.pred_logits.size()[1] as usize;
     let cls = scoring::class_probs(&inf.pred_logits);
     let plan = scoring::plan(&cls, classes, method);
@@ -91,7 +114,8 @@ pub fn score_one(shared: &Shared, inf: Inferred) -> ToWrite {
         image: inf.image,
         score,
         segmentation,
-        input_sha256: inf.input_sha256,
+        input_id: inf.input_id,
+        nan_values,
         timings,
     })
 }

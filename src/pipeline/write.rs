@@ -3,10 +3,10 @@
 //! loses at most the items in flight; `manifest.json` itself is rewritten at most once a second.
 
 use super::decode::ms;
-use super::message::{Scored, ToWrite};
+use super::message::{InputId, Scored, ToWrite};
 use super::{RunError, Shared};
 use crate::output::manifest::{
-    sha256_file, ItemRecord, ItemStatus, Manifest, OutputFile, RunStatus,
+    sha256_file, Counts, ItemRecord, ItemStatus, Manifest, OutputFile, RunStatus,
 };
 use crate::output::{hdf5, image, paths_for};
 use crossbeam_channel::Receiver;
@@ -16,22 +16,47 @@ use std::time::{Duration, Instant};
 
 pub struct ManifestWriter {
     pub manifest: Manifest,
-    /// Records by item index; `None` until the item finishes.
+    /// Records by item index: an earlier run's until this run records the item.
     pub records: Vec<Option<ItemRecord>>,
+    /// Records of items outside this run, kept as they were.
+    carried: Vec<ItemRecord>,
+    /// Written and failed items of this run.
+    this_run: Counts,
     path: PathBuf,
     journal: Option<std::fs::File>,
     last_flush: Instant,
 }
 
 impl ManifestWriter {
-    pub fn new(manifest: Manifest, records: Vec<Option<ItemRecord>>, path: PathBuf) -> Self {
+    pub fn new(
+        manifest: Manifest,
+        records: Vec<Option<ItemRecord>>,
+        carried: Vec<ItemRecord>,
+        path: PathBuf,
+    ) -> Self {
+        let skipped = records
+            .iter()
+            .flatten()
+            .filter(|r| r.status == ItemStatus::Skipped)
+            .count();
         ManifestWriter {
             manifest,
+            this_run: Counts {
+                total: records.len(),
+                skipped,
+                ..Counts::default()
+            },
             records,
+            carried,
             path,
             journal: None,
             last_flush: Instant::now() - Duration::from_secs(10),
         }
+    }
+
+    /// What this run did with its own items (the manifest may also hold carried records).
+    pub fn run_counts(&self) -> Counts {
+        self.this_run.clone()
     }
 
     pub fn journal_path(path: &Path) -> PathBuf {
@@ -55,6 +80,11 @@ impl ManifestWriter {
             writeln!(j, "{line}")?;
             j.flush()?;
         }
+        match rec.status {
+            ItemStatus::Written => self.this_run.written += 1,
+            ItemStatus::Failed => self.this_run.failed += 1,
+            ItemStatus::Skipped => self.this_run.skipped += 1,
+        }
         self.records[idx] = Some(rec);
         if self.last_flush.elapsed() >= Duration::from_secs(1) {
             self.flush(RunStatus::Running)?;
@@ -64,11 +94,21 @@ impl ManifestWriter {
 
     /// Rewrites `manifest.json` with every finished record; a final status also ends the journal.
     pub fn flush(&mut self, status: RunStatus) -> std::io::Result<()> {
-        self.manifest.items = self.records.iter().flatten().cloned().collect();
+        let mut items: Vec<ItemRecord> = self.records.iter().flatten().cloned().collect();
+        items.extend(self.carried.iter().cloned());
+        // Listing order: byte-wise by stem.
+        items.sort_by(|a, b| {
+            a.stem
+                .as_os_str()
+                .as_encoded_bytes()
+                .cmp(b.stem.as_os_str().as_encoded_bytes())
+        });
+        self.manifest.items = items;
         self.manifest.status = status;
         if status != RunStatus::Running {
             self.manifest.finished = Some(crate::output::manifest::now_rfc3339());
         }
+        self.manifest.counts.total = self.records.len() + self.carried.len();
         self.manifest.recount();
         self.manifest.write(&self.path)?;
         self.last_flush = Instant::now();
@@ -98,27 +138,36 @@ pub fn run(
         let (idx, rec) = match msg {
             Ok(scored) => {
                 let idx = scored.idx;
-                match write_item(shared, scored) {
+                let (image, stem, id) = (
+                    scored.item.image.clone(),
+                    scored.item.stem.clone(),
+                    scored.input_id.clone(),
+                );
+                let written =
+                    super::guard_item(|| write_item(shared, scored)).unwrap_or_else(|panic| {
+                        let mut rec = failed_record(shared, &image, stem, Some(id), panic.clone());
+                        rec.timings_ms = Default::default();
+                        Err((rec, panic, false))
+                    });
+                match written {
                     Ok(rec) => (idx, rec),
-                    Err((rec, e)) => {
-                        // A write error (disk full, permissions) will hit every later item too.
+                    Err((rec, e, true)) => {
+                        // No space, a read-only or failing file system: every later item too.
                         let _ = mw.record(idx, rec);
                         shared.fail(RunError::Io(e));
                         return;
+                    }
+                    Err((rec, e, false)) => {
+                        log::warn!("{e}");
+                        (idx, rec)
                     }
                 }
             }
             Err(f) => {
                 log::warn!("{}: {}", f.item.image.display(), f.error);
-                let rec = ItemRecord {
-                    input: shared.relative_input(&f.item.image),
-                    input_sha256: f.input_sha256,
-                    stem: f.item.stem,
-                    status: ItemStatus::Failed,
-                    error: Some(f.error),
-                    outputs: vec![],
-                    timings_ms: f.timings,
-                };
+                let mut rec =
+                    failed_record(shared, &f.item.image, f.item.stem, f.input_id, f.error);
+                rec.timings_ms = f.timings;
                 (f.idx, rec)
             }
         };
@@ -139,18 +188,46 @@ pub fn run(
     }
 }
 
-fn write_item(shared: &Shared, s: Scored) -> Result<ItemRecord, (ItemRecord, String)> {
+/// The record of an item that failed before any output was written.
+fn failed_record(
+    shared: &Shared,
+    image: &Path,
+    stem: PathBuf,
+    id: Option<InputId>,
+    error: String,
+) -> ItemRecord {
+    let id = id.unwrap_or_default();
+    ItemRecord {
+        input: shared.relative_input(image),
+        input_sha256: (!id.sha256.is_empty()).then_some(id.sha256),
+        input_size: None,
+        input_mtime_ns: None,
+        stem,
+        status: ItemStatus::Failed,
+        error: Some(error),
+        outputs: vec![],
+        nan_values: 0,
+        timings_ms: Default::default(),
+    }
+}
+
+/// Writes one item's outputs. On failure: the record, the message, and whether the error will
+/// recur for every item (then the run stops).
+fn write_item(shared: &Shared, s: Scored) -> Result<ItemRecord, (ItemRecord, String, bool)> {
     let t0 = Instant::now();
     let job = &shared.job;
     let paths = paths_for(job, &s.item.stem);
     let (h, w) = (s.image.height, s.image.width);
     let mut rec = ItemRecord {
         input: shared.relative_input(&s.item.image),
-        input_sha256: Some(s.input_sha256),
+        input_sha256: Some(s.input_id.sha256),
+        input_size: Some(s.input_id.size),
+        input_mtime_ns: Some(s.input_id.mtime_ns),
         stem: s.item.stem.clone(),
         status: ItemStatus::Written,
         error: None,
         outputs: vec![],
+        nan_values: s.nan_values,
         timings_ms: s.timings,
     };
     let result = (|| -> std::io::Result<()> {
@@ -188,9 +265,14 @@ fn write_item(shared: &Shared, s: Scored) -> Result<ItemRecord, (ItemRecord, Str
         Ok(()) => Ok(rec),
         Err(e) => {
             let msg = format!("cannot write outputs of {}: {e}", s.item.image.display());
+            // Outputs this item did write before the error are not described by its record.
+            for p in paths.all() {
+                let _ = std::fs::remove_file(p);
+            }
             rec.status = ItemStatus::Failed;
             rec.error = Some(msg.clone());
-            Err((rec, msg))
+            rec.outputs.clear();
+            Err((rec, msg, crate::output::is_fatal_write_error(&e)))
         }
     }
 }

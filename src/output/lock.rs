@@ -1,0 +1,144 @@
+//! Advisory locks on an output folder, so that two runs never write one folder at once.
+//!
+//! A whole run holds an exclusive `flock` on `OUTPUT/.maskomaly.lock`; each task of an array job
+//! holds a shared lock on it (the tasks write one tree side by side) and an exclusive lock on its
+//! own `manifests/.shard-K-of-N.lock`. The kernel releases a lock when its process ends, however it
+//! ends, so a killed run never leaves a stale lock. A second writer is refused at once.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Name of the lock file at the output root.
+pub const LOCK_FILE: &str = ".maskomaly.lock";
+
+/// Why a folder could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "another maskomaly process is writing {folder} (it holds {path}); wait for it to finish, \
+         or choose another output folder"
+    )]
+    Busy { folder: PathBuf, path: PathBuf },
+    #[error("cannot lock {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A held lock; released on drop (or when the process ends). An exclusive lock removes its file
+/// on drop, while still holding it, so a run leaves no trace; [`try_lock`] copes with that.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+    path: PathBuf,
+    exclusive: bool,
+}
+
+impl Lock {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if self.exclusive {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Locks `path` (created if missing) without waiting: exclusive, or shared when `shared`.
+/// `folder` only names the locked thing in the message.
+pub fn try_lock(path: &Path, shared: bool, folder: &Path) -> Result<Lock, LockError> {
+    let io = |source| LockError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    loop {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io)?;
+        let op = if shared { libc::LOCK_SH } else { libc::LOCK_EX };
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                LockError::Busy {
+                    folder: folder.to_path_buf(),
+                    path: path.to_path_buf(),
+                }
+            } else {
+                io(e)
+            });
+        }
+        // A holder that gave up may have removed the file between our open and our flock: then
+        // the lock is on a name nobody else will open. Lock the file the path names now.
+        let held = file.metadata().map_err(io)?;
+        match std::fs::metadata(path) {
+            Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {
+                return Ok(Lock {
+                    _file: file,
+                    path: path.to_path_buf(),
+                    exclusive: !shared,
+                })
+            }
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(e)),
+        }
+    }
+}
+
+/// Locks an output folder for a whole run (`shard: None`) or for one shard of an array job.
+/// The folder must exist. Returns the locks held, outermost first.
+pub fn lock_output(out_root: &Path, shard: Option<(usize, usize)>) -> Result<Vec<Lock>, LockError> {
+    let root = out_root.join(LOCK_FILE);
+    match shard {
+        None => Ok(vec![try_lock(&root, false, out_root)?]),
+        Some((k, n)) => {
+            let outer = try_lock(&root, true, out_root)?;
+            let dir = out_root.join(crate::shard::MANIFESTS_DIR);
+            std::fs::create_dir_all(&dir).map_err(|source| LockError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let inner = dir.join(format!(".shard-{k:05}-of-{n:05}.lock"));
+            let inner = try_lock(&inner, false, out_root)?;
+            Ok(vec![outer, inner])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_exclusive_lock_is_refused_until_the_first_is_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let first = lock_output(d.path(), None).unwrap();
+        let e = lock_output(d.path(), None).unwrap_err();
+        assert!(matches!(e, LockError::Busy { .. }), "{e}");
+        assert!(e.to_string().contains("another maskomaly process"), "{e}");
+        // Shards share the folder with each other, not with a whole run.
+        assert!(lock_output(d.path(), Some((0, 2))).is_err());
+        drop(first);
+        let s0 = lock_output(d.path(), Some((0, 2))).unwrap();
+        let s1 = lock_output(d.path(), Some((1, 2))).unwrap();
+        assert!(
+            lock_output(d.path(), Some((1, 2))).is_err(),
+            "one task per shard"
+        );
+        assert!(lock_output(d.path(), None).is_err());
+        drop((s0, s1));
+        assert!(lock_output(d.path(), None).is_ok());
+    }
+}
