@@ -1,6 +1,7 @@
 //! The README's pictures, made from the demo (`maskomaly demo`'s scenes and stand-in model):
 //!
-//! * `docs/demo_heatmap.png`: the first demo scene beside the heat map the run wrote for it;
+//! * `docs/demo_heatmap.png`: the first demo scene beside the JET heat map of the score the run
+//!   wrote for it (blue 0 … red 1);
 //! * `docs/report_metrics.png`: the metrics table of the demo's `report.html`, rendered by headless
 //!   Chromium (Debian's `chromium`) and cropped.
 //!
@@ -49,8 +50,16 @@ fn main() {
 
     let scene = first_file(&job.dataset.root.join("images"));
     let stem = scene.file_stem().unwrap().to_string_lossy().into_owned();
-    let heat = job.output.root.join(format!("{stem}_heat.png"));
-    side_by_side(&scene, &heat, &out.join("demo_heatmap.png"));
+    let pred = maskomaly::eval::predictions::read(&job.output.root.join(format!("{stem}.hdf5")))
+        .expect("the demo's score map");
+    let heat = image::RgbImage::from_fn(pred.width as u32, pred.height as u32, |x, y| {
+        let s = pred.scores[y as usize * pred.width + x as usize];
+        image::Rgb(maskomaly::eval::report::jet(
+            (s * 255.0).clamp(0.0, 255.0) as u8
+        ))
+    });
+    let scene = image::open(&scene).expect("demo scene").into_rgb8();
+    side_by_side(scene, heat, &out.join("demo_heatmap.png"));
 
     let chromium = browser::find_chromium().expect("chromium is needed (apt-get install chromium)");
     let page = dir.join("metrics.html");
@@ -84,15 +93,12 @@ fn first_file(dir: &Path) -> PathBuf {
 }
 
 /// The two pictures scaled to `HALF_WIDTH` and put side by side with a white gap.
-fn side_by_side(a: &Path, b: &Path, out: &Path) {
-    let load = |p: &Path| {
-        let img = image::open(p)
-            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-            .into_rgb8();
+fn side_by_side(a: image::RgbImage, b: image::RgbImage, out: &Path) {
+    let scale = |img: image::RgbImage| {
         let h = (img.height() as f64 * HALF_WIDTH as f64 / img.width() as f64).round() as u32;
         image::imageops::resize(&img, HALF_WIDTH, h, image::imageops::FilterType::Triangle)
     };
-    let (a, b) = (load(a), load(b));
+    let (a, b) = (scale(a), scale(b));
     let gap = 8;
     let mut canvas =
         image::RgbImage::from_pixel(2 * HALF_WIDTH + gap, a.height(), image::Rgb([255; 3]));
@@ -114,7 +120,10 @@ fn crop_to_content(shot: &Path, out: &Path) {
     assert!(x1 > x0 && y1 > y0, "the metrics page rendered blank");
     let m = 6;
     let (x0, y0) = (x0.saturating_sub(m), y0.saturating_sub(m));
-    let (x1, y1) = ((x1 + m).min(img.width() - 1), (y1 + m).min(img.height() - 1));
+    let (x1, y1) = (
+        (x1 + m).min(img.width() - 1),
+        (y1 + m).min(img.height() - 1),
+    );
     image::imageops::crop_imm(&img, x0, y0, x1 - x0 + 1, y1 - y0 + 1)
         .to_image()
         .save(out)

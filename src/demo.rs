@@ -58,7 +58,8 @@ pub fn prepare(dir: &Path) -> Result<(Job, PathBuf), DemoError> {
     if let Some(parent) = model.parent() {
         std::fs::create_dir_all(parent).map_err(|e| DemoError::write(parent, e))?;
     }
-    crate::output::write_bytes_atomic(&model, DEMO_MODEL).map_err(|e| DemoError::write(&model, e))?;
+    crate::output::write_bytes_atomic(&model, DEMO_MODEL)
+        .map_err(|e| DemoError::write(&model, e))?;
     let mut job = Job::default();
     job.name = "demo".into();
     job.dataset.kind = DatasetKind::FsStatic;

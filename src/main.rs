@@ -33,11 +33,17 @@ fn main() {
         (false, 1) => "debug",
         _ => "trace",
     };
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or(format!("maskomaly={level},warn")),
-    )
-    .format_timestamp_secs()
-    .init();
+    // `-q` wins over RUST_LOG: nothing but errors.
+    let mut logger = if cli.quiet {
+        let mut b = env_logger::Builder::new();
+        b.parse_filters(level);
+        b
+    } else {
+        env_logger::Builder::from_env(
+            env_logger::Env::default().default_filter_or(format!("maskomaly={level},warn")),
+        )
+    };
+    logger.format_timestamp_secs().init();
     match &cuda {
         Ok(p) => log::debug!("CUDA support loaded from {}", p.display()),
         Err(e) => log::debug!("no CUDA support (CPU only): {e}"),
@@ -146,11 +152,10 @@ fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn demo(dir: PathBuf, quiet: bool) -> anyhow::Result<ExitCode> {
-    let (job, job_path) =
-        maskomaly::demo::prepare(&dir).map_err(|e| RunError::CantCreate {
-            path: e.path,
-            message: e.message,
-        })?;
+    let (job, job_path) = maskomaly::demo::prepare(&dir).map_err(|e| RunError::CantCreate {
+        path: e.path,
+        message: e.message,
+    })?;
     let code = run(
         RunArgs {
             job: Some(job_path.clone()),

@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::Duration;
 
 const WIDTH: u32 = 1280;
-const HEIGHT: u32 = 4200;
+const HEIGHT: u32 = 3400;
 
 /// Pseudo-random in [0, 1) from a pixel position and a frame (reproducible noise).
 fn noise(x: usize, y: usize, f: usize) -> f32 {
@@ -123,18 +123,38 @@ fn synthetic_evaluation(dir: &Path) -> (PathBuf, PathBuf) {
 fn check_references(page: &str, dir: &Path) {
     // The SVG namespace is a name, not a reference: nothing else may name a scheme.
     let text = page.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
-    for scheme in ["http:", "https:", "ftp:", "//fonts.", "@import", "@font-face", "<link"] {
+    for scheme in [
+        "http:",
+        "https:",
+        "ftp:",
+        "//fonts.",
+        "@import",
+        "@font-face",
+        "<link",
+    ] {
         assert!(!text.contains(scheme), "the page holds {scheme:?}");
     }
     let refs = html::references(page);
-    assert!(refs.iter().any(|r| r.starts_with("report/")), "no gallery picture referenced");
+    assert!(
+        refs.iter().any(|r| r.starts_with("report/")),
+        "no gallery picture referenced"
+    );
     for r in refs {
         if let Some(id) = r.strip_prefix('#') {
-            assert!(page.contains(&format!("id=\"{id}\"")), "anchor {r} has no target");
+            assert!(
+                page.contains(&format!("id=\"{id}\"")),
+                "anchor {r} has no target"
+            );
             continue;
         }
-        assert!(!r.contains(':') && !r.starts_with('/'), "{r} is not a relative path");
-        assert!(!r.split('/').any(|c| c == ".."), "{r} leaves the eval folder");
+        assert!(
+            !r.contains(':') && !r.starts_with('/'),
+            "{r} is not a relative path"
+        );
+        assert!(
+            !r.split('/').any(|c| c == ".."),
+            "{r} leaves the eval folder"
+        );
         assert!(dir.join(&r).is_file(), "{r} does not exist beside the page");
     }
 }
@@ -164,7 +184,10 @@ fn page_requests(net_log: &Path) -> Vec<String> {
             sources.insert(id);
         }
     }
-    sources.into_iter().filter_map(|id| urls.remove(&id)).collect()
+    sources
+        .into_iter()
+        .filter_map(|id| urls.remove(&id))
+        .collect()
 }
 
 fn chromium_or_skip() -> Option<PathBuf> {
@@ -208,11 +231,7 @@ fn report_renders_offline_in_chromium() {
         .arg(&preds)
         .output()
         .unwrap();
-    assert!(
-        o.status.success(),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let page_path = eval.join("report.html");
     let page = std::fs::read_to_string(&page_path).unwrap();
     check_references(&page, &eval);
@@ -264,13 +283,24 @@ fn report_renders_offline_in_chromium() {
         .pixels()
         .filter(|p| p.0[0] < 40 && p.0[1] < 40 && p.0[2] > 110)
         .count();
-    assert!(inked > 0.2, "screenshot nearly blank ({:.1}% drawn)", 100.0 * inked);
+    assert!(
+        inked > 0.2,
+        "screenshot nearly blank ({:.1}% drawn)",
+        100.0 * inked
+    );
     assert!(colours.len() > 2000, "only {} colours", colours.len());
-    assert!(heat > 20_000, "heat maps not visible ({heat} JET-blue pixels)");
+    assert!(
+        heat > 20_000,
+        "heat maps not visible ({heat} JET-blue pixels)"
+    );
 
     // The probe copy sits beside the page so that relative references resolve the same way.
     let probe_path = eval.join("report.probe.html");
-    std::fs::write(&probe_path, page.replace("</body>", &format!("{PROBE}</body>"))).unwrap();
+    std::fs::write(
+        &probe_path,
+        page.replace("</body>", &format!("{PROBE}</body>")),
+    )
+    .unwrap();
     let out = browser::screenshot(
         &chromium,
         &probe_path,
@@ -293,10 +323,16 @@ fn report_renders_offline_in_chromium() {
     };
     // "N broken SRC,SRC,...": nothing after "broken".
     let images = line("images");
-    assert!(images[0].parse::<usize>().unwrap() >= 12, "too few images: {images:?}");
+    assert!(
+        images[0].parse::<usize>().unwrap() >= 12,
+        "too few images: {images:?}"
+    );
     assert_eq!(images[1..], ["broken", ""], "images failed to load");
     // "SCROLL_WIDTH of WINDOW_WIDTH".
-    let width: Vec<u32> = line("width").iter().filter_map(|s| s.parse().ok()).collect();
+    let width: Vec<u32> = line("width")
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
     assert!(
         width.len() == 2 && width[0] <= width[1] && width[1] == WIDTH,
         "the page is wider than the window: {width:?}"

@@ -68,7 +68,9 @@ pub fn screenshot(
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break s,
-            Ok(None) if started.elapsed() < timeout => std::thread::sleep(Duration::from_millis(100)),
+            Ok(None) if started.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();

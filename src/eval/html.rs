@@ -829,10 +829,7 @@ pub fn write_report(input: &ReportInput) -> Result<Vec<PathBuf>, EvalError> {
         ("mode", mode.clone()),
         ("predictions", input.predictions.display().to_string()),
         ("prediction dtype", r0.prediction_dtype.clone()),
-        (
-            "evaluated",
-            crate::output::manifest::now_rfc3339(),
-        ),
+        ("evaluated", crate::output::manifest::now_rfc3339()),
     ];
     for (k, v) in rows {
         let _ = write!(h, "<dt>{k}</dt><dd>{}</dd>", esc(&v));
@@ -956,7 +953,7 @@ pub fn write_report(input: &ReportInput) -> Result<Vec<PathBuf>, EvalError> {
         };
         let _ = write!(h, "<div class=\"card\">{}</div>", svg(&plot));
     }
-    h += "</div><p class=\"note\">Curves over all non-ignored pixels of all frames. Distribution: \
+    h += "</div><p class=\"note\">Curves over all non-ignored pixels of all frames. Distribution (log scale): \
           the share of each class's pixels in each of 40 equal score bins.</p>";
 
     // Gallery.
@@ -1045,7 +1042,10 @@ pub fn write_report(input: &ReportInput) -> Result<Vec<PathBuf>, EvalError> {
                         }
                         h += "</div>";
                     }
-                    None => h += "<p class=\"note\">Image not shown (unreadable or of another size).</p>",
+                    None => {
+                        h +=
+                            "<p class=\"note\">Image not shown (unreadable or of another size).</p>"
+                    }
                 }
                 h += "</div>";
             }
@@ -1067,7 +1067,8 @@ pub fn write_report(input: &ReportInput) -> Result<Vec<PathBuf>, EvalError> {
             if input.overlays { "<th>overlays</th>" } else { "" }
         );
         for (i, f) in s.frames.iter().enumerate() {
-            let m = f.metrics;
+            // AP is undefined on a frame without anomaly pixels (scikit-learn gives -0.0).
+            let m = f.metrics.filter(|_| f.positives > 0);
             let g = |x: fn(&super::metrics::CurveMetrics) -> f64| {
                 let v = m.as_ref().map(x).unwrap_or(f64::NAN);
                 format!("<td data-v=\"{}\">{}</td>", sort_key(v), cell_pct(v))
@@ -1175,7 +1176,8 @@ mod tests {
     #[test]
     fn escaping_and_references() {
         assert_eq!(esc("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&#39;");
-        let page = "<img src=\"report/1.png\"><a href=\"#x\">x</a><div style=\"background:url('y.png')\">";
+        let page =
+            "<img src=\"report/1.png\"><a href=\"#x\">x</a><div style=\"background:url('y.png')\">";
         assert_eq!(references(page), ["report/1.png", "#x", "y.png"]);
     }
 
@@ -1189,7 +1191,10 @@ mod tests {
         assert_eq!(pos.last().unwrap().1, 0.75);
         assert!((neg[0].1 - 6.0 / 7.0).abs() < 1e-12);
         // Scores outside [0, 1] span their own range.
-        assert_eq!(score_range(&hist(&[(3.0, 1, 0), (-1.0, 0, 1)])), (-1.0, 3.0));
+        assert_eq!(
+            score_range(&hist(&[(3.0, 1, 0), (-1.0, 0, 1)])),
+            (-1.0, 3.0)
+        );
     }
 
     #[test]
