@@ -284,10 +284,7 @@ fn modules(args: &[String]) -> i32 {
     let cfg = Config::preset(&preset).unwrap();
     let mut m = NativeModel::random(&cfg, device).unwrap();
     let _g = tch::no_grad_guard();
-    println!(
-        "Forward by module: {preset}, input {h}x{w}, {}, mean of {reps} after 1 warm-up",
-        device_name(device)
-    );
+    println!("Forward by module: {preset}, input {h}x{w}, {}, mean of {reps} after 1 warm-up", device_name(device));
     println!("| precision | backbone ms | pixel decoder ms | transformer decoder ms | total ms |");
     println!("| --- | --- | --- | --- | --- |");
     let mut rows = Vec::new();
@@ -311,9 +308,7 @@ fn modules(args: &[String]) -> i32 {
             let px = net.pixel_decoder.forward(&f);
             sync();
             let t2 = Instant::now();
-            let out = net
-                .predictor
-                .forward(&px.multi_scale_features, &px.mask_features);
+            let out = net.predictor.forward(&px.multi_scale_features, &px.mask_features);
             sync();
             let t3 = Instant::now();
             drop(out);
@@ -323,13 +318,7 @@ fn modules(args: &[String]) -> i32 {
                 }
             }
         }
-        println!(
-            "| {p} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            t[0],
-            t[1],
-            t[2],
-            t.iter().sum::<f64>()
-        );
+        println!("| {p} | {:.1} | {:.1} | {:.1} | {:.1} |", t[0], t[1], t[2], t.iter().sum::<f64>());
         rows.push(serde_json::json!({"precision": p, "backbone_ms": t[0],
             "pixel_decoder_ms": t[1], "transformer_decoder_ms": t[2]}));
     }
