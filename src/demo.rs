@@ -60,8 +60,10 @@ pub fn prepare(dir: &Path) -> Result<(Job, PathBuf), DemoError> {
     }
     crate::output::write_bytes_atomic(&model, DEMO_MODEL)
         .map_err(|e| DemoError::write(&model, e))?;
-    let mut job = Job::default();
-    job.name = "demo".into();
+    let mut job = Job {
+        name: "demo".into(),
+        ..Default::default()
+    };
     job.dataset.kind = DatasetKind::FsStatic;
     job.dataset.root = input;
     job.output.root = dir.join("output");

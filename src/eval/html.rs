@@ -426,7 +426,10 @@ fn score_range(pooled: &Histogram) -> (f32, f32) {
 }
 
 /// Share of anomaly and of inlier pixels in each of [`DIST_BINS`] equal bins over the score range.
-fn distribution(pooled: &Histogram, (lo, hi): (f32, f32)) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+/// Points of a line, in data units.
+type Curve = Vec<(f64, f64)>;
+
+fn distribution(pooled: &Histogram, (lo, hi): (f32, f32)) -> (Curve, Curve) {
     let (mut pos, mut neg) = (vec![0u64; DIST_BINS], vec![0u64; DIST_BINS]);
     let width = (hi - lo) as f64;
     for b in pooled.bins() {
@@ -1114,11 +1117,11 @@ pub fn write_report(input: &ReportInput) -> Result<Vec<PathBuf>, EvalError> {
         }
         h += "</tbody></table></div>";
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<footer>Written by maskomaly {} · beside this page: <a href=\"results.json\">results.json</a>, \
          <a href=\"results.txt\">results.txt</a>, <a href=\"per_frame.csv\">per_frame.csv</a>{}\
-         </footer></main><script>{SORT_JS}</script></body></html>\n",
+         </footer></main><script>{SORT_JS}</script></body></html>",
         env!("CARGO_PKG_VERSION"),
         if input.overlays { ", overlays/" } else { "" }
     );
