@@ -216,7 +216,6 @@ pub(super) fn score_range(pooled: &Histogram) -> (f32, f32) {
 type Curve = Vec<(f64, f64)>;
 
 /// Share of anomaly and of inlier pixels in each of [`DIST_BINS`] equal bins over the score range.
-
 fn distribution(pooled: &Histogram, (lo, hi): (f32, f32)) -> (Curve, Curve) {
     let (mut pos, mut neg) = (vec![0u64; DIST_BINS], vec![0u64; DIST_BINS]);
     let width = (hi - lo) as f64;
