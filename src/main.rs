@@ -33,11 +33,17 @@ fn main() {
         (false, 1) => "debug",
         _ => "trace",
     };
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or(format!("maskomaly={level},warn")),
-    )
-    .format_timestamp_secs()
-    .init();
+    // `-q` wins over RUST_LOG: nothing but errors.
+    let mut logger = if cli.quiet {
+        let mut b = env_logger::Builder::new();
+        b.parse_filters(level);
+        b
+    } else {
+        env_logger::Builder::from_env(
+            env_logger::Env::default().default_filter_or(format!("maskomaly={level},warn")),
+        )
+    };
+    logger.format_timestamp_secs().init();
     match &cuda {
         Ok(p) => log::debug!("CUDA support loaded from {}", p.display()),
         Err(e) => log::debug!("no CUDA support (CPU only): {e}"),
@@ -164,17 +170,9 @@ fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             log::warn!("no RO-Crate metadata: {e}");
         }
     }
-    let c = &summary.counts;
-    let rate = (c.written + c.failed) as f64 / summary.seconds.max(1e-9);
-    log::info!(
-        "{} written, {} skipped (already complete), {} failed of {} in {:.1} s ({rate:.2} items/s); manifest: {}",
-        c.written,
-        c.skipped,
-        c.failed,
-        c.total,
-        summary.seconds,
-        summary.manifest.display()
-    );
+    if !quiet {
+        eprint!("{}", summary.table(&job.output.root));
+    }
     if let Some(sig) = summary.signal {
         log::warn!(
             "stopped by signal {sig}; finished outputs are kept, rerun the same command to resume"
@@ -187,38 +185,10 @@ fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn demo(dir: PathBuf, quiet: bool) -> anyhow::Result<ExitCode> {
-    use maskomaly::demo;
-    let input = dir.join("input");
-    for (i, (w, h, ext)) in [
-        (640, 360, "jpg"),
-        (480, 320, "png"),
-        (360, 480, "jpg"),
-        (800, 450, "png"),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let img = demo::road_scene(*w, *h, i as u32);
-        demo::save_rgb(&img, &input.join(format!("scene{i:02}.{ext}")))
-            .with_context(|| format!("cannot write demo images under {}", input.display()))?;
-    }
-    let model = dir.join("model").join("tiny.pt");
-    demo::write_tiny_model(&model).with_context(|| format!("cannot write {}", model.display()))?;
-    let mut job = Job::default();
-    job.name = "demo".into();
-    job.dataset.root = input;
-    job.output.root = dir.join("output");
-    job.output.heatmap = true;
-    job.checkpoint.path = model;
-    job.checkpoint.format = maskomaly::job::CheckpointFormat::Torchscript;
-    job.checkpoint.url = None;
-    job.runtime.device = maskomaly::job::DeviceChoice::Cpu;
-    let job_path = dir.join("job.yaml");
-    std::fs::write(
-        &job_path,
-        serde_saphyr::to_string(&job).context("cannot serialise the demo job")?,
-    )
-    .with_context(|| format!("cannot write {}", job_path.display()))?;
+    let (job, job_path) = maskomaly::demo::prepare(&dir).map_err(|e| RunError::CantCreate {
+        path: e.path,
+        message: e.message,
+    })?;
     let code = run(
         RunArgs {
             job: Some(job_path.clone()),
@@ -233,11 +203,27 @@ fn demo(dir: PathBuf, quiet: bool) -> anyhow::Result<ExitCode> {
         },
         quiet,
     )?;
-    println!(
-        "demo outputs (score maps, heatmaps, manifest.json): {}",
-        job.output.root.display()
-    );
-    println!("demo job: {}", job_path.display());
+    if code != ExitCode::Ok {
+        return Ok(code);
+    }
+    let eval_dir = job.output.root.join("eval");
+    let opts = maskomaly::eval::EvalOptions {
+        progress: !quiet,
+        print_summary: !quiet,
+        ..Default::default()
+    };
+    maskomaly::eval::run_eval(&job, &job.output.root, &eval_dir, &opts)
+        .map_err(|e| RunError::Data(e.to_string()))?;
+    if !quiet {
+        println!(
+            "demo job: {}
+score maps and heatmaps: {}
+open the report: {}",
+            job_path.display(),
+            job.output.root.display(),
+            eval_dir.join("report.html").display()
+        );
+    }
     Ok(code)
 }
 
@@ -308,6 +294,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             mode,
             smiyc,
             no_overlays,
+            no_report,
         } => {
             let job = load_job(Some(&job_path))?;
             let predictions = predictions.unwrap_or_else(|| job.output.root.clone());
@@ -319,12 +306,21 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }),
                 smiyc,
                 overlays: !no_overlays,
+                report: !no_report,
                 progress: !cli.quiet,
                 ..Default::default()
             };
             maskomaly::eval::run_eval(&job, &predictions, &output, &opts)
                 .map_err(|e| RunError::Data(e.to_string()))?;
-            log::info!("reports written to {}", output.display());
+            if no_report {
+                log::info!("reports written to {}", output.display());
+            } else {
+                log::info!(
+                    "reports written to {}; open {}",
+                    output.display(),
+                    output.join("report.html").display()
+                );
+            }
             Ok(ExitCode::Ok)
         }
         Command::DiscoverQueries {

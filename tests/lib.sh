@@ -38,7 +38,7 @@ make_demo() {
   "$exe" -q demo --dir "$dir/demo" >"$dir/demo.log" 2>&1 || fail "maskomaly demo failed: $(tail -n 20 "$dir/demo.log")"
   for sub in a b c d e f g h i; do
     mkdir -p "$dir/images/$sub"
-    for f in "$dir"/demo/input/*; do
+    for f in "$dir"/demo/input/images/*; do
       cp "$f" "$dir/images/$sub/"
     done
   done

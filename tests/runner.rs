@@ -555,14 +555,77 @@ fn shipped_jobs_load() {
     assert!(n >= 2, "jobs/ holds example jobs");
 }
 
+/// The demo finds its obstacles: scores near 1 on them and near 0 on the road, in the maps and in
+/// the heatmaps; it ends with the run summary and names the report; `-q` leaves only errors.
 #[test]
-fn demo_runs_end_to_end() {
+fn demo_finds_the_obstacles_and_writes_the_report() {
     let d = tempfile::tempdir().unwrap();
-    let o = run(&["-q", "demo", "--dir", d.path().to_str().unwrap()]);
+    let o = run(&["demo", "--dir", d.path().to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let m = Manifest::read(&d.path().join("output/manifest.json")).unwrap();
     assert_eq!(m.counts.written, 4);
-    assert!(d.path().join("output/scene00_heat.png").exists());
+    for needle in ["run summary", "written    4", "images/s", "slowest"] {
+        assert!(
+            stderr(&o).contains(needle),
+            "{needle} missing:\n{}",
+            stderr(&o)
+        );
+    }
+    let report = d.path().join("output/eval/report.html");
+    assert!(report.is_file());
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains(&report.display().to_string()), "{stdout}");
+
+    for (i, &(w, h, _)) in maskomaly::demo::DEMO_SCENES.iter().enumerate() {
+        let labels = maskomaly::demo::road_scene_labels(w, h, i as u32);
+        let (score, sh, sw) =
+            read_score(&d.path().join(format!("output/scene{i:02}.hdf5"))).unwrap();
+        assert_eq!((sw, sh), (w, h));
+        let heat = image::open(d.path().join(format!("output/scene{i:02}_heat.png")))
+            .unwrap()
+            .into_rgb8();
+        // Means over the obstacle and over the road (edges included).
+        let mean = |want: u8| {
+            let (mut s, mut red, mut blue, mut n) = (0f64, 0f64, 0f64, 0f64);
+            for (j, &l) in labels.iter().enumerate() {
+                if l == want {
+                    let p = heat.as_raw()[j * 3..j * 3 + 3].to_vec();
+                    s += score[j] as f64;
+                    red += p[0] as f64;
+                    blue += p[2] as f64;
+                    n += 1.0;
+                }
+            }
+            (s / n, red / n, blue / n)
+        };
+        let (obstacle, road) = (mean(1), mean(0));
+        assert!(
+            obstacle.0 > 0.9,
+            "scene {i}: obstacle scores {}",
+            obstacle.0
+        );
+        assert!(road.0 < 0.05, "scene {i}: road scores {}", road.0);
+        assert!(
+            obstacle.1 > obstacle.2 + 60.0,
+            "scene {i}: obstacle not red in the heatmap"
+        );
+        assert!(
+            road.2 > road.1 + 60.0,
+            "scene {i}: road not blue in the heatmap"
+        );
+    }
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("output/eval/results.json")).unwrap())
+            .unwrap();
+    assert!(results["ap"].as_f64().unwrap() > 0.9, "{results}");
+
+    // A rerun skips every item; quiet, only the requested JSON is printed.
+    let job = d.path().join("job.yaml");
+    let o = run(&["-q", "run", "--job", job.to_str().unwrap(), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "-q printed more than errors");
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["skipped"], 4);
 }
 
 #[test]

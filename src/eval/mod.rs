@@ -5,7 +5,7 @@
 //!     ─► frame histogram (distinct score → positive / negative counts)
 //!         ├─ total mode: merged into one pooled histogram (ignore dropped) ─► metrics
 //!         └─ image mode: metrics per frame (ignore kept) ─► nan-mean
-//!     ─► results.json, results.txt, per_frame.csv, PR / ROC plots, overlays
+//!     ─► results.json, results.txt, per_frame.csv, PR / ROC plots, overlays, report.html
 //! ```
 //! Only one frame is held in memory at a time; the pooled histogram grows with the number of distinct
 //! score values, not with pixels.
@@ -13,13 +13,16 @@
 //! * [`metrics`]: exact scikit-learn-compatible metrics over histograms.
 //! * [`predictions`]: reading score maps and finding an item's file.
 //! * [`report`]: the files written and the summary table.
+//! * [`html`]: `report.html`, the page that shows all of it.
 //! * [`smiyc`], [`components`]: the SegmentMeIfYouCan benchmark's binned pixel metrics and component
 //!   metrics (optional; the components need a second pass at the binned best-F1 threshold);
 //!   [`numpy_sort`]: numpy's argsort, whose tie order the binned curve depends on.
 //! * [`discover`]: ranking of mask queries by overlap with anomaly labels (`discover-queries`).
 
+pub mod browser;
 pub mod components;
 pub mod discover;
+pub mod html;
 pub mod metrics;
 pub mod numpy_sort;
 pub mod predictions;
@@ -70,6 +73,8 @@ pub struct EvalOptions {
     /// Also compute the SegmentMeIfYouCan benchmark's binned pixel metrics (`smiyc` block) and its
     /// component metrics (`components` block).
     pub smiyc: bool,
+    /// `report.html` with its gallery pictures in `report/`.
+    pub report: bool,
 }
 
 impl Default for EvalOptions {
@@ -81,6 +86,7 @@ impl Default for EvalOptions {
             progress: true,
             print_summary: true,
             smiyc: false,
+            report: true,
         }
     }
 }
@@ -223,6 +229,8 @@ pub fn run_eval(
     let mut frames = Vec::with_capacity(items.len());
     let mut counts = PixelCounts::default();
     let mut dtypes = (false, false);
+    // Per frame: inliers above each best-F1 candidate threshold, for the report's false-positive area.
+    let mut inliers_above = Vec::with_capacity(if opts.report { items.len() } else { 0 });
     for (index, item) in items.iter().enumerate() {
         let spec = item.label.as_ref().expect("checked above");
         let label = dataset::read_label(spec)?;
@@ -267,6 +275,9 @@ pub fn run_eval(
         counts.negatives += frame_hist.negatives();
         counts.ignored += ignored;
         let (best_f1_threshold, best_f1) = kept.best_f1_threshold(100);
+        if opts.report {
+            inliers_above.push(html::inliers_above(&kept, html::THRESHOLDS));
+        }
         if opts.overlays {
             written.extend(report::write_overlays(
                 &overlay_dir,
@@ -358,6 +369,21 @@ pub fn run_eval(
     written.extend(report::write_reports(output, &results, &frames)?);
     if opts.plots {
         written.extend(report::write_plots(output, &pooled)?);
+    }
+    if opts.report {
+        written.extend(html::write_report(&html::ReportInput {
+            out: output,
+            predictions,
+            items: &items,
+            overlays: opts.overlays,
+            scores: vec![html::ScoreInput {
+                name: "maskomaly",
+                results: &results,
+                frames: &frames,
+                pooled: &pooled,
+                inliers_above: &inliers_above,
+            }],
+        })?);
     }
     if opts.print_summary {
         print!("{}", report::summary_table(&results));

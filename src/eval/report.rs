@@ -7,7 +7,7 @@ use super::{EvalError, EvalResults, FrameResult};
 use crate::dataset::Label;
 use std::path::{Path, PathBuf};
 
-fn write_err(path: &Path, e: impl std::fmt::Display) -> EvalError {
+pub(crate) fn write_err(path: &Path, e: impl std::fmt::Display) -> EvalError {
     EvalError::Write {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -16,7 +16,7 @@ fn write_err(path: &Path, e: impl std::fmt::Display) -> EvalError {
 
 /// Writes `bytes` to a temporary name in the same folder, then renames, so a killed run never
 /// leaves a half-written report behind.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
@@ -45,7 +45,7 @@ pub fn run_info(predictions: &Path) -> Option<serde_json::Value> {
 }
 
 /// Python's `f"{100*x:.{p}f}"`, including its `nan` spelling.
-fn pct(x: f64, precision: usize) -> String {
+pub(crate) fn pct(x: f64, precision: usize) -> String {
     if x.is_nan() {
         "nan".into()
     } else {
@@ -226,7 +226,7 @@ pub fn draw_curve(
     Ok(())
 }
 
-fn save_rgb(path: &Path, w: u32, h: u32, buf: Vec<u8>) -> Result<(), EvalError> {
+pub(crate) fn save_rgb(path: &Path, w: u32, h: u32, buf: Vec<u8>) -> Result<(), EvalError> {
     let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| write_err(path, "buffer size"))?;
     let mut bytes = std::io::Cursor::new(Vec::new());
     img.write_to(&mut bytes, image::ImageFormat::Png)

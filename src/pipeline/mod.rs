@@ -13,6 +13,7 @@ pub mod decode;
 pub mod infer;
 pub mod message;
 pub mod score;
+mod summary;
 pub mod write;
 
 use crate::dataset::{self, DatasetError, Item};

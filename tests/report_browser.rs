@@ -1,0 +1,343 @@
+//! The evaluation report in a real browser. `maskomaly eval` runs on a small synthetic evaluation
+//! (Fishyscapes layout: demo road scenes, their labels, score maps with misses and false positives,
+//! and a manifest), then headless Chromium (Debian's `chromium`, from `scripts/ci-deps.sh`):
+//!
+//! * renders `report.html` at 1280 px: the screenshot must not be blank and must show the gallery's
+//!   score heat maps; Chromium's network log must hold no request made by the page;
+//! * renders a copy of the page with a probe script appended: every image must have loaded, the page
+//!   must not be wider than 1280 px, no script may fail, and a click on the AP column must sort it;
+//! * and every `src` / `href` / `url()` of the page must be an anchor of the page or a file inside the
+//!   eval folder.
+//!
+//! Without Chromium the test is skipped, unless `MASKOMALY_REQUIRE_BROWSER=1` (set by `make test`).
+//! `MASKOMALY_REPORT_SCREENSHOT=FILE` keeps a copy of the screenshot.
+
+use maskomaly::eval::{browser, html};
+use maskomaly::output::manifest::{
+    CheckpointInfo, Counts, Manifest, Numerics, Program, RunStatus, FORMAT,
+};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const WIDTH: u32 = 1280;
+const HEIGHT: u32 = 3400;
+
+/// Pseudo-random in [0, 1) from a pixel position and a frame (reproducible noise).
+fn noise(x: usize, y: usize, f: usize) -> f32 {
+    let mut h = (x as u32).wrapping_mul(0x9E37_79B1)
+        ^ (y as u32).wrapping_mul(0x85EB_CA77)
+        ^ (f as u32).wrapping_mul(0xC2B2_AE3D);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x2C1B_3C6D);
+    h ^= h >> 12;
+    (h & 0xFFFF) as f32 / 65536.0
+}
+
+/// Six frames of the fs_static layout with `.npy` score maps beside a manifest. Frame 1 misses
+/// most of its obstacle; frames 2 and 4 have a bright false-positive patch on the road; frame 5
+/// has no anomaly at all.
+fn synthetic_evaluation(dir: &Path) -> (PathBuf, PathBuf) {
+    let root = dir.join("fs_static");
+    let preds = dir.join("preds");
+    std::fs::create_dir_all(root.join("labels")).unwrap();
+    std::fs::create_dir_all(&preds).unwrap();
+    let (w, h) = (240usize, 144usize);
+    for f in 0..6usize {
+        let img = maskomaly::demo::road_scene(w, h, f as u32);
+        maskomaly::demo::save_rgb(&img, &root.join(format!("images/frame{f}.png"))).unwrap();
+        let mut labels = maskomaly::demo::road_scene_labels(w, h, f as u32);
+        if f == 5 {
+            for l in labels.iter_mut().filter(|l| **l == 1) {
+                *l = 0;
+            }
+        }
+        image::GrayImage::from_raw(w as u32, h as u32, labels.clone())
+            .unwrap()
+            .save(root.join(format!("labels/frame{f}.png")))
+            .unwrap();
+        let scores: Vec<f32> = (0..w * h)
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                let n = noise(x, y, f);
+                let patch = (f == 2 || f == 4) && (x / 40 == 4) && (y * 10 / h >= 7);
+                match labels[i] {
+                    1 if f == 1 && x % 3 != 0 => 0.2 * n,
+                    1 => 0.55 + 0.45 * n,
+                    _ if patch => 0.6 + 0.4 * n,
+                    _ => 0.45 * n * n,
+                }
+            })
+            .collect();
+        maskomaly::output::npy::write_f32(&preds.join(format!("frame{f}.npy")), &scores, &[h, w])
+            .unwrap();
+    }
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        run_id: "2026-01-01T00:00:00Z-1".into(),
+        program: Program {
+            name: "maskomaly".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            git_commit: None,
+        },
+        command_line: vec!["maskomaly".into(), "run".into()],
+        job: serde_json::json!({}),
+        libtorch: "2.11.0".into(),
+        device: "cpu".into(),
+        model: "torchscript synthetic.pt".into(),
+        numerics: Numerics {
+            precision: "fp32".into(),
+            tf32: false,
+            deterministic: true,
+        },
+        checkpoint: CheckpointInfo {
+            path: "/models/synthetic.pt".into(),
+            format: "torchscript".into(),
+            sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+        },
+        shard: None,
+        started: "2026-01-01T00:00:00Z".into(),
+        finished: Some("2026-01-01T00:00:05Z".into()),
+        status: RunStatus::Complete,
+        counts: Counts {
+            total: 6,
+            written: 6,
+            ..Default::default()
+        },
+        items: vec![],
+    };
+    manifest.write(&preds.join("manifest.json")).unwrap();
+    let job = dir.join("job.yaml");
+    std::fs::write(
+        &job,
+        format!(
+            "name: browser\ndataset: {{kind: fs_static, root: {}}}\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    (job, preds)
+}
+
+/// Every reference of the page is an anchor of the page or a file inside `dir`.
+fn check_references(page: &str, dir: &Path) {
+    // The SVG namespace is a name, not a reference: nothing else may name a scheme.
+    let text = page.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+    for scheme in [
+        "http:",
+        "https:",
+        "ftp:",
+        "//fonts.",
+        "@import",
+        "@font-face",
+        "<link",
+    ] {
+        assert!(!text.contains(scheme), "the page holds {scheme:?}");
+    }
+    let refs = html::references(page);
+    assert!(
+        refs.iter().any(|r| r.starts_with("report/")),
+        "no gallery picture referenced"
+    );
+    for r in refs {
+        if let Some(id) = r.strip_prefix('#') {
+            assert!(
+                page.contains(&format!("id=\"{id}\"")),
+                "anchor {r} has no target"
+            );
+            continue;
+        }
+        assert!(
+            !r.contains(':') && !r.starts_with('/'),
+            "{r} is not a relative path"
+        );
+        assert!(
+            !r.split('/').any(|c| c == ".."),
+            "{r} leaves the eval folder"
+        );
+        assert!(dir.join(&r).is_file(), "{r} does not exist beside the page");
+    }
+}
+
+/// Network requests (anything but `file:`, which the network log does not record) made by a page
+/// opened from a file: their isolation key is `file://`; Chromium's own background requests are
+/// keyed otherwise.
+fn page_requests(net_log: &Path) -> Vec<String> {
+    let log: serde_json::Value = serde_json::from_slice(&std::fs::read(net_log).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", net_log.display()));
+    assert!(
+        log["events"].as_array().is_some_and(|e| !e.is_empty()),
+        "empty network log"
+    );
+    let mut sources = std::collections::HashSet::new();
+    let mut urls: std::collections::HashMap<u64, String> = Default::default();
+    for e in log["events"].as_array().into_iter().flatten() {
+        let id = e["source"]["id"].as_u64().unwrap_or(u64::MAX);
+        let p = &e["params"];
+        if let Some(u) = p["url"].as_str() {
+            urls.entry(id).or_insert_with(|| u.to_string());
+        }
+        if p["network_isolation_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("file://"))
+        {
+            sources.insert(id);
+        }
+    }
+    sources
+        .into_iter()
+        .filter_map(|id| urls.remove(&id))
+        .collect()
+}
+
+fn chromium_or_skip() -> Option<PathBuf> {
+    let found = browser::find_chromium();
+    if found.is_none() {
+        assert!(
+            std::env::var("MASKOMALY_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "chromium is not installed (scripts/ci-deps.sh installs Debian's chromium)"
+        );
+        eprintln!("SKIP: chromium not installed (scripts/ci-deps.sh installs it)");
+    }
+    found
+}
+
+/// Appended to a copy of the page: reports image loads, page width, and whether sorting works.
+const PROBE: &str = r#"<script>
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var broken = imgs.filter(function (i) { return !i.complete || i.naturalWidth === 0; });
+  console.log("PROBE images " + imgs.length + " broken " + broken.map(function (i) { return i.getAttribute("src"); }).join(","));
+  console.log("PROBE width " + document.documentElement.scrollWidth + " of " + window.innerWidth);
+  var t = document.querySelector("table.frames");
+  var th = t.querySelectorAll("thead th")[5];
+  th.click();
+  var v = Array.prototype.slice.call(t.tBodies[0].rows).map(function (r) { return r.cells[5].dataset.v; });
+  var nums = v.filter(function (x) { return x !== ""; }).map(parseFloat);
+  var sorted = nums.every(function (x, i) { return i === 0 || nums[i - 1] <= x; });
+  console.log("PROBE sort " + (th.textContent === "AP" && sorted && nums.length > 1 ? "ok" : "bad " + v.join(",")));
+});
+</script>"#;
+
+#[test]
+fn report_renders_offline_in_chromium() {
+    let d = tempfile::tempdir().unwrap();
+    let (job, preds) = synthetic_evaluation(d.path());
+    let eval = preds.join("eval");
+    let o = Command::new(env!("CARGO_BIN_EXE_maskomaly"))
+        .args(["-q", "eval", "--job"])
+        .arg(&job)
+        .arg("--predictions")
+        .arg(&preds)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page_path = eval.join("report.html");
+    let page = std::fs::read_to_string(&page_path).unwrap();
+    check_references(&page, &eval);
+    for needle in [
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "fp32",
+        "fs_static",
+        "Lowest AP",
+        "Largest false-positive area",
+    ] {
+        assert!(page.contains(needle), "{needle} missing from the page");
+    }
+
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let shot = eval.join("shot.png");
+    let net = d.path().join("net.json");
+    let out = browser::screenshot(
+        &chromium,
+        &page_path,
+        &shot,
+        (WIDTH, HEIGHT),
+        Duration::from_secs(120),
+        &[format!("--log-net-log={}", net.display())],
+    )
+    .unwrap();
+    let errors = browser::load_errors(&out.log);
+    assert!(errors.is_empty(), "browser errors:\n{}", errors.join("\n"));
+    let requests = page_requests(&net);
+    assert!(
+        requests.is_empty(),
+        "the page made network requests: {requests:?}"
+    );
+    if let Ok(keep) = std::env::var("MASKOMALY_REPORT_SCREENSHOT") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
+
+    let img = image::open(&shot).unwrap().into_rgb8();
+    assert_eq!(img.dimensions(), (WIDTH, HEIGHT));
+    let bg = *img.get_pixel(WIDTH - 3, HEIGHT - 3);
+    let inked = img.pixels().filter(|p| **p != bg).count() as f64 / (WIDTH * HEIGHT) as f64;
+    let mut colours = std::collections::HashSet::new();
+    for p in img.pixels() {
+        colours.insert(p.0);
+    }
+    // JET's dark blue (the score of inlier pixels) comes only from the heat-map pictures.
+    let heat = img
+        .pixels()
+        .filter(|p| p.0[0] < 40 && p.0[1] < 40 && p.0[2] > 110)
+        .count();
+    assert!(
+        inked > 0.2,
+        "screenshot nearly blank ({:.1}% drawn)",
+        100.0 * inked
+    );
+    assert!(colours.len() > 2000, "only {} colours", colours.len());
+    assert!(
+        heat > 20_000,
+        "heat maps not visible ({heat} JET-blue pixels)"
+    );
+
+    // The probe copy sits beside the page so that relative references resolve the same way.
+    let probe_path = eval.join("report.probe.html");
+    std::fs::write(
+        &probe_path,
+        page.replace("</body>", &format!("{PROBE}</body>")),
+    )
+    .unwrap();
+    let out = browser::screenshot(
+        &chromium,
+        &probe_path,
+        &d.path().join("probe.png"),
+        (WIDTH, 900),
+        Duration::from_secs(120),
+        &[],
+    )
+    .unwrap();
+    // Console lines read `[...:INFO:CONSOLE:N] "message", source: URL (line)`.
+    let line = |what: &str| -> Vec<String> {
+        let tag = format!("\"PROBE {what} ");
+        let l = out
+            .log
+            .lines()
+            .find_map(|l| l.split_once(&tag).map(|(_, rest)| rest))
+            .unwrap_or_else(|| panic!("the probe did not report {what}:\n{}", out.log));
+        let message = l.split('"').next().unwrap_or_default();
+        message.split(' ').map(str::to_string).collect()
+    };
+    // "N broken SRC,SRC,...": nothing after "broken".
+    let images = line("images");
+    assert!(
+        images[0].parse::<usize>().unwrap() >= 12,
+        "too few images: {images:?}"
+    );
+    assert_eq!(images[1..], ["broken", ""], "images failed to load");
+    // "SCROLL_WIDTH of WINDOW_WIDTH".
+    let width: Vec<u32> = line("width")
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    assert!(
+        width.len() == 2 && width[0] <= width[1] && width[1] == WIDTH,
+        "the page is wider than the window: {width:?}"
+    );
+    assert_eq!(line("sort")[0], "ok", "sorting by AP failed");
+    let errors = browser::load_errors(&out.log);
+    assert!(errors.is_empty(), "browser errors:\n{}", errors.join("\n"));
+}
