@@ -225,13 +225,12 @@ pub fn shortest_edge_size(h: usize, w: usize, min_size: u32, max_size: u32) -> (
     ((newh + 0.5) as usize, (neww + 0.5) as usize)
 }
 
+/// (height, width).
+pub type Size = (usize, usize);
+
 /// The resized (h, w) and padded (Hp, Wp) network input sizes for an `h × w` image, or why there
 /// is none: an empty side, or a size whose float32 tensor cannot be addressed.
-pub fn input_geometry(
-    h: usize,
-    w: usize,
-    p: &Preprocess,
-) -> Result<((usize, usize), (usize, usize)), DecodeError> {
+pub fn input_geometry(h: usize, w: usize, p: &Preprocess) -> Result<(Size, Size), DecodeError> {
     if h == 0 || w == 0 {
         return Err(DecodeError::ZeroSize);
     }

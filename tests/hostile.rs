@@ -278,6 +278,7 @@ fn webp_claiming_max() -> Vec<u8> {
 }
 
 /// Runs the binary and returns (exit code, stderr, peak resident memory in bytes).
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its resource usage
 fn run_measured(args: &[&str], dir: &Path) -> (i32, String, u64) {
     let log = dir.join("measured.log");
     let child = Command::new(bin())

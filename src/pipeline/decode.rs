@@ -20,7 +20,7 @@ pub fn run(shared: &Shared, rx: Receiver<Work>, tx: Sender<ToInfer>) {
         let (idx, item) = (work.idx, work.item.clone());
         // Last line of defence: a panic on one input's data fails that item only.
         let msg = guard_item(|| decode_one(shared, work)).unwrap_or_else(|error| {
-            Err(Failure {
+            Err(Box::new(Failure {
                 idx,
                 item,
                 input_id: None,
@@ -29,7 +29,7 @@ pub fn run(shared: &Shared, rx: Receiver<Work>, tx: Sender<ToInfer>) {
                     decode: ms(t0),
                     ..Timings::default()
                 },
-            })
+            }))
         });
         if tx.send(msg).is_err() {
             break;
@@ -56,15 +56,17 @@ pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
 fn decode_one(shared: &Shared, work: Work) -> ToInfer {
     let t0 = Instant::now();
     let Work { idx, item } = work;
-    let fail = |item, id, error: String, t0: Instant| Failure {
-        idx,
-        item,
-        input_id: id,
-        error,
-        timings: Timings {
-            decode: ms(t0),
-            ..Timings::default()
-        },
+    let fail = |item, id, error: String, t0: Instant| {
+        Box::new(Failure {
+            idx,
+            item,
+            input_id: id,
+            error,
+            timings: Timings {
+                decode: ms(t0),
+                ..Timings::default()
+            },
+        })
     };
     let (bytes, size, mtime_ns) = match read_input(&item.image) {
         Ok(b) => b,

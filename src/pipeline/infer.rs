@@ -78,7 +78,7 @@ pub fn run(
                         error: e.to_string(),
                         timings: d.timings,
                     };
-                    if tx.send(Err(f)).is_err() {
+                    if tx.send(Err(Box::new(f))).is_err() {
                         return;
                     }
                 }

@@ -73,6 +73,7 @@ pub struct Scored {
     pub timings: Timings,
 }
 
-pub type ToInfer = Result<Decoded, Failure>;
-pub type ToScore = Result<Inferred, Failure>;
-pub type ToWrite = Result<Scored, Failure>;
+// Failures are boxed: they are rare, and the channels' messages stay small.
+pub type ToInfer = Result<Decoded, Box<Failure>>;
+pub type ToScore = Result<Inferred, Box<Failure>>;
+pub type ToWrite = Result<Scored, Box<Failure>>;

@@ -41,13 +41,13 @@ pub fn run(shared: &Shared, rx: Receiver<ToScore>, tx: Sender<ToWrite>) {
                 // A panic on one item's data fails that item only.
                 super::guard_item(|| pool.install(|| score_one(shared, inf))).unwrap_or_else(
                     |error| {
-                        Err(super::message::Failure {
+                        Err(Box::new(super::message::Failure {
                             idx,
                             item,
                             input_id: Some(id),
                             error,
                             timings: Default::default(),
-                        })
+                        }))
                     },
                 )
             }

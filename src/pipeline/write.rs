@@ -147,9 +147,9 @@ pub fn run(
                     super::guard_item(|| write_item(shared, scored)).unwrap_or_else(|panic| {
                         let mut rec = failed_record(shared, &image, stem, Some(id), panic.clone());
                         rec.timings_ms = Default::default();
-                        Err((rec, panic, false))
+                        Err(Box::new((rec, panic, false)))
                     });
-                match written {
+                match written.map_err(|b| *b) {
                     Ok(rec) => (idx, rec),
                     Err((rec, e, true)) => {
                         // No space, a read-only or failing file system: every later item too.
@@ -164,6 +164,7 @@ pub fn run(
                 }
             }
             Err(f) => {
+                let f = *f;
                 log::warn!("{}: {}", f.item.image.display(), f.error);
                 let mut rec =
                     failed_record(shared, &f.item.image, f.item.stem, f.input_id, f.error);
@@ -187,6 +188,9 @@ pub fn run(
         }
     }
 }
+
+/// A failed item's record, the message, and whether the error will recur for every item.
+type WriteFailure = (ItemRecord, String, bool);
 
 /// The record of an item that failed before any output was written.
 fn failed_record(
@@ -213,7 +217,7 @@ fn failed_record(
 
 /// Writes one item's outputs. On failure: the record, the message, and whether the error will
 /// recur for every item (then the run stops).
-fn write_item(shared: &Shared, s: Scored) -> Result<ItemRecord, (ItemRecord, String, bool)> {
+fn write_item(shared: &Shared, s: Scored) -> Result<ItemRecord, Box<WriteFailure>> {
     let t0 = Instant::now();
     let job = &shared.job;
     let paths = paths_for(job, &s.item.stem);
@@ -272,7 +276,11 @@ fn write_item(shared: &Shared, s: Scored) -> Result<ItemRecord, (ItemRecord, Str
             rec.status = ItemStatus::Failed;
             rec.error = Some(msg.clone());
             rec.outputs.clear();
-            Err((rec, msg, crate::output::is_fatal_write_error(&e)))
+            Err(Box::new((
+                rec,
+                msg,
+                crate::output::is_fatal_write_error(&e),
+            )))
         }
     }
 }
