@@ -552,16 +552,8 @@ pub fn references(html: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::svg::tests::hist;
     use super::*;
-    use crate::eval::metrics::Bin;
-
-    fn hist(bins: &[(f32, u64, u64)]) -> Histogram {
-        Histogram::from_bins(
-            bins.iter()
-                .map(|&(score, pos, neg)| Bin { score, pos, neg })
-                .collect(),
-        )
-    }
 
     #[test]
     fn inliers_above_counts_negatives_at_each_threshold() {

@@ -348,11 +348,12 @@ pub(super) fn curves_section(scores: &[ScoreInput]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::eval::metrics::Bin;
 
-    fn hist(bins: &[(f32, u64, u64)]) -> Histogram {
+    /// A histogram from (score, anomaly pixels, inlier pixels) bins.
+    pub(in crate::eval::html) fn hist(bins: &[(f32, u64, u64)]) -> Histogram {
         Histogram::from_bins(
             bins.iter()
                 .map(|&(score, pos, neg)| Bin { score, pos, neg })
