@@ -16,7 +16,10 @@
 //! * [`smiyc`], [`components`]: the SegmentMeIfYouCan server's binned pixel metrics and component
 //!   metrics (optional; the components need a second pass at the binned best-F1 threshold).
 //! * [`discover`]: ranking of mask queries by overlap with anomaly labels (`discover-queries`).
+//! * [`compare`]: every score of a multi-score run, each evaluated as above, then one comparison
+//!   table and combined PR / ROC plots.
 
+pub mod compare;
 pub mod components;
 pub mod discover;
 pub mod metrics;
@@ -67,6 +70,8 @@ pub struct EvalOptions {
     pub print_summary: bool,
     /// Also compute the SegmentMeIfYouCan server's binned pixel metrics (`smiyc` block).
     pub smiyc: bool,
+    /// Folder whose `manifest.json` describes the run (default: the predictions folder).
+    pub manifest_dir: Option<PathBuf>,
 }
 
 impl Default for EvalOptions {
@@ -78,6 +83,7 @@ impl Default for EvalOptions {
             progress: true,
             print_summary: true,
             smiyc: false,
+            manifest_dir: None,
         }
     }
 }
@@ -181,6 +187,8 @@ pub struct EvalSummary {
     pub per_frame: Vec<FrameResult>,
     /// Files written, in order.
     pub written: Vec<PathBuf>,
+    /// The pooled PR (recall, precision) and ROC (fpr, tpr) curves, sampled for plots.
+    pub curves: (Vec<(f64, f64)>, Vec<(f64, f64)>),
 }
 
 /// Evaluates the predictions under `predictions` (the job's `output.root` when called from the CLI
@@ -348,7 +356,7 @@ pub fn run_eval(
         distinct_scores: pooled.bins().len(),
         smiyc: None,
         components: None,
-        run: report::run_info(predictions),
+        run: report::run_info(opts.manifest_dir.as_deref().unwrap_or(predictions)),
     };
     results.smiyc = binned;
     results.components = component_metrics;
@@ -363,6 +371,7 @@ pub fn run_eval(
         results,
         per_frame: frames,
         written,
+        curves: pooled.sampled_curves(4000),
     })
 }
 
