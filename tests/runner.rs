@@ -830,6 +830,37 @@ fn six_scores_from_one_run_match_the_fixtures() {
     let o = run(&["verify", output.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stderr(&o).contains("36 outputs checked"), "{}", stderr(&o));
+    let crate_json = std::fs::read_to_string(output.join("ro-crate-metadata.json")).unwrap();
+    assert!(crate_json.contains("entropy/portrait.hdf5"), "{crate_json}");
+
+    // Two shards and a merge give the same files and a verifiable manifest.
+    let sharded = d.path().join("sharded");
+    for k in ["0/2", "1/2"] {
+        let o = run(&[
+            "run",
+            "--job",
+            job,
+            "--output",
+            sharded.to_str().unwrap(),
+            "--shard",
+            k,
+        ]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let o = run(&["merge", sharded.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(&["verify", sharded.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    for kind in ScoreKind::ALL {
+        for stem in ["landscape", "portrait"] {
+            let rel = format!("{kind}/{stem}.hdf5");
+            assert_eq!(
+                read_score(&sharded.join(&rel)).unwrap(),
+                read_score(&output.join(&rel)).unwrap(),
+                "{rel}"
+            );
+        }
+    }
 }
 
 /// `eval` on a multi-score run: every score evaluated into its own folder, one comparison table on

@@ -7,7 +7,7 @@
 //! into `<predictions>` itself, which is evaluated as before (one `results.json`, no comparison).
 //! Every metric reads the stored values of each score, never a display mapping.
 
-use super::{run_eval, EvalError, EvalOptions, EvalResults, EvalSummary, Mode};
+use super::{run_eval, Curve, EvalError, EvalOptions, EvalResults, EvalSummary, Mode};
 use crate::job::Job;
 use crate::scores::ScoreKind;
 use std::path::{Path, PathBuf};
@@ -350,13 +350,16 @@ fn colour(kind: ScoreKind) -> plotters::style::RGBColor {
     }
 }
 
+/// One curve of one score, with its legend.
+pub type Series = (ScoreKind, String, Curve);
+
 /// One curve per score on one chart.
 pub fn draw_curves(
     buf: &mut [u8],
     (w, h): (u32, u32),
     title: &str,
     (x_desc, y_desc): (&str, &str),
-    series: &[(ScoreKind, String, Vec<(f64, f64)>)],
+    series: &[Series],
 ) -> Result<(), String> {
     use plotters::prelude::*;
     super::report::register_font();
@@ -423,7 +426,7 @@ fn write_curves(
     ];
     for (name, title, axes, pr) in plots {
         let path = out.join(name);
-        let series: Vec<(ScoreKind, String, Vec<(f64, f64)>)> = per_score
+        let series: Vec<Series> = per_score
             .iter()
             .map(|(k, s)| {
                 let (curve, legend) = if pr {

@@ -188,8 +188,11 @@ pub struct EvalSummary {
     /// Files written, in order.
     pub written: Vec<PathBuf>,
     /// The pooled PR (recall, precision) and ROC (fpr, tpr) curves, sampled for plots.
-    pub curves: (Vec<(f64, f64)>, Vec<(f64, f64)>),
+    pub curves: (Curve, Curve),
 }
+
+/// Points of a curve, (x, y).
+pub type Curve = Vec<(f64, f64)>;
 
 /// Evaluates the predictions under `predictions` (the job's `output.root` when called from the CLI
 /// without `--predictions`) against the job's dataset and writes the reports into `output`.
