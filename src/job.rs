@@ -291,7 +291,8 @@ pub struct OutputSpec {
     pub layout: Layout,
     /// HDF5 dataset `value`, H×W at input resolution.
     pub hdf5: Hdf5Spec,
-    /// 16-bit greyscale PNG, `round(score × 65535)`.
+    /// 16-bit greyscale PNG, `round(score × 65535)` of the score's fixed [0, 1] mapping
+    /// (`scores::display`; the identity for Maskomaly).
     pub png: bool,
     /// `<stem>_heat.png`: JET colour map blended 50/50 with the image.
     pub heatmap: bool,
