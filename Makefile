@@ -67,6 +67,7 @@ bench: setup
 	PYTHONPATH=.deps/pybench-model ./target/release/examples/bench_model --out target/bench --dir target/bench/model
 	./target/release/examples/bench_precision --out target/bench
 	./target/release/examples/bench_precision --preset --images 4 --width 256 --height 128 --out target/bench/swin-large
+	./target/release/examples/bench_scores --forwards 1 --repeats 3 --out target/bench
 
 # Stripped release binaries + HDF5 libraries for scripts/gpu-check.sh on a GPU machine (< 64 MiB).
 gpu-bundle: setup

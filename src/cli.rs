@@ -70,7 +70,9 @@ pub enum Command {
         device: Option<DeviceArg>,
     },
     /// Evaluate written predictions against the dataset's labels: results.json, results.txt,
-    /// per_frame.csv, PR/ROC curves, overlays, report.html, and a summary table on stdout.
+    /// per_frame.csv, PR/ROC curves, overlays, report.html, and a summary table on stdout. With
+    /// several scores (`method.scores`), each is evaluated into OUTPUT/<score>/ and all are compared:
+    /// a table on stdout, results.json, comparison.csv, pr_curves.png and roc_curves.png.
     Eval {
         #[arg(long)]
         job: PathBuf,
@@ -93,6 +95,9 @@ pub enum Command {
         /// Skip report.html (the page with the run, metrics, curves, a gallery and the frame table).
         #[arg(long)]
         no_report: bool,
+        /// Evaluate only this score of a multi-score run (default: every score found, compared).
+        #[arg(long, value_parser = parse_score)]
+        score: Option<crate::scores::ScoreKind>,
     },
     /// Rank the mask queries by their overlap with the anomaly labels of a labelled dataset and write
     /// the ranking as YAML for `method.anomaly_queries_file`.
@@ -189,4 +194,14 @@ impl From<DeviceArg> for DeviceChoice {
             DeviceArg::Auto => DeviceChoice::Auto,
         }
     }
+}
+
+/// A score name of `method.scores`.
+fn parse_score(s: &str) -> Result<crate::scores::ScoreKind, String> {
+    crate::scores::ScoreKind::from_name(s).ok_or_else(|| {
+        format!(
+            "unknown score `{s}` (valid: {})",
+            crate::scores::ScoreKind::valid_names()
+        )
+    })
 }

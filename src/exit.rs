@@ -55,3 +55,15 @@ Exit codes:
     78   configuration error (job file, checkpoint wrong/not loadable, model does not fit)
     130  interrupted by SIGINT; finished outputs are kept, a rerun resumes
     143  terminated by SIGTERM; finished outputs are kept, a rerun resumes";
+
+/// What every error a command can return tells `main`: the exit status and, when a person can act
+/// on it, a hint. `main` prints `error:`, one `caused by:` line per `source()`, then `hint:`.
+pub trait Diagnose: std::error::Error {
+    /// Unknown failures are bugs (70), not configuration errors.
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::Software
+    }
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}

@@ -4,6 +4,7 @@
 //! With no file at all, the default job is the published Maskomaly Swin-L Cityscapes run reading
 //! `/input` and writing `/output`.
 
+pub use crate::scores::ScoreKind;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -218,10 +219,16 @@ impl Default for Preprocess {
     }
 }
 
-/// The Maskomaly rule's parameters (§4). Query indices are query ids, not class ids.
+/// Which anomaly scores a run computes, and their parameters. The Maskomaly rule's parameters (§4)
+/// sit at this level; query indices are query ids, not class ids.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Method {
+    /// The scores computed from each forward pass, in this order (`crate::scores`). One score
+    /// writes its outputs into `output.root`; several write each into `output.root/<score>/`.
+    pub scores: Vec<ScoreKind>,
+    /// RbA's options.
+    pub rba: RbaSpec,
     pub anomaly_queries: Vec<i64>,
     /// A ranking written by `discover-queries` (path relative to the job file). When set, it
     /// replaces `anomaly_queries` (`eval::discover::resolve_anomaly_queries`).
@@ -238,9 +245,19 @@ pub struct Method {
     pub lambda: f64,
 }
 
+/// RbA's options (NazirNayal8/RbA `support.py`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RbaSpec {
+    /// torchvision's `GaussianBlur(7, sigma=1)` on the RbA map; off in the published evaluation.
+    pub smoothing: bool,
+}
+
 impl Default for Method {
     fn default() -> Self {
         Method {
+            scores: vec![ScoreKind::Maskomaly],
+            rba: RbaSpec::default(),
             anomaly_queries: vec![49, 31, 83, 32],
             anomaly_queries_file: None,
             anomaly_queries_top: None,
@@ -293,7 +310,8 @@ pub struct OutputSpec {
     pub layout: Layout,
     /// HDF5 dataset `value`, H×W at input resolution.
     pub hdf5: Hdf5Spec,
-    /// 16-bit greyscale PNG, `round(score × 65535)`.
+    /// 16-bit greyscale PNG, `round(score × 65535)` of the score's fixed [0, 1] mapping
+    /// (`scores::display`; the identity for Maskomaly).
     pub png: bool,
     /// `<stem>_heat.png`: JET colour map blended 50/50 with the image.
     pub heatmap: bool,
@@ -519,6 +537,30 @@ impl Job {
             ));
         }
         let m = &self.method;
+        if m.scores.is_empty() {
+            return Err(bad(
+                "method.scores",
+                format!(
+                    "needs at least one score (valid: {})",
+                    ScoreKind::valid_names()
+                ),
+            ));
+        }
+        if let Some((i, k)) = m
+            .scores
+            .iter()
+            .enumerate()
+            .find(|(i, k)| m.scores[..*i].contains(k))
+        {
+            return Err(bad(
+                "method.scores",
+                format!(
+                    "names `{k}` twice (entry {}); each score may appear once (valid: {})",
+                    i + 1,
+                    ScoreKind::valid_names()
+                ),
+            ));
+        }
         if m.anomaly_queries.is_empty() {
             return Err(bad(
                 "method.anomaly_queries",
@@ -726,6 +768,54 @@ mod tests {
         assert!(err.contains("fp8"), "{err}");
         assert!(err.contains("precision"), "{err}");
         assert!(err.contains('4'), "line missing: {err}");
+    }
+
+    #[test]
+    fn scores_parse_in_order_and_default_to_maskomaly() {
+        assert_eq!(parse("").unwrap().method.scores, vec![ScoreKind::Maskomaly]);
+        let job = parse("method:\n  scores: [rba, maskomaly, entropy]\n  rba: {smoothing: true}\n")
+            .unwrap();
+        assert_eq!(
+            job.method.scores,
+            vec![ScoreKind::Rba, ScoreKind::Maskomaly, ScoreKind::Entropy]
+        );
+        assert!(job.method.rba.smoothing);
+        let all =
+            parse("method:\n  scores: [maskomaly, rba, eam, energy, msp, entropy]\n").unwrap();
+        assert_eq!(all.method.scores, ScoreKind::ALL.to_vec());
+    }
+
+    #[test]
+    fn unknown_score_lists_the_valid_names_and_the_line() {
+        let err = parse("name: x\nmethod:\n  lambda: 0.5\n  scores: [maskomaly, odin]\n")
+            .unwrap_err()
+            .to_string();
+        eprintln!("{err}");
+        assert!(err.contains("odin"), "{err}");
+        for k in ScoreKind::ALL {
+            assert!(err.contains(k.as_str()), "{k} missing: {err}");
+        }
+        assert!(err.contains("line 4"), "line missing: {err}");
+    }
+
+    #[test]
+    fn repeated_score_lists_the_valid_names_and_the_line() {
+        let err = parse("name: x\nmethod:\n  scores:\n    - rba\n    - eam\n    - rba\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("method.scores") && err.contains("`rba` twice"),
+            "{err}"
+        );
+        assert!(err.contains("line 3"), "line missing: {err}");
+        for k in ScoreKind::ALL {
+            assert!(err.contains(k.as_str()), "{k} missing: {err}");
+        }
+        let err = parse("method: {scores: []}\n").unwrap_err().to_string();
+        assert!(
+            err.contains("method.scores") && err.contains("line 1"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!   detectron2's exact resize (Pillow bilinear), normalise, pad;
 //!   OpenCV's INTER_AREA back to the input size.
 //! * [`model`]: backends producing `pred_logits` / `pred_masks`.
-//! * [`scoring`]: the Maskomaly rule.
+//! * [`scoring`]: the Maskomaly rule; [`scores`]: every training-free score from one forward pass
+//!   (Maskomaly, RbA, EAM, energy, MSP, entropy).
 //! * [`output`]: HDF5, PNG, heatmap writers and the manifest.
 //! * [`pipeline`]: the stages and their wiring; [`exit`]: exit codes.
 //! * [`shard`]: which slice of the listing an array task processes; where its manifest goes.
@@ -35,6 +36,7 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod resize;
 pub mod rocrate;
+pub mod scores;
 pub mod scoring;
 pub mod shard;
 pub mod verify;

@@ -295,6 +295,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             smiyc,
             no_overlays,
             no_report,
+            score,
         } => {
             let job = load_job(Some(&job_path))?;
             let predictions = predictions.unwrap_or_else(|| job.output.root.clone());
@@ -310,7 +311,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 progress: !cli.quiet,
                 ..Default::default()
             };
-            maskomaly::eval::run_eval(&job, &predictions, &output, &opts)
+            maskomaly::eval::compare::run_compare(&job, &predictions, &output, &opts, score)
                 .map_err(|e| RunError::Data(e.to_string()))?;
             if no_report {
                 log::info!("reports written to {}", output.display());

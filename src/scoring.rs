@@ -590,7 +590,7 @@ pub fn to_host(t: &Tensor) -> Vec<f32> {
 /// The reference's semantic inference (Mask2Former `semantic_inference` + detectron2
 /// `sem_seg_postprocess`): `Σ_q softmax(cls)[q, :K] · sigmoid(mask_q)` at the padded size, cropped to
 /// the resized image, bilinearly resized to the input size, argmax over classes → trainIds (H × W).
-/// Queries are summed in chunks so only a few full-size masks exist at once.
+/// The same `S'` the scores of [`crate::scores`] read.
 pub fn semantic_segmentation(
     pred_logits: &Tensor,
     pred_masks: &Tensor,
@@ -598,30 +598,18 @@ pub fn semantic_segmentation(
     resized: (usize, usize),
     original: (usize, usize),
 ) -> Vec<u8> {
-    let (hp, wp) = (padded.0 as i64, padded.1 as i64);
-    let q = pred_logits.size()[0];
-    let k = pred_logits.size()[1] - 1;
-    let cls = pred_logits.softmax(-1, Kind::Float).narrow(1, 0, k); // [Q, K]
-    let mut sem = Tensor::zeros([k, hp * wp], (Kind::Float, pred_masks.device()));
-    let chunk = 16;
-    for start in (0..q).step_by(chunk as usize) {
-        let n = chunk.min(q - start);
-        let m = pred_masks
-            .narrow(0, start, n)
-            .unsqueeze(0)
-            .upsample_bilinear2d([hp, wp], false, None, None);
-        let m = m.squeeze_dim(0).sigmoid().view([n, hp * wp]); // [n, Hp·Wp]
-        sem += cls.narrow(0, start, n).transpose(0, 1).matmul(&m); // [K, Hp·Wp]
-    }
-    let sem = sem
-        .view([1, k, hp, wp])
-        .narrow(2, 0, resized.0 as i64)
-        .narrow(3, 0, resized.1 as i64);
-    let sem = sem.upsample_bilinear2d([original.0 as i64, original.1 as i64], false, None, None);
-    let ids = sem
-        .squeeze_dim(0)
-        .argmax(0, false)
-        .to_kind(Kind::Uint8)
+    use crate::scores::{semantic, Outputs};
+    let out = Outputs {
+        pred_logits,
+        pred_masks,
+        padded,
+        resized,
+        original,
+    };
+    let s = semantic::compute(&out, true, false)
+        .semantic
+        .expect("asked for S'");
+    let ids = semantic::argmax_classes(&s)
         .to_device(tch::Device::Cpu)
         .contiguous();
     Vec::<u8>::try_from(ids.flatten(0, -1)).expect("uint8 tensor converts to Vec<u8>")

@@ -795,3 +795,231 @@ fn forward_writes_input_and_raw_outputs() {
     assert_eq!(shape("pred_logits"), vec![8, 5]);
     assert_eq!(shape("pred_masks"), vec![8, 16, 24]);
 }
+
+/// One run with every score: six maps per item, each equal to the golden map that
+/// `scripts/make_score_fixtures.py` computed with the official formulas from the same tiny model
+/// (tests/fixtures/scores/tiny_model.safetensors); outputs per score folder, listed in one
+/// manifest, resumable and verifiable.
+#[test]
+fn six_scores_from_one_run_match_the_fixtures() {
+    use maskomaly::scores::ScoreKind;
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scores");
+    let d = tempfile::tempdir().unwrap();
+    let (input, output) = (d.path().join("in"), d.path().join("out"));
+    std::fs::create_dir_all(&input).unwrap();
+    for f in ["landscape.png", "portrait.png"] {
+        std::fs::copy(fx.join(f), input.join(f)).unwrap();
+    }
+    let job = d.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        format!(
+            "name: zoo\ndataset: {{kind: folder, root: {}}}\n\
+             checkpoint: {{format: torchscript, path: {}}}\n\
+             preprocess: {{min_size: 48, max_size: 96}}\n\
+             method:\n  scores: [maskomaly, rba, eam, energy, msp, entropy]\n\
+             output: {{root: {}, heatmap: true}}\nruntime: {{device: cpu}}\n",
+            input.display(),
+            tiny_model().display(),
+            output.display()
+        ),
+    )
+    .unwrap();
+    let job = job.to_str().unwrap();
+    let o = run(&["run", "--job", job]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    let want: std::collections::HashMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(fx.join("tiny_model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    for (stem, (h, w)) in [("landscape", (40, 70)), ("portrait", (70, 40))] {
+        for kind in ScoreKind::ALL {
+            let dir = output.join(kind.as_str());
+            let (got, gh, gw) = read_score(&dir.join(format!("{stem}.hdf5"))).unwrap();
+            assert_eq!((gh, gw), (h, w), "{stem}/{kind}");
+            let reference =
+                Vec::<f32>::try_from(want[&format!("{stem}.{kind}")].flatten(0, -1)).unwrap();
+            let lo = reference.iter().copied().fold(f32::MAX, f32::min);
+            let hi = reference.iter().copied().fold(f32::MIN, f32::max);
+            assert!(hi > lo, "{stem}/{kind}: flat reference");
+            let diff = got
+                .iter()
+                .zip(&reference)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                diff <= 1e-5 * (hi - lo),
+                "{stem}/{kind}: max |diff| {diff:e}, range {}",
+                hi - lo
+            );
+            // PNG: the score's fixed [0, 1] mapping, never a per-image normalisation.
+            let unit = maskomaly::scores::display(kind, 19, &got);
+            let png = image::open(dir.join(format!("{stem}.png")))
+                .unwrap()
+                .into_luma16();
+            assert_eq!((png.height() as usize, png.width() as usize), (h, w));
+            for (p, s) in png.as_raw().iter().zip(unit.iter()) {
+                assert_eq!(*p, (*s as f64 * 65535.0).round() as u16);
+            }
+            assert!(dir.join(format!("{stem}_heat.png")).is_file());
+        }
+    }
+    assert!(
+        !output.join("landscape.hdf5").exists(),
+        "nothing at the root"
+    );
+    let m = Manifest::read(&output.join("manifest.json")).unwrap();
+    assert_eq!((m.counts.written, m.counts.failed), (2, 0));
+    for rec in &m.items {
+        assert_eq!(rec.outputs.len(), 18, "6 scores × (hdf5, png, heatmap)");
+        let firsts: std::collections::BTreeSet<String> = rec
+            .outputs
+            .iter()
+            .map(|o| o.path.iter().next().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(firsts.len(), 6, "{firsts:?}");
+    }
+    // Resume skips both items; verify re-hashes all 36 files.
+    let o = run(&["run", "--job", job]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let m = Manifest::read(&output.join("manifest.json")).unwrap();
+    assert_eq!((m.counts.written, m.counts.skipped), (0, 2));
+    std::fs::remove_file(output.join("eam/portrait.png")).unwrap();
+    assert_eq!(code(&run(&["run", "--job", job])), 0);
+    let m = Manifest::read(&output.join("manifest.json")).unwrap();
+    assert_eq!((m.counts.written, m.counts.skipped), (1, 1));
+    let o = run(&["verify", output.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("36 outputs checked"), "{}", stderr(&o));
+    let crate_json = std::fs::read_to_string(output.join("ro-crate-metadata.json")).unwrap();
+    assert!(crate_json.contains("entropy/portrait.hdf5"), "{crate_json}");
+
+    // Two shards and a merge give the same files and a verifiable manifest.
+    let sharded = d.path().join("sharded");
+    for k in ["0/2", "1/2"] {
+        let o = run(&[
+            "run",
+            "--job",
+            job,
+            "--output",
+            sharded.to_str().unwrap(),
+            "--shard",
+            k,
+        ]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let o = run(&["merge", sharded.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(&["verify", sharded.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    for kind in ScoreKind::ALL {
+        for stem in ["landscape", "portrait"] {
+            let rel = format!("{kind}/{stem}.hdf5");
+            assert_eq!(
+                read_score(&sharded.join(&rel)).unwrap(),
+                read_score(&output.join(&rel)).unwrap(),
+                "{rel}"
+            );
+        }
+    }
+}
+
+/// `eval` on a multi-score run: every score evaluated into its own folder, one comparison table on
+/// stdout, `results.json`, `comparison.csv` and the combined curves; `--score` picks one.
+#[test]
+fn eval_compares_every_score_of_a_run() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("dataset_AnomalyTrack");
+    for i in 0..2u32 {
+        let (w, h) = (120usize, 80usize);
+        save(
+            &maskomaly::demo::road_scene(w, h, i),
+            &root.join(format!("images/validation000{i}.png")),
+        );
+        let labels = maskomaly::demo::road_scene_labels(w, h, i);
+        let label = image::GrayImage::from_raw(w as u32, h as u32, labels).unwrap();
+        let lp = root.join(format!("labels_masks/validation000{i}_labels_semantic.png"));
+        std::fs::create_dir_all(lp.parent().unwrap()).unwrap();
+        label.save(&lp).unwrap();
+    }
+    let out = d.path().join("out");
+    let job = d.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        format!(
+            "name: cmp\ndataset: {{kind: smiyc_anomaly, root: {}, split: validation}}\n\
+             checkpoint: {{format: torchscript, path: {}}}\n\
+             preprocess: {{min_size: 96, max_size: 192}}\n\
+             method: {{scores: [rba, maskomaly, entropy]}}\n\
+             output: {{root: {}, layout: smiyc}}\nruntime: {{device: cpu}}\n",
+            root.display(),
+            tiny_model().display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let job = job.to_str().unwrap();
+    let o = run(&["run", "--job", job]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(out
+        .join("rba/anomaly_p/cmp/AnomalyTrack-all/validation0001.hdf5")
+        .is_file());
+
+    let o = run(&["eval", "--job", job, "--no-overlays"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 5, "header, columns, three scores:\n{table}");
+    assert!(rows[0].contains("tiny_maskformer.pt"), "{table}");
+    for (row, name) in rows[2..].iter().zip(["rba", "maskomaly", "entropy"]) {
+        assert!(row.trim_start().starts_with(name), "{table}");
+    }
+    let eval = out.join("eval");
+    let csv = std::fs::read_to_string(eval.join("comparison.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(eval.join("results.json")).unwrap()).unwrap();
+    assert_eq!(c["scores"].as_array().unwrap().len(), 3);
+    assert!(c["run"]["checkpoint"]["sha256"].is_string(), "{c}");
+    for (i, name) in ["rba", "maskomaly", "entropy"].iter().enumerate() {
+        let one: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(eval.join(name).join("results.json")).unwrap())
+                .unwrap();
+        assert_eq!(c["scores"][i]["score"], *name);
+        assert_eq!(c["scores"][i]["ap"], one["ap"], "{name}");
+        assert!(eval.join(name).join("per_frame.csv").is_file());
+    }
+    // The scores differ, so their AP values do.
+    assert_ne!(c["scores"][0]["ap"], c["scores"][1]["ap"]);
+    for f in ["pr_curves.png", "roc_curves.png"] {
+        let img = image::open(eval.join(f)).unwrap();
+        assert_eq!(img.width(), 760, "{f}");
+    }
+
+    let only = d.path().join("only");
+    let o = run(&[
+        "eval",
+        "--job",
+        job,
+        "--no-overlays",
+        "--score",
+        "entropy",
+        "--output",
+        only.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(only.join("entropy/results.json").is_file());
+    assert!(!only.join("rba").exists());
+    let o = run(&["eval", "--job", job, "--score", "eam"]);
+    assert_ne!(code(&o), 0);
+    assert!(
+        stderr(&o).contains("eam") && stderr(&o).contains("rba, maskomaly, entropy"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["eval", "--job", job, "--score", "odin"]);
+    assert_eq!(code(&o), 64, "{}", stderr(&o));
+    assert!(stderr(&o).contains("maskomaly, rba, eam"), "{}", stderr(&o));
+}

@@ -18,8 +18,11 @@
 //!   metrics (optional; the components need a second pass at the binned best-F1 threshold);
 //!   [`numpy_sort`]: numpy's argsort, whose tie order the binned curve depends on.
 //! * [`discover`]: ranking of mask queries by overlap with anomaly labels (`discover-queries`).
+//! * [`compare`]: every score of a multi-score run, each evaluated as above, then one comparison
+//!   table and combined PR / ROC plots.
 
 pub mod browser;
+pub mod compare;
 pub mod components;
 pub mod discover;
 pub mod html;
@@ -75,6 +78,8 @@ pub struct EvalOptions {
     pub smiyc: bool,
     /// `report.html` with its gallery pictures in `report/`.
     pub report: bool,
+    /// Folder whose `manifest.json` describes the run (default: the predictions folder).
+    pub manifest_dir: Option<PathBuf>,
 }
 
 impl Default for EvalOptions {
@@ -87,6 +92,7 @@ impl Default for EvalOptions {
             print_summary: true,
             smiyc: false,
             report: true,
+            manifest_dir: None,
         }
     }
 }
@@ -190,7 +196,12 @@ pub struct EvalSummary {
     pub per_frame: Vec<FrameResult>,
     /// Files written, in order.
     pub written: Vec<PathBuf>,
+    /// The pooled PR (recall, precision) and ROC (fpr, tpr) curves, sampled for plots.
+    pub curves: (Curve, Curve),
 }
+
+/// Points of a curve, (x, y).
+pub type Curve = Vec<(f64, f64)>;
 
 /// Evaluates the predictions under `predictions` (the job's `output.root` when called from the CLI
 /// without `--predictions`) against the job's dataset and writes the reports into `output`.
@@ -362,7 +373,7 @@ pub fn run_eval(
         distinct_scores: pooled.bins().len(),
         smiyc: None,
         components: None,
-        run: report::run_info(predictions),
+        run: report::run_info(opts.manifest_dir.as_deref().unwrap_or(predictions)),
     };
     results.smiyc = binned;
     results.components = component_metrics;
@@ -392,6 +403,7 @@ pub fn run_eval(
         results,
         per_frame: frames,
         written,
+        curves: pooled.sampled_curves(4000),
     })
 }
 

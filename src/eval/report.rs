@@ -166,7 +166,7 @@ pub fn summary_table(r: &EvalResults) -> String {
 }
 
 /// Registers the embedded DejaVu Sans as plotters' `sans-serif`, once: plots need no system font.
-fn register_font() {
+pub(crate) fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if plotters::style::register_font(

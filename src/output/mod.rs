@@ -9,6 +9,7 @@ pub mod npy;
 pub mod pathtext;
 
 use crate::job::{DatasetKind, Job, Layout};
+use crate::scores::ScoreKind;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -48,22 +49,56 @@ pub fn smiyc_dataset_name(kind: DatasetKind) -> &'static str {
     }
 }
 
-/// Where an item with relative stem `stem` writes its outputs.
-pub fn paths_for(job: &Job, stem: &Path) -> OutputPaths {
+/// Every file one item produces: one [`OutputPaths`] per score, in the order of `method.scores`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemPaths {
+    pub scores: Vec<(ScoreKind, OutputPaths)>,
+}
+
+impl ItemPaths {
+    pub fn all(&self) -> impl Iterator<Item = &PathBuf> {
+        self.scores.iter().flat_map(|(_, p)| p.all())
+    }
+}
+
+/// The folder a score's outputs go to: `output.root` for a single score, `output.root/<score>`
+/// for each of several.
+pub fn score_root(job: &Job, kind: ScoreKind) -> PathBuf {
+    if job.method.scores.len() > 1 {
+        job.output.root.join(kind.as_str())
+    } else {
+        job.output.root.clone()
+    }
+}
+
+/// Where an item with relative stem `stem` writes its outputs: per score, the single-score layout
+/// under [`score_root`].
+pub fn paths_for(job: &Job, stem: &Path) -> ItemPaths {
+    ItemPaths {
+        scores: job
+            .method
+            .scores
+            .iter()
+            .map(|&k| (k, paths_under(job, &score_root(job, k), stem)))
+            .collect(),
+    }
+}
+
+/// The single-score layout (flat or SMIYC) of one item under `root`.
+fn paths_under(job: &Job, root: &Path, stem: &Path) -> OutputPaths {
     let o = &job.output;
     let with_suffix = |suffix: &str, ext: &str| {
         let mut name = stem.file_name().unwrap_or_default().to_os_string();
         name.push(suffix);
         name.push(".");
         name.push(ext);
-        o.root.join(stem).with_file_name(name)
+        root.join(stem).with_file_name(name)
     };
     let hdf5 = o.hdf5.enabled.then(|| match o.layout {
         Layout::Flat => with_suffix("", "hdf5"),
         Layout::Smiyc => {
             let base = stem.file_name().unwrap_or_default();
-            o.root
-                .join("anomaly_p")
+            root.join("anomaly_p")
                 .join(&job.name)
                 .join(smiyc_dataset_name(job.dataset.kind))
                 .join(base)
@@ -191,7 +226,10 @@ mod tests {
         let mut job = Job::default();
         job.output.root = PathBuf::from("/out");
         job.output.heatmap = true;
-        let p = paths_for(&job, Path::new("a/b/frame.01"));
+        let p = paths_for(&job, Path::new("a/b/frame.01"))
+            .scores
+            .remove(0)
+            .1;
         assert_eq!(p.hdf5.unwrap(), PathBuf::from("/out/a/b/frame.01.hdf5"));
         assert_eq!(p.png.unwrap(), PathBuf::from("/out/a/b/frame.01.png"));
         assert_eq!(
@@ -201,7 +239,10 @@ mod tests {
         job.output.layout = Layout::Smiyc;
         job.name = "m".into();
         job.dataset.kind = DatasetKind::SmiycAnomaly;
-        let p = paths_for(&job, Path::new("validation0000"));
+        let p = paths_for(&job, Path::new("validation0000"))
+            .scores
+            .remove(0)
+            .1;
         assert_eq!(
             p.hdf5.unwrap(),
             PathBuf::from("/out/anomaly_p/m/AnomalyTrack-all/validation0000.hdf5")
@@ -232,6 +273,44 @@ mod tests {
         remove_stale_temps_of(mine.iter().cloned());
         let left: Vec<bool> = names.iter().map(|n| n.exists()).collect();
         assert_eq!(left, [false, false, true, true, true, true]);
+    }
+
+    #[test]
+    fn several_scores_each_get_the_single_layout_in_their_folder() {
+        let mut job = Job::default();
+        job.output.root = PathBuf::from("/out");
+        job.method.scores = vec![ScoreKind::Rba, ScoreKind::Maskomaly];
+        let p = paths_for(&job, Path::new("a/frame"));
+        assert_eq!(p.scores.len(), 2);
+        assert_eq!(p.scores[0].0, ScoreKind::Rba);
+        assert_eq!(
+            p.scores[0].1.hdf5.as_deref(),
+            Some(Path::new("/out/rba/a/frame.hdf5"))
+        );
+        assert_eq!(
+            p.scores[1].1.png.as_deref(),
+            Some(Path::new("/out/maskomaly/a/frame.png"))
+        );
+        let all: Vec<&PathBuf> = p.all().collect();
+        assert_eq!(
+            all,
+            [
+                &PathBuf::from("/out/rba/a/frame.hdf5"),
+                &PathBuf::from("/out/rba/a/frame.png"),
+                &PathBuf::from("/out/maskomaly/a/frame.hdf5"),
+                &PathBuf::from("/out/maskomaly/a/frame.png"),
+            ]
+        );
+        job.output.layout = Layout::Smiyc;
+        job.name = "m".into();
+        job.dataset.kind = DatasetKind::SmiycAnomaly;
+        let p = paths_for(&job, Path::new("validation0000"));
+        assert_eq!(
+            p.scores[1].1.hdf5.as_deref(),
+            Some(Path::new(
+                "/out/maskomaly/anomaly_p/m/AnomalyTrack-all/validation0000.hdf5"
+            ))
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use crate::dataset::Item;
 use crate::output::manifest::Timings;
 use crate::preprocess::{Prepared, Rgb8};
+use crate::scores::ScoreKind;
 use tch::Tensor;
 
 /// An item to process, with its position in the run's sorted list.
@@ -63,8 +64,10 @@ pub struct Scored {
     pub idx: usize,
     pub item: Item,
     pub image: Rgb8,
-    /// Row-major H × W, float32 in [0, 1].
-    pub score: Vec<f32>,
+    /// Each score's row-major H × W float32 map, in the order of `method.scores`.
+    pub scores: Vec<(ScoreKind, Vec<f32>)>,
+    /// Inlier classes of the model (the PNG mapping of some scores depends on it).
+    pub classes: usize,
     /// Row-major H × W Cityscapes trainIds, when the job writes a segmentation.
     pub segmentation: Option<Vec<u8>>,
     pub input_id: InputId,

@@ -1,14 +1,10 @@
-//! Scoring stage: the Maskomaly rule on the model's device at the padded size, then the INTER_AREA
-//! resize back to the input size (which squeezes the padded border in, as the reference does).
+//! Scoring stage: every score of `method.scores` from the same network outputs on the model's
+//! device (`crate::scores`), each map at the input size.
 
-use super::decode::ms;
-use super::infer::sync;
-use super::message::{Inferred, Scored, ToScore, ToWrite};
+use super::message::{Failure, Inferred, Scored, ToScore, ToWrite};
 use super::{RunError, Shared};
-use crate::resize::opencv_area;
-use crate::scoring;
+use crate::scores;
 use crossbeam_channel::{Receiver, Sender};
-use std::time::Instant;
 
 pub fn run(shared: &Shared, rx: Receiver<ToScore>, tx: Sender<ToWrite>) {
     let _guard = tch::no_grad_guard();
@@ -31,7 +27,7 @@ pub fn run(shared: &Shared, rx: Receiver<ToScore>, tx: Sender<ToWrite>) {
             Ok(inf) => {
                 if !checked {
                     let (q, k) = (inf.pred_logits.size()[0], inf.pred_logits.size()[1]);
-                    if let Err(e) = scoring::check_indices(&shared.job.method, q, k) {
+                    if let Err(e) = scores::check(&shared.job.method, q, k) {
                         shared.fail(RunError::Config(e.to_string()));
                         return;
                     }
@@ -58,9 +54,9 @@ pub fn run(shared: &Shared, rx: Receiver<ToScore>, tx: Sender<ToWrite>) {
     }
 }
 
-/// Scores one item; the map is returned at the item's original resolution.
+/// Scores one item: every score of the job from the same outputs, each map at the item's original
+/// resolution. A score that cannot be computed for this item fails the item.
 pub fn score_one(shared: &Shared, inf: Inferred) -> ToWrite {
-    let t0 = Instant::now();
     let method = &shared.job.method;
     // NaNs would silently turn into a constant map; they are counted, logged and recorded.
     let nan_values = [&inf.pred_logits, &inf.pred_masks]
@@ -73,49 +69,37 @@ pub fn score_one(shared: &Shared, inf: Inferred) -> ToWrite {
             inf.item.image.display()
         );
     }
-    let classes = inf.pred_logits.size()[1] as usize;
-    let cls = scoring::class_probs(&inf.pred_logits);
-    let plan = scoring::plan(&cls, classes, method);
-    let (hp, wp) = inf.padded;
-    let device = inf.pred_masks.device();
-    let mut timings = inf.timings;
-    let padded = if device == tch::Device::Cpu {
-        scoring::score_image(&plan, &inf.pred_masks, (hp, wp), method)
-    } else {
-        let map = scoring::score_device(&plan, &inf.pred_masks, (hp, wp), method);
-        sync(device);
-        timings.score = ms(t0);
-        let t1 = Instant::now();
-        let host = scoring::to_host(&map);
-        timings.download = ms(t1);
-        host
-    };
-    let (h, w) = (inf.image.height, inf.image.width);
-    let t2 = Instant::now();
-    let score = opencv_area(&padded, wp, hp, w, h);
-    if device == tch::Device::Cpu {
-        timings.score = ms(t0);
-    } else {
-        timings.score += ms(t2);
-    }
     let o = &shared.job.output;
-    let segmentation = (o.segmentation || o.npy).then(|| {
-        scoring::semantic_segmentation(
-            &inf.pred_logits,
-            &inf.pred_masks,
-            inf.padded,
-            inf.resized,
-            (h, w),
-        )
-    });
-    Ok(Scored {
-        idx: inf.idx,
-        item: inf.item,
-        image: inf.image,
-        score,
-        segmentation,
-        input_id: inf.input_id,
-        nan_values,
-        timings,
-    })
+    let outputs = scores::Outputs {
+        pred_logits: &inf.pred_logits,
+        pred_masks: &inf.pred_masks,
+        padded: inf.padded,
+        resized: inf.resized,
+        original: (inf.image.height, inf.image.width),
+    };
+    let mut timings = inf.timings;
+    match scores::compute(method, &outputs, o.segmentation || o.npy) {
+        Ok(s) => {
+            timings.score = s.score_ms;
+            timings.download = s.download_ms;
+            Ok(Scored {
+                idx: inf.idx,
+                item: inf.item,
+                image: inf.image,
+                scores: s.maps,
+                classes: s.classes,
+                segmentation: s.segmentation,
+                input_id: inf.input_id,
+                nan_values,
+                timings,
+            })
+        }
+        Err(e) => Err(Box::new(Failure {
+            idx: inf.idx,
+            item: inf.item,
+            input_id: Some(inf.input_id),
+            error: e.to_string(),
+            timings,
+        })),
+    }
 }

@@ -235,25 +235,31 @@ fn write_item(shared: &Shared, s: Scored) -> Result<ItemRecord, Box<WriteFailure
         timings_ms: s.timings,
     };
     let result = (|| -> std::io::Result<()> {
-        if let Some(p) = &paths.hdf5 {
-            hdf5::write_score(p, &s.score, h, w, job.output.hdf5.dtype)?;
-        }
-        if let Some(p) = &paths.png {
-            image::write_png16(p, &s.score, h, w)?;
-        }
-        if let Some(p) = &paths.heatmap {
-            image::write_heatmap(p, &s.score, &s.image)?;
-        }
-        if let Some(seg) = &s.segmentation {
-            if let Some(p) = &paths.segmentation {
-                image::write_gray8(p, seg, h, w)?;
+        for ((kind, values), (_, paths)) in s.scores.iter().zip(&paths.scores) {
+            // HDF5 and .npy hold the score's own values; PNG and heatmap its fixed [0, 1] mapping.
+            if let Some(p) = &paths.hdf5 {
+                hdf5::write_score(p, values, h, w, job.output.hdf5.dtype)?;
             }
-            if let Some(p) = &paths.segmentation_npy {
-                crate::output::npy::write_u8(p, seg, &[h, w])?;
+            if paths.png.is_some() || paths.heatmap.is_some() {
+                let unit = crate::scores::display(*kind, s.classes, values);
+                if let Some(p) = &paths.png {
+                    image::write_png16(p, &unit, h, w)?;
+                }
+                if let Some(p) = &paths.heatmap {
+                    image::write_heatmap(p, &unit, &s.image)?;
+                }
             }
-        }
-        if let Some(p) = &paths.anomaly_npy {
-            crate::output::npy::write_f32(p, &s.score, &[h, w])?;
+            if let Some(seg) = &s.segmentation {
+                if let Some(p) = &paths.segmentation {
+                    image::write_gray8(p, seg, h, w)?;
+                }
+                if let Some(p) = &paths.segmentation_npy {
+                    crate::output::npy::write_u8(p, seg, &[h, w])?;
+                }
+            }
+            if let Some(p) = &paths.anomaly_npy {
+                crate::output::npy::write_f32(p, values, &[h, w])?;
+            }
         }
         for p in paths.all() {
             let rel = p.strip_prefix(&job.output.root).unwrap_or(p).to_path_buf();

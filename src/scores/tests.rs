@@ -1,0 +1,247 @@
+//! Golden tests against `tests/fixtures/scores/synthetic.safetensors`, made by
+//! `PYTHONPATH=/tmp/pyscores python3 scripts/make_score_fixtures.py tests/fixtures/scores`
+//! (torch 2.11.0, torchvision 0.26.0, opencv-python-headless 4.7.0.68; see the script's header):
+//! each score computed from the same outputs the way its official code does.
+
+use super::*;
+use crate::job::Method;
+use std::collections::HashMap;
+
+fn fixtures() -> HashMap<String, Tensor> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/scores/synthetic.safetensors");
+    Tensor::read_safetensors(&p)
+        .expect("fixture reads")
+        .into_iter()
+        .collect()
+}
+
+const CASES: [&str; 4] = ["landscape", "portrait", "identity", "void_only"];
+
+/// The case's method: every score, the Maskomaly indices the fixture used.
+fn method_for(t: &HashMap<String, Tensor>, case: &str) -> Method {
+    let p = Vec::<i64>::try_from(&t[&format!("{case}.maskomaly_params")]).unwrap();
+    Method {
+        scores: ScoreKind::ALL.to_vec(),
+        anomaly_queries: p[0..4].to_vec(),
+        ground_queries: p[4..6].to_vec(),
+        void_class: p[6],
+        ..Method::default()
+    }
+}
+
+fn sizes(t: &HashMap<String, Tensor>, case: &str) -> [usize; 6] {
+    let s = Vec::<i64>::try_from(&t[&format!("{case}.sizes")]).unwrap();
+    std::array::from_fn(|i| s[i] as usize)
+}
+
+fn run_case(t: &HashMap<String, Tensor>, case: &str, method: &Method) -> ItemScores {
+    let s = sizes(t, case);
+    let out = Outputs {
+        pred_logits: &t[&format!("{case}.pred_logits")],
+        pred_masks: &t[&format!("{case}.pred_masks")],
+        padded: (s[4], s[5]),
+        resized: (s[2], s[3]),
+        original: (s[0], s[1]),
+    };
+    compute(method, &out, true).unwrap()
+}
+
+/// max |got − want| relative to the reference map's range; the range must not be 0.
+fn rel_diff(got: &[f32], want: &Tensor) -> f64 {
+    let want = Vec::<f32>::try_from(want.flatten(0, -1)).unwrap();
+    assert_eq!(got.len(), want.len());
+    let lo = want.iter().copied().fold(f32::MAX, f32::min) as f64;
+    let hi = want.iter().copied().fold(f32::MIN, f32::max) as f64;
+    assert!(hi - lo > 1e-3, "the reference map is flat: {lo}..{hi}");
+    got.iter()
+        .zip(&want)
+        .map(|(&a, &b)| (a as f64 - b as f64).abs())
+        .fold(0.0, f64::max)
+        / (hi - lo)
+}
+
+#[test]
+fn every_score_matches_its_official_formula() {
+    let _g = tch::no_grad_guard();
+    let t = fixtures();
+    for case in CASES {
+        let method = method_for(&t, case);
+        let got = run_case(&t, case, &method);
+        let [h, w, ..] = sizes(&t, case);
+        assert_eq!(got.classes, 7);
+        assert_eq!(
+            got.maps.iter().map(|m| m.0).collect::<Vec<_>>(),
+            ScoreKind::ALL
+        );
+        for (kind, map) in &got.maps {
+            assert_eq!(map.len(), h * w, "{case}/{kind}");
+            let d = rel_diff(map, &t[&format!("{case}.{kind}")]);
+            assert!(d <= 1e-5, "{case}/{kind}: max diff {d:e} of the range");
+        }
+    }
+}
+
+#[test]
+fn rba_smoothing_is_torchvisions_gaussian_blur() {
+    let _g = tch::no_grad_guard();
+    let t = fixtures();
+    for case in CASES {
+        let mut method = method_for(&t, case);
+        method.scores = vec![ScoreKind::Rba];
+        method.rba.smoothing = true;
+        let got = run_case(&t, case, &method);
+        let d = rel_diff(&got.maps[0].1, &t[&format!("{case}.rba_smoothed")]);
+        assert!(d <= 1e-5, "{case}: max diff {d:e} of the range");
+        let plain = rel_diff(&got.maps[0].1, &t[&format!("{case}.rba")]);
+        assert!(
+            plain > 1e-3,
+            "{case}: smoothing changed nothing ({plain:e})"
+        );
+    }
+}
+
+#[test]
+fn edge_cases_are_in_the_fixtures() {
+    let t = fixtures();
+    let values = |name: &str| Vec::<f32>::try_from(t[name].flatten(0, -1)).unwrap();
+    // Pixels where Σ_k S'_k = 0: entropy ln K (K = 7), msp 1, rba 0, energy −ln K, eam 1.
+    for case in ["landscape", "identity"] {
+        let ent = values(&format!("{case}.entropy"));
+        let zero: Vec<usize> = (0..ent.len())
+            .filter(|&i| ent[i] == (7f64).ln() as f32)
+            .collect();
+        assert!(zero.len() > 50, "{case}: {} empty pixels", zero.len());
+        let (msp, rba, eam) = (
+            values(&format!("{case}.msp")),
+            values(&format!("{case}.rba")),
+            values(&format!("{case}.eam")),
+        );
+        for &i in &zero {
+            assert_eq!(
+                (msp[i], rba[i], eam[i]),
+                (1.0, 0.0, 1.0),
+                "{case} pixel {i}"
+            );
+        }
+    }
+    // Void-only: every query's argmax is the void class.
+    let p = t["void_only.pred_logits"]
+        .softmax(-1, Kind::Float)
+        .argmax(1, false);
+    assert!(Vec::<i64>::try_from(&p).unwrap().iter().all(|&c| c == 7));
+    // Padding: padded sizes exceed the resized ones in two cases; the portrait case is portrait.
+    let [h, w, rh, rw, hp, wp] = sizes(&t, "landscape");
+    assert!(wp > rw && (h, w) != (rh, rw) && hp == rh);
+    let [h, w, rh, _, hp, _] = sizes(&t, "portrait");
+    assert!(h > w && hp > rh);
+}
+
+#[test]
+fn the_shared_pass_gives_each_score_what_it_gives_alone() {
+    let _g = tch::no_grad_guard();
+    let t = fixtures();
+    for case in ["landscape", "identity"] {
+        let all = run_case(&t, case, &method_for(&t, case));
+        for (kind, map) in &all.maps {
+            let mut method = method_for(&t, case);
+            method.scores = vec![*kind];
+            let alone = run_case(&t, case, &method);
+            let alone = Tensor::from_slice(&alone.maps[0].1);
+            // Only EAM's summation may change (its row shares a matrix product with S' or not).
+            let d = rel_diff(map, &alone);
+            assert!(d <= 1e-6, "{case}/{kind}: {d:e}");
+        }
+    }
+}
+
+#[test]
+fn segmentation_is_the_argmax_of_the_shared_semantic_map() {
+    let _g = tch::no_grad_guard();
+    let t = fixtures();
+    let case = "portrait";
+    let [h, w, rh, rw, hp, wp] = sizes(&t, case);
+    let got = run_case(&t, case, &method_for(&t, case));
+    let seg = got.segmentation.unwrap();
+    let logits = &t[&format!("{case}.pred_logits")];
+    let masks = &t[&format!("{case}.pred_masks")];
+    let direct = crate::scoring::semantic_segmentation(logits, masks, (hp, wp), (rh, rw), (h, w));
+    assert_eq!(seg, direct);
+    // Class 0 never wins (its probability is 0), several others do.
+    assert!(!seg.contains(&0));
+    let mut seen = seg.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    assert!(seen.len() >= 3, "{seen:?}");
+}
+
+#[test]
+fn display_ranges_are_fixed_and_monotone() {
+    let k = 19;
+    // One fully claimed pixel maps to 0, an unclaimed one to 1, for every score.
+    let claimed = |kind: ScoreKind| -> f32 {
+        match kind {
+            ScoreKind::Rba => -(1f32.tanh()),
+            ScoreKind::Energy => -((1f32).exp() + (k - 1) as f32).ln(),
+            _ => 0.0,
+        }
+    };
+    let unclaimed = |kind: ScoreKind| -> f32 {
+        match kind {
+            ScoreKind::Energy => -(k as f32).ln(),
+            ScoreKind::Entropy => (k as f32).ln(),
+            ScoreKind::Rba => 0.0,
+            _ => 1.0,
+        }
+    };
+    for kind in ScoreKind::ALL {
+        let v = [claimed(kind), unclaimed(kind), -50.0, 50.0];
+        let d = display(kind, k, &v);
+        // The float32 inputs carry rounding that the energy range (0.13 wide) magnifies 7.5×.
+        assert!(d[0].abs() < 1e-5, "{kind}: {}", d[0]);
+        assert!((d[1] - 1.0).abs() < 1e-5, "{kind}: {}", d[1]);
+        assert_eq!((d[2], d[3]), (0.0, 1.0), "{kind}: clamped");
+        let xs: Vec<f32> = (0..100).map(|i| claimed(kind) + i as f32 * 0.01).collect();
+        let ys = display(kind, k, &xs);
+        assert!(ys.windows(2).all(|p| p[0] <= p[1]), "{kind} not monotone");
+    }
+    // Maskomaly maps are written as they are.
+    assert!(matches!(
+        display(ScoreKind::Maskomaly, k, &[0.3]),
+        Cow::Borrowed(_)
+    ));
+}
+
+#[test]
+fn bad_shapes_and_tiny_images_are_errors() {
+    let _g = tch::no_grad_guard();
+    let logits = Tensor::zeros([4, 3], (Kind::Float, Device::Cpu));
+    let masks = Tensor::zeros([5, 2, 2], (Kind::Float, Device::Cpu));
+    let out = Outputs {
+        pred_logits: &logits,
+        pred_masks: &masks,
+        padded: (8, 8),
+        resized: (8, 8),
+        original: (8, 8),
+    };
+    let method = Method {
+        scores: vec![ScoreKind::Rba],
+        ..Method::default()
+    };
+    let e = compute(&method, &out, false).err().unwrap().to_string();
+    assert!(e.contains("[4, 3]") && e.contains("[5, 2, 2]"), "{e}");
+    let masks = Tensor::zeros([4, 1, 1], (Kind::Float, Device::Cpu));
+    let out = Outputs {
+        pred_masks: &masks,
+        padded: (4, 4),
+        resized: (3, 4),
+        original: (3, 4),
+        ..out
+    };
+    let mut method = method;
+    method.rba.smoothing = true;
+    let e = compute(&method, &out, false).err().unwrap().to_string();
+    assert!(e.contains("4×3") && e.contains("smoothing"), "{e}");
+    method.rba.smoothing = false;
+    assert_eq!(compute(&method, &out, false).unwrap().maps[0].1.len(), 12);
+}
