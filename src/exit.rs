@@ -67,3 +67,112 @@ pub trait Diagnose: std::error::Error {
         None
     }
 }
+
+/// An error on its way to `main`: the error with its causes, its exit status and its hint, taken
+/// from [`Diagnose`] (or given, for error types that report their own code).
+#[derive(Debug)]
+pub struct Failure {
+    error: Box<dyn std::error::Error + Send + Sync>,
+    code: ExitCode,
+    hint: Option<String>,
+}
+
+impl<E: Diagnose + Send + Sync + 'static> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            code: e.exit_code(),
+            hint: e.hint(),
+            error: Box::new(e),
+        }
+    }
+}
+
+impl Failure {
+    /// An error with the exit status its own type reports.
+    pub fn coded(code: ExitCode, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Failure {
+            error: Box::new(e),
+            code,
+            hint: None,
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        self.code
+    }
+
+    /// What `main` prints on stderr (uv style):
+    ///
+    /// ```text
+    /// error: cannot read /in/x.png
+    ///   caused by: No such file or directory (os error 2)
+    /// hint: ...
+    /// ```
+    /// A cause whose text the line above already holds (an error that repeats its source in its own
+    /// message) is not printed twice.
+    pub fn render(&self) -> String {
+        let mut out = format!("error: {}\n", self.error);
+        let mut above = self.error.to_string();
+        let mut cause = self.error.source();
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !above.contains(&text) {
+                out.push_str(&format!("  caused by: {text}\n"));
+            }
+            above = text;
+            cause = c.source();
+        }
+        if let Some(h) = &self.hint {
+            out.push_str(&format!("hint: {h}\n"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot load job {0}")]
+    struct Outer(&'static str, #[source] Middle);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("line 3: {source}")]
+    struct Middle {
+        source: std::io::Error,
+    }
+
+    impl Diagnose for Outer {
+        fn hint(&self) -> Option<String> {
+            Some("check the path".into())
+        }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("plain")]
+    struct Plain;
+
+    impl Diagnose for Plain {}
+
+    #[test]
+    fn render_prints_each_cause_then_the_hint() {
+        let e = Outer(
+            "a.yaml",
+            Middle {
+                source: std::io::Error::other("disk on fire"),
+            },
+        );
+        let f = Failure::from(e);
+        assert_eq!(
+            f.render(),
+            "error: cannot load job a.yaml\n  caused by: line 3: disk on fire\nhint: check the path\n"
+        );
+        // Unknown errors are bugs, not configuration errors.
+        assert_eq!(f.exit_code(), ExitCode::Software);
+        assert_eq!(Failure::from(Plain).render(), "error: plain\n");
+        let coded = Failure::coded(ExitCode::NoInput, std::io::Error::other("gone"));
+        assert_eq!(coded.exit_code(), ExitCode::NoInput);
+        assert_eq!(coded.render(), "error: gone\n");
+    }
+}
