@@ -84,11 +84,11 @@ pub fn prepare(dir: &Path) -> Result<(Job, PathBuf), DemoError> {
 pub struct DemoError {
     pub path: PathBuf,
     #[source]
-    pub source: crate::error::Source,
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl DemoError {
-    fn write(path: &Path, e: impl Into<crate::error::Source>) -> DemoError {
+    fn write(path: &Path, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> DemoError {
         DemoError {
             path: path.to_path_buf(),
             source: e.into(),

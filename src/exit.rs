@@ -15,17 +15,17 @@ pub enum ExitCode {
     /// No input: the input folder is missing or holds no images, or the checkpoint file is missing
     /// and the job names no URL to fetch it from.
     NoInput = 66,
-    /// A bug: please report it.
+    /// A bug (please report it), an error of unknown kind, or a CUDA fault other than memory.
     Software = 70,
     /// The output folder or a file in it cannot be created.
     CantCreate = 73,
     /// Reading or writing failed (e.g. disk full).
     Io = 74,
-    /// Temporary failure, worth retrying (CUDA out of memory, checkpoint download failed, the
-    /// output folder in use by another run, no thread could be started).
+    /// Temporary failure, worth retrying (out of GPU or host memory, checkpoint download failed,
+    /// the output folder in use by another run, no thread could be started).
     TempFail = 75,
     /// Configuration error: bad job file, checkpoint wrong or not loadable, a model that does not
-    /// fit the job.
+    /// fit the job, a CUDA build without kernels for this GPU or driver.
     Config = 78,
     /// Stopped by SIGINT (Ctrl-C); finished items are kept.
     Interrupted = 130,
@@ -47,12 +47,13 @@ Exit codes:
     64   bad command line
     65   input data error (e.g. labels that do not pair with images)
     66   no input (input folder missing or without images; checkpoint missing, no URL)
-    70   internal error (a bug)
+    70   internal error (a bug, or a CUDA fault other than memory)
     73   cannot create the output folder or a file in it
     74   I/O error (e.g. disk full)
-    75   temporary failure, retry (CUDA out of memory, checkpoint download failed,
+    75   temporary failure, retry (out of GPU or host memory, checkpoint download failed,
          output folder in use by another run)
-    78   configuration error (job file, checkpoint wrong/not loadable, model does not fit)
+    78   configuration error (job file, checkpoint wrong/not loadable, model does not fit,
+         CUDA build without kernels for this GPU or driver)
     130  interrupted by SIGINT; finished outputs are kept, a rerun resumes
     143  terminated by SIGTERM; finished outputs are kept, a rerun resumes";
 
