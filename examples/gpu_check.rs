@@ -15,8 +15,8 @@
 mod common;
 use common::arg;
 
+use maskomaly::device::{device_name, resolve_device};
 use maskomaly::job::{CheckpointFormat, DeviceChoice, Job, Precision};
-use maskomaly::pipeline::{device_name, resolve_device};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};

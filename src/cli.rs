@@ -58,14 +58,19 @@ pub enum Command {
     /// Run the network on one image and save the preprocessed input and raw outputs (safetensors:
     /// `pixel_values` [1,3,Hp,Wp], `pred_logits` [Q,K+1], `pred_masks` [Q,Hp/4,Wp/4]).
     Forward {
+        /// Job file (YAML); without it the default job is used.
         #[arg(long)]
         job: Option<PathBuf>,
+        /// The image.
         #[arg(long)]
         image: PathBuf,
+        /// The safetensors file to write.
         #[arg(long)]
         out: PathBuf,
+        /// Checkpoint file (overrides checkpoint.path, as for `run`).
         #[arg(long)]
         checkpoint: Option<PathBuf>,
+        /// Device (overrides runtime.device).
         #[arg(long, value_enum)]
         device: Option<DeviceArg>,
     },
@@ -73,55 +78,63 @@ pub enum Command {
     /// per_frame.csv, PR/ROC curves, overlays, report.html, and a summary table on stdout. With
     /// several scores (`method.scores`), each is evaluated into OUTPUT/<score>/ and all are compared:
     /// a table on stdout, results.json, comparison.csv, pr_curves.png and roc_curves.png.
-    Eval {
-        #[arg(long)]
-        job: PathBuf,
-        /// Folder holding the predictions (default: the job's output.root).
-        #[arg(long)]
-        predictions: Option<PathBuf>,
-        /// Folder for the reports (default: <predictions>/eval).
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// `total` (pool pixels, ignore dropped) or `image` (per frame, nan-mean); default from the dataset.
-        #[arg(long, value_enum)]
-        mode: Option<ModeArg>,
-        /// Also compute the SegmentMeIfYouCan benchmark's binned pixel metrics and component
-        /// metrics, as road-anomaly-benchmark computes them at commit 1c7804e (docs/eval.md).
-        #[arg(long)]
-        smiyc: bool,
-        /// Skip the per-frame overlay images.
-        #[arg(long)]
-        no_overlays: bool,
-        /// Skip report.html (the page with the run, metrics, curves, a gallery and the frame table).
-        #[arg(long)]
-        no_report: bool,
-        /// Evaluate only this score of a multi-score run (default: every score found, compared).
-        #[arg(long, value_parser = parse_score)]
-        score: Option<crate::scores::ScoreKind>,
-    },
+    Eval(EvalArgs),
     /// Rank the mask queries by their overlap with the anomaly labels of a labelled dataset and write
     /// the ranking as YAML for `method.anomaly_queries_file`.
-    DiscoverQueries {
-        #[arg(long)]
-        job: PathBuf,
-        #[arg(long)]
-        output: PathBuf,
-        /// Use the corrected IoU instead of the reference's (which subtracts the image's ignore count).
-        #[arg(long)]
-        corrected_iou: bool,
-        /// How many of the best queries go into `selected`.
-        #[arg(long, default_value_t = 4)]
-        select: usize,
-        /// Only the first N frames.
-        #[arg(long)]
-        limit: Option<usize>,
-    },
+    DiscoverQueries(DiscoverArgs),
     /// Checkpoint tools.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
     /// Write the tiny TorchScript test model (100 queries, 19 classes + void) to a file.
     #[command(hide = true)]
     TinyModel { out: PathBuf },
+}
+
+/// `maskomaly eval`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub job: PathBuf,
+    /// Folder holding the predictions (default: the job's output.root).
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
+    /// Folder for the reports (default: <predictions>/eval).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// `total` (pool pixels, ignore dropped) or `image` (per frame, nan-mean); default from the dataset.
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Also compute the SegmentMeIfYouCan benchmark's binned pixel metrics and component
+    /// metrics, as road-anomaly-benchmark computes them at commit 1c7804e (docs/eval.md).
+    #[arg(long)]
+    pub smiyc: bool,
+    /// Skip the per-frame overlay images.
+    #[arg(long)]
+    pub no_overlays: bool,
+    /// Skip report.html (the page with the run, metrics, curves, a gallery and the frame table).
+    #[arg(long)]
+    pub no_report: bool,
+    /// Evaluate only this score of a multi-score run (default: every score found, compared).
+    #[arg(long, value_parser = parse_score)]
+    pub score: Option<crate::scores::ScoreKind>,
+}
+
+/// `maskomaly discover-queries`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiscoverArgs {
+    #[arg(long)]
+    pub job: PathBuf,
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Use the corrected IoU instead of the reference's (which subtracts the image's ignore count).
+    #[arg(long)]
+    pub corrected_iou: bool,
+    /// How many of the best queries go into `selected`.
+    #[arg(long, default_value_t = 4)]
+    pub select: usize,
+    /// Only the first N frames.
+    #[arg(long)]
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,7 +173,8 @@ pub struct RunArgs {
     /// Output folder (overrides output.root).
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// Checkpoint file (overrides checkpoint.path).
+    /// Checkpoint file (overrides checkpoint.path; the job's checkpoint.url and sha256 then no
+    /// longer apply).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Device (overrides runtime.device).

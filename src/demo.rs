@@ -80,17 +80,18 @@ pub fn prepare(dir: &Path) -> Result<(Job, PathBuf), DemoError> {
 
 /// A demo file that could not be written.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write {path}: {message}")]
+#[error("cannot write {path}")]
 pub struct DemoError {
     pub path: PathBuf,
-    pub message: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl DemoError {
-    fn write(path: &Path, e: impl std::fmt::Display) -> DemoError {
+    fn write(path: &Path, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> DemoError {
         DemoError {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source: e.into(),
         }
     }
 }

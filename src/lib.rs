@@ -14,19 +14,24 @@
 //! * [`scoring`]: the Maskomaly rule; [`scores`]: every training-free score from one forward pass
 //!   (Maskomaly, RbA, EAM, energy, MSP, entropy).
 //! * [`output`]: HDF5, PNG, heatmap writers and the manifest.
-//! * [`pipeline`]: the stages and their wiring; [`exit`]: exit codes.
+//! * [`pipeline`]: the stages and their wiring.
+//! * [`commands`]: one file per subcommand; the one way to override a job and find its checkpoint.
+//! * [`exit`], [`error`]: exit codes, the error policy ([`exit::Diagnose`]) and the run's errors.
+//! * [`device`]: device resolution and naming, libtorch faults; [`cuda`]: loading CUDA support.
+//! * [`progress`]: the one progress-bar set-up (hidden under `--quiet`).
 //! * [`shard`]: which slice of the listing an array task processes; where its manifest goes.
 //! * [`merge`], [`verify`], [`rocrate`]: combining shard manifests, re-checking a run, provenance.
 //! * [`eval`]: metrics, reports and query discovery over written predictions.
 
 pub mod cli;
+pub mod commands;
 pub mod cuda;
 pub mod dataset;
 pub mod demo;
-pub mod discover_cmd;
+pub mod device;
+pub mod error;
 pub mod eval;
 pub mod exit;
-pub mod forward;
 pub mod job;
 pub mod jpeg;
 pub mod merge;
@@ -34,6 +39,7 @@ pub mod model;
 pub mod output;
 pub mod pipeline;
 pub mod preprocess;
+pub mod progress;
 pub mod resize;
 pub mod rocrate;
 pub mod scores;

@@ -36,7 +36,6 @@ use crate::dataset::{self, DatasetError, LabelError};
 use crate::job::{DatasetKind, Job};
 use metrics::{CurveMetrics, Histogram, HistogramAccumulator, MetricError};
 use predictions::{PredDtype, PredictionError};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 /// How pixels are pooled (the reference's `mode` argument of `get_scores`).
@@ -435,16 +434,7 @@ fn component_pass(
 }
 
 fn progress_bar(len: u64, enabled: bool) -> indicatif::ProgressBar {
-    if !enabled || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "evaluating {bar:40} {pos}/{len} frames, {eta} left",
-    ) {
-        bar.set_style(style);
-    }
-    bar
+    crate::progress::count(len, "evaluating", "frames", enabled)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! Network failures are [`ModelError::Download`]: a temporary condition worth retrying.
 
 use super::ModelError;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use crate::job::{CheckpointFormat, Job};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -125,13 +125,7 @@ pub fn download(url: &str, target: &Path, sha256: Option<&str>) -> Result<(), Mo
         .into();
     let mut resp = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
     let total = resp.body().content_length();
-    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template(
-        "{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
-        bar.set_style(style);
-    }
-    bar.set_message(format!("fetching {}", cache_name(url)));
+    let bar = crate::progress::bytes(total, format!("fetching {}", cache_name(url)));
     let tmp = dir.join(format!(".{}.part-{}", cache_name(url), std::process::id()));
     let result = (|| -> Result<String, ModelError> {
         let mut out = std::fs::File::create(&tmp)
@@ -184,6 +178,37 @@ pub fn download(url: &str, target: &Path, sha256: Option<&str>) -> Result<(), Mo
         .map_err(|e| fail(format!("cannot move the download into place: {e}")))?;
     log::info!("fetched {url} -> {} (sha256 {found})", target.display());
     Ok(())
+}
+
+/// Finds the job's checkpoint the way every command does: `checkpoint.path` when it exists, else
+/// the job's own `checkpoint.url` downloaded into the cache (never another file's URL); checks
+/// `checkpoint.sha256` when the job gives one. Returns the job pointing at the local file and the
+/// file's SHA-256 (for the manifest).
+pub fn resolve_checkpoint(job: &Job) -> Result<(Job, String), ModelError> {
+    let ck = &job.checkpoint;
+    if ck.format == CheckpointFormat::Random {
+        return Ok((job.clone(), format!("random-seed-{}", super::RANDOM_SEED)));
+    }
+    let path = resolve(&ck.path, ck.effective_url(), None)?;
+    let file = if path.is_dir() {
+        path.join("model.safetensors")
+    } else {
+        path.clone()
+    };
+    let found = sha256_file(&file)?;
+    if let Some(expected) = &ck.sha256 {
+        if !expected.trim().eq_ignore_ascii_case(&found) {
+            return Err(ModelError::Checksum {
+                path: file,
+                expected: expected.clone(),
+                found,
+            });
+        }
+    }
+    let mut resolved = job.clone();
+    resolved.checkpoint.path = path;
+    resolved.checkpoint.sha256 = None; // checked here once; the loader need not hash it again
+    Ok((resolved, found))
 }
 
 #[cfg(test)]

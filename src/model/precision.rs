@@ -83,7 +83,7 @@ pub fn wrap(
     let kind = kind(p);
     let unsupported = |message: String| ModelError::Precision {
         precision: p,
-        device: crate::pipeline::device_name(device),
+        device: crate::device::device_name(device),
         message: first_line(&message),
     };
     if kind != Kind::Float {

@@ -39,7 +39,7 @@ impl Backend for TorchScriptModel {
         let out = self
             .module
             .forward_is(&[IValue::Tensor(x.shallow_clone())])
-            .map_err(|e| ModelError::Forward(first_line(&e.to_string())))?;
+            .map_err(|e| ModelError::Forward(crate::device::error_line(&e.to_string())))?;
         let (a, b) = match out {
             IValue::Tuple(v) | IValue::GenericList(v) if v.len() == 2 => {
                 let mut it = v.into_iter();

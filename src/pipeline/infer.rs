@@ -4,6 +4,7 @@
 use super::decode::ms;
 use super::message::{Decoded, Failure, Inferred, ToInfer, ToScore};
 use super::{RunError, Shared};
+use crate::error::model_fault;
 use crate::model::{check_outputs, Backend, ModelError};
 use crossbeam_channel::{Receiver, Sender};
 use std::time::Instant;
@@ -61,13 +62,11 @@ pub fn run(
                 }
             }
             Err((e, items)) => {
-                let fatal = matches!(e, ModelError::Contract(_)) || is_out_of_memory(&e);
+                // A device fault (out of memory, a CUDA error) ends the run: later batches would
+                // meet it too. Its exit code says whether a retry can help.
+                let fatal = matches!(e, ModelError::Contract(_)) || model_fault(&e).is_some();
                 if fatal {
-                    shared.fail(if is_out_of_memory(&e) {
-                        RunError::Temporary(e.to_string())
-                    } else {
-                        RunError::Model(e)
-                    });
+                    shared.fail(RunError::Model(e));
                     return;
                 }
                 for d in items {
@@ -85,11 +84,6 @@ pub fn run(
             }
         }
     }
-}
-
-fn is_out_of_memory(e: &ModelError) -> bool {
-    let s = e.to_string();
-    s.contains("out of memory") || s.contains("CUDA error")
 }
 
 /// Waits for the device's queued work, so that a stage's time is its own.

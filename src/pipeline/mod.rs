@@ -16,9 +16,12 @@ pub mod score;
 mod summary;
 pub mod write;
 
-use crate::dataset::{self, DatasetError, Item};
+use crate::dataset::{self, Item};
+use crate::device::{device_name, git_commit, libtorch_version, resolve_device};
+use crate::error::RunError;
 use crate::exit::ExitCode;
-use crate::job::{CheckpointFormat, DeviceChoice, Job, Precision, Runtime};
+use crate::job::{Job, Precision, Runtime};
+use crate::model::fetch::resolve_checkpoint;
 use crate::model::{self, ModelError};
 use crate::output::manifest::{
     self, CheckpointInfo, Counts, ItemRecord, ItemStatus, Manifest, Numerics, Program, RunStatus,
@@ -30,81 +33,11 @@ use crossbeam_channel::bounded;
 use message::Work;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tch::Device;
 use write::ManifestWriter;
-
-/// A failure that ends the whole run.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("{0}")]
-    Config(String),
-    #[error("{0}")]
-    NoInput(String),
-    #[error("{0}")]
-    Data(String),
-    #[error("cannot create output folder {path}: {message}")]
-    CantCreate { path: PathBuf, message: String },
-    #[error("{0}")]
-    Io(String),
-    #[error("temporary failure, retry later: {0}")]
-    Temporary(String),
-    #[error(transparent)]
-    Model(#[from] ModelError),
-}
-
-impl RunError {
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
-            RunError::Config(_) => ExitCode::Config,
-            RunError::NoInput(_) => ExitCode::NoInput,
-            RunError::Data(_) => ExitCode::Data,
-            RunError::CantCreate { .. } => ExitCode::CantCreate,
-            RunError::Io(_) => ExitCode::Io,
-            RunError::Temporary(_) => ExitCode::TempFail,
-            RunError::Model(e) => e.exit_code(),
-        }
-    }
-
-    /// A `hint:` line for people, where one helps.
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            RunError::Model(ModelError::Missing { .. }) => Some(
-                "provide the checkpoint: mount it (docker: -v DIR:/models), pass --checkpoint FILE, \
-                 or set checkpoint.path in the job file; `make demo` runs with a generated tiny model"
-                    .into(),
-            ),
-            RunError::NoInput(_) => {
-                Some("pass --input DIR, set dataset.root in the job, or mount a folder at /input".into())
-            }
-            _ => None,
-        }
-    }
-}
-
-impl From<DatasetError> for RunError {
-    fn from(e: DatasetError) -> Self {
-        match e {
-            DatasetError::NoRoot(_) => RunError::NoInput(e.to_string()),
-            DatasetError::Walk { .. } => RunError::Io(e.to_string()),
-            DatasetError::Layout { .. } => RunError::Data(e.to_string()),
-        }
-    }
-}
-
-impl ModelError {
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
-            ModelError::Forward(_) => ExitCode::Software,
-            // A path without a URL to fetch it from: nothing to retry until a person fixes it.
-            ModelError::Missing { .. } => ExitCode::NoInput,
-            e if e.is_temporary() => ExitCode::TempFail,
-            _ => ExitCode::Config,
-        }
-    }
-}
 
 /// Options a run takes besides the job.
 #[derive(Debug, Clone, Default)]
@@ -224,81 +157,6 @@ impl Shared {
     pub fn relative_input(&self, p: &Path) -> PathBuf {
         p.strip_prefix(&self.input_root).unwrap_or(p).to_path_buf()
     }
-}
-
-/// Installs SIGINT/SIGTERM handlers that set `flag` to the signal number; a second signal of the
-/// same kind ends the process at once.
-pub fn install_signal_handlers(flag: &Arc<AtomicUsize>) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    for (sig, code) in [(SIGINT, 130), (SIGTERM, 143)] {
-        let seen = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register_conditional_shutdown(sig, code, Arc::clone(&seen))?;
-        signal_hook::flag::register(sig, seen)?;
-        signal_hook::flag::register_usize(sig, Arc::clone(flag), sig as usize)?;
-    }
-    Ok(())
-}
-
-/// Resolves `auto` to CUDA when libtorch sees a GPU.
-pub fn resolve_device(choice: DeviceChoice) -> Result<Device, RunError> {
-    match choice {
-        DeviceChoice::Cpu => Ok(Device::Cpu),
-        DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-        DeviceChoice::Cuda => Err(RunError::Config(format!(
-            "runtime.device is `cuda`, but {}",
-            crate::cuda::unavailable_reason()
-        ))),
-        DeviceChoice::Auto => Ok(if tch::Cuda::is_available() {
-            Device::Cuda(0)
-        } else {
-            Device::Cpu
-        }),
-    }
-}
-
-pub fn device_name(d: Device) -> String {
-    match d {
-        Device::Cpu => "cpu".into(),
-        Device::Cuda(i) => format!("cuda:{i}"),
-        other => format!("{other:?}"),
-    }
-}
-
-/// Finds the checkpoint (downloading the job's `checkpoint.url` into the cache when
-/// `checkpoint.path` does not exist; never another file's URL), checks the job's SHA-256, and returns the job pointing at the local file together with the
-/// file's SHA-256 for the manifest.
-pub fn resolve_checkpoint(job: &Job) -> Result<(Job, String), RunError> {
-    let ck = &job.checkpoint;
-    if ck.format == CheckpointFormat::Random {
-        return Ok((job.clone(), format!("random-seed-{}", model::RANDOM_SEED)));
-    }
-    let path = model::fetch::resolve(&ck.path, ck.effective_url(), None)?;
-    let file = if path.is_dir() {
-        path.join("model.safetensors")
-    } else {
-        path.clone()
-    };
-    let found = manifest::sha256_file(&file)
-        .map_err(|e| RunError::Config(format!("cannot read checkpoint {}: {e}", file.display())))?;
-    if let Some(expected) = &ck.sha256 {
-        if !expected.eq_ignore_ascii_case(&found) {
-            return Err(ModelError::Checksum {
-                path: file,
-                expected: expected.clone(),
-                found,
-            }
-            .into());
-        }
-    }
-    let mut resolved = job.clone();
-    resolved.checkpoint.path = path;
-    resolved.checkpoint.sha256 = None; // checked here once; the loader need not hash it again
-    Ok((resolved, found))
-}
-
-/// The commit this binary was built from, when the build knew it.
-pub fn git_commit() -> Option<String> {
-    option_env!("MASKOMALY_GIT_COMMIT").map(str::to_string)
 }
 
 /// What an earlier run of the same job and checkpoint left in this output folder.
@@ -588,19 +446,7 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
     let mut writer_state: Option<ManifestWriter> = None;
     let mut run_counts = Counts::default();
     let mut early_error: Option<RunError> = None;
-    let progress = if opts.quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let pb =
-            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} items  {per_sec}  eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        pb
-    };
+    let progress = crate::progress::count(0, "", "items", !opts.quiet);
     std::thread::scope(|s| {
         let shared = &shared;
         // Inference thread: loads and probes the model, reports, then serves batches.
@@ -820,13 +666,4 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
         manifest: manifest_path,
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// The libtorch version this binary runs against.
-pub fn libtorch_version() -> String {
-    // torch-sys builds against the version written by scripts/setup.sh; the runtime library is the
-    // one the rpath or LD_LIBRARY_PATH resolves.
-    option_env!("MASKOMALY_LIBTORCH_VERSION")
-        .unwrap_or("2.11.0")
-        .to_string()
 }

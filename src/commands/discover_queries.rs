@@ -2,14 +2,40 @@
 //! by their overlap with the anomaly labels (the reference's `anomaly_overlap.py`), writing a YAML
 //! file a job can include through `method.anomaly_queries_file`.
 
+use super::load_model;
+use crate::cli::DiscoverArgs;
 use crate::dataset::{self, label::read_label};
-use crate::eval::discover::{discover, write_ranking, DiscoverOptions, Ranking};
+use crate::device::resolve_device;
+use crate::error::RunError;
+use crate::eval::discover::{discover, write_ranking, DiscoverOptions, IouVariant, Ranking};
+use crate::exit::{ExitCode, Failure};
 use crate::job::Job;
-use crate::model;
-use crate::pipeline::{resolve_checkpoint, resolve_device, RunError};
 use crate::preprocess::{decode_file_limited, prepare};
 use std::path::Path;
 
+pub fn command(args: DiscoverArgs) -> Result<ExitCode, Failure> {
+    let job = super::load_job(Some(&args.job))?;
+    let opts = DiscoverOptions {
+        iou: if args.corrected_iou {
+            IouVariant::Corrected
+        } else {
+            IouVariant::Reference
+        },
+        select: args.select,
+        ..Default::default()
+    };
+    let ranking = discover_queries(&job, &args.output, &opts, args.limit)?;
+    println!(
+        "selected queries: {:?} (ranking over {} frames in {})",
+        ranking.selected,
+        ranking.frames,
+        args.output.display()
+    );
+    Ok(ExitCode::Ok)
+}
+
+/// Ranks the queries over the job's dataset (the first `limit` items) and writes the ranking to
+/// `out`.
 pub fn discover_queries(
     job: &Job,
     out: &Path,
@@ -27,10 +53,9 @@ pub fn discover_queries(
             job.dataset.root.display()
         )));
     }
-    let (model_job, _) = resolve_checkpoint(job)?;
-    let m = model::load(&model_job, device)?;
+    let m = load_model(job, device)?;
     let _guard = tch::no_grad_guard();
-    let progress = indicatif::ProgressBar::new(items.len() as u64);
+    let progress = crate::progress::count(items.len() as u64, "ranking queries", "frames", true);
     let frames = items.iter().map(|item| -> Result<_, String> {
         let spec = item
             .label
@@ -55,8 +80,14 @@ pub fn discover_queries(
         progress.inc(1);
         Ok((masks.to_device(tch::Device::Cpu), label))
     });
-    let ranking = discover(frames, opts).map_err(|e| RunError::Data(e.to_string()))?;
+    let ranking = discover(frames, opts).map_err(|e| RunError::Eval {
+        what: "query discovery",
+        source: e.into(),
+    })?;
     progress.finish_and_clear();
-    write_ranking(out, &ranking).map_err(|e| RunError::Io(e.to_string()))?;
+    write_ranking(out, &ranking).map_err(|e| RunError::Write {
+        path: out.to_path_buf(),
+        source: e.into(),
+    })?;
     Ok(ranking)
 }

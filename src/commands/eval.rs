@@ -1,0 +1,40 @@
+//! `maskomaly eval`: metrics, curves and reports over written predictions; several scores are
+//! each evaluated and compared.
+
+use crate::cli::{EvalArgs, ModeArg};
+use crate::error::RunError;
+use crate::eval::{EvalOptions, Mode};
+use crate::exit::{ExitCode, Failure};
+
+pub fn eval(args: EvalArgs, quiet: bool) -> Result<ExitCode, Failure> {
+    let job = super::load_job(Some(&args.job))?;
+    let predictions = args.predictions.unwrap_or_else(|| job.output.root.clone());
+    let output = args.output.unwrap_or_else(|| predictions.join("eval"));
+    let opts = EvalOptions {
+        mode: args.mode.map(|m| match m {
+            ModeArg::Total => Mode::Total,
+            ModeArg::Image => Mode::Image,
+        }),
+        smiyc: args.smiyc,
+        overlays: !args.no_overlays,
+        report: !args.no_report,
+        progress: !quiet,
+        ..Default::default()
+    };
+    crate::eval::compare::run_compare(&job, &predictions, &output, &opts, args.score).map_err(
+        |e| RunError::Eval {
+            what: "evaluation",
+            source: e.into(),
+        },
+    )?;
+    if args.no_report {
+        log::info!("reports written to {}", output.display());
+    } else {
+        log::info!(
+            "reports written to {}; open {}",
+            output.display(),
+            output.join("report.html").display()
+        );
+    }
+    Ok(ExitCode::Ok)
+}

@@ -1,0 +1,24 @@
+//! `maskomaly info`: what this binary runs on (used by the container tests as the CUDA probe).
+
+use crate::device::{git_commit, libtorch_version};
+use crate::exit::ExitCode;
+
+pub fn info() -> ExitCode {
+    println!("maskomaly {}", env!("CARGO_PKG_VERSION"));
+    if let Some(c) = git_commit() {
+        println!("commit: {c}");
+    }
+    println!("libtorch: {}", libtorch_version());
+    match crate::cuda::status() {
+        Some(Ok(p)) => println!("cuda support: loaded from {}", p.display()),
+        Some(Err(e)) => println!("cuda support: not loaded ({e})"),
+        None => println!("cuda support: not probed"),
+    }
+    let n = tch::Cuda::device_count();
+    println!("cuda devices: {n}");
+    if n == 0 && crate::cuda::status().is_some_and(|s| s.is_ok()) {
+        println!("note: {}", crate::cuda::unavailable_reason());
+    }
+    println!("cudnn: {}", tch::Cuda::cudnn_is_available());
+    ExitCode::Ok
+}

@@ -1,0 +1,13 @@
+//! `maskomaly merge`: combine the shard manifests of an array job.
+
+use crate::exit::{ExitCode, Failure};
+
+pub fn merge(args: &crate::merge::MergeArgs) -> Result<ExitCode, Failure> {
+    match crate::merge::merge(args, &std::env::args().collect::<Vec<_>>()) {
+        Ok(r) => {
+            eprint!("{}", r.render());
+            Ok(r.exit_code())
+        }
+        Err(e) => Err(Failure::coded(e.exit_code(), e)),
+    }
+}

@@ -1,0 +1,288 @@
+//! The command layer through the real binary: `forward` and `run` read, override, download and
+//! verify a checkpoint alike, and a failure prints `error:`, one `caused by:` per cause and a
+//! `hint:`, with the exit code of its kind.
+
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn maskomaly(args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_maskomaly"))
+        .args(args)
+        .env("MASKOMALY_CACHE", cache)
+        .env("RUST_LOG", "maskomaly=warn")
+        .output()
+        .expect("binary runs")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn sha256(path: &Path) -> String {
+    Sha256::digest(std::fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Serves `body` over HTTP on 127.0.0.1 for `n` requests; returns the base URL.
+fn serve(body: Vec<u8>, n: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(n) {
+            let Ok(mut s) = stream else { continue };
+            let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A folder with one image, an output folder and a job naming `checkpoint` (YAML flow mapping).
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    image: PathBuf,
+    cache: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let image = root.join("in").join("x.png");
+        std::fs::create_dir_all(image.parent().unwrap()).unwrap();
+        maskomaly::demo::save_rgb(&maskomaly::demo::road_scene(90, 60, 1), &image).unwrap();
+        Setup {
+            cache: root.join("cache"),
+            _dir: dir,
+            root,
+            image,
+        }
+    }
+
+    fn job(&self, name: &str, checkpoint: &str, extra: &str) -> PathBuf {
+        let p = self.root.join(format!("{name}.yaml"));
+        let text = format!(
+            "dataset: {{kind: folder, root: {}}}\ncheckpoint: {checkpoint}\n\
+             preprocess: {{min_size: 64, max_size: 128}}\noutput: {{root: {}}}\n\
+             runtime: {{device: cpu}}\n{extra}",
+            self.image.parent().unwrap().display(),
+            self.root.join(format!("out-{name}")).display()
+        );
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// `forward` then `run` over `job` with `extra` flags: both exit codes and stderrs.
+    fn both(&self, job: &Path, extra: &[&str]) -> [(i32, String); 2] {
+        let raw = self.root.join("raw.safetensors");
+        let job = job.to_str().unwrap();
+        let fwd = [
+            &["forward", "--job", job, "--image"][..],
+            &[self.image.to_str().unwrap(), "--out", raw.to_str().unwrap()],
+            extra,
+        ]
+        .concat();
+        let run = [&["run", "--overwrite", "--job", job][..], extra].concat();
+        [fwd, run].map(|args| {
+            let o = maskomaly(&args, &self.cache);
+            (code(&o), stderr(&o))
+        })
+    }
+}
+
+#[test]
+fn a_checkpoint_flag_replaces_the_jobs_file_and_checksum_in_forward_and_run() {
+    let s = Setup::new();
+    let (a, b) = (fixture("demo_maskformer.pt"), fixture("tiny_maskformer.pt"));
+    // The job names file A with A's checksum; --checkpoint B must not be checked against it.
+    let job = s.job(
+        "a",
+        &format!(
+            "{{format: torchscript, path: {}, sha256: {}, url: null}}",
+            a.display(),
+            sha256(&a)
+        ),
+        "",
+    );
+    for (cmd, (code, err)) in ["forward", "run"]
+        .iter()
+        .zip(s.both(&job, &["--checkpoint", b.to_str().unwrap()]))
+    {
+        assert_eq!(code, 0, "{cmd} --checkpoint B: {err}");
+    }
+    assert!(s.root.join("raw.safetensors").is_file());
+    assert!(s.root.join("out-a").join("x.hdf5").is_file());
+}
+
+#[test]
+fn a_mismatching_checksum_is_refused_by_forward_and_run() {
+    let s = Setup::new();
+    let a = fixture("demo_maskformer.pt");
+    let job = s.job(
+        "bad",
+        &format!(
+            "{{format: torchscript, path: {}, sha256: {}, url: null}}",
+            a.display(),
+            "0".repeat(64)
+        ),
+        "",
+    );
+    for (cmd, (code, err)) in ["forward", "run"].iter().zip(s.both(&job, &[])) {
+        assert_eq!(code, 78, "{cmd}: {err}");
+        assert!(
+            err.contains("SHA-256") && err.contains(&sha256(&a)),
+            "{cmd}: {err}"
+        );
+        assert!(err.contains("\nhint: "), "{cmd}: {err}");
+    }
+    assert!(!s.root.join("raw.safetensors").exists());
+    assert!(!s.root.join("out-bad").join("x.hdf5").exists());
+}
+
+#[test]
+fn forward_and_run_download_a_missing_checkpoint_from_the_jobs_url() {
+    let s = Setup::new();
+    let b = fixture("tiny_maskformer.pt");
+    // Two requests at most: forward downloads into the cache, run finds it there.
+    let url = format!("{}/tiny.pt", serve(std::fs::read(&b).unwrap(), 2));
+    let job = s.job(
+        "url",
+        &format!(
+            "{{format: torchscript, path: {}, url: '{url}', sha256: {}}}",
+            s.root.join("absent.pt").display(),
+            sha256(&b)
+        ),
+        "",
+    );
+    for (cmd, (code, err)) in ["forward", "run"].iter().zip(s.both(&job, &[])) {
+        assert_eq!(code, 0, "{cmd}: {err}");
+    }
+    assert_eq!(sha256(&s.cache.join("tiny.pt")), sha256(&b));
+    assert!(s.root.join("raw.safetensors").is_file());
+}
+
+#[test]
+fn failures_print_error_then_causes_then_hint() {
+    let s = Setup::new();
+    let missing = s.root.join("nothing.png");
+    let job = s.job(
+        "ok",
+        &format!(
+            "{{format: torchscript, path: {}, url: null}}",
+            fixture("tiny_maskformer.pt").display()
+        ),
+        "",
+    );
+    let o = maskomaly(
+        &[
+            "forward",
+            "--job",
+            job.to_str().unwrap(),
+            "--image",
+            missing.to_str().unwrap(),
+            "--out",
+            s.root.join("r.safetensors").to_str().unwrap(),
+        ],
+        &s.cache,
+    );
+    assert_eq!(code(&o), 66, "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("error: cannot read {}", missing.display()).as_str(),
+            "  caused by: No such file or directory (os error 2)",
+        ],
+        "{err}"
+    );
+
+    // A checkpoint that is not there and no URL: error, then the hint, nothing else.
+    let job = s.job(
+        "absent",
+        "{format: torchscript, path: /models/absent.pt, url: null}",
+        "",
+    );
+    let o = maskomaly(&["run", "-q", "--job", job.to_str().unwrap()], &s.cache);
+    assert_eq!(code(&o), 66, "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert_eq!(
+        lines[0],
+        "error: checkpoint /models/absent.pt does not exist"
+    );
+    assert!(lines[1].starts_with("hint: ") && lines[1].contains("--checkpoint"));
+}
+
+/// A network whose forward pass asks the CPU allocator for more memory than any machine has
+/// (a [HW, HW] Gram matrix of a 4096² input: about 1 PB) fails with libtorch's out-of-memory
+/// error, which is the one temporary failure: exit 75 (a scheduler retries), with a hint.
+#[test]
+fn running_out_of_memory_is_a_temporary_failure() {
+    let s = Setup::new();
+    let oom = s.root.join("gram.pt");
+    let mut gram = |xs: &[tch::Tensor]| {
+        let v = xs[0].view([1, 3, -1]); // [1, 3, H, W] -> [1, 3, HW]
+        vec![v.transpose(1, 2).matmul(&v).mean(tch::Kind::Float)] // [1, HW, HW] -> []
+    };
+    let input = tch::Tensor::zeros([1, 3, 8, 8], (tch::Kind::Float, tch::Device::Cpu));
+    tch::CModule::create_by_tracing("Gram", "forward", &[input], &mut gram)
+        .unwrap()
+        .save(&oom)
+        .unwrap();
+    let job = s.job(
+        "oom",
+        &format!(
+            "{{format: torchscript, path: {}, url: null}}",
+            oom.display()
+        ),
+        "",
+    );
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "min_size: 64, max_size: 128",
+        "min_size: 4096, max_size: 4096",
+    );
+    std::fs::write(&job, text).unwrap();
+    let o = maskomaly(
+        &[
+            "forward",
+            "--job",
+            job.to_str().unwrap(),
+            "--image",
+            s.image.to_str().unwrap(),
+            "--out",
+            s.root.join("r.safetensors").to_str().unwrap(),
+        ],
+        &s.cache,
+    );
+    let err = stderr(&o);
+    assert_eq!(code(&o), 75, "{err}");
+    assert!(err.contains("DefaultCPUAllocator"), "{err}");
+    assert!(err.contains("\nhint: "), "{err}");
+}
