@@ -4,7 +4,7 @@
 use super::decode::ms;
 use super::message::{Decoded, Failure, Inferred, ToInfer, ToScore};
 use super::{RunError, Shared};
-use crate::model::{check_outputs, Backend, ModelError};
+use crate::model::{check_outputs, sync, Backend, ModelError};
 use crossbeam_channel::{Receiver, Sender};
 use std::time::Instant;
 use tch::{Device, Tensor};
@@ -90,13 +90,6 @@ pub fn run(
 fn is_out_of_memory(e: &ModelError) -> bool {
     let s = e.to_string();
     s.contains("out of memory") || s.contains("CUDA error")
-}
-
-/// Waits for the device's queued work, so that a stage's time is its own.
-pub fn sync(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    }
 }
 
 fn infer_batch(
