@@ -289,8 +289,10 @@ mod tests {
     #[test]
     fn smiyc_layout_path_is_found() {
         let d = tempfile::tempdir().unwrap();
-        let mut job = Job::default();
-        job.name = "m".into();
+        let mut job = Job {
+            name: "m".into(),
+            ..Default::default()
+        };
         job.dataset.kind = DatasetKind::SmiycAnomaly;
         job.output.layout = Layout::Smiyc;
         let p = d

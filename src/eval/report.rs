@@ -311,8 +311,8 @@ pub fn write_overlays(
         let s = pred.scores[i];
         // numpy's astype(uint8) truncates; clamp first so out-of-range scores cannot wrap.
         let j = jet((s * 255.0).clamp(0.0, 255.0) as u8);
-        for c in 0..3 {
-            hp.0[c] = ((hp.0[c] as f32 * 0.5 + j[c] as f32 * 0.5).round()).min(255.0) as u8;
+        for (h, &jc) in hp.0.iter_mut().zip(&j) {
+            *h = ((*h as f32 * 0.5 + jc as f32 * 0.5).round()).min(255.0) as u8;
         }
         if s > t && label.ignore[i] == 0 {
             mp.0[1] = 0;

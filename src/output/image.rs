@@ -70,8 +70,8 @@ pub fn heatmap(score: &[f32], img: &Rgb8) -> Vec<u8> {
     for (i, &s) in score.iter().enumerate() {
         // numpy's astype(uint8) truncates.
         let c = lut[(s.clamp(0.0, 1.0) * 255.0) as usize];
-        for k in 0..3 {
-            let v = 0.5 * c[k] as f32 + 0.5 * img.data[i * 3 + k] as f32;
+        for (&ck, &pk) in c.iter().zip(&img.data[i * 3..i * 3 + 3]) {
+            let v = 0.5 * ck as f32 + 0.5 * pk as f32;
             out.push(v.round() as u8);
         }
     }

@@ -252,16 +252,16 @@ fn masks_upsample_bilinear_half_pixel_then_sigmoid() {
     let m = Tensor::from_slice(&[9f32, 9., 9., 9., 0., 1., 2., 3.]).view([2, 2, 2]);
     let up = needed_masks(&m, &[1], 4, 4);
     assert_eq!(up.size(), [1, 4, 4]);
-    let want_logits = [
+    let want_logits: [[f64; 4]; 4] = [
         [0.0, 0.25, 0.75, 1.0],
         [0.5, 0.75, 1.25, 1.5],
         [1.5, 1.75, 2.25, 2.5],
         [2.0, 2.25, 2.75, 3.0],
     ];
-    for y in 0..4 {
-        for x in 0..4 {
+    for (y, row) in want_logits.iter().enumerate() {
+        for (x, &logit) in row.iter().enumerate() {
             let got = up.double_value(&[0, y as i64, x as i64]);
-            let want = 1.0 / (1.0 + (-want_logits[y][x] as f64).exp());
+            let want = 1.0 / (1.0 + (-logit).exp());
             assert!((got - want).abs() < 1e-6, "({y},{x}): {got} vs {want}");
         }
     }
