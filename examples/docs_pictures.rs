@@ -54,7 +54,7 @@ fn main() {
         .expect("the demo's score map");
     let heat = image::RgbImage::from_fn(pred.width as u32, pred.height as u32, |x, y| {
         let s = pred.scores[y as usize * pred.width + x as usize];
-        image::Rgb(maskomaly::eval::report::jet(
+        image::Rgb(maskomaly::output::image::jet(
             (s * 255.0).clamp(0.0, 255.0) as u8
         ))
     });

@@ -1,4 +1,4 @@
-//! The two exact resize rules the method depends on:
+//! The exact resize rules the method depends on:
 //!
 //! * [`pillow_bilinear`]: Pillow 9.3 `Image.resize(BILINEAR)` on 8-bit images (detectron2's
 //!   `ResizeTransform` input resize): separable triangle filter with anti-aliasing, 22-bit fixed-point
@@ -6,6 +6,8 @@
 //! * [`opencv_area`]: OpenCV 4.7 `cv2.resize(..., INTER_AREA)` on single-channel float32 (the score map
 //!   back to the input size): area tables when shrinking in both axes (box average for integer
 //!   factors), otherwise the linear kernel with "area" coefficients.
+//! * [`bilinear_taps`]: libtorch's `upsample_bilinear2d` (align_corners = false) taps along one
+//!   axis, for the fused CPU scoring pass that upsamples the mask logits row by row.
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
@@ -336,6 +338,51 @@ fn linear_area(
     out
 }
 
+/// Source indices and weights of libtorch's bilinear resize (align_corners = false) along one
+/// axis: output `i` reads `src[i0]·l0 + src[i1]·l1`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tap {
+    pub i0: usize,
+    pub i1: usize,
+    pub l0: f32,
+    pub l1: f32,
+}
+
+pub(crate) fn bilinear_taps(input: usize, output: usize) -> Vec<Tap> {
+    if input == output {
+        return (0..output)
+            .map(|i| Tap {
+                i0: i,
+                i1: i,
+                l0: 1.0,
+                l1: 0.0,
+            })
+            .collect();
+    }
+    let scale = input as f32 / output as f32;
+    (0..output)
+        .map(|i| {
+            let real = (scale * (i as f32 + 0.5) - 0.5).max(0.0);
+            let i0 = (real.floor() as usize).min(input - 1);
+            let l1 = (real - i0 as f32).clamp(0.0, 1.0);
+            let i1 = i0 + usize::from(i0 < input - 1);
+            Tap {
+                i0,
+                i1,
+                l0: 1.0 - l1,
+                l1,
+            }
+        })
+        .collect()
+}
+
+#[inline(always)]
+pub(crate) fn hresize(src: &[f32], taps: &[Tap], out: &mut [f32]) {
+    for (o, t) in out.iter_mut().zip(taps) {
+        *o = src[t.i0] * t.l0 + src[t.i1] * t.l1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,7 +457,7 @@ mod tests {
         );
         assert!((r[0] - 0.1473452).abs() < 1e-6, "{}", r[0]);
         assert!((r[359 * 1280 + 640] - 0.2722379).abs() < 1e-6);
-        assert!((r[719 * 1280 + 1279] - 0.7495620).abs() < 1e-6);
+        assert!((r[719 * 1280 + 1279] - 0.749_562).abs() < 1e-6);
     }
 
     #[test]

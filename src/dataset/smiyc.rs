@@ -15,7 +15,7 @@
 
 use super::layout::{complement, descend, files_in, images_in, items, pair, stem, strip};
 use super::{DatasetError, Item};
-use crate::job::{DatasetSpec, LabelFormat};
+use crate::job::{DatasetKind, DatasetSpec, LabelFormat};
 use std::path::PathBuf;
 
 const SEMANTIC_SUFFIX: &str = "_labels_semantic.png";
@@ -36,6 +36,16 @@ const OBSTACLE_VALIDATION_EXCLUDED: &[&str] = &[
 ];
 /// Scenes outside `ObstacleTrack-test` (weather, night, validation).
 const OBSTACLE_NOT_TEST: &[&str] = &["snowstorm1", "snowstorm2", "driveway", "validation"];
+
+/// The dataset folder of the SMIYC submission layout (`anomaly_p/<method>/<dataset>/`):
+/// `AnomalyTrack-all` and `ObstacleTrack-all` for the two tracks, the kind's own name otherwise.
+pub fn dataset_name(kind: DatasetKind) -> &'static str {
+    match kind {
+        DatasetKind::SmiycAnomaly => "AnomalyTrack-all",
+        DatasetKind::SmiycObstacle => "ObstacleTrack-all",
+        other => other.as_str(),
+    }
+}
 
 /// `smiyc_anomaly`; splits: `all` (default), `validation` (labels required), `test`.
 pub fn list_anomaly(spec: &DatasetSpec) -> Result<Vec<Item>, DatasetError> {

@@ -1,7 +1,7 @@
 //! Reading the runner's score maps back: HDF5 (`value`, float32 or float16) and `.npy` (float32 or
 //! float16, C order), and finding the file of an item in either output layout.
 
-use crate::job::{DatasetKind, Job, Layout};
+use crate::job::{Job, Layout};
 use std::path::{Path, PathBuf};
 
 /// Storage type of a prediction file. Float16 quantises scores and creates ties, so the results say
@@ -34,22 +34,13 @@ pub enum PredictionError {
     Dtype { path: PathBuf, dtype: String },
 }
 
-/// The dataset folder name of the SMIYC submission layout.
-pub fn smiyc_dataset_name(kind: DatasetKind) -> &'static str {
-    match kind {
-        DatasetKind::SmiycAnomaly => "AnomalyTrack-all",
-        DatasetKind::SmiycObstacle => "ObstacleTrack-all",
-        other => other.as_str(),
-    }
-}
-
 /// Candidate files for an item, most specific first: the job's own layout, then the other formats
 /// the runner and the Fishyscapes benchmark write.
 pub fn candidates(job: &Job, root: &Path, stem: &Path) -> Vec<PathBuf> {
     let smiyc = root
         .join("anomaly_p")
         .join(&job.name)
-        .join(smiyc_dataset_name(job.dataset.kind))
+        .join(crate::dataset::smiyc::dataset_name(job.dataset.kind))
         .join(stem.file_name().unwrap_or(stem.as_os_str()))
         .with_extension("hdf5");
     let with = |suffix: &str| {
@@ -236,6 +227,7 @@ pub fn read_npy(path: &Path) -> Result<Prediction, PredictionError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::DatasetKind;
 
     #[test]
     fn npy_round_trips() {
@@ -297,8 +289,10 @@ mod tests {
     #[test]
     fn smiyc_layout_path_is_found() {
         let d = tempfile::tempdir().unwrap();
-        let mut job = Job::default();
-        job.name = "m".into();
+        let mut job = Job {
+            name: "m".into(),
+            ..Default::default()
+        };
         job.dataset.kind = DatasetKind::SmiycAnomaly;
         job.output.layout = Layout::Smiyc;
         let p = d

@@ -5,6 +5,7 @@ use super::metrics::Histogram;
 use super::predictions::Prediction;
 use super::{EvalError, EvalResults, FrameResult};
 use crate::dataset::Label;
+use crate::output::image::jet;
 use std::path::{Path, PathBuf};
 
 pub(crate) fn write_err(path: &Path, e: impl std::fmt::Display) -> EvalError {
@@ -274,14 +275,6 @@ pub fn write_plots(out: &Path, pooled: &Histogram) -> Result<Vec<PathBuf>, EvalE
     Ok(written)
 }
 
-/// JET colour map (dark blue → cyan → yellow → dark red) as the piecewise-linear formula; OpenCV's
-/// `COLORMAP_JET` table follows the same curve (its entries differ by at most a few levels).
-pub fn jet(v: u8) -> [u8; 3] {
-    let x = v as f32 / 255.0;
-    let c = |centre: f32| ((1.5 - (4.0 * x - centre).abs()).clamp(0.0, 1.0) * 255.0).round() as u8;
-    [c(3.0), c(2.0), c(1.0)]
-}
-
 /// `{i:03d}_heat.png` (JET of `uint8(score × 255)` blended 50/50 with the image, as `cv2.addWeighted`
 /// rounds) and `{i:03d}_anomaly.png` (green and blue zeroed where `score > threshold` on
 /// non-ignored pixels: the reference's best-F1 overlay).
@@ -318,8 +311,8 @@ pub fn write_overlays(
         let s = pred.scores[i];
         // numpy's astype(uint8) truncates; clamp first so out-of-range scores cannot wrap.
         let j = jet((s * 255.0).clamp(0.0, 255.0) as u8);
-        for c in 0..3 {
-            hp.0[c] = ((hp.0[c] as f32 * 0.5 + j[c] as f32 * 0.5).round()).min(255.0) as u8;
+        for (h, &jc) in hp.0.iter_mut().zip(&j) {
+            *h = ((*h as f32 * 0.5 + jc as f32 * 0.5).round()).min(255.0) as u8;
         }
         if s > t && label.ignore[i] == 0 {
             mp.0[1] = 0;
@@ -387,12 +380,5 @@ mod tests {
         assert_eq!(lines[3], "nan%");
         assert_eq!(lines[4], "The average precision is: 66.369%");
         assert_eq!(lines.len(), 8);
-    }
-
-    #[test]
-    fn jet_endpoints() {
-        assert_eq!(jet(0), [0, 0, 128]);
-        assert_eq!(jet(255), [128, 0, 0]);
-        assert_eq!(jet(128)[1], 255);
     }
 }

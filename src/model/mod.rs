@@ -7,8 +7,10 @@
 pub mod checkpoint;
 pub mod config;
 pub mod fetch;
+pub mod inventory;
 pub mod layers;
 pub mod ms_deform_attn;
+pub mod names;
 pub mod native;
 pub mod pickle;
 pub mod pixel_decoder;
@@ -18,7 +20,8 @@ pub mod swin;
 pub mod torchscript;
 pub mod transformer_decoder;
 
-pub use checkpoint::{inspect_with, InspectReport};
+pub use checkpoint::InspectReport;
+pub use inventory::{inspect, inspect_with};
 
 use crate::job::{CheckpointFormat, Job};
 use std::path::PathBuf;
@@ -78,24 +81,6 @@ impl ModelError {
     /// Whether retrying later may succeed (a download), as opposed to a permanent failure.
     pub fn is_temporary(&self) -> bool {
         matches!(self, ModelError::Download { .. })
-    }
-}
-
-/// Compares a checkpoint file with the model it is meant for and reports the differences.
-/// `format` is `detectron2` (a `.pkl`, or `.safetensors` with detectron2 names) or `hf` (a
-/// folder with `model.safetensors` + `config.json`, or the weights file). The architecture is the
-/// HF `config.json` beside the file if there is one, else the closest known preset.
-pub fn inspect(
-    path: &std::path::Path,
-    format: CheckpointFormat,
-) -> Result<InspectReport, ModelError> {
-    match format {
-        CheckpointFormat::Detectron2 => inspect_with(path, false, None),
-        CheckpointFormat::Hf => inspect_with(path, true, None),
-        CheckpointFormat::Torchscript => Err(ModelError::Unsupported(
-            "torchscript (no parameter names to inspect)".into(),
-        )),
-        CheckpointFormat::Random => Err(ModelError::Unsupported("random (no file)".into())),
     }
 }
 
@@ -182,4 +167,11 @@ pub fn check_outputs(out: &RawOutput, batch: i64) -> Result<(i64, i64), ModelErr
         }
     }
     Ok((l[1], l[2]))
+}
+
+/// Waits for the device's queued work, so that a stage's time is its own.
+pub fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
 }

@@ -199,14 +199,7 @@ impl NativeModel {
         cfg.validate().map_err(ModelError::Config)?;
         let mut vs = nn::VarStore::new(device);
         let model = Mask2Former::new(&vs.root(), cfg);
-        let inv = checkpoint::Inventory {
-            params: vs
-                .variables()
-                .into_iter()
-                .map(|(k, v)| (k, v.size()))
-                .collect(),
-            buffers: checkpoint::inventory_buffers(cfg),
-        };
+        let inv = checkpoint::Inventory::of(&vs, cfg);
         let raw = checkpoint::read_file(file, format)?;
         let (mut report, tensors) = checkpoint::match_checkpoint(raw, &inv, arch);
         report.model_arch = ArchSummary::of(cfg);
@@ -524,7 +517,7 @@ mod tests {
         )
         .unwrap();
         Tensor::write_safetensors(&v4, dir.path().join("model.safetensors")).unwrap();
-        let rep = checkpoint::inspect_with(dir.path(), true, None).unwrap();
+        let rep = crate::model::inspect_with(dir.path(), true, None).unwrap();
         assert!(rep.is_ok(), "{rep}");
         assert_eq!(
             rep.unused
@@ -585,7 +578,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("legacy.safetensors");
         Tensor::write_safetensors(&legacy, &file).unwrap();
-        let rep = checkpoint::inspect_with(&file, false, Some("tiny")).unwrap();
+        let rep = crate::model::inspect_with(&file, false, Some("tiny")).unwrap();
         assert!(rep.is_ok(), "{rep}");
         let renamed = |a: &str, b: &str| rep.renamed.iter().any(|(x, y)| x == a && y == b);
         assert!(renamed(
@@ -743,7 +736,7 @@ mod tests {
             panic!("set MASKOMALY_SWINL_CHECKPOINT to a Swin-L detectron2 checkpoint");
         };
         let t0 = std::time::Instant::now();
-        let rep = checkpoint::inspect_with(
+        let rep = crate::model::inspect_with(
             Path::new(&path),
             false,
             Some("mask2former_swin_large_cityscapes_semantic"),

@@ -514,177 +514,200 @@ impl<'a> Vm<'a> {
                 0x89 => {
                     self.push(Obj::Bool(false));
                 }
-                b'J' => {
-                    let v = self.u32()? as i32;
-                    self.push(Obj::Int(v as i64));
-                }
-                b'K' => {
-                    let v = self.u8()?;
-                    self.push(Obj::Int(v as i64));
-                }
-                b'M' => {
-                    let b = self.take(2)?;
-                    self.push(Obj::Int(u16::from_le_bytes([b[0], b[1]]) as i64));
-                }
-                0x8a => {
-                    let n = self.u8()? as usize;
-                    if n > 8 {
-                        return Err(self.err("integer wider than 64 bits"));
-                    }
-                    let b = self.take(n)?;
-                    let mut v: i64 = 0;
-                    for (i, &x) in b.iter().enumerate() {
-                        v |= (x as i64) << (8 * i);
-                    }
-                    if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 {
-                        v -= 1i64 << (8 * n); // two's complement of an n-byte number
-                    }
-                    self.push(Obj::Int(v));
-                }
-                b'G' => {
-                    let b = self.take(8)?;
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(b);
-                    let _ = f64::from_be_bytes(a);
-                    self.push(Obj::Float);
-                }
-                b'X' | 0x8c | 0x8d => {
-                    let n = match op {
-                        b'X' => self.u32()? as usize,
-                        0x8c => self.u8()? as usize,
-                        _ => self.u64_len()?,
-                    };
-                    let b = self.take(n)?;
-                    // Large strings are array payloads: decode straight to latin-1 bytes.
-                    if n > RELEASE_AFTER_USE {
-                        if let Some(l) = utf8_to_latin1(b) {
-                            self.push(Obj::Latin1(l));
-                            continue;
-                        }
-                    }
-                    let s = std::str::from_utf8(b).map_err(|_| self.err("string is not UTF-8"))?;
-                    self.push(Obj::Str(s.to_string()));
-                }
-                b'T' | b'U' => {
-                    let n = if op == b'T' {
-                        self.u32()? as usize
-                    } else {
-                        self.u8()? as usize
-                    };
-                    let b = self.take(n)?;
-                    // Python 2 `str`, decoded as latin-1 (what `encoding="latin1"` does).
-                    self.push(Obj::Str(b.iter().map(|&c| c as char).collect()));
-                }
-                b'B' | b'C' | 0x8e | 0x96 => {
-                    let n = match op {
-                        b'B' => self.u32()? as usize,
-                        b'C' => self.u8()? as usize,
-                        _ => self.u64_len()?,
-                    };
-                    let b = self.take(n)?.to_vec();
-                    self.push(Obj::Bytes(b));
-                }
-                b'c' => {
-                    let module = self.line()?;
-                    let name = self.line()?;
-                    let g = self.global(module, name)?;
-                    self.push(Obj::Global(g));
-                }
-                0x93 => {
-                    let name = self.pop()?;
-                    let module = self.pop()?;
-                    let (m, n) = match (self.str_of(module), self.str_of(name)) {
-                        (Some(m), Some(n)) => (m.to_string(), n.to_string()),
-                        _ => return Err(self.err("STACK_GLOBAL needs two strings")),
-                    };
-                    let g = self.global(&m, &n)?;
-                    self.push(Obj::Global(g));
-                }
-                b'q' | b'r' | 0x94 => {
-                    let key = match op {
-                        b'q' => self.u8()? as u32,
-                        b'r' => self.u32()?,
-                        _ => self.memo.len() as u32,
-                    };
-                    let top = self.top()?;
-                    self.memo.insert(key, top);
-                }
-                b'h' | b'j' => {
-                    let key = if op == b'h' {
-                        self.u8()? as u32
-                    } else {
-                        self.u32()?
-                    };
-                    let id = *self
-                        .memo
-                        .get(&key)
-                        .ok_or_else(|| self.err(format!("memo {key} was never stored")))?;
-                    self.stack.push(id);
-                }
-                b't' => {
-                    let items = self.pop_mark()?;
-                    self.push(Obj::Tuple(items));
-                }
-                0x85..=0x87 => {
-                    let n = (op - 0x84) as usize;
-                    let mut items = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        items.push(self.pop()?);
-                    }
-                    items.reverse();
-                    self.push(Obj::Tuple(items));
-                }
-                b'l' => {
-                    let items = self.pop_mark()?;
-                    self.push(Obj::List(items));
-                }
-                b'd' => {
-                    let items = self.pop_mark()?;
-                    let id = self.push(Obj::Dict(Vec::new()));
-                    self.set_items(id, &items)?;
-                }
-                b'R' => {
-                    let args = self.pop()?;
-                    let func = self.pop()?;
-                    let o = self.reduce(func, args)?;
-                    self.push(o);
-                }
-                b'b' => {
-                    let state = self.pop()?;
-                    let target = self.top()?;
-                    self.build(target, state)?;
-                }
-                b's' => {
-                    let v = self.pop()?;
-                    let k = self.pop()?;
-                    let d = self.top()?;
-                    self.set_items(d, &[k, v])?;
-                }
-                b'u' => {
-                    let items = self.pop_mark()?;
-                    let d = self.top()?;
-                    self.set_items(d, &items)?;
-                }
-                b'a' | b'e' => {
-                    let items = if op == b'a' {
-                        vec![self.pop()?]
-                    } else {
-                        self.pop_mark()?
-                    };
-                    let l = self.top()?;
-                    match &mut self.objs[l] {
-                        Obj::List(v) => v.extend(items),
-                        _ => return Err(self.err("APPEND on a non-list")),
-                    }
-                }
-                _ => {
-                    return Err(PickleError::Opcode {
-                        opcode: op,
-                        offset: at,
-                    })
-                }
+                b'J' | b'K' | b'M' | 0x8a | b'G' | b'X' | 0x8c | 0x8d | b'T' | b'U' | b'B'
+                | b'C' | 0x8e | 0x96 => self.scalar(op, at)?,
+                _ => self.structure(op, at)?,
             }
         }
+    }
+
+    /// Opcodes that push one number, string or byte string read from the stream.
+    fn scalar(&mut self, op: u8, at: usize) -> Result<(), PickleError> {
+        match op {
+            b'J' => {
+                let v = self.u32()? as i32;
+                self.push(Obj::Int(v as i64));
+            }
+            b'K' => {
+                let v = self.u8()?;
+                self.push(Obj::Int(v as i64));
+            }
+            b'M' => {
+                let b = self.take(2)?;
+                self.push(Obj::Int(u16::from_le_bytes([b[0], b[1]]) as i64));
+            }
+            0x8a => {
+                let n = self.u8()? as usize;
+                if n > 8 {
+                    return Err(self.err("integer wider than 64 bits"));
+                }
+                let b = self.take(n)?;
+                let mut v: i64 = 0;
+                for (i, &x) in b.iter().enumerate() {
+                    v |= (x as i64) << (8 * i);
+                }
+                if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 {
+                    v -= 1i64 << (8 * n); // two's complement of an n-byte number
+                }
+                self.push(Obj::Int(v));
+            }
+            b'G' => {
+                let b = self.take(8)?;
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                let _ = f64::from_be_bytes(a);
+                self.push(Obj::Float);
+            }
+            b'X' | 0x8c | 0x8d => {
+                let n = match op {
+                    b'X' => self.u32()? as usize,
+                    0x8c => self.u8()? as usize,
+                    _ => self.u64_len()?,
+                };
+                let b = self.take(n)?;
+                // Large strings are array payloads: decode straight to latin-1 bytes.
+                if n > RELEASE_AFTER_USE {
+                    if let Some(l) = utf8_to_latin1(b) {
+                        self.push(Obj::Latin1(l));
+                        return Ok(());
+                    }
+                }
+                let s = std::str::from_utf8(b).map_err(|_| self.err("string is not UTF-8"))?;
+                self.push(Obj::Str(s.to_string()));
+            }
+            b'T' | b'U' => {
+                let n = if op == b'T' {
+                    self.u32()? as usize
+                } else {
+                    self.u8()? as usize
+                };
+                let b = self.take(n)?;
+                // Python 2 `str`, decoded as latin-1 (what `encoding="latin1"` does).
+                self.push(Obj::Str(b.iter().map(|&c| c as char).collect()));
+            }
+            b'B' | b'C' | 0x8e | 0x96 => {
+                let n = match op {
+                    b'B' => self.u32()? as usize,
+                    b'C' => self.u8()? as usize,
+                    _ => self.u64_len()?,
+                };
+                let b = self.take(n)?.to_vec();
+                self.push(Obj::Bytes(b));
+            }
+            _ => {
+                return Err(PickleError::Opcode {
+                    opcode: op,
+                    offset: at,
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// Opcodes that build containers, call globals, or use the memo.
+    fn structure(&mut self, op: u8, at: usize) -> Result<(), PickleError> {
+        match op {
+            b'c' => {
+                let module = self.line()?;
+                let name = self.line()?;
+                let g = self.global(module, name)?;
+                self.push(Obj::Global(g));
+            }
+            0x93 => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                let (m, n) = match (self.str_of(module), self.str_of(name)) {
+                    (Some(m), Some(n)) => (m.to_string(), n.to_string()),
+                    _ => return Err(self.err("STACK_GLOBAL needs two strings")),
+                };
+                let g = self.global(&m, &n)?;
+                self.push(Obj::Global(g));
+            }
+            b'q' | b'r' | 0x94 => {
+                let key = match op {
+                    b'q' => self.u8()? as u32,
+                    b'r' => self.u32()?,
+                    _ => self.memo.len() as u32,
+                };
+                let top = self.top()?;
+                self.memo.insert(key, top);
+            }
+            b'h' | b'j' => {
+                let key = if op == b'h' {
+                    self.u8()? as u32
+                } else {
+                    self.u32()?
+                };
+                let id = *self
+                    .memo
+                    .get(&key)
+                    .ok_or_else(|| self.err(format!("memo {key} was never stored")))?;
+                self.stack.push(id);
+            }
+            b't' => {
+                let items = self.pop_mark()?;
+                self.push(Obj::Tuple(items));
+            }
+            0x85..=0x87 => {
+                let n = (op - 0x84) as usize;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.pop()?);
+                }
+                items.reverse();
+                self.push(Obj::Tuple(items));
+            }
+            b'l' => {
+                let items = self.pop_mark()?;
+                self.push(Obj::List(items));
+            }
+            b'd' => {
+                let items = self.pop_mark()?;
+                let id = self.push(Obj::Dict(Vec::new()));
+                self.set_items(id, &items)?;
+            }
+            b'R' => {
+                let args = self.pop()?;
+                let func = self.pop()?;
+                let o = self.reduce(func, args)?;
+                self.push(o);
+            }
+            b'b' => {
+                let state = self.pop()?;
+                let target = self.top()?;
+                self.build(target, state)?;
+            }
+            b's' => {
+                let v = self.pop()?;
+                let k = self.pop()?;
+                let d = self.top()?;
+                self.set_items(d, &[k, v])?;
+            }
+            b'u' => {
+                let items = self.pop_mark()?;
+                let d = self.top()?;
+                self.set_items(d, &items)?;
+            }
+            b'a' | b'e' => {
+                let items = if op == b'a' {
+                    vec![self.pop()?]
+                } else {
+                    self.pop_mark()?
+                };
+                let l = self.top()?;
+                match &mut self.objs[l] {
+                    Obj::List(v) => v.extend(items),
+                    _ => return Err(self.err("APPEND on a non-list")),
+                }
+            }
+            _ => {
+                return Err(PickleError::Opcode {
+                    opcode: op,
+                    offset: at,
+                })
+            }
+        }
+        Ok(())
     }
 }
 

@@ -8,7 +8,7 @@ pub mod manifest;
 pub mod npy;
 pub mod pathtext;
 
-use crate::job::{DatasetKind, Job, Layout};
+use crate::job::{Job, Layout};
 use crate::scores::ScoreKind;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -37,15 +37,6 @@ impl OutputPaths {
             .chain(self.segmentation.iter())
             .chain(self.anomaly_npy.iter())
             .chain(self.segmentation_npy.iter())
-    }
-}
-
-/// SMIYC's dataset folder name for a layout.
-pub fn smiyc_dataset_name(kind: DatasetKind) -> &'static str {
-    match kind {
-        DatasetKind::SmiycAnomaly => "AnomalyTrack-all",
-        DatasetKind::SmiycObstacle => "ObstacleTrack-all",
-        other => other.as_str(),
     }
 }
 
@@ -100,7 +91,7 @@ fn paths_under(job: &Job, root: &Path, stem: &Path) -> OutputPaths {
             let base = stem.file_name().unwrap_or_default();
             root.join("anomaly_p")
                 .join(&job.name)
-                .join(smiyc_dataset_name(job.dataset.kind))
+                .join(crate::dataset::smiyc::dataset_name(job.dataset.kind))
                 .join(base)
                 .with_extension("hdf5")
         }
@@ -220,6 +211,7 @@ pub fn is_fatal_write_error(e: &std::io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::DatasetKind;
 
     #[test]
     fn flat_and_smiyc_paths() {

@@ -5,7 +5,7 @@ use super::decode::ms;
 use super::message::{Decoded, Failure, Inferred, ToInfer, ToScore};
 use super::{RunError, Shared};
 use crate::error::model_fault;
-use crate::model::{check_outputs, Backend, ModelError};
+use crate::model::{check_outputs, sync, Backend, ModelError};
 use crossbeam_channel::{Receiver, Sender};
 use std::time::Instant;
 use tch::{Device, Tensor};
@@ -83,13 +83,6 @@ pub fn run(
                 }
             }
         }
-    }
-}
-
-/// Waits for the device's queued work, so that a stage's time is its own.
-pub fn sync(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
     }
 }
 

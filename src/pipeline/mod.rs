@@ -10,9 +10,11 @@
 //! the items in flight finish, the manifest is flushed.
 
 pub mod decode;
+mod guard;
 pub mod infer;
 pub mod message;
 pub mod score;
+mod start;
 mod summary;
 pub mod write;
 
@@ -22,14 +24,13 @@ use crate::error::RunError;
 use crate::exit::ExitCode;
 use crate::job::{Job, Precision, Runtime};
 use crate::model::fetch::resolve_checkpoint;
-use crate::model::{self, ModelError};
 use crate::output::manifest::{
     self, CheckpointInfo, Counts, ItemRecord, ItemStatus, Manifest, Numerics, Program, RunStatus,
 };
-use crate::output::{lock, paths_for};
-use crate::scoring;
+use crate::output::paths_for;
 use crate::shard::{self, Shard};
 use crossbeam_channel::bounded;
+use guard::OutputGuard;
 use message::Work;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -309,106 +310,48 @@ pub fn guard_item<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
-/// Spawns a named stage thread in `scope`; a failure (e.g. the process limit on threads) is an
-/// error, not a panic.
-fn spawn_stage<'scope, 'env, F>(
-    s: &'scope std::thread::Scope<'scope, 'env>,
-    name: &str,
-    f: F,
-) -> Result<std::thread::ScopedJoinHandle<'scope, ()>, RunError>
-where
-    F: FnOnce() + Send + 'scope,
-{
-    std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn_scoped(s, f)
-        .map_err(|e| RunError::Temporary(format!("cannot start the {name} thread: {e}")))
-}
-
-/// The target name of the start-up write test (only its temporary name is ever written).
-const WRITE_TEST: &str = ".write-test";
-
-/// The output folder held by this run: locked, and created by it if it did not exist. A run that
-/// fails before it writes anything removes what it created, leaving the folder as it found it.
-struct OutputGuard {
-    _locks: Vec<lock::Lock>,
-    /// Folders this run created (deepest first), removed again if the run writes nothing.
-    created: Vec<PathBuf>,
-    committed: bool,
-}
-
-impl OutputGuard {
-    fn acquire(out_root: &Path, shard: Option<&Shard>) -> Result<OutputGuard, RunError> {
-        let mut created = Vec::new();
-        let mut p = Some(out_root);
-        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-            created.push(d.to_path_buf());
-            p = d.parent();
-        }
-        let cant = |e: &dyn std::fmt::Display| RunError::CantCreate {
-            path: out_root.to_path_buf(),
-            message: e.to_string(),
-        };
-        std::fs::create_dir_all(out_root).map_err(|e| cant(&e))?;
-        let mut guard = OutputGuard {
-            _locks: Vec::new(),
-            created,
-            committed: false,
-        };
-        let manifests = out_root.join(shard::MANIFESTS_DIR);
-        if shard.is_some() && !manifests.exists() {
-            guard.created.insert(0, manifests);
-        }
-        guard._locks = lock::lock_output(out_root, shard.map(|s| (s.index, s.count))).map_err(
-            |e| match e {
-                lock::LockError::Busy { .. } => RunError::Temporary(e.to_string()),
-                lock::LockError::Io { .. } => cant(&e),
-            },
-        )?;
-        // Writable? (A temporary name of this process, removed at once.)
-        let probe = crate::output::temp_path(&out_root.join(WRITE_TEST));
-        std::fs::write(&probe, b"").map_err(|e| cant(&e))?;
-        let _ = std::fs::remove_file(&probe);
-        Ok(guard)
-    }
-}
-
-impl Drop for OutputGuard {
-    fn drop(&mut self) {
-        if self.committed {
-            return;
-        }
-        // Lock files go first (an exclusive lock removes its own); then the empty folders.
-        self._locks.clear();
-        for d in &self.created {
-            let _ = std::fs::remove_dir(d);
-        }
-    }
-}
-
-/// Runs the network once on a small blank input: the outputs must meet the contract and hold the
-/// job's query and class indices. Found here, before anything is written, a mismatch leaves the
-/// output folder (and an earlier run's manifest) untouched.
-fn probe_model(model: &dyn model::Backend, job: &Job, device: Device) -> Result<(), RunError> {
-    let d = job.preprocess.size_divisibility.max(1) as i64;
-    let side = (64 + d - 1) / d * d;
-    guard_item(|| -> Result<(), RunError> {
-        let _g = tch::no_grad_guard();
-        let x = tch::Tensor::f_zeros([1, 3, side, side], (tch::Kind::Float, device))
-            .map_err(|e| RunError::Temporary(format!("cannot allocate the probe input: {e}")))?;
-        let out = model.forward(&x)?;
-        let (q, k) = model::check_outputs(&out, 1)?;
-        scoring::check_indices(&job.method, q, k).map_err(|e| RunError::Config(e.to_string()))
-    })
-    .unwrap_or_else(|panic| Err(ModelError::Forward(panic).into()))
-}
-
-/// Runs a job end to end. `stop` is the flag the signal handlers set.
+/// Runs a job end to end: list the work, hold the output folder, start the stages (the model
+/// first), write the manifest as items finish, summarise. `stop` is the flag the signal handlers
+/// set.
 pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     let device = resolve_device(job.runtime.device)?;
+    let items = list_work(job, opts)?;
 
-    // Reading the listing changes nothing.
+    // The lock comes before anything slow, so a second writer is refused at once; everything
+    // that can refuse the run (checkpoint, model, contract, indices) comes before any write.
+    let out_root = &job.output.root;
+    let mut guard = OutputGuard::acquire(out_root, opts.shard.as_ref())?;
+    let (model_job, ck_sha) = resolve_checkpoint(job)?;
+    let manifest_path = shard::manifest_path(out_root, opts.shard.as_ref());
+    let plan = RunPlan {
+        job,
+        opts,
+        device,
+        items: &items,
+        model_job: &model_job,
+        ck_sha: &ck_sha,
+        manifest_path: &manifest_path,
+    };
+
+    let shared = Shared {
+        job: job.clone(),
+        input_root: job.dataset.root.clone(),
+        stop,
+        fatal: Mutex::new(None),
+        queue_samples: Default::default(),
+    };
+    let progress = crate::progress::count(0, "", "items", !opts.quiet);
+    let written = std::thread::scope(|s| run_stages(s, &plan, &shared, &mut guard, &progress));
+    progress.finish_and_clear();
+    // An error before the first write: the guard leaves the folder as it was.
+    let mw = written?;
+    summarise(mw, guard, &shared, &manifest_path, started)
+}
+
+/// The items this run covers: the dataset's listing, limited, then this shard's part of it.
+/// Reading the listing changes nothing.
+fn list_work(job: &Job, opts: &RunOptions) -> Result<Vec<Item>, RunError> {
     let mut items = dataset::list(&job.dataset)?;
     if items.is_empty() {
         return Err(RunError::NoInput(format!(
@@ -420,209 +363,167 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
         items.truncate(n);
     }
     // A shard may be empty (more shards than items): it still records a complete, empty manifest.
-    let items = shard::select(&items, opts.shard.as_ref());
+    Ok(shard::select(&items, opts.shard.as_ref()))
+}
 
-    // The lock comes before anything slow, so a second writer is refused at once; everything
-    // that can refuse the run (checkpoint, model, contract, indices) comes before any write.
-    let out_root = &job.output.root;
-    let mut guard = OutputGuard::acquire(out_root, opts.shard.as_ref())?;
-    let (model_job, ck_sha) = resolve_checkpoint(job)?;
-    let manifest_path = shard::manifest_path(out_root, opts.shard.as_ref());
+/// What a run decided before its stages start.
+struct RunPlan<'a> {
+    job: &'a Job,
+    opts: &'a RunOptions,
+    device: Device,
+    items: &'a [Item],
+    /// The job with the checkpoint path the model is loaded from.
+    model_job: &'a Job,
+    ck_sha: &'a str,
+    manifest_path: &'a Path,
+}
 
-    let shared = Shared {
-        job: job.clone(),
-        input_root: job.dataset.root.clone(),
-        stop,
-        fatal: Mutex::new(None),
-        queue_samples: Default::default(),
-    };
-    let q = job.runtime.queue_depth;
+/// Starts the model, then (once it is ready) writes the manifest header and runs the other stages
+/// to the end. An error means nothing was written; otherwise the manifest writer comes back, its
+/// records complete, for the final flush.
+fn run_stages<'scope>(
+    s: &'scope std::thread::Scope<'scope, '_>,
+    plan: &'scope RunPlan,
+    shared: &'scope Shared,
+    guard: &mut OutputGuard,
+    progress: &indicatif::ProgressBar,
+) -> Result<ManifestWriter, RunError> {
+    let q = plan.job.runtime.queue_depth;
     let (work_tx, work_rx) = bounded::<Work>(q);
     let (dec_tx, dec_rx) = bounded::<message::ToInfer>(q);
     let (inf_tx, inf_rx) = bounded::<message::ToScore>(q);
     let (sc_tx, sc_rx) = bounded::<message::ToWrite>(q);
-    let (ready_tx, ready_rx) = bounded::<Result<String, RunError>>(1);
+    let device = plan.device;
+    let model_desc = start::start_model(s, shared, plan.model_job, device, (dec_rx, inf_tx))?;
 
-    let mut writer_state: Option<ManifestWriter> = None;
-    let mut run_counts = Counts::default();
-    let mut early_error: Option<RunError> = None;
-    let progress = crate::progress::count(0, "", "items", !opts.quiet);
-    std::thread::scope(|s| {
-        let shared = &shared;
-        // Inference thread: loads and probes the model, reports, then serves batches.
-        let model_job = &model_job;
-        let spawned = spawn_stage(s, "infer", move || {
-            let model = match model::load(model_job, device) {
-                Ok(m) => m,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.into()));
-                    return;
-                }
-            };
-            if let Err(e) = probe_model(model.as_ref(), model_job, device) {
-                let _ = ready_tx.send(Err(e));
-                return;
-            }
-            let _ = ready_tx.send(Ok(model.describe()));
-            drop(ready_tx);
-            infer::run(shared, model.as_ref(), device, dec_rx, inf_tx);
-        });
-        if let Err(e) = spawned {
-            early_error = Some(e);
-            return;
-        }
-        let model_desc = match ready_rx.recv() {
-            Ok(Ok(d)) => d,
-            Ok(Err(e)) => {
-                early_error = Some(e);
-                return;
-            }
-            Err(_) => {
-                early_error = Some(
-                    ModelError::Load {
-                        path: job.checkpoint.path.clone(),
-                        message: "loader stopped".into(),
-                    }
-                    .into(),
-                );
-                return;
-            }
-        };
+    // From here on the run writes into the output folder.
+    guard.committed = true;
+    let (job, items) = (plan.job, plan.items);
+    crate::output::remove_stale_temps_of(
+        items
+            .iter()
+            .flat_map(|i| paths_for(job, &i.stem).all().cloned().collect::<Vec<_>>())
+            .chain([
+                plan.manifest_path.to_path_buf(),
+                job.output.root.join(crate::rocrate::FILE_NAME),
+                job.output.root.join(guard::WRITE_TEST),
+            ]),
+    );
+    let (records, todo, carried) = plan_items(plan);
+    let decode_workers = job.decode_workers(todo.len());
+    progress.set_length(todo.len() as u64);
+    log::info!(
+        "model: {model_desc} on {}; {} items ({} to do), {decode_workers} decode workers",
+        device_name(device),
+        items.len(),
+        todo.len()
+    );
 
-        // From here on the run writes into the output folder.
-        guard.committed = true;
-        crate::output::remove_stale_temps_of(
-            items
-                .iter()
-                .flat_map(|i| paths_for(job, &i.stem).all().cloned().collect::<Vec<_>>())
-                .chain([
-                    manifest_path.clone(),
-                    out_root.join(crate::rocrate::FILE_NAME),
-                    out_root.join(WRITE_TEST),
-                ]),
-        );
-        let earlier = earlier_records(job, &ck_sha, &manifest_path, &items, !opts.overwrite);
-        let Earlier {
-            records: mut previous,
-            reusable,
-        } = earlier;
-        let mut records: Vec<Option<ItemRecord>> = vec![None; items.len()];
-        let mut todo = Vec::new();
-        for (idx, item) in items.iter().enumerate() {
-            let prev = previous.remove(&item.stem);
-            if reusable.contains(&item.stem) {
-                records[idx] = prev.map(|r| ItemRecord {
-                    status: ItemStatus::Skipped,
-                    ..r
-                });
-            } else {
-                // An earlier record stays until this run replaces it: its outputs are on disk.
-                records[idx] = prev;
-                todo.push(Work {
-                    idx,
-                    item: item.clone(),
-                });
-            }
-        }
-        let skipped = items.len() - todo.len();
-        if skipped > 0 {
-            log::info!(
-                "{skipped} of {} items are complete from an earlier run and are skipped",
-                items.len()
-            );
-        }
-        // Records of items outside this run (another --limit, a shard's neighbours) are kept.
-        let carried: Vec<ItemRecord> = previous.into_values().collect();
-        let decode_workers = job.decode_workers(todo.len());
-        progress.set_length(todo.len() as u64);
-        log::info!(
-            "model: {model_desc} on {}; {} items ({} to do), {decode_workers} decode workers",
-            device_name(device),
-            items.len(),
-            todo.len()
-        );
-
-        let manifest = Manifest {
-            format: manifest::FORMAT.into(),
-            run_id: format!("{}-{}", manifest::now_rfc3339(), std::process::id()),
-            program: Program {
-                name: "maskomaly".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                git_commit: git_commit(),
-            },
-            command_line: opts.command_line.clone(),
-            job: serde_json::to_value(job).unwrap_or_default(),
-            libtorch: libtorch_version(),
-            device: device_name(device),
-            model: model_desc,
-            numerics: Numerics {
-                precision: job.runtime.precision.to_string(),
-                tf32: job.runtime.precision == Precision::Tf32 && device != Device::Cpu,
-                deterministic: device == Device::Cpu,
-            },
-            checkpoint: CheckpointInfo {
-                path: model_job.checkpoint.path.clone(),
-                format: format!("{:?}", job.checkpoint.format).to_lowercase(),
-                sha256: ck_sha.clone(),
-            },
-            shard: opts
-                .shard
-                .map(|s| serde_json::to_value(s).unwrap_or_default()),
-            started: manifest::now_rfc3339(),
-            finished: None,
-            status: RunStatus::Running,
-            counts: Counts::default(),
-            items: vec![],
-        };
-        let mut mw = ManifestWriter::new(manifest, records, carried, manifest_path.clone());
-        if let Err(e) = mw.flush(RunStatus::Running) {
-            shared.fail(RunError::Io(format!(
-                "cannot write {}: {e}",
-                manifest_path.display()
-            )));
-        }
-
-        let started_stages = (|| -> Result<(), RunError> {
-            spawn_stage(s, "feed", move || {
-                for w in todo {
-                    if shared.stopping() || work_tx.send(w).is_err() {
-                        break;
-                    }
-                }
-            })?;
-            let mut decoders = 0;
-            for i in 0..decode_workers {
-                let (rx, tx) = (work_rx.clone(), dec_tx.clone());
-                match spawn_stage(s, &format!("decode-{i}"), move || {
-                    decode::run(shared, rx, tx)
-                }) {
-                    Ok(_) => decoders += 1,
-                    // Fewer decoders still finish the run; none cannot.
-                    Err(e) if decoders > 0 => {
-                        log::warn!("{e}; going on with {decoders} decode workers");
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            spawn_stage(s, "score", move || score::run(shared, inf_rx, sc_tx))?;
-            Ok(())
-        })();
-        drop((work_rx, dec_tx));
-        if let Err(e) = started_stages {
-            shared.fail(e);
-        }
-        write::run(shared, sc_rx, &mut mw, &progress);
-        run_counts = mw.run_counts();
-        writer_state = Some(mw);
-    });
-    progress.finish_and_clear();
-
-    if let Some(e) = early_error {
-        // Nothing was written: the guard leaves the folder as it was.
-        drop(guard);
-        return Err(e);
+    let header = manifest_header(plan, model_desc);
+    let manifest_path = plan.manifest_path.to_path_buf();
+    let mut mw = ManifestWriter::new(header, records, carried, manifest_path.clone());
+    if let Err(e) = mw.flush(RunStatus::Running) {
+        shared.fail(RunError::Io(format!(
+            "cannot write {}: {e}",
+            manifest_path.display()
+        )));
     }
+    let channels = ((work_tx, work_rx), dec_tx, (inf_rx, sc_tx));
+    let (work, dec_tx, score) = channels;
+    if let Err(e) = start::start_stages(s, shared, todo, decode_workers, work, dec_tx, score) {
+        shared.fail(e);
+    }
+    write::run(shared, sc_rx, &mut mw, progress);
+    Ok(mw)
+}
+
+/// Sorts the run's items into records kept from an earlier run (complete and unchanged: skipped)
+/// and work to do. Returns the records by item (`None`: not yet recorded), the work, and the
+/// records of items outside this run (another `--limit`, a shard's neighbours), which are kept.
+fn plan_items(plan: &RunPlan) -> (Vec<Option<ItemRecord>>, Vec<Work>, Vec<ItemRecord>) {
+    let (job, items, opts) = (plan.job, plan.items, plan.opts);
+    let (ck_sha, manifest_path) = (plan.ck_sha, plan.manifest_path);
+    let earlier = earlier_records(job, ck_sha, manifest_path, items, !opts.overwrite);
+    let Earlier {
+        records: mut previous,
+        reusable,
+    } = earlier;
+    let mut records: Vec<Option<ItemRecord>> = vec![None; items.len()];
+    let mut todo = Vec::new();
+    for (idx, item) in items.iter().enumerate() {
+        let prev = previous.remove(&item.stem);
+        if reusable.contains(&item.stem) {
+            records[idx] = prev.map(|r| ItemRecord {
+                status: ItemStatus::Skipped,
+                ..r
+            });
+        } else {
+            // An earlier record stays until this run replaces it: its outputs are on disk.
+            records[idx] = prev;
+            todo.push(Work {
+                idx,
+                item: item.clone(),
+            });
+        }
+    }
+    let skipped = items.len() - todo.len();
+    if skipped > 0 {
+        log::info!(
+            "{skipped} of {} items are complete from an earlier run and are skipped",
+            items.len()
+        );
+    }
+    let carried: Vec<ItemRecord> = previous.into_values().collect();
+    (records, todo, carried)
+}
+
+/// The manifest as the run starts: what ran, on what, with which settings; no items yet.
+fn manifest_header(plan: &RunPlan, model_desc: String) -> Manifest {
+    let (job, opts, device) = (plan.job, plan.opts, plan.device);
+    Manifest {
+        format: manifest::FORMAT.into(),
+        run_id: format!("{}-{}", manifest::now_rfc3339(), std::process::id()),
+        program: Program {
+            name: "maskomaly".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            git_commit: git_commit(),
+        },
+        command_line: opts.command_line.clone(),
+        job: serde_json::to_value(job).unwrap_or_default(),
+        libtorch: libtorch_version(),
+        device: device_name(device),
+        model: model_desc,
+        numerics: Numerics {
+            precision: job.runtime.precision.to_string(),
+            tf32: job.runtime.precision == Precision::Tf32 && device != Device::Cpu,
+            deterministic: device == Device::Cpu,
+        },
+        checkpoint: CheckpointInfo {
+            path: plan.model_job.checkpoint.path.clone(),
+            format: format!("{:?}", job.checkpoint.format).to_lowercase(),
+            sha256: plan.ck_sha.to_string(),
+        },
+        shard: opts
+            .shard
+            .map(|s| serde_json::to_value(s).unwrap_or_default()),
+        started: manifest::now_rfc3339(),
+        finished: None,
+        status: RunStatus::Running,
+        counts: Counts::default(),
+        items: vec![],
+    }
+}
+
+/// Ends a run whose stages have stopped: the final manifest flush with the run's status, then the
+/// summary (or the fatal error that stopped it).
+fn summarise(
+    mut mw: ManifestWriter,
+    guard: OutputGuard,
+    shared: &Shared,
+    manifest_path: &Path,
+    started: Instant,
+) -> Result<RunSummary, RunError> {
+    let run_counts = mw.run_counts();
     let fatal = shared
         .fatal
         .lock()
@@ -631,9 +532,6 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
     let signal = match shared.stop.load(Ordering::SeqCst) {
         0 | usize::MAX => None,
         s => Some(s as i32),
-    };
-    let Some(mut mw) = writer_state else {
-        return Err(fatal.unwrap_or_else(|| RunError::Io("the run stopped before writing".into())));
     };
     let status = match (&fatal, signal) {
         (Some(_), _) => RunStatus::Failed,
@@ -663,7 +561,7 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
         queue_mean: shared.queue_means(),
         counts: run_counts,
         signal,
-        manifest: manifest_path,
+        manifest: manifest_path.to_path_buf(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

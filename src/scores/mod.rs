@@ -229,7 +229,7 @@ pub fn compute(
     }
     let seg =
         segmentation.then(|| semantic::argmax_classes(shared.semantic.as_ref().expect("computed")));
-    crate::pipeline::infer::sync(device);
+    crate::model::sync(device);
     let mut score_ms = ms(t0);
 
     let t1 = Instant::now();

@@ -210,6 +210,16 @@ pub fn argmax_classes(s: &Tensor) -> Tensor {
     s.argmax(0, false).to_kind(Kind::Uint8)
 }
 
+/// The reference's semantic inference (Mask2Former `semantic_inference` + detectron2
+/// `sem_seg_postprocess`): `S'` from [`compute`], argmax over classes → trainIds (H × W) on the
+/// host. `S' = Σ_q softmax(cls)[q, :K] · sigmoid(mask_q)` at the padded size, cropped to the
+/// resized image, bilinearly resized to the input size.
+pub fn semantic_segmentation(out: &Outputs) -> Vec<u8> {
+    let s = compute(out, true, false).semantic.expect("asked for S'");
+    let ids = argmax_classes(&s).to_device(tch::Device::Cpu).contiguous();
+    Vec::<u8>::try_from(ids.flatten(0, -1)).expect("uint8 tensor converts to Vec<u8>")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -165,7 +165,13 @@ fn segmentation_is_the_argmax_of_the_shared_semantic_map() {
     let seg = got.segmentation.unwrap();
     let logits = &t[&format!("{case}.pred_logits")];
     let masks = &t[&format!("{case}.pred_masks")];
-    let direct = crate::scoring::semantic_segmentation(logits, masks, (hp, wp), (rh, rw), (h, w));
+    let direct = semantic::semantic_segmentation(&Outputs {
+        pred_logits: logits,
+        pred_masks: masks,
+        padded: (hp, wp),
+        resized: (rh, rw),
+        original: (h, w),
+    });
     assert_eq!(seg, direct);
     // Class 0 never wins (its probability is 0), several others do.
     assert!(!seg.contains(&0));
@@ -244,4 +250,30 @@ fn bad_shapes_and_tiny_images_are_errors() {
     assert!(e.contains("4×3") && e.contains("smoothing"), "{e}");
     method.rba.smoothing = false;
     assert_eq!(compute(&method, &out, false).unwrap().maps[0].1.len(), 12);
+}
+
+#[test]
+fn semantic_segmentation_matches_the_einsum_definition() {
+    // 3 queries, 2 classes + void, 2×2 mask logits, padded 4×4 with the image in the top-left 4×3.
+    let logits = Tensor::from_slice(&[3f32, 0., 0., 0., 3., 0., 0., 0., 5.]).view([3, 3]);
+    let masks =
+        Tensor::from_slice(&[4f32, -4., 4., -4., -4., 4., -4., 4., 0., 0., 0., 0.]).view([3, 2, 2]);
+    let seg = semantic::semantic_segmentation(&Outputs {
+        pred_logits: &logits,
+        pred_masks: &masks,
+        padded: (4, 4),
+        resized: (4, 3),
+        original: (4, 3),
+    });
+    // Direct evaluation of the definition.
+    let cls = logits.softmax(-1, Kind::Float).narrow(1, 0, 2);
+    let up = masks
+        .unsqueeze(0)
+        .upsample_bilinear2d([4, 4], false, None, None)
+        .squeeze_dim(0)
+        .sigmoid();
+    let sem = Tensor::einsum("qc,qhw->chw", &[cls, up], None::<i64>).narrow(2, 0, 3);
+    let want = Vec::<i64>::try_from(sem.argmax(0, false).flatten(0, -1)).unwrap();
+    assert_eq!(seg.iter().map(|&v| v as i64).collect::<Vec<_>>(), want);
+    assert!(seg.contains(&0) && seg.contains(&1));
 }

@@ -5,8 +5,9 @@
 use super::svg::{score_range, tick};
 use super::{cell_pct, esc, hex, thousands, ReportInput, ScoreInput, THRESHOLDS};
 use crate::dataset::{self, Item, Label};
-use crate::eval::report::{jet, pct, save_rgb};
+use crate::eval::report::{pct, save_rgb};
 use crate::eval::{EvalError, FrameResult};
+use crate::output::image::jet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
