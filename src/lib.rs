@@ -13,10 +13,9 @@
 //! * [`model`]: backends producing `pred_logits` / `pred_masks`.
 //! * [`scoring`]: the Maskomaly rule; [`scores`]: every training-free score from one forward pass
 //!   (Maskomaly, RbA, EAM, energy, MSP, entropy).
-//! * [`output`]: HDF5, PNG, heatmap writers and the manifest.
+//! * [`output`]: HDF5, PNG, heatmap and `.npy` writers; the atomic writer; SHA-256.
 //! * [`pipeline`]: the stages and their wiring; [`exit`]: exit codes.
-//! * [`shard`]: which slice of the listing an array task processes; where its manifest goes.
-//! * [`merge`], [`verify`], [`rocrate`]: combining shard manifests, re-checking a run, provenance.
+//! * [`provenance`]: the typed manifest, resuming, shards, merge, verify and the RO-Crate.
 //! * [`eval`]: metrics, reports and query discovery over written predictions.
 
 pub mod cli;
@@ -29,17 +28,17 @@ pub mod exit;
 pub mod forward;
 pub mod job;
 pub mod jpeg;
-pub mod merge;
 pub mod model;
 pub mod output;
 pub mod pipeline;
 pub mod preprocess;
+pub mod provenance;
 pub mod resize;
-pub mod rocrate;
 pub mod scores;
 pub mod scoring;
-pub mod shard;
-pub mod verify;
+
+// The commands and tests reach these by their earlier paths.
+pub use provenance::{merge, rocrate, shard, verify};
 
 /// Large per-image buffers (input tensors, mask logits) are allocated on one thread and freed on
 /// another. glibc raises its mmap threshold after the first such free and then serves them from

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::Parser;
 use maskomaly::cli::{CheckpointCommand, Cli, Command, FormatArg, ModeArg, RunArgs};
-use maskomaly::exit::ExitCode;
+use maskomaly::exit::{Diagnose, ExitCode};
 use maskomaly::job::Job;
 use maskomaly::pipeline::{self, RunError, RunOptions};
 use std::path::{Path, PathBuf};
@@ -88,6 +88,19 @@ fn info() {
     println!("cudnn: {}", tch::Cuda::cudnn_is_available());
 }
 
+/// `error:`, one `caused by:` line per source, then `hint:`.
+fn print_diagnosed(e: &dyn Diagnose) {
+    eprintln!("error: {e}");
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        eprintln!("caused by: {c}");
+        cause = c.source();
+    }
+    if let Some(h) = e.hint() {
+        eprintln!("hint: {h}");
+    }
+}
+
 fn report(e: &anyhow::Error) {
     eprintln!("error: {e:#}");
     if let Some(hint) = e.downcast_ref::<RunError>().and_then(RunError::hint) {
@@ -145,7 +158,7 @@ fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             r.shard
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            print_diagnosed(&e);
             return Ok(e.exit_code());
         }
     };
@@ -242,7 +255,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(r.exit_code())
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    print_diagnosed(&e);
                     Ok(e.exit_code())
                 }
             }
@@ -253,7 +266,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(r.exit_code())
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                print_diagnosed(&e);
                 Ok(e.exit_code())
             }
         },

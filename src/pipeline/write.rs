@@ -5,10 +5,11 @@
 use super::decode::ms;
 use super::message::{InputId, Scored, ToWrite};
 use super::{RunError, Shared};
-use crate::output::manifest::{
-    sha256_file, Counts, ItemRecord, ItemStatus, Manifest, OutputFile, RunStatus,
-};
+use crate::output::digest::sha256_file;
 use crate::output::{hdf5, image, paths_for};
+use crate::provenance::manifest::{
+    Counts, ItemRecord, ItemStatus, Manifest, OutputFile, RunStatus,
+};
 use crossbeam_channel::Receiver;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -60,9 +61,7 @@ impl ManifestWriter {
     }
 
     pub fn journal_path(path: &Path) -> PathBuf {
-        let mut p = path.as_os_str().to_os_string();
-        p.push(".journal");
-        PathBuf::from(p)
+        crate::provenance::manifest::journal_path(path)
     }
 
     /// Records an item's outcome: appended to the journal now, the manifest rewritten soon.
@@ -106,7 +105,7 @@ impl ManifestWriter {
         self.manifest.items = items;
         self.manifest.status = status;
         if status != RunStatus::Running {
-            self.manifest.finished = Some(crate::output::manifest::now_rfc3339());
+            self.manifest.finished = Some(crate::provenance::manifest::now_rfc3339());
         }
         self.manifest.counts.total = self.records.len() + self.carried.len();
         self.manifest.recount();
