@@ -513,7 +513,10 @@ mod tests {
         // JSON float text need not round-trip bit for bit; the jobs do.
         assert_eq!(back.job().unwrap(), m.job().unwrap());
         assert_eq!(back.differing_settings(&m), Vec::<&str>::new());
-        assert_eq!((back.run_id.as_str(), back.status), ("r", RunStatus::Running));
+        assert_eq!(
+            (back.run_id.as_str(), back.status),
+            ("r", RunStatus::Running)
+        );
         m.format = "other/2".into();
         m.write(&p).unwrap();
         let e = Manifest::read(&p).unwrap_err();

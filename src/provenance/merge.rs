@@ -22,8 +22,6 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-pub use super::manifest::FORMAT as MANIFEST_FORMAT;
-
 /// `maskomaly merge` arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MergeArgs {
@@ -164,14 +162,14 @@ impl MergeReport {
     }
 }
 
-/// Reads a manifest file (see [`Manifest::read`]).
+/// Reads a manifest file (see [`Manifest::read`]); kept for the `run` command.
 pub fn read_manifest(path: &Path) -> Result<Manifest, ManifestError> {
     Manifest::read(path)
 }
 
 /// Writes JSON to `path` atomically, keys sorted and with a final newline: the form the merged
 /// manifest has always had.
-pub fn write_json_atomic<T: Serialize>(path: &Path, v: &T) -> std::io::Result<()> {
+fn write_json_atomic<T: Serialize>(path: &Path, v: &T) -> std::io::Result<()> {
     let value = serde_json::to_value(v).map_err(std::io::Error::other)?;
     let mut text = serde_json::to_vec_pretty(&value).map_err(std::io::Error::other)?;
     text.push(b'\n');
@@ -574,7 +572,7 @@ mod tests {
         items: Vec<ItemRecord>,
     ) -> Manifest {
         Manifest {
-            format: MANIFEST_FORMAT.into(),
+            format: crate::provenance::manifest::FORMAT.into(),
             run_id: format!("run{k}"),
             program: Program {
                 name: "maskomaly".into(),

@@ -38,8 +38,11 @@ pub fn earlier_records(
         // its outputs are redone.
         Err(e) if e.is_not_found() => return out,
         Err(e) => {
-            let cause = std::error::Error::source(&e).map_or(String::new(), |c| format!(" ({c})"));
-            log::warn!("{e}{cause}: every item is redone and the file is replaced");
+            let why = std::error::Error::source(&e).map_or(e.to_string(), |c| c.to_string());
+            log::warn!(
+                "{} cannot be read ({why}): every item is redone and the file is replaced",
+                manifest_path.display()
+            );
             return out;
         }
     };
