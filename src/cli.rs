@@ -42,12 +42,12 @@ pub enum Command {
     #[command(
         after_help = "Exit codes: 0 every item produced once, 1 items missing or in conflict, 65/66/74 errors."
     )]
-    Merge(crate::merge::MergeArgs),
+    Merge(crate::provenance::merge::MergeArgs),
     /// Re-hash every output listed in OUTPUT/manifest.json; report missing, changed and extra files.
     #[command(
         after_help = "Exit codes: 0 clean, 1 mismatch (or the run is not complete), 66 no manifest."
     )]
-    Verify(crate::verify::VerifyArgs),
+    Verify(crate::provenance::verify::VerifyArgs),
     /// Print the version, the libtorch it runs on, and whether CUDA support loaded and sees a GPU.
     Info,
     /// Validate a job file and print it with every default filled in.
@@ -190,7 +190,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub shard: crate::shard::ShardArgs,
+    pub shard: crate::provenance::shard::ShardArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

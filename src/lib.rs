@@ -13,14 +13,13 @@
 //! * [`model`]: backends producing `pred_logits` / `pred_masks`.
 //! * [`scoring`]: the Maskomaly rule; [`scores`]: every training-free score from one forward pass
 //!   (Maskomaly, RbA, EAM, energy, MSP, entropy).
-//! * [`output`]: HDF5, PNG, heatmap writers and the manifest.
+//! * [`output`]: HDF5, PNG, heatmap and `.npy` writers; the atomic writer; SHA-256.
 //! * [`pipeline`]: the stages and their wiring.
 //! * [`commands`]: one file per subcommand; the one way to override a job and find its checkpoint.
 //! * [`exit`], [`error`]: exit codes, the error policy ([`exit::Diagnose`]) and the run's errors.
 //! * [`device`]: device resolution and naming, libtorch faults; [`cuda`]: loading CUDA support.
 //! * [`progress`]: the one progress-bar set-up (hidden under `--quiet`).
-//! * [`shard`]: which slice of the listing an array task processes; where its manifest goes.
-//! * [`merge`], [`verify`], [`rocrate`]: combining shard manifests, re-checking a run, provenance.
+//! * [`provenance`]: the typed manifest, resuming, shards, merge, verify and the RO-Crate.
 //! * [`eval`]: metrics, reports and query discovery over written predictions.
 
 pub mod cli;
@@ -34,18 +33,15 @@ pub mod eval;
 pub mod exit;
 pub mod job;
 pub mod jpeg;
-pub mod merge;
 pub mod model;
 pub mod output;
 pub mod pipeline;
 pub mod preprocess;
 pub mod progress;
+pub mod provenance;
 pub mod resize;
-pub mod rocrate;
 pub mod scores;
 pub mod scoring;
-pub mod shard;
-pub mod verify;
 
 /// Large per-image buffers (input tensors, mask logits) are allocated on one thread and freed on
 /// another. glibc raises its mmap threshold after the first such free and then serves them from

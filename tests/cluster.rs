@@ -308,7 +308,7 @@ fn sigterm_mid_run_exits_143_with_a_consistent_manifest_and_rerun_completes() {
         for o in it["outputs"].as_array().unwrap() {
             let p = out.join(o["path"].as_str().unwrap());
             assert_eq!(
-                maskomaly::verify::sha256_file(&p).unwrap(),
+                maskomaly::output::digest::sha256_file(&p).unwrap(),
                 o["sha256"].as_str().unwrap(),
                 "{}",
                 p.display()

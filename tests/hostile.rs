@@ -3,7 +3,7 @@
 //! the exit code, that each valid output exists and equals a clean run's, that no temporary file
 //! is left, and that a rerun completes. The model is the tiny TorchScript fixture.
 
-use maskomaly::output::manifest::{ItemStatus, Manifest};
+use maskomaly::provenance::manifest::{ItemStatus, Manifest};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -83,7 +83,7 @@ fn manifest(out: &Path) -> Manifest {
     Manifest::read(&out.join("manifest.json")).unwrap()
 }
 
-fn record<'a>(m: &'a Manifest, input: &Path) -> &'a maskomaly::output::manifest::ItemRecord {
+fn record<'a>(m: &'a Manifest, input: &Path) -> &'a maskomaly::provenance::manifest::ItemRecord {
     m.items
         .iter()
         .find(|r| r.input == input)
@@ -351,7 +351,10 @@ fn thin_and_extreme_images_fail_alone_and_the_rest_is_written() {
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     let m = manifest(&out);
     assert_eq!((m.counts.skipped, m.counts.failed), (4, 3));
-    assert_eq!(m.status, maskomaly::output::manifest::RunStatus::Complete);
+    assert_eq!(
+        m.status,
+        maskomaly::provenance::manifest::RunStatus::Complete
+    );
 }
 
 #[test]
@@ -729,7 +732,7 @@ fn a_signal_stops_cleanly_and_a_rerun_resumes() {
     let m = manifest(&out);
     assert_eq!(
         m.status,
-        maskomaly::output::manifest::RunStatus::Interrupted
+        maskomaly::provenance::manifest::RunStatus::Interrupted
     );
     assert!(
         m.counts.written >= 1 && m.counts.written < 12,

@@ -13,7 +13,7 @@
 //! `MASKOMALY_REPORT_SCREENSHOT=FILE` keeps a copy of the screenshot.
 
 use maskomaly::eval::{browser, html};
-use maskomaly::output::manifest::{
+use maskomaly::provenance::manifest::{
     CheckpointInfo, Counts, Manifest, Numerics, Program, RunStatus, FORMAT,
 };
 use std::path::{Path, PathBuf};

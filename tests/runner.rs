@@ -3,8 +3,8 @@
 //! checks of every output, the manifest and the exit code.
 
 use maskomaly::job::Job;
-use maskomaly::output::manifest::{ItemStatus, Manifest};
 use maskomaly::preprocess::{decode_file, prepare};
+use maskomaly::provenance::manifest::{ItemStatus, Manifest};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

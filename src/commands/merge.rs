@@ -2,12 +2,12 @@
 
 use crate::exit::{ExitCode, Failure};
 
-pub fn merge(args: &crate::merge::MergeArgs) -> Result<ExitCode, Failure> {
-    match crate::merge::merge(args, &std::env::args().collect::<Vec<_>>()) {
+pub fn merge(args: &crate::provenance::merge::MergeArgs) -> Result<ExitCode, Failure> {
+    match crate::provenance::merge::merge(args, &std::env::args().collect::<Vec<_>>()) {
         Ok(r) => {
             eprint!("{}", r.render());
             Ok(r.exit_code())
         }
-        Err(e) => Err(Failure::coded(e.exit_code(), e)),
+        Err(e) => Err(e.into()),
     }
 }

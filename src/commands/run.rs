@@ -21,7 +21,7 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<ExitCode, Failure> {
             }
             r.shard
         }
-        Err(e) => return Err(Failure::coded(e.exit_code(), e)),
+        Err(e) => return Err(e.into()),
     };
     let stop = Arc::new(AtomicUsize::new(0));
     install_signal_handlers(&stop).map_err(RunError::Signals)?;
@@ -35,9 +35,11 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<ExitCode, Failure> {
     let summary = pipeline::run(&job, &opts, stop)?;
     // Shard runs get their crate from `maskomaly merge`.
     if shard.is_none() {
-        let crate_written = crate::merge::read_manifest(&summary.manifest)
+        let crate_written = crate::provenance::manifest::Manifest::read(&summary.manifest)
             .map_err(|e| e.to_string())
-            .and_then(|m| crate::rocrate::write(&job.output.root, &m).map_err(|e| e.to_string()));
+            .and_then(|m| {
+                crate::provenance::rocrate::write(&job.output.root, &m).map_err(|e| e.to_string())
+            });
         if let Err(e) = crate_written {
             log::warn!("no RO-Crate metadata: {e}");
         }

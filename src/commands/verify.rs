@@ -2,12 +2,12 @@
 
 use crate::exit::{ExitCode, Failure};
 
-pub fn verify(args: &crate::verify::VerifyArgs) -> Result<ExitCode, Failure> {
-    match crate::verify::verify(args) {
+pub fn verify(args: &crate::provenance::verify::VerifyArgs) -> Result<ExitCode, Failure> {
+    match crate::provenance::verify::verify(args) {
         Ok(r) => {
             eprint!("{}", r.render());
             Ok(r.exit_code())
         }
-        Err(e) => Err(Failure::coded(e.exit_code(), e)),
+        Err(e) => Err(e.into()),
     }
 }

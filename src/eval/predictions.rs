@@ -95,44 +95,33 @@ fn squeeze(path: &Path, shape: &[usize]) -> Result<(usize, usize), PredictionErr
     }
 }
 
+/// Reads an HDF5 score map ([`crate::output::hdf5::read_score`]).
 pub fn read_hdf5(path: &Path) -> Result<Prediction, PredictionError> {
-    use hdf5::types::{FloatSize, TypeDescriptor};
-    let err = |e: hdf5::Error| PredictionError::Read {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    let file = hdf5::File::open(path).map_err(err)?;
-    let ds = file.dataset("value").map_err(err)?;
-    let (height, width) = squeeze(path, &ds.shape())?;
-    let desc = ds.dtype().and_then(|t| t.to_descriptor()).map_err(err)?;
-    let (scores, dtype) = match desc {
-        TypeDescriptor::Float(FloatSize::U4) => {
-            (ds.read_raw::<f32>().map_err(err)?, PredDtype::Float32)
-        }
-        TypeDescriptor::Float(FloatSize::U2) => (
-            ds.read_raw::<half::f16>()
-                .map_err(err)?
-                .into_iter()
-                .map(f32::from)
-                .collect(),
-            PredDtype::Float16,
-        ),
-        other => {
-            return Err(PredictionError::Dtype {
-                path: path.to_path_buf(),
-                dtype: other.to_string(),
-            })
-        }
-    };
+    use crate::output::hdf5::{read_score, ReadError, StoredDtype};
+    let stored = read_score(path).map_err(|e| match e {
+        ReadError::Dtype { dtype, .. } => PredictionError::Dtype {
+            path: path.to_path_buf(),
+            dtype,
+        },
+        ReadError::Hdf5 { source, .. } => PredictionError::Read {
+            path: path.to_path_buf(),
+            message: source.to_string(),
+        },
+    })?;
+    let (height, width) = squeeze(path, &stored.shape)?;
     Ok(Prediction {
         width,
         height,
-        scores,
-        dtype,
+        scores: stored.values,
+        dtype: match stored.dtype {
+            StoredDtype::Float32 => PredDtype::Float32,
+            StoredDtype::Float16 => PredDtype::Float16,
+        },
     })
 }
 
-/// Minimal `.npy` reader (format 1.0–3.0): little-endian float32 / float16, C order.
+/// Minimal `.npy` reader (format 1.0–3.0): little-endian float32 / float16, C order. Own code
+/// because `ndarray-npy` reads no float16, which prediction files may hold.
 pub fn read_npy(path: &Path) -> Result<Prediction, PredictionError> {
     let bad = |m: &str| PredictionError::Read {
         path: path.to_path_buf(),

@@ -15,14 +15,10 @@ pub(crate) fn write_err(path: &Path, e: impl std::fmt::Display) -> EvalError {
     }
 }
 
-/// Writes `bytes` to a temporary name in the same folder, then renames, so a killed run never
-/// leaves a half-written report behind.
+/// Writes `bytes` atomically ([`crate::output::write_bytes_atomic`]), so a killed run never leaves a
+/// half-written report behind.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(|e| write_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| write_err(path, e))
+    crate::output::write_bytes_atomic(path, bytes).map_err(|e| write_err(path, e))
 }
 
 /// `run_id` and `checkpoint` of the run that wrote the predictions (`<predictions>/manifest.json`).

@@ -26,13 +26,13 @@ pub fn cache_dir() -> PathBuf {
 
 /// SHA-256 of a file, lower-case hex.
 pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
-    crate::output::manifest::sha256_file(path).map_err(|e| ModelError::Load {
+    crate::output::digest::sha256_file(path).map_err(|e| ModelError::Load {
         path: path.into(),
         message: e.to_string(),
     })
 }
 
-use crate::output::manifest::hex;
+use crate::output::digest::hex;
 
 /// Checks `path` against an expected SHA-256 (any case); no expectation passes.
 pub fn verify(path: &Path, expected: Option<&str>) -> Result<(), ModelError> {
@@ -126,9 +126,11 @@ pub fn download(url: &str, target: &Path, sha256: Option<&str>) -> Result<(), Mo
     let mut resp = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
     let total = resp.body().content_length();
     let bar = crate::progress::bytes(total, format!("fetching {}", cache_name(url)));
-    let tmp = dir.join(format!(".{}.part-{}", cache_name(url), std::process::id()));
+    let staged = crate::output::Staged::new(target)
+        .map_err(|e| fail(format!("cannot write {}: {e}", dir.display())))?;
+    let tmp = staged.path();
     let result = (|| -> Result<String, ModelError> {
-        let mut out = std::fs::File::create(&tmp)
+        let mut out = std::fs::File::create(tmp)
             .map_err(|e| fail(format!("cannot write {}: {e}", tmp.display())))?;
         let mut reader = resp.body_mut().as_reader();
         let mut h = Sha256::new();
@@ -157,16 +159,9 @@ pub fn download(url: &str, target: &Path, sha256: Option<&str>) -> Result<(), Mo
         Ok(hex(&h.finalize()))
     })();
     bar.finish_and_clear();
-    let found = match result {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
+    let found = result?;
     if let Some(expected) = sha256 {
         if !found.eq_ignore_ascii_case(expected.trim()) {
-            let _ = std::fs::remove_file(&tmp);
             return Err(ModelError::Checksum {
                 path: target.to_path_buf(),
                 expected: expected.to_string(),
@@ -174,7 +169,8 @@ pub fn download(url: &str, target: &Path, sha256: Option<&str>) -> Result<(), Mo
             });
         }
     }
-    std::fs::rename(&tmp, target)
+    staged
+        .commit()
         .map_err(|e| fail(format!("cannot move the download into place: {e}")))?;
     log::info!("fetched {url} -> {} (sha256 {found})", target.display());
     Ok(())

@@ -1,5 +1,6 @@
 //! HDF5 score maps: one dataset named `value`, H×W at input resolution (the SMIYC format).
 //! float16 is written with gzip level 9 as the benchmark does; float32 keeps every bit of the score.
+//! [`read_score`] is the one reader of these files (evaluation and `verify --rerun` use it).
 
 use crate::job::H5Dtype;
 use std::path::Path;
@@ -70,6 +71,74 @@ pub fn write_score(
     })
 }
 
+/// Storage type of a score map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredDtype {
+    Float32,
+    Float16,
+}
+
+/// A score map as stored: its shape (as written, unit axes included) and values widened to f32
+/// (exact for float16).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredScore {
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+    pub dtype: StoredDtype,
+}
+
+/// A score map file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read the `value` dataset of {path}")]
+    Hdf5 {
+        path: std::path::PathBuf,
+        #[source]
+        source: hdf5::Error,
+    },
+    #[error("`value` of {path} is {dtype}, not float32 or float16")]
+    Dtype {
+        path: std::path::PathBuf,
+        dtype: String,
+    },
+}
+
+/// Reads the `value` dataset of a score map file (float32 or float16).
+pub fn read_score(path: &Path) -> Result<StoredScore, ReadError> {
+    use hdf5::types::{FloatSize, TypeDescriptor};
+    let err = |source| ReadError::Hdf5 {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = hdf5::File::open(path).map_err(err)?;
+    let ds = file.dataset("value").map_err(err)?;
+    let desc = ds.dtype().and_then(|t| t.to_descriptor()).map_err(err)?;
+    let (values, dtype) = match desc {
+        TypeDescriptor::Float(FloatSize::U4) => {
+            (ds.read_raw::<f32>().map_err(err)?, StoredDtype::Float32)
+        }
+        TypeDescriptor::Float(FloatSize::U2) => (
+            ds.read_raw::<half::f16>()
+                .map_err(err)?
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+            StoredDtype::Float16,
+        ),
+        other => {
+            return Err(ReadError::Dtype {
+                path: path.to_path_buf(),
+                dtype: other.to_string(),
+            })
+        }
+    };
+    Ok(StoredScore {
+        shape: ds.shape(),
+        values,
+        dtype,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,15 +149,37 @@ mod tests {
         let score: Vec<f32> = (0..12).map(|i| i as f32 / 11.0).collect();
         let p = d.path().join("a.hdf5");
         write_score(&p, &score, 3, 4, H5Dtype::Float32).unwrap();
-        let back = crate::eval::predictions::read(&p).unwrap();
-        assert_eq!((back.height, back.width), (3, 4));
-        assert_eq!(back.scores, score);
+        let back = read_score(&p).unwrap();
+        assert_eq!(back.shape, [3, 4]);
+        assert_eq!(back.dtype, StoredDtype::Float32);
+        assert_eq!(back.values, score);
         let p16 = d.path().join("b.hdf5");
         write_score(&p16, &score, 3, 4, H5Dtype::Float16).unwrap();
-        let back = crate::eval::predictions::read(&p16).unwrap().scores;
+        let back = read_score(&p16).unwrap();
+        assert_eq!(back.dtype, StoredDtype::Float16);
+        let back = back.values;
         for (a, b) in back.iter().zip(&score) {
             assert_eq!(*a, half::f16::from_f32(*b).to_f32());
         }
+    }
+
+    #[test]
+    fn other_types_are_refused_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("i.hdf5");
+        let f = hdf5::File::create(&p).unwrap();
+        f.new_dataset::<i32>()
+            .shape([1, 2])
+            .create("value")
+            .unwrap()
+            .write_raw(&[1, 2])
+            .unwrap();
+        drop(f);
+        let e = read_score(&p).unwrap_err();
+        assert!(matches!(e, ReadError::Dtype { .. }), "{e}");
+        assert!(e.to_string().contains("i.hdf5"), "{e}");
+        let missing = read_score(&d.path().join("none.hdf5")).unwrap_err();
+        assert!(std::error::Error::source(&missing).is_some());
     }
 
     #[test]
@@ -108,9 +199,6 @@ mod tests {
         // Read back through a UTF-8 name.
         let plain = d.path().join("copy.hdf5");
         std::fs::copy(&p, &plain).unwrap();
-        assert_eq!(
-            crate::eval::predictions::read(&plain).unwrap().scores,
-            [0.25, 0.5]
-        );
+        assert_eq!(read_score(&plain).unwrap().values, [0.25, 0.5]);
     }
 }

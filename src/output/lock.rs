@@ -105,7 +105,7 @@ pub fn lock_output(out_root: &Path, shard: Option<(usize, usize)>) -> Result<Vec
         None => Ok(vec![try_lock(&root, false, out_root)?]),
         Some((k, n)) => {
             let outer = try_lock(&root, true, out_root)?;
-            let dir = out_root.join(crate::shard::MANIFESTS_DIR);
+            let dir = out_root.join(super::MANIFESTS_DIR);
             std::fs::create_dir_all(&dir).map_err(|source| LockError::Io {
                 path: dir.clone(),
                 source,

@@ -1,10 +1,10 @@
 //! Writers for one item's outputs and the run manifest. Every file is written to a temporary name in
 //! its own folder and renamed into place, so a killed run never leaves a file a rerun would trust.
 
+pub mod digest;
 pub mod hdf5;
 pub mod image;
 pub mod lock;
-pub mod manifest;
 pub mod npy;
 pub mod pathtext;
 
@@ -16,6 +16,9 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+/// Folder of the per-shard manifests under an output root.
+pub const MANIFESTS_DIR: &str = "manifests";
 
 /// The files one item produces, absolute.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,7 +116,7 @@ fn temp_key(name: &OsStr) -> OsString {
     if name.to_str().is_some() {
         return name.to_os_string();
     }
-    let h = manifest::sha256_hex(name.as_encoded_bytes());
+    let h = digest::sha256_hex(name.as_encoded_bytes());
     OsString::from(format!("~{}", &h[..16]))
 }
 
@@ -139,23 +142,75 @@ pub fn is_temp_name(name: &OsStr) -> bool {
     temp_target_key(name).is_some()
 }
 
-/// Creates `path` through `write` on a temporary sibling, fsyncs it and renames it into place. On any
-/// error the temporary file is removed.
+/// A file being written under a temporary sibling name ([`temp_path`]): [`Staged::commit`] makes it
+/// durable and moves it into place; dropped uncommitted, the temporary file is removed. The one way
+/// every file of the program is written, so a killed or crashed run never leaves a half-written
+/// file under a name a rerun would trust.
+pub struct Staged {
+    target: PathBuf,
+    tmp: PathBuf,
+    done: bool,
+}
+
+impl Staged {
+    /// Creates the target's folder; the caller writes the file at [`Staged::path`].
+    pub fn new(target: &Path) -> std::io::Result<Staged> {
+        if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)?;
+        }
+        Ok(Staged {
+            target: target.to_path_buf(),
+            tmp: temp_path(target),
+            done: false,
+        })
+    }
+
+    /// Where to write the content.
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Flushes the file to disk, renames it over the target, then flushes the folder so that the
+    /// rename itself survives a power loss.
+    pub fn commit(mut self) -> std::io::Result<()> {
+        fs::File::open(&self.tmp)?.sync_all()?;
+        fs::rename(&self.tmp, &self.target)?;
+        self.done = true;
+        sync_dir(self.target.parent().unwrap_or(Path::new(".")))
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// fsync of a folder (its entries). File systems that cannot sync a folder say so with EINVAL;
+/// there the rename is as durable as they make it.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    match fs::File::open(dir)?.sync_all() {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+        other => other,
+    }
+}
+
+/// Creates `path` through `write` on a temporary sibling and commits it ([`Staged`]). On any error
+/// the temporary file is removed.
 pub fn write_atomic<F>(path: &Path, write: F) -> std::io::Result<()>
 where
     F: FnOnce(&Path) -> std::io::Result<()>,
 {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    let tmp = temp_path(path);
-    let result = write(&tmp)
-        .and_then(|()| fs::File::open(&tmp)?.sync_all())
-        .and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let staged = Staged::new(path)?;
+    write(staged.path())?;
+    staged.commit()
 }
 
 /// [`write_atomic`] for an in-memory buffer.

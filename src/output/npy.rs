@@ -1,49 +1,34 @@
-//! NumPy `.npy` (format 1.0, little-endian, C order) for float32 and uint8 arrays: the Fishyscapes output
-//! format, and the exchange format of the benchmarks.
+//! NumPy `.npy` for float32 and uint8 arrays (C order, through `ndarray-npy`): the Fishyscapes
+//! output format, and the exchange format of the benchmarks.
 
+use ndarray_npy::WriteNpyExt;
 use std::io::Write;
 use std::path::Path;
 
 /// Writes a float32 array of `shape` atomically.
 pub fn write_f32(path: &Path, data: &[f32], shape: &[usize]) -> std::io::Result<()> {
-    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-    write_raw(path, "<f4", &bytes, data.len(), shape)
+    write(path, data, shape)
 }
 
 /// Writes a uint8 array of `shape` atomically.
 pub fn write_u8(path: &Path, data: &[u8], shape: &[usize]) -> std::io::Result<()> {
-    write_raw(path, "|u1", data, data.len(), shape)
+    write(path, data, shape)
 }
 
-fn write_raw(
+fn write<T: ndarray_npy::WritableElement>(
     path: &Path,
-    descr: &str,
-    bytes: &[u8],
-    n: usize,
+    data: &[T],
     shape: &[usize],
 ) -> std::io::Result<()> {
-    assert_eq!(
-        n,
-        shape.iter().product::<usize>(),
-        "data does not match the shape"
-    );
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let tuple = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple}, }}");
-    // Magic (6) + version (2) + length (2) + header + newline, padded to a multiple of 64.
-    let total = 10 + header.len() + 1;
-    header.push_str(&" ".repeat(total.div_ceil(64) * 64 - total));
-    header.push('\n');
+    let array = ndarray::ArrayView::from_shape(ndarray::IxDyn(shape), data).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} values do not fill the shape {shape:?}: {e}", data.len()),
+        )
+    })?;
     super::write_atomic(path, |tmp| {
         let mut f = std::io::BufWriter::new(std::fs::File::create(tmp)?);
-        f.write_all(b"\x93NUMPY\x01\x00")?;
-        f.write_all(&(header.len() as u16).to_le_bytes())?;
-        f.write_all(header.as_bytes())?;
-        f.write_all(bytes)?;
+        array.write_npy(&mut f).map_err(std::io::Error::other)?;
         f.flush()
     })
 }
@@ -60,5 +45,27 @@ mod tests {
         assert_eq!((bytes.len() - 24 * 4) % 64, 0, "header padded to 64 bytes");
         let back = crate::eval::predictions::read_npy(&p).unwrap();
         assert_eq!((back.height, back.width, back.scores), (4, 6, data));
+    }
+
+    #[test]
+    fn bytes_and_header_as_numpy_writes_them() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.npy");
+        super::write_u8(&p, &[1, 2, 3], &[3]).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+        let header = std::str::from_utf8(&bytes[10..bytes.len() - 3]).unwrap();
+        assert!(header.contains("'descr': '|u1'"), "{header}");
+        assert!(header.contains("'shape': (3,)"), "{header}");
+        assert!(header.ends_with('\n'), "{header:?}");
+        assert_eq!(&bytes[bytes.len() - 3..], [1, 2, 3]);
+    }
+
+    #[test]
+    fn data_that_does_not_fill_the_shape_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let e = super::write_f32(&d.path().join("x.npy"), &[0.0; 5], &[2, 3]).unwrap_err();
+        assert!(e.to_string().contains("shape"), "{e}");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
     }
 }

@@ -3,8 +3,9 @@
 
 use super::message::{Decoded, Failure, InputId, ToInfer, Work};
 use super::{guard_item, Shared};
-use crate::output::manifest::{sha256_hex, Timings};
+use crate::output::digest::sha256_hex;
 use crate::preprocess::{decode_file_limited, prepare};
+use crate::provenance::manifest::{mtime_ns, Timings};
 use crossbeam_channel::{Receiver, Sender};
 use std::io::Read;
 use std::path::Path;
@@ -45,12 +46,6 @@ pub fn read_input(path: &Path) -> std::io::Result<(Vec<u8>, u64, i64)> {
     let mut bytes = Vec::with_capacity(meta.len().min(1 << 30) as usize);
     f.read_to_end(&mut bytes)?;
     Ok((bytes, meta.len(), mtime_ns(&meta)))
-}
-
-/// Modification time in nanoseconds since the epoch.
-pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
-    use std::os::unix::fs::MetadataExt;
-    meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec()
 }
 
 fn decode_one(shared: &Shared, work: Work) -> ToInfer {

@@ -3,7 +3,8 @@
 
 use super::RunError;
 use crate::output::lock;
-use crate::shard::{self, Shard};
+use crate::output::MANIFESTS_DIR;
+use crate::provenance::shard::Shard;
 use std::path::{Path, PathBuf};
 
 /// The target name of the start-up write test (only its temporary name is ever written).
@@ -36,7 +37,7 @@ impl OutputGuard {
             created,
             committed: false,
         };
-        let manifests = out_root.join(shard::MANIFESTS_DIR);
+        let manifests = out_root.join(MANIFESTS_DIR);
         if shard.is_some() && !manifests.exists() {
             guard.created.insert(0, manifests);
         }

@@ -1,8 +1,8 @@
 //! The only types that cross stage boundaries.
 
 use crate::dataset::Item;
-use crate::output::manifest::Timings;
 use crate::preprocess::{Prepared, Rgb8};
+use crate::provenance::manifest::Timings;
 use crate::scores::ScoreKind;
 use tch::Tensor;
 

@@ -22,17 +22,16 @@ use crate::dataset::{self, Item};
 use crate::device::{device_name, git_commit, libtorch_version, resolve_device};
 use crate::error::RunError;
 use crate::exit::ExitCode;
-use crate::job::{Job, Precision, Runtime};
+use crate::job::{Job, Precision};
 use crate::model::fetch::resolve_checkpoint;
-use crate::output::manifest::{
+use crate::output::paths_for;
+use crate::provenance::manifest::{
     self, CheckpointInfo, Counts, ItemRecord, ItemStatus, Manifest, Numerics, Program, RunStatus,
 };
-use crate::output::paths_for;
-use crate::shard::{self, Shard};
+use crate::provenance::{self, shard, shard::Shard};
 use crossbeam_channel::bounded;
 use guard::OutputGuard;
 use message::Work;
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -160,143 +159,6 @@ impl Shared {
     }
 }
 
-/// What an earlier run of the same job and checkpoint left in this output folder.
-#[derive(Default)]
-struct Earlier {
-    /// Every record (manifest and journal), by stem: a run updates only the records of the items
-    /// it processes and carries the others over, so the manifest keeps describing every output.
-    records: HashMap<PathBuf, ItemRecord>,
-    /// Stems of this run's items whose outputs are complete and unchanged (hash-checked) and whose
-    /// input is the one they were made from.
-    reusable: HashSet<PathBuf>,
-}
-
-/// Reads the earlier manifest and journal at `manifest_path`, and decides which of `items` need
-/// not be redone (none when `reuse` is false: `--overwrite`).
-fn earlier_records(
-    job: &Job,
-    ck_sha: &str,
-    manifest_path: &Path,
-    items: &[Item],
-    reuse: bool,
-) -> Earlier {
-    let mut out = Earlier::default();
-    let old = match Manifest::read(manifest_path) {
-        Ok(m) => m,
-        // A journal without a manifest can only come from a run killed before its first flush;
-        // its outputs are redone.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
-        Err(e) => {
-            log::warn!(
-                "{} cannot be read ({e}): every item is redone and the file is replaced",
-                manifest_path.display()
-            );
-            return out;
-        }
-    };
-    // Compared as jobs, not as JSON: JSON float text need not round-trip bit for bit.
-    let same_job = serde_json::from_value::<Job>(old.job)
-        .is_ok_and(|old| job_identity(&old) == job_identity(job));
-    if !same_job || old.checkpoint.sha256 != ck_sha {
-        log::info!(
-            "earlier run in this output folder used another job or checkpoint: redoing every item"
-        );
-        return out;
-    }
-    let mut records = old.items;
-    // Records appended after the manifest's last rewrite.
-    if let Ok(text) = std::fs::read_to_string(ManifestWriter::journal_path(manifest_path)) {
-        records.extend(
-            text.lines()
-                .filter_map(|l| serde_json::from_str::<ItemRecord>(l).ok()),
-        );
-    }
-    for r in records {
-        out.records.insert(r.stem.clone(), r);
-    }
-    let mut changed_inputs = 0usize;
-    for item in items.iter().filter(|_| reuse) {
-        let Some(r) = out.records.get_mut(&item.stem) else {
-            continue;
-        };
-        if !matches!(r.status, ItemStatus::Written | ItemStatus::Skipped) {
-            continue;
-        }
-        let expected: Vec<PathBuf> = paths_for(job, &item.stem)
-            .all()
-            .map(|p| p.strip_prefix(&job.output.root).unwrap_or(p).to_path_buf())
-            .collect();
-        let recorded: Vec<&PathBuf> = r.outputs.iter().map(|o| &o.path).collect();
-        if expected.iter().collect::<Vec<_>>() != recorded {
-            continue;
-        }
-        match input_unchanged(&item.image, r) {
-            InputCheck::Same => {}
-            InputCheck::Changed => {
-                changed_inputs += 1;
-                continue;
-            }
-            InputCheck::Unreadable => continue,
-        }
-        let outputs_intact = r.outputs.iter().all(|o| {
-            manifest::sha256_file(&job.output.root.join(&o.path)).is_ok_and(|h| h == o.sha256)
-        });
-        if outputs_intact {
-            out.reusable.insert(item.stem.clone());
-        }
-    }
-    if changed_inputs > 0 {
-        log::info!(
-            "{changed_inputs} inputs changed since their outputs were written: redoing them"
-        );
-    }
-    out
-}
-
-enum InputCheck {
-    Same,
-    Changed,
-    Unreadable,
-}
-
-/// Whether the file at `path` is the input `rec` was made from: same size and modification time
-/// (fast path), else the same SHA-256. A match through the hash refreshes the recorded size and
-/// time.
-fn input_unchanged(path: &Path, rec: &mut ItemRecord) -> InputCheck {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return InputCheck::Unreadable;
-    };
-    let (size, mtime) = (meta.len(), decode::mtime_ns(&meta));
-    if rec.input_size == Some(size) && rec.input_mtime_ns == Some(mtime) {
-        return InputCheck::Same;
-    }
-    let Some(want) = rec.input_sha256.as_deref() else {
-        return InputCheck::Changed;
-    };
-    match manifest::sha256_file(path) {
-        Ok(h) if h == want => {
-            rec.input_size = Some(size);
-            rec.input_mtime_ns = Some(mtime);
-            InputCheck::Same
-        }
-        Ok(_) => InputCheck::Changed,
-        Err(_) => InputCheck::Unreadable,
-    }
-}
-
-/// The parts of a job that change output bytes: everything but `runtime` and the two roots.
-fn job_identity(job: &Job) -> Job {
-    let mut j = job.clone();
-    // Only the precision of the runtime settings changes the scores materially.
-    j.runtime = Runtime {
-        precision: job.runtime.precision,
-        ..Default::default()
-    };
-    j.output.root = PathBuf::new();
-    j.dataset.root = PathBuf::new();
-    j
-}
-
 /// Runs `f`, turning a panic into an error message. Panics reachable from input data are bugs to
 /// fix where they arise; this is the last line of defence that keeps one item from ending a run.
 pub fn guard_item<T>(f: impl FnOnce() -> T) -> Result<T, String> {
@@ -405,11 +267,12 @@ fn run_stages<'scope>(
             .flat_map(|i| paths_for(job, &i.stem).all().cloned().collect::<Vec<_>>())
             .chain([
                 plan.manifest_path.to_path_buf(),
-                job.output.root.join(crate::rocrate::FILE_NAME),
+                job.output.root.join(provenance::rocrate::FILE_NAME),
                 job.output.root.join(guard::WRITE_TEST),
             ]),
     );
-    let (records, todo, carried) = plan_items(plan);
+    let header = manifest_header(plan, model_desc.clone());
+    let (records, todo, carried) = plan_items(plan, &header);
     let decode_workers = job.decode_workers(todo.len());
     progress.set_length(todo.len() as u64);
     log::info!(
@@ -419,7 +282,6 @@ fn run_stages<'scope>(
         todo.len()
     );
 
-    let header = manifest_header(plan, model_desc);
     let manifest_path = plan.manifest_path.to_path_buf();
     let mut mw = ManifestWriter::new(header, records, carried, manifest_path.clone());
     if let Err(e) = mw.flush(RunStatus::Running) {
@@ -440,11 +302,19 @@ fn run_stages<'scope>(
 /// Sorts the run's items into records kept from an earlier run (complete and unchanged: skipped)
 /// and work to do. Returns the records by item (`None`: not yet recorded), the work, and the
 /// records of items outside this run (another `--limit`, a shard's neighbours), which are kept.
-fn plan_items(plan: &RunPlan) -> (Vec<Option<ItemRecord>>, Vec<Work>, Vec<ItemRecord>) {
+fn plan_items(
+    plan: &RunPlan,
+    header: &Manifest,
+) -> (Vec<Option<ItemRecord>>, Vec<Work>, Vec<ItemRecord>) {
     let (job, items, opts) = (plan.job, plan.items, plan.opts);
-    let (ck_sha, manifest_path) = (plan.ck_sha, plan.manifest_path);
-    let earlier = earlier_records(job, ck_sha, manifest_path, items, !opts.overwrite);
-    let Earlier {
+    let earlier = provenance::resume::earlier_records(
+        header,
+        job,
+        plan.manifest_path,
+        items,
+        !opts.overwrite,
+    );
+    let provenance::resume::Earlier {
         records: mut previous,
         reusable,
     } = earlier;
@@ -503,9 +373,7 @@ fn manifest_header(plan: &RunPlan, model_desc: String) -> Manifest {
             format: format!("{:?}", job.checkpoint.format).to_lowercase(),
             sha256: plan.ck_sha.to_string(),
         },
-        shard: opts
-            .shard
-            .map(|s| serde_json::to_value(s).unwrap_or_default()),
+        shard: opts.shard,
         started: manifest::now_rfc3339(),
         finished: None,
         status: RunStatus::Running,

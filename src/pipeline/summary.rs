@@ -64,7 +64,7 @@ impl RunSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::manifest::Counts;
+    use crate::provenance::manifest::Counts;
 
     #[test]
     fn table_names_counts_rate_outputs_and_slowest_stage() {

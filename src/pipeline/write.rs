@@ -5,10 +5,11 @@
 use super::decode::ms;
 use super::message::{InputId, Scored, ToWrite};
 use super::{RunError, Shared};
-use crate::output::manifest::{
-    sha256_file, Counts, ItemRecord, ItemStatus, Manifest, OutputFile, RunStatus,
-};
+use crate::output::digest::sha256_file;
 use crate::output::{hdf5, image, paths_for};
+use crate::provenance::manifest::{
+    Counts, ItemRecord, ItemStatus, Manifest, OutputFile, RunStatus,
+};
 use crossbeam_channel::Receiver;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -59,12 +60,6 @@ impl ManifestWriter {
         self.this_run.clone()
     }
 
-    pub fn journal_path(path: &Path) -> PathBuf {
-        let mut p = path.as_os_str().to_os_string();
-        p.push(".journal");
-        PathBuf::from(p)
-    }
-
     /// Records an item's outcome: appended to the journal now, the manifest rewritten soon.
     pub fn record(&mut self, idx: usize, rec: ItemRecord) -> std::io::Result<()> {
         if self.journal.is_none() {
@@ -72,7 +67,7 @@ impl ManifestWriter {
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .open(Self::journal_path(&self.path))?,
+                    .open(crate::provenance::manifest::journal_path(&self.path))?,
             );
         }
         let line = serde_json::to_string(&rec).map_err(std::io::Error::other)?;
@@ -106,7 +101,7 @@ impl ManifestWriter {
         self.manifest.items = items;
         self.manifest.status = status;
         if status != RunStatus::Running {
-            self.manifest.finished = Some(crate::output::manifest::now_rfc3339());
+            self.manifest.finished = Some(crate::provenance::manifest::now_rfc3339());
         }
         self.manifest.counts.total = self.records.len() + self.carried.len();
         self.manifest.recount();
@@ -114,7 +109,7 @@ impl ManifestWriter {
         self.last_flush = Instant::now();
         if status != RunStatus::Running {
             self.journal = None;
-            match std::fs::remove_file(Self::journal_path(&self.path)) {
+            match std::fs::remove_file(crate::provenance::manifest::journal_path(&self.path)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }

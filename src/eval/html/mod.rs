@@ -423,7 +423,7 @@ pub fn write_report(input: &ReportInput) -> Result<Vec<PathBuf>, EvalError> {
         ("mode", mode.clone()),
         ("predictions", input.predictions.display().to_string()),
         ("prediction dtype", r0.prediction_dtype.clone()),
-        ("evaluated", crate::output::manifest::now_rfc3339()),
+        ("evaluated", crate::provenance::manifest::now_rfc3339()),
     ];
     for (k, v) in rows {
         let _ = write!(h, "<dt>{k}</dt><dd>{}</dd>", esc(&v));

@@ -14,12 +14,12 @@
 //!
 //! Exit codes: 0 clean, 1 any mismatch (or a run that is not `complete`), other codes for errors.
 
-use crate::exit::ExitCode;
-use crate::merge::{read_manifest, MergeError};
-pub use crate::output::manifest::sha256_file;
+use super::manifest::{ItemStatus, Manifest, ManifestError, RunStatus};
+use super::shard;
+use crate::exit::{Diagnose, ExitCode};
+use crate::output::digest::sha256_file;
+use crate::output::hdf5::read_score;
 use crate::output::pathtext;
-use crate::shard;
-use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -51,26 +51,45 @@ pub struct VerifyArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("{0}")]
-    Manifest(#[from] MergeError),
-    #[error("{path} does not exist{hint}")]
-    NoManifest { path: PathBuf, hint: String },
-    #[error("cannot read {path}: {source}")]
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{path} does not exist")]
+    NoManifest {
+        path: PathBuf,
+        /// The output holds shard manifests (a merge is due).
+        shards: bool,
+    },
+    #[error("cannot read {path}")]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
-    #[error("cannot rerun: {0}")]
-    Rerun(String),
+    #[error("cannot rerun: {what}")]
+    Rerun {
+        what: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
-impl VerifyError {
-    pub fn exit_code(&self) -> ExitCode {
+impl Diagnose for VerifyError {
+    fn exit_code(&self) -> ExitCode {
         match self {
             VerifyError::Manifest(e) => e.exit_code(),
             VerifyError::NoManifest { .. } => ExitCode::NoInput,
             VerifyError::Io { .. } => ExitCode::Io,
-            VerifyError::Rerun(_) => ExitCode::Software,
+            VerifyError::Rerun { .. } => ExitCode::Software,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            VerifyError::NoManifest { path, shards: true } => Some(format!(
+                "this output holds shard manifests; run `maskomaly merge {}` first",
+                path.parent().unwrap_or(Path::new(".")).display()
+            )),
+            _ => None,
         }
     }
 }
@@ -173,10 +192,10 @@ fn is_bookkeeping(rel: &Path) -> bool {
         .next()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .unwrap_or_default();
-    if first == shard::MANIFESTS_DIR
+    if first == crate::output::MANIFESTS_DIR
         || rel == Path::new("manifest.json")
         || rel == Path::new("manifest.json.journal")
-        || rel == Path::new(crate::rocrate::FILE_NAME)
+        || rel == Path::new(super::rocrate::FILE_NAME)
     {
         return true;
     }
@@ -188,67 +207,42 @@ fn is_bookkeeping(rel: &Path) -> bool {
     name.starts_with('.')
 }
 
-/// Whether an item's paths are written escaped ([`crate::output::pathtext`]).
-fn escaped(it: &Value) -> bool {
-    it.get("path_escaped")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
+/// One output the manifest lists.
+struct Listed {
+    /// As the manifest writes it (for messages).
+    text: String,
+    /// Relative to the output root.
+    path: PathBuf,
+    sha256: String,
 }
 
-/// Every listed output as (path as written in the manifest, path on disk, recorded SHA-256).
-fn manifest_outputs(m: &Value) -> Vec<(String, PathBuf, String)> {
-    let mut out = Vec::new();
-    for it in m
-        .get("items")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        for o in it
-            .get("outputs")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(p) = o.get("path").and_then(Value::as_str) {
-                let h = o
-                    .get("sha256")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let on_disk = pathtext::decode(p, escaped(it)).unwrap_or_else(|_| PathBuf::from(p));
-                out.push((p.to_string(), on_disk, h));
-            }
-        }
-    }
-    out
+/// Every output the manifest lists.
+fn manifest_outputs(m: &Manifest) -> Vec<Listed> {
+    m.items
+        .iter()
+        .flat_map(|it| &it.outputs)
+        .map(|o| Listed {
+            text: pathtext::encode(&o.path).0,
+            path: o.path.clone(),
+            sha256: o.sha256.clone(),
+        })
+        .collect()
 }
 
 /// Checks every recorded input under `root` against its record: same size and modification time,
 /// else the same SHA-256. Returns the inputs that changed or are gone.
-fn changed_inputs(m: &Value, root: &Path) -> Vec<String> {
+fn changed_inputs(m: &Manifest, root: &Path) -> Vec<String> {
     let mut out = Vec::new();
-    for it in m
-        .get("items")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let (Some(text), Some(want)) = (
-            it.get("input").and_then(Value::as_str),
-            it.get("input_sha256").and_then(Value::as_str),
-        ) else {
+    for it in &m.items {
+        let Some(want) = &it.input_sha256 else {
             continue;
         };
         // Failed items made no output; nothing of theirs can be stale.
-        if it.get("status").and_then(Value::as_str) == Some("failed") {
+        if it.status == ItemStatus::Failed {
             continue;
         }
-        let Ok(rel) = pathtext::decode(text, escaped(it)) else {
-            out.push(format!("{text} (unreadable record)"));
-            continue;
-        };
-        let path = root.join(rel);
+        let text = pathtext::encode(&it.input).0;
+        let path = root.join(&it.input);
         let meta = match std::fs::metadata(&path) {
             Ok(m) => m,
             Err(e) => {
@@ -256,14 +250,13 @@ fn changed_inputs(m: &Value, root: &Path) -> Vec<String> {
                 continue;
             }
         };
-        let same_stat = it.get("input_size").and_then(Value::as_u64) == Some(meta.len())
-            && it.get("input_mtime_ns").and_then(Value::as_i64)
-                == Some(crate::pipeline::decode::mtime_ns(&meta));
+        let same_stat = it.input_size == Some(meta.len())
+            && it.input_mtime_ns == Some(super::manifest::mtime_ns(&meta));
         if same_stat {
             continue;
         }
         match sha256_file(&path) {
-            Ok(h) if h == want => {}
+            Ok(h) if &h == want => {}
             Ok(h) => out.push(format!("{text} (sha256 {h}, manifest says {want})")),
             Err(e) => out.push(format!("{text} ({e})")),
         }
@@ -275,53 +268,53 @@ fn changed_inputs(m: &Value, root: &Path) -> Vec<String> {
 pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, VerifyError> {
     let path = shard::manifest_path(&args.output, None);
     if !path.is_file() {
-        let hint = if args.output.join(shard::MANIFESTS_DIR).is_dir() {
-            format!(
-                "\nhint: this output holds shard manifests; run `maskomaly merge {}` first",
-                args.output.display()
-            )
-        } else {
-            String::new()
-        };
-        return Err(VerifyError::NoManifest { path, hint });
+        let shards = args.output.join(crate::output::MANIFESTS_DIR).is_dir();
+        return Err(VerifyError::NoManifest { path, shards });
     }
-    let m = read_manifest(&path)?;
-    let mut report = VerifyReport::default();
-
-    let status = m.get("status").and_then(Value::as_str).unwrap_or("unknown");
-    report.status_ok = status == "complete";
+    let m = Manifest::read(&path)?;
+    let mut report = VerifyReport {
+        status_ok: m.status == RunStatus::Complete,
+        ..Default::default()
+    };
     if !report.status_ok {
-        report
-            .notes
-            .push(format!("the run's status is '{status}', not 'complete'"));
-    }
-    let failed = m
-        .pointer("/counts/failed")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    if failed > 0 {
         report.notes.push(format!(
-            "{failed} items failed in the run (listed in the manifest with their error)"
+            "the run's status is '{}', not 'complete'",
+            m.status.as_str()
         ));
     }
+    if m.counts.failed > 0 {
+        report.notes.push(format!(
+            "{} items failed in the run (listed in the manifest with their error)",
+            m.counts.failed
+        ));
+    }
+    check_outputs(&args.output, &m, &mut report)?;
+    check_inputs(args.input.as_deref(), &m, &mut report);
+    if args.rerun {
+        report.rerun = Some(rerun(args, &m)?);
+    }
+    Ok(report)
+}
 
-    let listed = manifest_outputs(&m);
+/// Re-hashes every listed output, and lists the files that are not outputs.
+fn check_outputs(root: &Path, m: &Manifest, report: &mut VerifyReport) -> Result<(), VerifyError> {
     let mut known = BTreeSet::new();
-    for (rel, on_disk, want) in &listed {
-        known.insert(on_disk.clone());
+    for o in manifest_outputs(m) {
         report.checked += 1;
-        let p = args.output.join(on_disk);
+        let p = root.join(&o.path);
         match sha256_file(&p) {
-            Ok(got) if &got == want => {}
-            Ok(got) => report.changed.push((rel.clone(), want.clone(), got)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => report.missing.push(rel.clone()),
+            Ok(got) if got == o.sha256 => {}
+            Ok(got) => report.changed.push((o.text.clone(), o.sha256.clone(), got)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                report.missing.push(o.text.clone())
+            }
             Err(source) => return Err(VerifyError::Io { path: p, source }),
         }
+        known.insert(o.path);
     }
-
-    for entry in walkdir::WalkDir::new(&args.output).sort_by_file_name() {
+    for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
         let entry = entry.map_err(|e| VerifyError::Io {
-            path: e.path().unwrap_or(&args.output).to_path_buf(),
+            path: e.path().unwrap_or(root).to_path_buf(),
             source: e
                 .into_io_error()
                 .unwrap_or_else(|| std::io::Error::other("walk error")),
@@ -329,99 +322,131 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, VerifyError> {
         if entry.file_type().is_dir() {
             continue;
         }
-        let rel = entry
-            .path()
-            .strip_prefix(&args.output)
-            .unwrap_or(entry.path());
+        let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
         if !known.contains(rel) && !is_bookkeeping(rel) {
             report.extra.push(rel.to_string_lossy().into_owned());
         }
     }
+    Ok(())
+}
 
-    // Inputs: only where their folder can be read (a run checked on another machine may not
-    // have them; that is said, not counted as a change).
-    let input_root = args.input.clone().or_else(|| {
-        m.pointer("/job/dataset/root")
-            .and_then(Value::as_str)
-            .map(PathBuf::from)
-    });
-    match input_root {
-        Some(root) if root.is_dir() => report.changed_inputs = changed_inputs(&m, &root),
-        Some(root) => report.notes.push(format!(
+/// Inputs: only where their folder can be read (a run checked on another machine may not have
+/// them; that is said, not counted as a change).
+fn check_inputs(input: Option<&Path>, m: &Manifest, report: &mut VerifyReport) {
+    let root = match input {
+        Some(root) => Ok(root.to_path_buf()),
+        None => m.job().map(|j| j.dataset.root),
+    };
+    match root {
+        Ok(root) if root.is_dir() => report.changed_inputs = changed_inputs(m, &root),
+        Ok(root) => report.notes.push(format!(
             "inputs not checked: {} is not a readable folder (pass --input DIR)",
             root.display()
         )),
-        None => report
-            .notes
-            .push("inputs not checked: the manifest records no input root".into()),
+        Err(e) => report.notes.push(format!(
+            "inputs not checked: the manifest's job cannot be read ({e}); pass --input DIR"
+        )),
     }
+}
 
-    if args.rerun {
-        report.rerun = Some(rerun(args, &m)?);
+/// Runs the recorded job again into a fresh folder and compares its maps with the recorded ones.
+fn rerun(args: &VerifyArgs, m: &Manifest) -> Result<RerunReport, VerifyError> {
+    let tolerance = args
+        .tolerance
+        .unwrap_or(if args.device == "cpu" { 0.0 } else { 1e-3 });
+    let folder = tempfile::Builder::new()
+        .prefix("maskomaly-verify-")
+        .tempdir()
+        .map_err(|source| VerifyError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let out = folder.path().join("output");
+    let job_file = write_rerun_job(args, m, folder.path(), &out)?;
+    let checkpoint = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| m.checkpoint.path.clone());
+    let status = spawn_run(&job_file, &out, &checkpoint, &args.device)?;
+
+    let mut report = RerunReport {
+        tolerance,
+        folder: folder.path().to_path_buf(),
+        ..Default::default()
+    };
+    if !status.success() {
+        report
+            .mismatches
+            .push(format!("the rerun exited with {status}"));
+    }
+    if let Ok(rm) = Manifest::read(&out.join("manifest.json")) {
+        if rm.checkpoint.sha256 != m.checkpoint.sha256 {
+            report
+                .mismatches
+                .push("the rerun used a checkpoint with a different SHA-256".into());
+        }
+    }
+    for o in manifest_outputs(m) {
+        compare_output(&args.output, &out, &o, &mut report)?;
+    }
+    if !args.keep && report.mismatches.is_empty() {
+        drop(folder);
+    } else {
+        let kept = folder.keep();
+        eprintln!("verify: rerun output kept in {}", kept.display());
     }
     Ok(report)
 }
 
-/// Runs the recorded job again into a fresh folder and compares its maps with the recorded ones.
-fn rerun(args: &VerifyArgs, m: &Value) -> Result<RerunReport, VerifyError> {
-    let tolerance = args
-        .tolerance
-        .unwrap_or(if args.device == "cpu" { 0.0 } else { 1e-3 });
-    let mut job = m
-        .get("job")
-        .cloned()
-        .ok_or_else(|| VerifyError::Rerun("the manifest records no job".into()))?;
-    let folder = std::env::temp_dir().join(format!(
-        "maskomaly-verify-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
-    let out = folder.join("output");
-    std::fs::create_dir_all(&out).map_err(|source| VerifyError::Io {
-        path: folder.clone(),
-        source,
+/// The recorded job with the rerun's input and output roots, written as `job.json` in `folder`.
+fn write_rerun_job(
+    args: &VerifyArgs,
+    m: &Manifest,
+    folder: &Path,
+    out: &Path,
+) -> Result<PathBuf, VerifyError> {
+    let mut job = m.job().map_err(|e| VerifyError::Rerun {
+        what: "the manifest's job cannot be read".into(),
+        source: Some(Box::new(e)),
     })?;
     if let Some(root) = &args.input {
-        job["dataset"]["root"] = Value::String(root.to_string_lossy().into_owned());
+        job.dataset.root = root.clone();
     }
-    job["output"]["root"] = Value::String(out.to_string_lossy().into_owned());
+    job.output.root = out.to_path_buf();
     // JSON is YAML: the job loader reads this file like any job file.
     let job_file = folder.join("job.json");
-    std::fs::write(
-        &job_file,
-        serde_json::to_vec_pretty(&job).expect("JSON values always serialise"),
-    )
-    .map_err(|source| VerifyError::Io {
+    let text = serde_json::to_vec_pretty(&job).map_err(|e| VerifyError::Rerun {
+        what: "the job cannot be written".into(),
+        source: Some(Box::new(e)),
+    })?;
+    std::fs::write(&job_file, text).map_err(|source| VerifyError::Io {
         path: job_file.clone(),
         source,
     })?;
+    Ok(job_file)
+}
 
-    let checkpoint = match &args.checkpoint {
-        Some(c) => c.clone(),
-        None => PathBuf::from(
-            m.pointer("/checkpoint/path")
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    VerifyError::Rerun(
-                        "the manifest records no checkpoint path; pass --checkpoint".into(),
-                    )
-                })?,
-        ),
-    };
-    let exe = std::env::current_exe()
-        .map_err(|e| VerifyError::Rerun(format!("cannot find this executable: {e}")))?;
+/// `maskomaly run` of `job_file` by this executable, as one whole run.
+fn spawn_run(
+    job_file: &Path,
+    out: &Path,
+    checkpoint: &Path,
+    device: &str,
+) -> Result<std::process::ExitStatus, VerifyError> {
+    let exe = std::env::current_exe().map_err(|e| VerifyError::Rerun {
+        what: "cannot find this executable".into(),
+        source: Some(Box::new(e)),
+    })?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("run")
         .arg("--job")
-        .arg(&job_file)
+        .arg(job_file)
         .arg("--output")
-        .arg(&out)
+        .arg(out)
         .arg("--checkpoint")
-        .arg(&checkpoint)
+        .arg(checkpoint)
         .arg("--device")
-        .arg(&args.device);
+        .arg(device);
     // The rerun is one whole run, even when verify itself runs inside an array task.
     for var in [
         "SLURM_ARRAY_TASK_ID",
@@ -432,84 +457,76 @@ fn rerun(args: &VerifyArgs, m: &Value) -> Result<RerunReport, VerifyError> {
         cmd.env_remove(var);
     }
     log::info!("rerun: {cmd:?}");
-    let status = cmd
-        .status()
-        .map_err(|e| VerifyError::Rerun(format!("cannot start the rerun: {e}")))?;
+    cmd.status().map_err(|e| VerifyError::Rerun {
+        what: "cannot start the rerun".into(),
+        source: Some(Box::new(e)),
+    })
+}
 
-    let mut report = RerunReport {
-        tolerance,
-        folder: folder.clone(),
-        ..Default::default()
-    };
-    let rerun_manifest = read_manifest(&out.join("manifest.json"));
-    if !status.success() {
+/// Compares one recorded output with the rerun's: HDF5 maps numerically, other files by SHA-256
+/// when the tolerance is 0.
+fn compare_output(
+    recorded: &Path,
+    rerun: &Path,
+    o: &Listed,
+    report: &mut RerunReport,
+) -> Result<(), VerifyError> {
+    let (a, b) = (recorded.join(&o.path), rerun.join(&o.path));
+    let rel = &o.text;
+    if !b.is_file() {
         report
             .mismatches
-            .push(format!("the rerun exited with {status}"));
+            .push(format!("{rel}: not produced by the rerun"));
+        return Ok(());
     }
-    if let Ok(rm) = &rerun_manifest {
-        let want = m.pointer("/checkpoint/sha256");
-        if want.is_some() && rm.pointer("/checkpoint/sha256") != want {
-            report
+    let tolerance = report.tolerance;
+    if rel.ends_with(".hdf5") || rel.ends_with(".h5") {
+        report.compared += 1;
+        match (read_score(&a), read_score(&b)) {
+            (Ok(sa), Ok(sb)) if sa.shape != sb.shape => report
                 .mismatches
-                .push("the rerun used a checkpoint with a different SHA-256".into());
-        }
-    }
-
-    for (rel, on_disk, want_sha) in manifest_outputs(m) {
-        let a = args.output.join(&on_disk);
-        let b = out.join(&on_disk);
-        if !b.is_file() {
-            report
-                .mismatches
-                .push(format!("{rel}: not produced by the rerun"));
-            continue;
-        }
-        if rel.ends_with(".hdf5") || rel.ends_with(".h5") {
-            report.compared += 1;
-            match (read_value(&a), read_value(&b)) {
-                (Ok((sa, va)), Ok((sb, vb))) => {
-                    if sa != sb {
-                        report
-                            .mismatches
-                            .push(format!("{rel}: shape {sa:?} vs {sb:?}"));
-                        continue;
-                    }
-                    let d = max_abs_diff(&va, &vb);
-                    report.max_abs_diff = report.max_abs_diff.max(d);
-                    if d > tolerance || d.is_nan() {
-                        report
-                            .mismatches
-                            .push(format!("{rel}: max |difference| {d:e} > {tolerance:e}"));
-                    }
+                .push(format!("{rel}: shape {:?} vs {:?}", sa.shape, sb.shape)),
+            (Ok(sa), Ok(sb)) => {
+                let d = max_abs_diff(&sa.values, &sb.values);
+                report.max_abs_diff = report.max_abs_diff.max(d);
+                if d > tolerance || d.is_nan() {
+                    report
+                        .mismatches
+                        .push(format!("{rel}: max |difference| {d:e} > {tolerance:e}"));
                 }
-                (Err(e), _) | (_, Err(e)) => report.mismatches.push(format!("{rel}: {e}")),
             }
-        } else if tolerance == 0.0 {
-            let got = sha256_file(&b).map_err(|source| VerifyError::Io {
-                path: b.clone(),
-                source,
-            })?;
-            if got != want_sha {
-                report.mismatches.push(format!("{rel}: sha256 differs"));
-            }
+            (Err(e), _) | (_, Err(e)) => report.mismatches.push(format!("{rel}: {}", chain(&e))),
+        }
+    } else if tolerance == 0.0 {
+        let got = sha256_file(&b).map_err(|source| VerifyError::Io {
+            path: b.clone(),
+            source,
+        })?;
+        if got != o.sha256 {
+            report.mismatches.push(format!("{rel}: sha256 differs"));
         }
     }
-    if !args.keep && report.mismatches.is_empty() {
-        let _ = std::fs::remove_dir_all(&folder);
-    } else {
-        eprintln!("verify: rerun output kept in {}", folder.display());
+    Ok(())
+}
+
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s += &format!(": {c}");
+        cur = c.source();
     }
-    Ok(report)
+    s
 }
 
 /// NaN-aware: two NaNs at one pixel agree, a NaN against a number does not.
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
     a.iter()
         .zip(b)
-        .map(|(x, y)| match (x.is_nan(), y.is_nan()) {
+        .map(|(&x, &y)| match (x.is_nan(), y.is_nan()) {
             (true, true) => 0.0,
-            (false, false) => (x - y).abs(),
+            (false, false) => (f64::from(x) - f64::from(y)).abs(),
             _ => f64::NAN,
         })
         .fold(0.0, |m, d| {
@@ -521,39 +538,12 @@ fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
         })
 }
 
-/// The `value` dataset of an anomaly-map HDF5 file, as f64 with its shape.
-pub fn read_value(path: &Path) -> Result<(Vec<usize>, Vec<f64>), String> {
-    let err = |e: hdf5::Error| format!("{}: {e}", path.display());
-    let f = hdf5::File::open(path).map_err(err)?;
-    let ds = f.dataset("value").map_err(err)?;
-    let dt = ds.dtype().map_err(err)?;
-    let v: Vec<f64> = if dt.is::<half::f16>() {
-        ds.read_raw::<half::f16>()
-            .map_err(err)?
-            .into_iter()
-            .map(f64::from)
-            .collect()
-    } else if dt.is::<f32>() {
-        ds.read_raw::<f32>()
-            .map_err(err)?
-            .into_iter()
-            .map(f64::from)
-            .collect()
-    } else if dt.is::<f64>() {
-        ds.read_raw::<f64>().map_err(err)?
-    } else {
-        return Err(format!(
-            "{}: `value` is not a float16/32/64 dataset",
-            path.display()
-        ));
-    };
-    Ok((ds.shape(), v))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::provenance::manifest::{
+        CheckpointInfo, Counts, ItemRecord, Numerics, OutputFile, Program,
+    };
 
     fn write_h5(path: &Path, values: &[f32]) {
         let f = hdf5::File::create(path).unwrap();
@@ -573,16 +563,64 @@ mod tests {
         std::fs::write(d.path().join("a.png"), b"png-a").unwrap();
         write_h5(&d.path().join("sub/b.hdf5"), &[1.0, 0.0]);
         std::fs::write(d.path().join("sub/b.png"), b"png-b").unwrap();
-        let out = |p: &str| json!({"path": p, "sha256": sha256_file(&d.path().join(p)).unwrap()});
-        let m = json!({
-            "format": crate::merge::MANIFEST_FORMAT, "run_id": "r", "status": "complete",
-            "counts": {"total": 2, "written": 2, "failed": 0, "skipped": 0},
-            "items": [
-                {"input": "a.png", "stem": "a", "status": "written", "outputs": [out("a.hdf5"), out("a.png")]},
-                {"input": "sub/b.png", "stem": "sub/b", "status": "written", "outputs": [out("sub/b.hdf5"), out("sub/b.png")]},
-            ]
-        });
-        crate::merge::write_json_atomic(&d.path().join("manifest.json"), &m).unwrap();
+        let out = |p: &str| OutputFile {
+            path: p.into(),
+            sha256: sha256_file(&d.path().join(p)).unwrap(),
+        };
+        let item = |input: &str, stem: &str, outputs| ItemRecord {
+            input: input.into(),
+            input_sha256: None,
+            input_size: None,
+            input_mtime_ns: None,
+            stem: stem.into(),
+            status: ItemStatus::Written,
+            error: None,
+            outputs,
+            nan_values: 0,
+            timings_ms: Default::default(),
+        };
+        let m = Manifest {
+            format: crate::provenance::manifest::FORMAT.into(),
+            run_id: "r".into(),
+            program: Program {
+                name: "maskomaly".into(),
+                version: "0.1.0".into(),
+                git_commit: None,
+            },
+            command_line: vec![],
+            job: serde_json::to_value(crate::job::Job::default()).unwrap(),
+            libtorch: "2.11.0".into(),
+            device: "cpu".into(),
+            model: "m".into(),
+            numerics: Numerics {
+                precision: "fp32".into(),
+                tf32: false,
+                deterministic: true,
+            },
+            checkpoint: CheckpointInfo {
+                path: "/m.pt".into(),
+                format: "torchscript".into(),
+                sha256: "c".into(),
+            },
+            shard: None,
+            started: "2026-01-01T00:00:00Z".into(),
+            finished: None,
+            status: RunStatus::Complete,
+            counts: Counts {
+                total: 2,
+                written: 2,
+                ..Default::default()
+            },
+            items: vec![
+                item("a.png", "a", vec![out("a.hdf5"), out("a.png")]),
+                item(
+                    "sub/b.png",
+                    "sub/b",
+                    vec![out("sub/b.hdf5"), out("sub/b.png")],
+                ),
+            ],
+        };
+        m.write(&d.path().join("manifest.json")).unwrap();
         // Bookkeeping that is not an output.
         std::fs::create_dir_all(d.path().join("manifests")).unwrap();
         std::fs::write(d.path().join("manifests/shard-00000-of-00001.json"), b"{}").unwrap();
@@ -650,9 +688,9 @@ mod tests {
     fn unfinished_run_is_not_clean() {
         let d = run_dir();
         let p = d.path().join("manifest.json");
-        let mut m = read_manifest(&p).unwrap();
-        m["status"] = json!("interrupted");
-        crate::merge::write_json_atomic(&p, &m).unwrap();
+        let mut m = Manifest::read(&p).unwrap();
+        m.status = RunStatus::Interrupted;
+        m.write(&p).unwrap();
         let r = check(d.path());
         assert!(!r.is_clean());
         assert!(r.render().contains("'interrupted'"));
@@ -673,7 +711,7 @@ mod tests {
         };
         let e = verify(&args).unwrap_err();
         assert_eq!(e.exit_code(), ExitCode::NoInput);
-        assert!(e.to_string().contains("maskomaly merge"), "{e}");
+        assert!(e.hint().unwrap().contains("maskomaly merge"), "{e}");
     }
 
     #[test]
@@ -689,14 +727,15 @@ mod tests {
             .write_raw(&vals)
             .unwrap();
         drop(f);
-        assert_eq!(read_value(&p).unwrap(), (vec![1, 2], vec![0.5, 0.25]));
+        let s = read_score(&p).unwrap();
+        assert_eq!((s.shape, s.values), (vec![1, 2], vec![0.5, 0.25]));
     }
 
     #[test]
     fn differences_are_nan_aware() {
         assert_eq!(max_abs_diff(&[0.0, 1.0], &[0.0, 1.0]), 0.0);
         assert_eq!(max_abs_diff(&[0.0, 1.0], &[0.5, 1.0]), 0.5);
-        assert_eq!(max_abs_diff(&[f64::NAN], &[f64::NAN]), 0.0);
-        assert!(max_abs_diff(&[f64::NAN, 0.0], &[0.0, 0.0]).is_nan());
+        assert_eq!(max_abs_diff(&[f32::NAN], &[f32::NAN]), 0.0);
+        assert!(max_abs_diff(&[f32::NAN, 0.0], &[0.0, 0.0]).is_nan());
     }
 }

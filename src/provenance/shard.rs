@@ -16,7 +16,7 @@
 //! output tree (sub-folders are split across at most two shards), which keeps partial results and
 //! per-shard manifests easy to read.
 
-use crate::exit::ExitCode;
+use crate::exit::{Diagnose, ExitCode};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -49,11 +49,12 @@ impl ShardSource {
     }
 }
 
-/// One task's share of a job: `index` of `count`, 0-based. Serialised as the manifest's `shard`.
+/// One task's share of a job: `index` of `count`, 0-based. Serialised as the manifest's `shard`
+/// (fields in alphabetical order, as the manifest has always written them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {
-    pub index: usize,
     pub count: usize,
+    pub index: usize,
     pub source: ShardSource,
 }
 
@@ -67,7 +68,7 @@ impl std::fmt::Display for Shard {
 /// configuration error (exit 78): retrying the same task cannot fix either.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ShardError {
-    #[error("--shard {value}: {message}\nhint: write the shard as K/N with 0 <= K < N, e.g. --shard 0/4")]
+    #[error("--shard {value}: {message}")]
     Flag { value: String, message: String },
     #[error("--shards {value}: must be a whole number from 1 to {MAX_SHARDS}")]
     Count { value: String },
@@ -77,11 +78,11 @@ pub enum ShardError {
         value: String,
         message: String,
     },
-    #[error("{index_var} is set but the shard count is not\nhint: pass --shards N or set {SHARDS_ENV}=N (N = number of tasks)")]
+    #[error("{index_var} is set but the shard count is not")]
     NoCount { index_var: &'static str },
-    #[error("a shard count is set ({from}) but no shard index was found\nhint: run as an array task (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX) or pass --shard K/N")]
+    #[error("a shard count is set ({from}) but no shard index was found")]
     NoIndex { from: String },
-    #[error("shard index {index} from {source_name} is not below the shard count {count}\nhint: the array must have exactly as many tasks as shards")]
+    #[error("shard index {index} from {source_name} is not below the shard count {count}")]
     OutOfRange {
         index: usize,
         count: usize,
@@ -89,12 +90,24 @@ pub enum ShardError {
     },
 }
 
-impl ShardError {
-    pub fn exit_code(&self) -> ExitCode {
+impl Diagnose for ShardError {
+    fn exit_code(&self) -> ExitCode {
         match self {
             ShardError::Flag { .. } | ShardError::Count { .. } => ExitCode::Usage,
             _ => ExitCode::Config,
         }
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            ShardError::Flag { .. } => "write the shard as K/N with 0 <= K < N, e.g. --shard 0/4".into(),
+            ShardError::NoCount { .. } => {
+                format!("pass --shards N or set {SHARDS_ENV}=N (N = number of tasks)")
+            }
+            ShardError::NoIndex { .. } => "run as an array task (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX) or pass --shard K/N".into(),
+            ShardError::OutOfRange { .. } => "the array must have exactly as many tasks as shards".into(),
+            ShardError::Count { .. } | ShardError::Env { .. } => return None,
+        })
     }
 }
 
@@ -330,11 +343,7 @@ pub fn select<T: Clone>(items: &[T], shard: Option<&Shard>) -> Vec<T> {
     }
 }
 
-/// Removes the temporary files a killed run left next to `files` (only those).
-pub use crate::output::remove_stale_temps_of;
-
-/// Folder of the per-shard manifests under an output root.
-pub const MANIFESTS_DIR: &str = "manifests";
+use crate::output::MANIFESTS_DIR;
 
 /// `<output>/manifest.json` for a whole run, `<output>/manifests/shard-KKKKK-of-NNNNN.json` for a shard.
 pub fn manifest_path(output: &Path, shard: Option<&Shard>) -> PathBuf {
@@ -404,7 +413,7 @@ mod tests {
         for v in ["3", "3/3", "a/3", "1/0", "-1/3", "1/100000", "1/b"] {
             let e = res(Some(v), None, &[]).unwrap_err();
             assert_eq!(e.exit_code(), ExitCode::Usage, "{v}: {e}");
-            assert!(e.to_string().contains("hint:"), "{e}");
+            assert!(e.hint().is_some_and(|h| h.contains("K/N")), "{e}");
         }
         assert!(matches!(
             res(Some("1/3"), Some("4"), &[]),
@@ -630,7 +639,7 @@ mod tests {
         for n in names {
             std::fs::write(d.path().join(n), b"x").unwrap();
         }
-        remove_stale_temps_of([mine.clone()]);
+        crate::output::remove_stale_temps_of([mine.clone()]);
         let left: Vec<bool> = names.iter().map(|n| d.path().join(n).exists()).collect();
         assert_eq!(left, [false, true, true, true]);
     }

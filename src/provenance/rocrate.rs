@@ -8,6 +8,9 @@
 //! and get absolute `file://` ids. `manifest.json` is part of the crate and carries everything the
 //! crate summarises (timings, numerics, libtorch).
 
+use super::manifest::{ItemRecord, Manifest, RunStatus};
+use crate::exit::{Diagnose, ExitCode};
+use crate::output::pathtext;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
@@ -17,19 +20,23 @@ const PROCESS_PROFILE: &str = "https://w3id.org/ro/wfrun/process/0.5";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoCrateError {
-    #[error("manifest has no usable `{0}`")]
-    Field(&'static str),
-    #[error("cannot write {path}: {source}")]
+    #[error("the manifest's job cannot be read")]
+    Job(#[source] serde_json::Error),
+    #[error("cannot write {path}")]
     Write {
         path: std::path::PathBuf,
+        #[source]
         source: std::io::Error,
     },
 }
 
-fn str_at<'a>(v: &'a Value, ptr: &'static str) -> Result<&'a str, RoCrateError> {
-    v.pointer(ptr)
-        .and_then(Value::as_str)
-        .ok_or(RoCrateError::Field(ptr))
+impl Diagnose for RoCrateError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            RoCrateError::Job(_) => ExitCode::Data,
+            RoCrateError::Write { .. } => ExitCode::Io,
+        }
+    }
 }
 
 /// Percent-encodes what may not appear raw in a URI path (RFC 3986 `pchar` plus `/`).
@@ -85,7 +92,7 @@ fn encoding_format(path: &str) -> Option<&'static str> {
     })
 }
 
-fn file_entity(id: String, name: &str, sha256: Option<&Value>) -> Value {
+fn file_entity(id: String, name: &str, sha256: Option<&str>) -> Value {
     let mut e = Map::new();
     e.insert("@id".into(), json!(id));
     e.insert("@type".into(), json!("File"));
@@ -93,171 +100,81 @@ fn file_entity(id: String, name: &str, sha256: Option<&Value>) -> Value {
     if let Some(f) = encoding_format(name) {
         e.insert("encodingFormat".into(), json!(f));
     }
-    if let Some(h) = sha256.filter(|h| h.is_string()) {
-        e.insert("sha256".into(), h.clone());
+    if let Some(h) = sha256 {
+        e.insert("sha256".into(), json!(h));
     }
     Value::Object(e)
 }
 
-/// Builds the crate for a run from its manifest (the `maskomaly-manifest/1` JSON).
-pub fn from_manifest(m: &Value) -> Result<Value, RoCrateError> {
-    let run_id = str_at(m, "/run_id")?;
-    let prog_name = str_at(m, "/program/name")?;
-    let prog_version = str_at(m, "/program/version")?;
-    let started = str_at(m, "/started")?;
-    let job = m
-        .get("job")
-        .filter(|j| j.is_object())
-        .ok_or(RoCrateError::Field("/job"))?;
-    let input_root = job
-        .pointer("/dataset/root")
-        .and_then(Value::as_str)
-        .ok_or(RoCrateError::Field("/job/dataset/root"))?;
-    let items = m
-        .get("items")
-        .and_then(Value::as_array)
-        .ok_or(RoCrateError::Field("/items"))?;
-    let status = m.get("status").and_then(Value::as_str).unwrap_or("unknown");
-
-    let program_id = format!("#program-{prog_name}-{prog_version}");
-    let mut program = json!({
-        "@id": program_id,
-        "@type": "SoftwareApplication",
-        "name": prog_name,
-        "version": prog_version,
-        "softwareVersion": prog_version,
-    });
-    if let Some(c) = m.pointer("/program/git_commit").and_then(Value::as_str) {
-        program["identifier"] = json!(format!("git:{c}"));
-    }
-    // libtorch is what the numbers depend on most after the program itself.
-    let libtorch = m.get("libtorch").filter(|l| !l.is_null()).map(|l| {
-        let mut lt =
-            json!({"@id": "#libtorch", "@type": "SoftwareApplication", "name": "libtorch"});
-        match l {
-            Value::String(s) => lt["version"] = json!(s),
-            other => lt["description"] = json!(other.to_string()),
-        }
-        lt
-    });
-    if libtorch.is_some() {
-        program["softwareRequirements"] = json!({"@id": "#libtorch"});
-    }
-
-    let mut graph = vec![json!({
-        "@id": FILE_NAME,
-        "@type": "CreativeWork",
-        "conformsTo": {"@id": ROCRATE_SPEC},
-        "about": {"@id": "./"},
-    })];
-
-    let mut objects = Vec::new();
-    let mut results = Vec::new();
-    let mut entities = Vec::new();
-    let mut seen_out = std::collections::BTreeSet::new();
-    for it in items {
-        if let Some(input) = it.get("input").and_then(Value::as_str) {
-            let id = file_id(Path::new(input_root), input);
-            objects.push(json!({"@id": id}));
-            entities.push(file_entity(id, input, it.get("input_sha256")));
-        }
-        for o in it
-            .get("outputs")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(p) = o.get("path").and_then(Value::as_str) {
-                if seen_out.insert(p.to_string()) {
-                    let id = uri_path(p);
-                    results.push(json!({"@id": id}));
-                    entities.push(file_entity(id, p, o.get("sha256")));
-                }
-            }
-        }
-    }
+/// Builds the crate for a run from its manifest.
+pub fn from_manifest(m: &Manifest) -> Result<Value, RoCrateError> {
+    let job = m.job().map_err(RoCrateError::Job)?;
+    let run_id = &m.run_id;
+    let program_id = format!("#program-{}-{}", m.program.name, m.program.version);
+    let (mut objects, results, mut entities) = files(&m.items, &job.dataset.root);
 
     // The resolved job is a parameter of the run; its text is the manifest's `job`.
-    let job_text = serde_json::to_string_pretty(job).unwrap_or_default();
-    let mut job_entity = json!({
-        "@id": "#job",
-        "@type": "CreativeWork",
-        "name": "job (resolved, every key with its value)",
-        "encodingFormat": "application/json",
-        "text": job_text,
-        "isPartOf": {"@id": "manifest.json"},
-    });
-    if let Some(path) = job_file_argument(m) {
-        job_entity["url"] = json!(path);
-    }
     objects.insert(0, json!({"@id": "#job"}));
-    entities.push(job_entity);
-
-    if let Some(ck) = m.get("checkpoint").filter(|c| c.is_object()) {
-        if let Some(p) = ck.get("path").and_then(Value::as_str) {
-            let id = file_id(Path::new("/"), p);
-            let mut e = file_entity(id.clone(), p, ck.get("sha256"));
-            if let Some(f) = ck.get("format").and_then(Value::as_str) {
-                e["description"] = json!(format!("model checkpoint ({f})"));
-            }
-            objects.insert(1, json!({"@id": id}));
-            entities.push(e);
-        }
-    }
+    entities.push(job_entity(m));
+    let ck = &m.checkpoint;
+    let ck_path = ck.path.to_string_lossy();
+    let ck_id = file_id(Path::new("/"), &ck_path);
+    let mut ck_entity = file_entity(ck_id.clone(), &ck_path, Some(&ck.sha256));
+    ck_entity["description"] = json!(format!("model checkpoint ({})", ck.format));
+    objects.insert(1, json!({"@id": ck_id}));
+    entities.push(ck_entity);
 
     let mut action = json!({
         "@id": format!("#run-{run_id}"),
         "@type": "CreateAction",
-        "name": format!("{prog_name} run {run_id}"),
+        "name": format!("{} run {run_id}", m.program.name),
         "instrument": {"@id": program_id},
         "object": objects,
         "result": results,
-        "startTime": started,
-        "actionStatus": match status {
-            "complete" => "http://schema.org/CompletedActionStatus",
-            "running" => "http://schema.org/ActiveActionStatus",
+        "startTime": m.started,
+        "actionStatus": match m.status {
+            RunStatus::Complete => "http://schema.org/CompletedActionStatus",
+            RunStatus::Running => "http://schema.org/ActiveActionStatus",
             _ => "http://schema.org/FailedActionStatus",
         },
+        "description": m.command_line.join(" "),
     });
-    if let Some(end) = m.get("finished").and_then(Value::as_str) {
+    if let Some(end) = &m.finished {
         action["endTime"] = json!(end);
     }
-    if status != "complete" {
-        action["error"] = json!(format!("run status: {status}"));
-    }
-    if let Some(cl) = m.get("command_line").and_then(Value::as_array) {
-        let words: Vec<&str> = cl.iter().filter_map(Value::as_str).collect();
-        action["description"] = json!(words.join(" "));
+    if m.status != RunStatus::Complete {
+        action["error"] = json!(format!("run status: {}", m.status.as_str()));
     }
 
     let mut has_part: Vec<Value> = vec![json!({"@id": "manifest.json"})];
-    has_part.extend(results.iter().cloned());
-    let mut root = json!({
+    has_part.extend(results);
+    let root = json!({
         "@id": "./",
         "@type": "Dataset",
-        "name": format!("{} outputs ({})", job.get("name").and_then(Value::as_str).unwrap_or(prog_name), run_id),
+        "name": format!("{} outputs ({run_id})", job.name),
         "description": "Anomaly maps written by a Maskomaly batch run, with the run's provenance.",
         "conformsTo": {"@id": PROCESS_PROFILE},
         "hasPart": has_part,
         "mentions": {"@id": format!("#run-{run_id}")},
+        "datePublished": m.finished.as_ref().unwrap_or(&m.started),
     });
-    if let Some(end) = m.get("finished").and_then(Value::as_str) {
-        root["datePublished"] = json!(end);
-    } else {
-        root["datePublished"] = json!(started);
-    }
-    graph.push(root);
-    graph.push(json!({
-        "@id": PROCESS_PROFILE,
-        "@type": "CreativeWork",
-        "name": "Process Run Crate",
-        "version": "0.5",
-    }));
-    graph.push(action);
-    graph.push(program);
-    if let Some(lt) = libtorch {
-        graph.push(lt);
-    }
+    let mut graph = vec![
+        json!({
+            "@id": FILE_NAME,
+            "@type": "CreativeWork",
+            "conformsTo": {"@id": ROCRATE_SPEC},
+            "about": {"@id": "./"},
+        }),
+        root,
+        json!({
+            "@id": PROCESS_PROFILE,
+            "@type": "CreativeWork",
+            "name": "Process Run Crate",
+            "version": "0.5",
+        }),
+        action,
+    ];
+    graph.extend(software(m, &program_id));
     graph.push(json!({
         "@id": "manifest.json",
         "@type": "File",
@@ -269,25 +186,80 @@ pub fn from_manifest(m: &Value) -> Result<Value, RoCrateError> {
     Ok(json!({"@context": "https://w3id.org/ro/crate/1.1/context", "@graph": graph}))
 }
 
+/// The inputs (`object`, outside the crate under `input_root`), the outputs (`result`, inside it,
+/// each once) and their entities, in item order.
+fn files(items: &[ItemRecord], input_root: &Path) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    let (mut objects, mut results, mut entities) = (vec![], vec![], vec![]);
+    let mut seen_out = std::collections::BTreeSet::new();
+    for it in items {
+        let input = pathtext::encode(&it.input).0;
+        let id = file_id(input_root, &input);
+        objects.push(json!({"@id": id}));
+        entities.push(file_entity(id, &input, it.input_sha256.as_deref()));
+        for o in &it.outputs {
+            let p = pathtext::encode(&o.path).0;
+            if seen_out.insert(p.clone()) {
+                let id = uri_path(&p);
+                results.push(json!({"@id": id}));
+                entities.push(file_entity(id, &p, Some(&o.sha256)));
+            }
+        }
+    }
+    (objects, results, entities)
+}
+
+/// The resolved job as an entity; `url` is the job file named on the command line, if any.
+fn job_entity(m: &Manifest) -> Value {
+    let mut e = json!({
+        "@id": "#job",
+        "@type": "CreativeWork",
+        "name": "job (resolved, every key with its value)",
+        "encodingFormat": "application/json",
+        "text": serde_json::to_string_pretty(&m.job).unwrap_or_default(),
+        "isPartOf": {"@id": "manifest.json"},
+    });
+    if let Some(path) = job_file_argument(&m.command_line) {
+        e["url"] = json!(path);
+    }
+    e
+}
+
+/// The program, and libtorch: what the numbers depend on most after the program itself.
+fn software(m: &Manifest, program_id: &str) -> [Value; 2] {
+    let p = &m.program;
+    let mut program = json!({
+        "@id": program_id,
+        "@type": "SoftwareApplication",
+        "name": p.name,
+        "version": p.version,
+        "softwareVersion": p.version,
+        "softwareRequirements": {"@id": "#libtorch"},
+    });
+    if let Some(c) = &p.git_commit {
+        program["identifier"] = json!(format!("git:{c}"));
+    }
+    let libtorch = json!({
+        "@id": "#libtorch",
+        "@type": "SoftwareApplication",
+        "name": "libtorch",
+        "version": m.libtorch,
+    });
+    [program, libtorch]
+}
+
 /// The value of `--job FILE` / `--job=FILE` on the recorded command line, if any.
-fn job_file_argument(m: &Value) -> Option<String> {
-    let cl: Vec<&str> = m
-        .get("command_line")?
-        .as_array()?
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+fn job_file_argument(cl: &[String]) -> Option<String> {
     cl.iter().enumerate().find_map(|(i, w)| {
-        if *w == "--job" {
-            cl.get(i + 1).map(|s| s.to_string())
+        if w == "--job" {
+            cl.get(i + 1).cloned()
         } else {
             w.strip_prefix("--job=").map(str::to_string)
         }
     })
 }
 
-/// Writes `<output>/ro-crate-metadata.json` for a manifest (temp file + rename, like every output).
-pub fn write(output: &Path, manifest: &Value) -> Result<(), RoCrateError> {
+/// Writes `<output>/ro-crate-metadata.json` for a manifest (atomically, like every output).
+pub fn write(output: &Path, manifest: &Manifest) -> Result<(), RoCrateError> {
     let crate_json = from_manifest(manifest)?;
     let path = output.join(FILE_NAME);
     let text = serde_json::to_vec_pretty(&crate_json).expect("JSON values always serialise");
@@ -299,8 +271,9 @@ pub fn write(output: &Path, manifest: &Value) -> Result<(), RoCrateError> {
 mod tests {
     use super::*;
 
-    fn manifest() -> Value {
-        json!({
+    fn manifest() -> Manifest {
+        let t = json!({"decode": 1.0, "infer": 2.0, "score": 3.0, "write": 4.0});
+        serde_json::from_value(json!({
             "format": "maskomaly-manifest/1",
             "run_id": "r1",
             "program": {"name": "maskomaly", "version": "0.1.0", "git_commit": "abc123"},
@@ -308,6 +281,8 @@ mod tests {
             "job": {"name": "demo", "dataset": {"kind": "folder", "root": "/data in"}},
             "libtorch": "2.11.0",
             "device": "cpu",
+            "model": "m",
+            "numerics": {"precision": "fp32", "tf32": false, "deterministic": true},
             "checkpoint": {"path": "/models/model.pt", "format": "torchscript", "sha256": "ab"},
             "shard": null,
             "started": "2026-01-01T00:00:00Z",
@@ -316,10 +291,13 @@ mod tests {
             "counts": {"total": 2, "written": 1, "failed": 1, "skipped": 0},
             "items": [
                 {"input": "a/x 1.png", "input_sha256": "11", "stem": "a/x 1", "status": "written", "error": null,
-                 "outputs": [{"path": "a/x 1.hdf5", "sha256": "22"}, {"path": "a/x 1.png", "sha256": "33"}]},
-                {"input": "b.jpg", "input_sha256": "44", "stem": "b", "status": "failed", "error": "bad", "outputs": []}
+                 "outputs": [{"path": "a/x 1.hdf5", "sha256": "22"}, {"path": "a/x 1.png", "sha256": "33"}],
+                 "timings_ms": t},
+                {"input": "b.jpg", "input_sha256": "44", "stem": "b", "status": "failed", "error": "bad", "outputs": [],
+                 "timings_ms": t}
             ]
-        })
+        }))
+        .unwrap()
     }
 
     fn entity<'a>(c: &'a Value, id: &str) -> &'a Value {
@@ -410,8 +388,8 @@ mod tests {
     #[test]
     fn unfinished_run_is_not_reported_complete() {
         let mut m = manifest();
-        m["status"] = json!("interrupted");
-        m["finished"] = Value::Null;
+        m.status = RunStatus::Interrupted;
+        m.finished = None;
         let c = from_manifest(&m).unwrap();
         let action = entity(&c, "#run-r1");
         assert_eq!(
@@ -423,13 +401,12 @@ mod tests {
     }
 
     #[test]
-    fn missing_fields_are_named() {
+    fn a_job_that_cannot_be_read_is_named() {
         let mut m = manifest();
-        m.as_object_mut().unwrap().remove("program");
-        assert!(from_manifest(&m)
-            .unwrap_err()
-            .to_string()
-            .contains("/program/name"));
+        m.job = json!({"no such key": 1});
+        let e = from_manifest(&m).unwrap_err();
+        assert!(e.to_string().contains("job"), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
     }
 
     #[test]

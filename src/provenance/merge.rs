@@ -1,0 +1,867 @@
+//! `maskomaly merge OUTPUT`: combines the per-shard manifests of an array job
+//! (`OUTPUT/manifests/shard-KKKKK-of-NNNNN.json`) into one `OUTPUT/manifest.json`, and says what is
+//! not there yet.
+//!
+//! What is checked:
+//! * every shard `0..N` has a manifest, all name the same `N`, and each says `complete`;
+//! * the shards ran with the same settings ([`Manifest::differing_settings`]);
+//! * every item was produced (`written` or `skipped`) by exactly one shard. The expected items are
+//!   the input listing split with [`shard::select`] when the job's input root is readable
+//!   (so an item a killed task never reached is named, with its shard); otherwise the union of the
+//!   items the shards recorded.
+//!
+//! The merged manifest has the single-run schema with `shard: null`, items sorted by input path,
+//! recomputed counts, and a `merged_from` list naming each shard manifest and its run.
+
+use super::manifest::{Counts, ItemRecord, Manifest, ManifestError, RunStatus};
+use super::shard::{self, Shard, ShardSource};
+use crate::dataset;
+use crate::exit::{Diagnose, ExitCode};
+use crate::output::pathtext;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// `maskomaly merge` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MergeArgs {
+    /// Output root of the array job (holds `manifests/`).
+    pub output: PathBuf,
+    /// Input root to list for the expected items (default: the root recorded in the manifests).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+}
+
+/// A merge that cannot produce a manifest at all.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("no shard manifests in {0}")]
+    NoManifests(PathBuf),
+    #[error("cannot list {path}")]
+    List {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("shard manifests for different shard counts ({counts}) in {dir}")]
+    MixedCounts { dir: PathBuf, counts: String },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Diagnose for MergeError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            MergeError::NoManifests(_) => ExitCode::NoInput,
+            MergeError::MixedCounts { .. } => ExitCode::Data,
+            MergeError::Manifest(e) => e.exit_code(),
+            MergeError::List { .. } | MergeError::Write { .. } => ExitCode::Io,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            MergeError::NoManifests(_) => Some(
+                "array tasks write manifests/shard-KKKKK-of-NNNNN.json under the output root"
+                    .into(),
+            ),
+            MergeError::MixedCounts { .. } => Some(
+                "remove the manifests of the earlier array, or merge into a fresh output root"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// An item no shard produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MissingItem {
+    /// Input path relative to the input root, as the manifest writes it.
+    pub input: String,
+    /// The shard that should have produced it.
+    pub shard: Option<usize>,
+    /// Why: "failed: <error>", "not reached", ...
+    pub why: String,
+}
+
+/// What a merge found; `manifest.json` is written either way.
+#[derive(Debug, Default)]
+pub struct MergeReport {
+    pub count: usize,
+    pub found: Vec<usize>,
+    pub missing_shards: Vec<usize>,
+    /// (shard, status) of shard manifests that are not `complete`.
+    pub unfinished: Vec<(usize, String)>,
+    pub missing_items: Vec<MissingItem>,
+    pub conflicts: Vec<String>,
+    /// Whether the expected items came from listing the input root (else: the shards' own lists).
+    pub listed_inputs: bool,
+    pub total: usize,
+    pub written: usize,
+    pub manifest: PathBuf,
+}
+
+impl MergeReport {
+    pub fn is_clean(&self) -> bool {
+        self.missing_shards.is_empty()
+            && self.unfinished.is_empty()
+            && self.missing_items.is_empty()
+            && self.conflicts.is_empty()
+    }
+
+    /// 0: every item produced exactly once; 1: something is missing or in conflict.
+    pub fn exit_code(&self) -> ExitCode {
+        if self.is_clean() {
+            ExitCode::Ok
+        } else {
+            ExitCode::SomeFailed
+        }
+    }
+
+    /// Human-readable summary for stderr.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "merge: {} of {} shard manifests, {} of {} items produced ({}) -> {}\n",
+            self.found.len(),
+            self.count,
+            self.written,
+            self.total,
+            if self.listed_inputs {
+                "expected items from the input listing"
+            } else {
+                "input root not readable: expected items from the shard manifests"
+            },
+            self.manifest.display()
+        );
+        for k in &self.missing_shards {
+            s += &format!("missing shard manifest: shard {k}/{}\n", self.count);
+        }
+        for (k, st) in &self.unfinished {
+            s += &format!("shard {k}/{} is {st}, not complete\n", self.count);
+        }
+        for m in &self.missing_items {
+            match m.shard {
+                Some(k) => s += &format!("not produced: {} (shard {k}: {})\n", m.input, m.why),
+                None => s += &format!("not produced: {} ({})\n", m.input, m.why),
+            }
+        }
+        for c in &self.conflicts {
+            s += &format!("conflict: {c}\n");
+        }
+        if !self.is_clean() {
+            s += "hint: rerun (or requeue) the shards named above with the same --shard K/N; finished items are skipped\n";
+        }
+        s
+    }
+}
+
+/// Reads a manifest file (see [`Manifest::read`]); kept for the `run` command.
+/// Writes JSON to `path` atomically, keys sorted and with a final newline: the form the merged
+/// manifest has always had.
+fn write_json_atomic<T: Serialize>(path: &Path, v: &T) -> std::io::Result<()> {
+    let value = serde_json::to_value(v).map_err(std::io::Error::other)?;
+    let mut text = serde_json::to_vec_pretty(&value).map_err(std::io::Error::other)?;
+    text.push(b'\n');
+    crate::output::write_bytes_atomic(path, &text)
+}
+
+/// One shard run named in the merged manifest.
+#[derive(Debug, Serialize)]
+struct MergedFrom {
+    manifest: String,
+    shard: ShardRef,
+    run_id: String,
+    status: RunStatus,
+    started: String,
+    finished: Option<String>,
+    command_line: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ShardRef {
+    index: usize,
+    count: usize,
+}
+
+/// The merged `manifest.json`: the single-run schema plus `merged_from`.
+#[derive(Debug, Serialize)]
+struct Merged<'a> {
+    #[serde(flatten)]
+    manifest: &'a Manifest,
+    merged_from: Vec<MergedFrom>,
+}
+
+/// The shard manifests found, by shard index, with their file.
+type Shards = BTreeMap<usize, (PathBuf, Manifest)>;
+
+/// Merges the shard manifests under `args.output`; writes `manifest.json` and its RO-Crate.
+/// `command_line` is recorded in the merged manifest.
+pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, MergeError> {
+    let (count, found) = read_shards(&args.output.join(crate::output::MANIFESTS_DIR))?;
+    let mut report = MergeReport {
+        count,
+        found: found.keys().copied().collect(),
+        missing_shards: (0..count).filter(|k| !found.contains_key(k)).collect(),
+        ..Default::default()
+    };
+    check_shards(&found, count, &mut report);
+
+    let first = &found.values().next().expect("at least one manifest").1;
+    // Expected items: the input listing split as the runner splits it, when the root is readable.
+    let listed = expected_items(first, args.input.as_deref(), count);
+    report.listed_inputs = listed.is_some();
+    let recorded = recorded_items(&found);
+    let expected: Vec<(PathBuf, Option<usize>)> =
+        listed.unwrap_or_else(|| recorded.keys().map(|k| (k.clone(), None)).collect());
+    let mut items = collect_items(&expected, &recorded, &found, &mut report);
+    let expected_set: BTreeSet<&PathBuf> = expected.iter().map(|(i, _)| i).collect();
+    for input in recorded.keys().filter(|i| !expected_set.contains(i)) {
+        report.conflicts.push(format!(
+            "{} is recorded by a shard but is not in the input listing",
+            text(input)
+        ));
+    }
+    if !report.listed_inputs {
+        report_cut_off_shards(&found, &mut report);
+    }
+    items.sort_by(|a, b| {
+        let key = |r: &ItemRecord| r.input.as_os_str().as_encoded_bytes().to_vec();
+        key(a).cmp(&key(b))
+    });
+    report.total = expected.len();
+    report.written = items.iter().filter(|it| it.status.produced()).count();
+
+    let merged = merged_manifest(first, &found, items, &report, command_line);
+    let merged_from = merged_from(&found, count, &args.output);
+    let path = shard::manifest_path(&args.output, None);
+    let doc = Merged {
+        manifest: &merged,
+        merged_from,
+    };
+    write_json_atomic(&path, &doc).map_err(|source| MergeError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    if let Err(e) = super::rocrate::write(&args.output, &merged) {
+        log::warn!("{e}");
+    }
+    report.manifest = path;
+    Ok(report)
+}
+
+/// Reads every shard manifest in `dir`; all must name one shard count.
+fn read_shards(dir: &Path) -> Result<(usize, Shards), MergeError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(MergeError::NoManifests(dir.to_path_buf()))
+        }
+        Err(source) => {
+            return Err(MergeError::List {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut found = Shards::new();
+    let mut counts = BTreeSet::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| MergeError::List {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let name = entry.file_name();
+        let Some((k, n)) = name.to_str().and_then(shard::parse_manifest_name) else {
+            continue;
+        };
+        let path = entry.path();
+        let m = Manifest::read(&path)?;
+        counts.insert(n);
+        found.insert(k, (path, m));
+    }
+    match counts.len() {
+        0 => Err(MergeError::NoManifests(dir.to_path_buf())),
+        1 => Ok((counts.into_iter().next().expect("one count"), found)),
+        _ => Err(MergeError::MixedCounts {
+            dir: dir.to_path_buf(),
+            counts: counts
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// Status, recorded shard and settings of every shard against the first.
+fn check_shards(found: &Shards, count: usize, report: &mut MergeReport) {
+    let (first_k, (_, first)) = found.iter().next().expect("at least one manifest");
+    for (k, (_, m)) in found {
+        if m.status != RunStatus::Complete {
+            report.unfinished.push((*k, m.status.as_str().to_string()));
+        }
+        if m.shard.map(|s| (s.index, s.count)) != Some((*k, count)) {
+            report.conflicts.push(format!(
+                "the manifest of shard {k}/{count} records shard {}",
+                m.shard.map_or("none".to_string(), |s| s.to_string())
+            ));
+        }
+        for setting in m.differing_settings(first) {
+            report.conflicts.push(format!(
+                "shard {k} ran with a different {setting} than shard {first_k}"
+            ));
+        }
+    }
+}
+
+/// Items recorded by the shards, by input path.
+fn recorded_items(found: &Shards) -> BTreeMap<PathBuf, Vec<(usize, &ItemRecord)>> {
+    let mut recorded: BTreeMap<PathBuf, Vec<(usize, &ItemRecord)>> = BTreeMap::new();
+    for (k, (_, m)) in found {
+        for it in &m.items {
+            recorded.entry(it.input.clone()).or_default().push((*k, it));
+        }
+    }
+    recorded
+}
+
+/// An input path as the manifest writes it.
+fn text(p: &Path) -> String {
+    pathtext::encode(p).0
+}
+
+/// The merged items, one per expected input that a shard recorded; what is missing or in conflict
+/// goes to `report`.
+fn collect_items(
+    expected: &[(PathBuf, Option<usize>)],
+    recorded: &BTreeMap<PathBuf, Vec<(usize, &ItemRecord)>>,
+    found: &Shards,
+    report: &mut MergeReport,
+) -> Vec<ItemRecord> {
+    let mut items = Vec::new();
+    for (input, want_shard) in expected {
+        let recs = recorded.get(input).map(Vec::as_slice).unwrap_or(&[]);
+        if let Some(want) = want_shard {
+            if let Some((k, _)) = recs.iter().find(|(k, _)| k != want) {
+                report.conflicts.push(format!(
+                    "{} was processed by shard {k} but belongs to shard {want} (did the input listing change?)",
+                    text(input)
+                ));
+            }
+        }
+        let producers: Vec<&(usize, &ItemRecord)> =
+            recs.iter().filter(|(_, it)| it.status.produced()).collect();
+        if producers
+            .iter()
+            .any(|(_, it)| it.outputs != producers[0].1.outputs)
+        {
+            let ks: Vec<String> = producers.iter().map(|(k, _)| k.to_string()).collect();
+            report.conflicts.push(format!(
+                "{} was produced with different outputs by shards {}",
+                text(input),
+                ks.join(", ")
+            ));
+        }
+        let missing = |shard, why| MissingItem {
+            input: text(input),
+            shard,
+            why,
+        };
+        match (producers.first(), recs.first()) {
+            (Some((_, it)), _) => items.push((*it).clone()),
+            (None, Some((k, it))) => {
+                let why = match &it.error {
+                    Some(e) => format!("{}: {e}", it.status.as_str()),
+                    None => it.status.as_str().to_string(),
+                };
+                report.missing_items.push(missing(Some(*k), why));
+                items.push((*it).clone());
+            }
+            (None, None) => {
+                let why = match want_shard {
+                    Some(k) if !found.contains_key(k) => "its shard wrote no manifest",
+                    _ => "not reached",
+                };
+                report
+                    .missing_items
+                    .push(missing(*want_shard, why.to_string()));
+            }
+        }
+    }
+    items
+}
+
+/// A shard that recorded fewer items than it counted was cut off before listing them all; only
+/// visible this way when the input root cannot be listed.
+fn report_cut_off_shards(found: &Shards, report: &mut MergeReport) {
+    for (k, (_, m)) in found {
+        let (total, n) = (m.counts.total, m.items.len());
+        if total > n {
+            report.missing_items.push(MissingItem {
+                input: format!("({} unnamed items)", total - n),
+                shard: Some(*k),
+                why: format!("shard recorded {n} of its {total} items"),
+            });
+        }
+    }
+}
+
+/// The merged manifest: the first shard's settings, the merged items and counts, the shards' time
+/// span, and a status that is `complete` only when every shard is there, finished and consistent.
+fn merged_manifest(
+    first: &Manifest,
+    found: &Shards,
+    items: Vec<ItemRecord>,
+    report: &MergeReport,
+    command_line: &[String],
+) -> Manifest {
+    let count_of = |st| items.iter().filter(|it| it.status == st).count();
+    use super::manifest::ItemStatus;
+    let counts = Counts {
+        total: report.total,
+        written: count_of(ItemStatus::Written),
+        // Items never reached count in `total` only: total - written - failed - skipped.
+        failed: count_of(ItemStatus::Failed),
+        skipped: count_of(ItemStatus::Skipped),
+    };
+    let clean = report.missing_shards.is_empty()
+        && report.unfinished.is_empty()
+        && report.conflicts.is_empty();
+    let shards = || found.values().map(|(_, m)| m);
+    let run_ids: Vec<&str> = shards().map(|m| m.run_id.as_str()).collect();
+    Manifest {
+        run_id: merged_run_id(&run_ids),
+        command_line: command_line.to_vec(),
+        shard: None,
+        started: shards()
+            .map(|m| m.started.clone())
+            .min()
+            .unwrap_or_default(),
+        finished: shards().filter_map(|m| m.finished.clone()).max(),
+        status: if clean {
+            RunStatus::Complete
+        } else {
+            RunStatus::Failed
+        },
+        counts,
+        items,
+        ..first.clone()
+    }
+}
+
+/// One entry per shard manifest: its file (relative to the output root) and its run.
+fn merged_from(found: &Shards, count: usize, output: &Path) -> Vec<MergedFrom> {
+    found
+        .iter()
+        .map(|(k, (path, m))| MergedFrom {
+            manifest: path
+                .strip_prefix(output)
+                .unwrap_or(path)
+                .to_string_lossy()
+                .into_owned(),
+            shard: ShardRef { index: *k, count },
+            run_id: m.run_id.clone(),
+            status: m.status,
+            started: m.started.clone(),
+            finished: m.finished.clone(),
+            command_line: m.command_line.clone(),
+        })
+        .collect()
+}
+
+/// A stable id for the merged run: the same shard runs always merge to the same id.
+fn merged_run_id(run_ids: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for id in run_ids {
+        h.update(id.as_bytes());
+        h.update([0]);
+    }
+    let d = h.finalize();
+    format!("merged-{}", crate::output::digest::hex(&d[..8]))
+}
+
+/// The input listing split into `count` shards: `(input relative path, shard)` in listing order, or
+/// `None` when the job cannot be read back or its input root cannot be listed.
+fn expected_items(
+    manifest: &Manifest,
+    input: Option<&Path>,
+    count: usize,
+) -> Option<Vec<(PathBuf, Option<usize>)>> {
+    let mut job = manifest.job().ok()?;
+    if let Some(root) = input {
+        job.dataset.root = root.to_path_buf();
+    }
+    let list = match dataset::list(&job.dataset) {
+        Ok(l) => l,
+        Err(e) => {
+            log::info!("not checking against the input listing: {e}");
+            return None;
+        }
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for index in 0..count {
+        let s = Shard {
+            index,
+            count,
+            source: ShardSource::Flag,
+        };
+        for it in shard::select(&list, Some(&s)) {
+            let rel = it
+                .image
+                .strip_prefix(&job.dataset.root)
+                .unwrap_or(&it.image);
+            out.push((rel.to_path_buf(), Some(index)));
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provenance::manifest::{CheckpointInfo, Numerics, OutputFile, Program, Timings};
+    use serde_json::{json, Value};
+
+    fn job_json(root: &Path) -> serde_json::Value {
+        let mut job = crate::job::Job::default();
+        job.dataset.root = root.to_path_buf();
+        serde_json::to_value(job).unwrap()
+    }
+
+    fn item(input: &str, status: &str, hash: &str) -> ItemRecord {
+        let stem = input.rsplit_once('.').unwrap().0;
+        let failed = status == "failed";
+        ItemRecord {
+            input: input.into(),
+            input_sha256: Some("i".into()),
+            input_size: None,
+            input_mtime_ns: None,
+            stem: stem.into(),
+            status: serde_json::from_value(json!(status)).unwrap(),
+            error: failed.then(|| "decode error".into()),
+            outputs: if failed {
+                vec![]
+            } else {
+                vec![OutputFile {
+                    path: format!("{stem}.png").into(),
+                    sha256: hash.into(),
+                }]
+            },
+            nan_values: 0,
+            timings_ms: Timings::default(),
+        }
+    }
+
+    fn shard_manifest(
+        root: &Path,
+        k: usize,
+        n: usize,
+        status: &str,
+        items: Vec<ItemRecord>,
+    ) -> Manifest {
+        Manifest {
+            format: crate::provenance::manifest::FORMAT.into(),
+            run_id: format!("run{k}"),
+            program: Program {
+                name: "maskomaly".into(),
+                version: "0.1.0".into(),
+                git_commit: None,
+            },
+            command_line: vec!["maskomaly".into(), "run".into()],
+            job: job_json(root),
+            libtorch: "2.11.0".into(),
+            device: "cpu".into(),
+            model: "m".into(),
+            numerics: Numerics {
+                precision: "f32".into(),
+                tf32: false,
+                deterministic: true,
+            },
+            checkpoint: CheckpointInfo {
+                path: "/m.pt".into(),
+                format: "torchscript".into(),
+                sha256: "c".into(),
+            },
+            shard: Some(Shard {
+                index: k,
+                count: n,
+                source: ShardSource::Slurm,
+            }),
+            started: format!("2026-01-01T00:0{k}:00Z"),
+            finished: Some(format!("2026-01-01T00:1{k}:00Z")),
+            status: serde_json::from_value(json!(status)).unwrap(),
+            counts: Counts {
+                total: items.len(),
+                written: items.len(),
+                ..Default::default()
+            },
+            items,
+        }
+    }
+
+    struct Fixture {
+        input: tempfile::TempDir,
+        output: tempfile::TempDir,
+    }
+
+    /// Five inputs a..e; with 2 shards, shard 0 takes a, b and shard 1 takes c, d, e.
+    fn fixture() -> Fixture {
+        let input = tempfile::tempdir().unwrap();
+        for n in ["a", "b", "c", "d", "e"] {
+            std::fs::write(input.path().join(format!("{n}.png")), b"x").unwrap();
+        }
+        let output = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(output.path().join("manifests")).unwrap();
+        Fixture { input, output }
+    }
+
+    fn put(f: &Fixture, k: usize, n: usize, m: &Manifest) {
+        let s = Shard {
+            index: k,
+            count: n,
+            source: ShardSource::Slurm,
+        };
+        m.write(&shard::manifest_path(f.output.path(), Some(&s)))
+            .unwrap();
+    }
+
+    fn run(f: &Fixture) -> (MergeReport, Value) {
+        let args = MergeArgs {
+            output: f.output.path().to_path_buf(),
+            input: None,
+        };
+        let r = merge(&args, &["maskomaly".into(), "merge".into()]).unwrap();
+        let path = f.output.path().join("manifest.json");
+        // The typed reader reads the merged manifest too.
+        Manifest::read(&path).unwrap();
+        let m = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        (r, m)
+    }
+
+    #[test]
+    fn complete_shards_merge_cleanly() {
+        let f = fixture();
+        let root = f.input.path();
+        put(
+            &f,
+            1,
+            2,
+            &shard_manifest(
+                root,
+                1,
+                2,
+                "complete",
+                vec![
+                    item("c.png", "written", "3"),
+                    item("d.png", "written", "4"),
+                    item("e.png", "written", "5"),
+                ],
+            ),
+        );
+        put(
+            &f,
+            0,
+            2,
+            &shard_manifest(
+                root,
+                0,
+                2,
+                "complete",
+                vec![item("a.png", "written", "1"), item("b.png", "skipped", "2")],
+            ),
+        );
+        let (r, m) = run(&f);
+        assert!(r.is_clean(), "{}", r.render());
+        assert!(r.listed_inputs);
+        assert_eq!(r.exit_code(), ExitCode::Ok);
+        assert_eq!(m["status"], "complete");
+        assert_eq!(m["shard"], Value::Null);
+        assert_eq!(
+            m["counts"],
+            json!({"total": 5, "written": 4, "failed": 0, "skipped": 1})
+        );
+        let inputs: Vec<&str> = m["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["input"].as_str().unwrap())
+            .collect();
+        assert_eq!(inputs, ["a.png", "b.png", "c.png", "d.png", "e.png"]);
+        assert_eq!(m["started"], "2026-01-01T00:00:00Z");
+        assert_eq!(m["finished"], "2026-01-01T00:11:00Z");
+        assert_eq!(m["merged_from"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            m["merged_from"][0]["manifest"],
+            "manifests/shard-00000-of-00002.json"
+        );
+        assert!(f
+            .output
+            .path()
+            .join(super::super::rocrate::FILE_NAME)
+            .is_file());
+        // Keys sorted, a final newline: the merged manifest's form.
+        let text = std::fs::read_to_string(f.output.path().join("manifest.json")).unwrap();
+        let at = |k: &str| text.find(&format!("\n  \"{k}\": ")).unwrap();
+        assert!(at("checkpoint") < at("command_line") && at("command_line") < at("counts"));
+        assert!(at("job") < at("merged_from") && at("merged_from") < at("model"));
+        assert!(text.ends_with("}\n"));
+        // Merging again gives the same manifest (the id is derived from the shard runs).
+        let (_, again) = run(&f);
+        assert_eq!(m, again);
+    }
+
+    #[test]
+    fn unreached_failed_and_missing_shards_are_reported() {
+        let f = fixture();
+        let root = f.input.path();
+        // Shard 0 of 3 (a) failed on its item; shard 1 (b, c) was cut off after b; shard 2 is absent.
+        put(
+            &f,
+            0,
+            3,
+            &shard_manifest(root, 0, 3, "complete", vec![item("a.png", "failed", "")]),
+        );
+        put(
+            &f,
+            1,
+            3,
+            &shard_manifest(
+                root,
+                1,
+                3,
+                "interrupted",
+                vec![item("b.png", "written", "2")],
+            ),
+        );
+        let (r, m) = run(&f);
+        assert_eq!(r.exit_code(), ExitCode::SomeFailed);
+        assert_eq!(r.missing_shards, [2]);
+        assert_eq!(r.unfinished, [(1, "interrupted".to_string())]);
+        let missing: Vec<(&str, Option<usize>)> = r
+            .missing_items
+            .iter()
+            .map(|m| (m.input.as_str(), m.shard))
+            .collect();
+        assert_eq!(
+            missing,
+            [
+                ("a.png", Some(0)),
+                ("c.png", Some(1)),
+                ("d.png", Some(2)),
+                ("e.png", Some(2))
+            ]
+        );
+        assert!(r.missing_items[0].why.contains("decode error"));
+        assert_eq!(m["status"], "failed");
+        let text = r.render();
+        assert!(
+            text.contains("missing shard manifest: shard 2/3") && text.contains("hint:"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn conflicts_are_reported() {
+        let f = fixture();
+        let root = f.input.path();
+        let mut other_job = shard_manifest(
+            root,
+            1,
+            2,
+            "complete",
+            vec![
+                item("b.png", "written", "X"),
+                item("c.png", "written", "3"),
+                item("d.png", "written", "4"),
+                item("e.png", "written", "5"),
+            ],
+        );
+        other_job.checkpoint.sha256 = "different".into();
+        put(
+            &f,
+            0,
+            2,
+            &shard_manifest(
+                root,
+                0,
+                2,
+                "complete",
+                vec![item("a.png", "written", "1"), item("b.png", "written", "2")],
+            ),
+        );
+        put(&f, 1, 2, &other_job);
+        let (r, _) = run(&f);
+        assert_eq!(r.exit_code(), ExitCode::SomeFailed);
+        let all = r.conflicts.join("\n");
+        assert!(all.contains("checkpoint/sha256"), "{all}");
+        assert!(
+            all.contains("b.png was processed by shard 1 but belongs to shard 0"),
+            "{all}"
+        );
+        assert!(
+            all.contains("b.png was produced with different outputs"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn without_the_input_root_the_shard_lists_are_the_reference() {
+        let f = fixture();
+        let gone = f.input.path().join("nowhere");
+        let mut m0 = shard_manifest(
+            &gone,
+            0,
+            2,
+            "interrupted",
+            vec![item("a.png", "written", "1")],
+        );
+        m0.counts.total = 2;
+        put(&f, 0, 2, &m0);
+        put(
+            &f,
+            1,
+            2,
+            &shard_manifest(&gone, 1, 2, "complete", vec![item("c.png", "failed", "")]),
+        );
+        let (r, _) = run(&f);
+        assert!(!r.listed_inputs);
+        assert_eq!(r.total, 2);
+        let inputs: Vec<&str> = r.missing_items.iter().map(|m| m.input.as_str()).collect();
+        assert_eq!(inputs, ["c.png", "(1 unnamed items)"]);
+    }
+
+    #[test]
+    fn nothing_to_merge_and_mixed_counts_are_errors() {
+        let f = fixture();
+        let args = MergeArgs {
+            output: f.output.path().to_path_buf(),
+            input: None,
+        };
+        assert_eq!(
+            merge(&args, &[]).unwrap_err().exit_code(),
+            ExitCode::NoInput
+        );
+        put(
+            &f,
+            0,
+            2,
+            &shard_manifest(f.input.path(), 0, 2, "complete", vec![]),
+        );
+        put(
+            &f,
+            0,
+            3,
+            &shard_manifest(f.input.path(), 0, 3, "complete", vec![]),
+        );
+        let e = merge(&args, &[]).unwrap_err();
+        assert!(matches!(e, MergeError::MixedCounts { .. }), "{e}");
+    }
+}

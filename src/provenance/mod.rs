@@ -1,0 +1,14 @@
+//! Provenance: what a run did and how to check it afterwards.
+//!
+//! * [`manifest`]: the typed `manifest.json` (`maskomaly-manifest/1`), read and written here only,
+//!   and the one rule for which settings must match between two runs.
+//! * [`resume`]: what an earlier run in the same output folder left that a rerun can keep.
+//! * [`shard`]: which slice of the listing an array task processes; where its manifest goes.
+//! * [`merge`]: shard manifests into one; [`verify`]: re-checking a run; [`rocrate`]: the RO-Crate.
+
+pub mod manifest;
+pub mod merge;
+pub mod resume;
+pub mod rocrate;
+pub mod shard;
+pub mod verify;
