@@ -1,5 +1,5 @@
 //! JPEG decoding benchmark: the decoder the runner uses (libjpeg-turbo with OpenCV's settings,
-//! `maskomaly::jpeg`) against the `image` crate's (zune-jpeg) on the same 2048×1024 files, 4:2:0 at
+//! `maskomaly::preprocess::jpeg`) against the `image` crate's (zune-jpeg) on the same 2048×1024 files, 4:2:0 at
 //! quality 90 and 4:4:4 at quality 90. Both produce 8-bit RGB; only the first is exact to OpenCV.
 //!
 //! `cargo run --release --example bench_decode -- [--repeats 15] [--out target/bench]`
@@ -103,7 +103,7 @@ fn main() {
         let (ours, crate_ms) = medians_ms(
             repeats,
             || {
-                let (img, _) = maskomaly::jpeg::decode(&jpg).expect("decode");
+                let (img, _) = maskomaly::preprocess::jpeg::decode(&jpg).expect("decode");
                 assert_eq!(img.data.len(), W * H * 3);
             },
             || {

@@ -7,7 +7,7 @@
 //!
 //! * [`job`]: the job file (defaults, validation).
 //! * [`dataset`]: what a run processes, in a stable order.
-//! * [`preprocess`], [`jpeg`], [`resize`]: decoding (JPEG through libjpeg-turbo, as OpenCV does),
+//! * [`preprocess`] (with its `jpeg`), [`resize`]: decoding (JPEG through libjpeg-turbo, as OpenCV does),
 //!   detectron2's exact resize (Pillow bilinear), normalise, pad;
 //!   OpenCV's INTER_AREA back to the input size.
 //! * [`model`]: backends producing `pred_logits` / `pred_masks`.
@@ -32,7 +32,6 @@ pub mod error;
 pub mod eval;
 pub mod exit;
 pub mod job;
-pub mod jpeg;
 pub mod model;
 pub mod output;
 pub mod pipeline;

@@ -116,11 +116,19 @@ pub fn run_compare(
                 });
             }
         }
+        let single = EvalOptions {
+            score_name: job
+                .method
+                .scores
+                .first()
+                .map_or(opts.score_name, |k| k.as_str()),
+            ..opts.clone()
+        };
         return Ok(CompareOutcome::Single(Box::new(run_eval(
             job,
             predictions,
             output,
-            opts,
+            &single,
         )?)));
     }
     let kinds = match only {
@@ -150,6 +158,7 @@ pub fn run_compare(
                     .clone()
                     .unwrap_or_else(|| predictions.to_path_buf()),
             ),
+            score_name: kind.as_str(),
             ..opts.clone()
         };
         log::info!("evaluating {kind}");

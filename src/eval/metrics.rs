@@ -296,6 +296,65 @@ impl Histogram {
         (fpr, tpr)
     }
 
+    /// The seed's AUPR (trapezoids over the PR curve sorted by recall); see [`Self::metrics`].
+    fn aupr_seed(&self) -> f64 {
+        let bins = &self.bins;
+        let k = bins.len();
+        let total_pos = self.positives();
+        let p_tot = total_pos as f64;
+        let recall = |tps: u64| {
+            if total_pos == 0 {
+                1.0
+            } else {
+                tps as f64 / p_tot
+            }
+        };
+        let precision = |tps: u64, fps: u64| tps as f64 / (tps + fps) as f64;
+        // The seed's AUPR: the curve (lowest threshold first, then the appended (recall 0,
+        // precision 1)) stably sorted by recall. Recall is constant exactly where tps is, so the sort
+        // visits the runs of equal tps from the highest threshold down and each run from its lowest
+        // threshold up; the appended point closes the recall-0 run.
+        let mut terms = Vec::with_capacity(k);
+        {
+            let mut last: Option<(f64, f64)> = None;
+            let mut visit = |x: f64, y: f64| {
+                if let Some((x0, y0)) = last {
+                    terms.push((x - x0) * (y + y0) / 2.0);
+                }
+                last = Some((x, y));
+            };
+            // The appended point sorts first unless some thresholds also have recall 0 (then it
+            // ends their run, being last on the curve).
+            let appended_first = total_pos == 0 || bins[0].pos > 0;
+            if appended_first {
+                visit(0.0, 1.0);
+            }
+            let (mut tps_before, mut fps_before) = (0u64, 0u64);
+            let mut start = 0;
+            while start < k {
+                let run_tps = tps_before + bins[start].pos;
+                let mut end = start;
+                let mut fps_end = fps_before + bins[start].neg;
+                while end + 1 < k && bins[end + 1].pos == 0 {
+                    end += 1;
+                    fps_end += bins[end].neg;
+                }
+                let mut fps = fps_end;
+                for i in (start..=end).rev() {
+                    visit(recall(run_tps), precision(run_tps, fps));
+                    fps -= bins[i].neg;
+                }
+                if start == 0 && !appended_first {
+                    visit(0.0, 1.0);
+                }
+                tps_before = run_tps;
+                fps_before = fps_end;
+                start = end + 1;
+            }
+        }
+        pairwise_sum_f64(&terms)
+    }
+
     /// All metrics of this histogram. Errors only when it holds no pixel.
     pub fn metrics(&self) -> Result<CurveMetrics, MetricError> {
         if self.bins.is_empty() {
@@ -333,51 +392,7 @@ impl Histogram {
             -pairwise_sum_f64(&terms)
         };
 
-        // The seed's AUPR: the curve (lowest threshold first, then the appended (recall 0,
-        // precision 1)) stably sorted by recall. Recall is constant exactly where tps is, so the sort
-        // visits the runs of equal tps from the highest threshold down and each run from its lowest
-        // threshold up; the appended point closes the recall-0 run.
-        let aupr_seed = {
-            let mut terms = Vec::with_capacity(k);
-            {
-                let mut last: Option<(f64, f64)> = None;
-                let mut visit = |x: f64, y: f64| {
-                    if let Some((x0, y0)) = last {
-                        terms.push((x - x0) * (y + y0) / 2.0);
-                    }
-                    last = Some((x, y));
-                };
-                // The appended point sorts first unless some thresholds also have recall 0 (then it
-                // ends their run, being last on the curve).
-                let appended_first = total_pos == 0 || bins[0].pos > 0;
-                if appended_first {
-                    visit(0.0, 1.0);
-                }
-                let (mut tps_before, mut fps_before) = (0u64, 0u64);
-                let mut start = 0;
-                while start < k {
-                    let run_tps = tps_before + bins[start].pos;
-                    let mut end = start;
-                    let mut fps_end = fps_before + bins[start].neg;
-                    while end + 1 < k && bins[end + 1].pos == 0 {
-                        end += 1;
-                        fps_end += bins[end].neg;
-                    }
-                    let mut fps = fps_end;
-                    for i in (start..=end).rev() {
-                        visit(recall(run_tps), precision(run_tps, fps));
-                        fps -= bins[i].neg;
-                    }
-                    if start == 0 && !appended_first {
-                        visit(0.0, 1.0);
-                    }
-                    tps_before = run_tps;
-                    fps_before = fps_end;
-                    start = end + 1;
-                }
-            }
-            pairwise_sum_f64(&terms)
-        };
+        let aupr_seed = self.aupr_seed();
 
         // ROC with drop_intermediate: the second difference of fps at threshold i is
         // neg[i+1] - neg[i] (likewise for tps), so a point is kept where the counts change.

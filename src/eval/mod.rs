@@ -79,6 +79,8 @@ pub struct EvalOptions {
     pub report: bool,
     /// Folder whose `manifest.json` describes the run (default: the predictions folder).
     pub manifest_dir: Option<PathBuf>,
+    /// The score's name in the report.
+    pub score_name: &'static str,
 }
 
 impl Default for EvalOptions {
@@ -92,6 +94,7 @@ impl Default for EvalOptions {
             smiyc: false,
             report: true,
             manifest_dir: None,
+            score_name: "maskomaly",
         }
     }
 }
@@ -220,29 +223,110 @@ pub fn run_eval(
     let mode = opts
         .mode
         .unwrap_or_else(|| Mode::default_for(job.dataset.kind));
-    std::fs::create_dir_all(output).map_err(|e| EvalError::Write {
-        path: output.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let mut written = Vec::new();
+    create_dir(output)?;
     let overlay_dir = output.join("overlays");
     if opts.overlays {
-        std::fs::create_dir_all(&overlay_dir).map_err(|e| EvalError::Write {
-            path: overlay_dir.clone(),
-            message: e.to_string(),
-        })?;
+        create_dir(&overlay_dir)?;
+    }
+    let mut pass = FramePass::new(items.len(), opts);
+    let bar = progress_bar(items.len() as u64, opts.progress);
+    for (index, item) in items.iter().enumerate() {
+        pass.push(job, predictions, mode, opts, &overlay_dir, index, item)?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if pass.counts.positives == 0 {
+        let values = items
+            .first()
+            .and_then(|i| i.label.as_ref())
+            .map(|l| l.anomaly.clone())
+            .unwrap_or_default();
+        return Err(EvalError::NoPositives {
+            kind: job.dataset.kind.as_str(),
+            values,
+        });
+    }
+    let pooled = std::mem::replace(&mut pass.pooled, HistogramAccumulator::new()).finish();
+    let results = pass.results(job, &items, predictions, mode, opts, &pooled)?;
+    let mut written = std::mem::take(&mut pass.written);
+    written.extend(report::write_reports(output, &results, &pass.frames)?);
+    if opts.plots {
+        written.extend(report::write_plots(output, &pooled)?);
+    }
+    if opts.report {
+        written.extend(html::write_report(&html::ReportInput {
+            out: output,
+            predictions,
+            items: &items,
+            overlays: opts.overlays,
+            scores: vec![html::ScoreInput {
+                name: opts.score_name,
+                results: &results,
+                frames: &pass.frames,
+                pooled: &pooled,
+                inliers_above: &pass.inliers_above,
+            }],
+        })?);
+    }
+    if opts.print_summary {
+        print!("{}", report::summary_table(&results));
+    }
+    Ok(EvalSummary {
+        results,
+        per_frame: pass.frames,
+        written,
+        curves: pooled.sampled_curves(4000),
+    })
+}
+
+fn create_dir(path: &Path) -> Result<(), EvalError> {
+    std::fs::create_dir_all(path).map_err(|e| EvalError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// What the pass over the frames accumulates.
+struct FramePass {
+    pooled: HistogramAccumulator,
+    binned: Option<smiyc::BinnedAccumulator>,
+    frames: Vec<FrameResult>,
+    counts: PixelCounts,
+    /// (float32 seen, float16 seen).
+    dtypes: (bool, bool),
+    /// Per frame: inliers above each best-F1 candidate threshold, for the report's false-positive
+    /// area.
+    inliers_above: Vec<Vec<u64>>,
+    /// Overlay files.
+    written: Vec<PathBuf>,
+}
+
+impl FramePass {
+    fn new(frames: usize, opts: &EvalOptions) -> FramePass {
+        FramePass {
+            pooled: HistogramAccumulator::new(),
+            binned: opts.smiyc.then(smiyc::BinnedAccumulator::new),
+            frames: Vec::with_capacity(frames),
+            counts: PixelCounts::default(),
+            dtypes: (false, false),
+            inliers_above: Vec::with_capacity(if opts.report { frames } else { 0 }),
+            written: Vec::new(),
+        }
     }
 
-    let bar = progress_bar(items.len() as u64, opts.progress);
-    let mut pooled = HistogramAccumulator::new();
-    let mut binned = opts.smiyc.then(smiyc::BinnedAccumulator::new);
-    let mut frames = Vec::with_capacity(items.len());
-    let mut counts = PixelCounts::default();
-    let mut dtypes = (false, false);
-    // Per frame: inliers above each best-F1 candidate threshold, for the report's false-positive area.
-    let mut inliers_above = Vec::with_capacity(if opts.report { items.len() } else { 0 });
-    for (index, item) in items.iter().enumerate() {
-        let spec = item.label.as_ref().expect("checked above");
+    /// Reads one frame's prediction and label and adds them to every accumulator.
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        job: &Job,
+        predictions: &Path,
+        mode: Mode,
+        opts: &EvalOptions,
+        overlay_dir: &Path,
+        index: usize,
+        item: &dataset::Item,
+    ) -> Result<(), EvalError> {
+        let spec = item.label.as_ref().expect("checked by run_eval");
         let label = dataset::read_label(spec)?;
         let pred_path = predictions::locate(job, predictions, &item.stem)?;
         let pred = predictions::read(&pred_path)?;
@@ -259,8 +343,8 @@ pub fn run_eval(
             });
         }
         match pred.dtype {
-            PredDtype::Float32 => dtypes.0 = true,
-            PredDtype::Float16 => dtypes.1 = true,
+            PredDtype::Float32 => self.dtypes.0 = true,
+            PredDtype::Float16 => self.dtypes.1 = true,
         }
         let metric_err = |source| EvalError::Metric {
             path: pred_path.clone(),
@@ -280,17 +364,19 @@ pub fn run_eval(
             Err(MetricError::Empty) => None,
             Err(e) => return Err(metric_err(e)),
         };
-        counts.evaluated += (frame_hist.positives() + frame_hist.negatives()) as u64;
-        counts.positives += frame_hist.positives();
-        counts.negatives += frame_hist.negatives();
-        counts.ignored += ignored;
+        let c = &mut self.counts;
+        c.evaluated += (frame_hist.positives() + frame_hist.negatives()) as u64;
+        c.positives += frame_hist.positives();
+        c.negatives += frame_hist.negatives();
+        c.ignored += ignored;
         let (best_f1_threshold, best_f1) = kept.best_f1_threshold(100);
         if opts.report {
-            inliers_above.push(html::inliers_above(&kept, html::THRESHOLDS));
+            self.inliers_above
+                .push(html::inliers_above(&kept, html::THRESHOLDS));
         }
         if opts.overlays {
-            written.extend(report::write_overlays(
-                &overlay_dir,
+            self.written.extend(report::write_overlays(
+                overlay_dir,
                 index,
                 &item.image,
                 &pred,
@@ -298,11 +384,11 @@ pub fn run_eval(
                 best_f1_threshold,
             )?);
         }
-        if let Some(b) = binned.as_mut() {
+        if let Some(b) = self.binned.as_mut() {
             b.push(&kept, pred.dtype);
         }
-        pooled.push(kept);
-        frames.push(FrameResult {
+        self.pooled.push(kept);
+        self.frames.push(FrameResult {
             index,
             stem: item.stem.display().to_string(),
             prediction: pred_path,
@@ -315,95 +401,67 @@ pub fn run_eval(
             best_f1_threshold,
             best_f1,
         });
-        bar.inc(1);
+        Ok(())
     }
-    bar.finish_and_clear();
 
-    let pooled = pooled.finish();
-    if counts.positives == 0 {
-        let values = items
-            .first()
-            .and_then(|i| i.label.as_ref())
-            .map(|l| l.anomaly.clone())
-            .unwrap_or_default();
-        return Err(EvalError::NoPositives {
-            kind: job.dataset.kind.as_str(),
-            values,
-        });
+    /// The run's metrics from the pooled histogram (total mode) or the frames' mean (image mode),
+    /// plus the SMIYC blocks when asked for.
+    fn results(
+        &mut self,
+        job: &Job,
+        items: &[dataset::Item],
+        predictions: &Path,
+        mode: Mode,
+        opts: &EvalOptions,
+        pooled: &Histogram,
+    ) -> Result<EvalResults, EvalError> {
+        let (ap, auroc, fpr95, fpr_at_tpr90_seed, aupr_seed) = match mode {
+            Mode::Total => {
+                let m = pooled.metrics().map_err(|_| EvalError::NoPixels)?;
+                (m.ap, m.auroc, m.fpr95, m.fpr_at_tpr90_seed, m.aupr_seed)
+            }
+            Mode::Image => {
+                let per: Vec<CurveMetrics> = self.frames.iter().filter_map(|f| f.metrics).collect();
+                let m = metrics::image_mode_mean(&per);
+                (m.ap, m.auroc, m.fpr95, m.fpr_at_tpr90_seed, m.aupr_seed)
+            }
+        };
+        let binned = self
+            .binned
+            .take()
+            .and_then(smiyc::BinnedAccumulator::finish);
+        let components = match &binned {
+            Some(b) => Some(component_pass(
+                job,
+                items,
+                predictions,
+                b.best_f1_threshold,
+            )?),
+            None => None,
+        };
+        Ok(EvalResults {
+            dataset: job.dataset.kind.as_str(),
+            split: job.dataset.split.clone(),
+            mode,
+            frames: self.frames.len(),
+            pixels: self.counts,
+            prediction_dtype: match self.dtypes {
+                (true, true) => "mixed",
+                (false, true) => "float16",
+                _ => "float32",
+            }
+            .to_string(),
+            ap,
+            auroc,
+            fpr95,
+            fpr_at_tpr90_seed,
+            aupr_seed,
+            distinct_scores: pooled.bins().len(),
+            smiyc: binned,
+            components,
+            run: report::run_info(opts.manifest_dir.as_deref().unwrap_or(predictions)),
+        })
     }
-    let (ap, auroc, fpr95, fpr_at_tpr90_seed, aupr_seed) = match mode {
-        Mode::Total => {
-            let m = pooled.metrics().map_err(|_| EvalError::NoPixels)?;
-            (m.ap, m.auroc, m.fpr95, m.fpr_at_tpr90_seed, m.aupr_seed)
-        }
-        Mode::Image => {
-            let per: Vec<CurveMetrics> = frames.iter().filter_map(|f| f.metrics).collect();
-            let m = metrics::image_mode_mean(&per);
-            (m.ap, m.auroc, m.fpr95, m.fpr_at_tpr90_seed, m.aupr_seed)
-        }
-    };
-    let binned = binned.and_then(smiyc::BinnedAccumulator::finish);
-    let component_metrics = match &binned {
-        Some(b) => Some(component_pass(
-            job,
-            &items,
-            predictions,
-            b.best_f1_threshold,
-        )?),
-        None => None,
-    };
-    let mut results = EvalResults {
-        dataset: job.dataset.kind.as_str(),
-        split: job.dataset.split.clone(),
-        mode,
-        frames: frames.len(),
-        pixels: counts,
-        prediction_dtype: match dtypes {
-            (true, true) => "mixed",
-            (false, true) => "float16",
-            _ => "float32",
-        }
-        .to_string(),
-        ap,
-        auroc,
-        fpr95,
-        fpr_at_tpr90_seed,
-        aupr_seed,
-        distinct_scores: pooled.bins().len(),
-        smiyc: None,
-        components: None,
-        run: report::run_info(opts.manifest_dir.as_deref().unwrap_or(predictions)),
-    };
-    results.smiyc = binned;
-    results.components = component_metrics;
-    written.extend(report::write_reports(output, &results, &frames)?);
-    if opts.plots {
-        written.extend(report::write_plots(output, &pooled)?);
-    }
-    if opts.report {
-        written.extend(html::write_report(&html::ReportInput {
-            out: output,
-            predictions,
-            items: &items,
-            overlays: opts.overlays,
-            scores: vec![html::ScoreInput {
-                name: "maskomaly",
-                results: &results,
-                frames: &frames,
-                pooled: &pooled,
-                inliers_above: &inliers_above,
-            }],
-        })?);
-    }
-    if opts.print_summary {
-        print!("{}", report::summary_table(&results));
-    }
-    Ok(EvalSummary {
-        results,
-        per_frame: frames,
-        written,
-        curves: pooled.sampled_curves(4000),
-    })
 }
 
 /// Second pass for the component metrics: they binarise at a threshold known only after the

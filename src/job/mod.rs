@@ -4,7 +4,8 @@
 //! With no file at all, the default job is the published Maskomaly Swin-L Cityscapes run reading
 //! `/input` and writing `/output`.
 
-pub use crate::scores::ScoreKind;
+mod score_kind;
+pub use score_kind::ScoreKind;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

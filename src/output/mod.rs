@@ -8,8 +8,8 @@ pub mod lock;
 pub mod npy;
 pub mod pathtext;
 
+use crate::job::ScoreKind;
 use crate::job::{Job, Layout};
-use crate::scores::ScoreKind;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs;

@@ -3,7 +3,8 @@
 //! `(x − mean) / std` → zero-pad bottom/right to the size divisibility.
 
 use crate::job::{ColorFormat, Preprocess};
-use crate::jpeg;
+pub mod jpeg;
+
 use crate::resize::pillow_bilinear;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use std::path::Path;
@@ -103,7 +104,7 @@ fn jpeg_is_truncated(bytes: &[u8]) -> bool {
 /// Decodes an image file like `cv2.imread(path, IMREAD_COLOR)` followed by the BGR→RGB flip:
 /// EXIF orientation applied, grey replicated, palettes expanded, alpha dropped, 16-bit samples
 /// reduced by dropping the low byte (libpng's strip-16, which OpenCV uses). JPEGs go through
-/// libjpeg-turbo with OpenCV's settings ([`crate::jpeg`]), other formats through the `image` crate.
+/// libjpeg-turbo with OpenCV's settings ([`jpeg`]), other formats through the `image` crate.
 pub fn decode_file(path: &Path, bytes: &[u8]) -> Result<Rgb8, DecodeError> {
     decode_file_limited(path, bytes, crate::job::DEFAULT_MAX_PIXELS)
 }

@@ -15,7 +15,7 @@
 //! 12-bit JPEGs are rejected with a clear error: OpenCV's libjpeg-turbo is built for 8-bit samples
 //! and rejects them too.
 
-use crate::preprocess::{DecodeError, Rgb8};
+use super::{DecodeError, Rgb8};
 use std::ffi::CStr;
 use turbojpeg_sys as tj;
 
