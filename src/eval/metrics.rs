@@ -86,7 +86,7 @@ fn radix_sort_33(data: &mut Vec<u64>) {
             counts[((v >> shift) as usize) & (BUCKETS - 1)] += 1;
         }
         // A digit shared by every value leaves the order unchanged: skip the pass.
-        if counts.iter().any(|&c| c == data.len()) {
+        if counts.contains(&data.len()) {
             continue;
         }
         let mut offset = 0;
@@ -471,7 +471,7 @@ impl Histogram {
     /// At most about `max_points` points of the PR curve (recall, precision) and of the full ROC
     /// curve (fpr, tpr), evenly spaced over the thresholds, ends included: for plots, without
     /// materialising curves of millions of points.
-    pub fn sampled_curves(&self, max_points: usize) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+    pub fn sampled_curves(&self, max_points: usize) -> (super::Curve, super::Curve) {
         let k = self.bins.len();
         let (p_tot, n_tot) = (self.positives() as f64, self.negatives() as f64);
         let step = k.div_ceil(max_points.max(1)).max(1);

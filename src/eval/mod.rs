@@ -365,7 +365,7 @@ impl FramePass {
             Err(e) => return Err(metric_err(e)),
         };
         let c = &mut self.counts;
-        c.evaluated += (frame_hist.positives() + frame_hist.negatives()) as u64;
+        c.evaluated += frame_hist.positives() + frame_hist.negatives();
         c.positives += frame_hist.positives();
         c.negatives += frame_hist.negatives();
         c.ignored += ignored;
