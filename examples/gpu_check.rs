@@ -299,7 +299,9 @@ fn modules(args: &[String]) -> i32 {
             println!("| {p} | {e} | | | |");
             continue;
         }
-        let x = Tensor::randn([1, 3, h, w], (kind, device));
+        // Float32 input and the model's mixed-precision policy, as in `NativeModel::trace`.
+        let x = Tensor::randn([1, 3, h, w], (Kind::Float, device));
+        let _c = maskomaly::model::precision::enter(m.compute());
         let net = m.model();
         let mut t = [0f64; 3];
         for rep in 0..=reps {
