@@ -339,8 +339,10 @@ fn modules(args: &[String]) -> i32 {
             t[2],
             t.iter().sum::<f64>()
         );
-        rows.push(serde_json::json!({"precision": p, "compute": label, "backbone_ms": t[0],
-            "pixel_decoder_ms": t[1], "transformer_decoder_ms": t[2]}));
+        rows.push(
+            serde_json::json!({"precision": p, "compute": label, "backbone_ms": t[0],
+            "pixel_decoder_ms": t[1], "transformer_decoder_ms": t[2]}),
+        );
     }
     let out = arg(args, "--out", "");
     if !out.is_empty() {
