@@ -1,107 +1,249 @@
-//! Model benchmark: the native Mask2Former forward against Hugging Face transformers (Python, CPU)
-//! on the same configuration, weights, input and thread count (`scripts/bench_model.py` builds the
-//! model and saves it; this loads that folder as an `hf` checkpoint).
+//! Model benchmark: the native Mask2Former forward, float32 and mixed bfloat16, against Hugging Face
+//! transformers (Python, CPU) in float32 and under `torch.autocast` bfloat16, on the same
+//! configuration, weights, input and thread count, side by side in one run, with the 2048² matmul
+//! peak of both dtypes measured in the same run (`scripts/bench_model.py` builds the model and
+//! saves it; this loads that folder as an `hf` checkpoint).
 //!
-//! `cargo run --release --example bench_model -- [--python python3] [--height 256 --width 512]
-//!  [--threads 2] [--reps 3] [--dir target/bench/model] [--out target/bench]`
+//! `cargo run --release --example bench_model -- [--python python3] [--sizes 512x1024,1024x2048]
+//!  [--threads 2] [--reps 3] [--hf-limit 900] [--dir target/bench/model] [--out target/bench]`
+//!
+//! `--hf-limit`: seconds one Python mode may take at one size (warm-up and timed passes); a mode
+//! past it is stopped and reported as at least that time per forward.
 
 mod common;
 use common::arg;
 
-use maskomaly::job::{CheckpointFormat, DeviceChoice, Job};
-use std::path::PathBuf;
-use std::time::Instant;
+use maskomaly::job::{CheckpointFormat, DeviceChoice, Job, Precision};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let python = arg(&args, "--python", "python3");
-    let (h, w): (i64, i64) = (
-        arg(&args, "--height", "256").parse().unwrap(),
-        arg(&args, "--width", "512").parse().unwrap(),
-    );
-    let threads: i32 = arg(&args, "--threads", "2").parse().unwrap();
-    let reps: usize = arg(&args, "--reps", "3").parse().unwrap();
-    let dir = PathBuf::from(arg(&args, "--dir", "target/bench/model"));
-    let out = PathBuf::from(arg(&args, "--out", "target/bench"));
-    std::fs::create_dir_all(&out).unwrap();
+/// GFLOP/s of a `n × n` matmul in `kind` (median of `reps` after one warm-up).
+fn matmul_gflops(kind: Kind, n: i64, reps: usize) -> f64 {
+    let a = Tensor::randn([n, n], (Kind::Float, Device::Cpu)).to_kind(kind);
+    let b = Tensor::randn([n, n], (Kind::Float, Device::Cpu)).to_kind(kind);
+    let _ = a.matmul(&b);
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t0 = Instant::now();
+            let _ = a.matmul(&b);
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    2.0 * (n as f64).powi(3) / t[t.len() / 2] / 1e9
+}
 
-    let py = std::process::Command::new(&python)
-        .args([
-            "scripts/bench_model.py",
-            "--height",
-            &h.to_string(),
-            "--width",
-            &w.to_string(),
-        ])
+/// Runs one Python mode with a wall-clock limit; its JSON, or `None` when stopped at the limit.
+#[allow(clippy::too_many_arguments)]
+fn python(
+    py: &str,
+    mode: &str,
+    h: i64,
+    w: i64,
+    threads: i32,
+    reps: usize,
+    dir: &Path,
+    limit: f64,
+) -> Option<serde_json::Value> {
+    let mut child = std::process::Command::new(py)
+        .args(["scripts/bench_model.py", "--mode", mode])
+        .args(["--height", &h.to_string(), "--width", &w.to_string()])
         .args([
             "--threads",
             &threads.to_string(),
             "--reps",
             &reps.to_string(),
-            "--dir",
         ])
-        .arg(&dir)
-        .status()
+        .arg("--dir")
+        .arg(dir)
+        .spawn()
         .expect("python runs");
-    assert!(py.success(), "scripts/bench_model.py failed");
-    let hf_s: f64 = std::fs::read_to_string(dir.join("hf_seconds.txt"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("python waits") {
+            assert!(
+                status.success(),
+                "scripts/bench_model.py --mode {mode} failed"
+            );
+            let text = std::fs::read_to_string(dir.join(format!("hf_{mode}.json"))).unwrap();
+            return Some(serde_json::from_str(&text).unwrap());
+        }
+        if t0.elapsed().as_secs_f64() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
 
-    tch::set_num_threads(threads);
-    let mut job = Job::default();
-    job.model.preset = None; // architecture from config.json
-    job.checkpoint.format = CheckpointFormat::Hf;
-    job.checkpoint.path = dir.clone();
-    job.checkpoint.url = None;
-    job.runtime.device = DeviceChoice::Cpu;
-    let model = maskomaly::model::load(&job, Device::Cpu).expect("native model loads");
+/// The deterministic input of `scripts/bench_model.py`: sin(0.01 (7c + 3y + x)), computed in
+/// float64 then rounded to float32.
+fn input(h: i64, w: i64) -> Tensor {
     let c = Tensor::arange(3, (Kind::Float, Device::Cpu)).view([3, 1, 1]);
     let y = Tensor::arange(h, (Kind::Float, Device::Cpu)).view([1, h, 1]);
     let x = Tensor::arange(w, (Kind::Float, Device::Cpu)).view([1, 1, w]);
-    // Same formula as the Python side, computed in float64 then rounded to float32.
-    let inp = ((c * 7.0 + y * 3.0 + x).to_kind(Kind::Double) * 0.01)
+    ((c * 7.0 + y * 3.0 + x).to_kind(Kind::Double) * 0.01)
         .sin()
         .to_kind(Kind::Float)
-        .unsqueeze(0);
-    let _g = tch::no_grad_guard();
-    let mut o = model.forward(&inp).unwrap();
-    let mut times = Vec::new();
+        .unsqueeze(0)
+}
+
+/// Median seconds of `reps` forwards after one warm-up, and the last outputs.
+fn time_native(
+    m: &dyn maskomaly::model::Backend,
+    x: &Tensor,
+    reps: usize,
+) -> (f64, maskomaly::model::RawOutput) {
+    let mut o = m.forward(x).unwrap();
+    let mut t = Vec::new();
     for _ in 0..reps {
         let t0 = Instant::now();
-        o = model.forward(&inp).unwrap();
-        times.push(t0.elapsed().as_secs_f64());
+        o = m.forward(x).unwrap();
+        t.push(t0.elapsed().as_secs_f64());
     }
-    times.sort_by(|a, b| a.total_cmp(b));
-    let ours = times[times.len() / 2];
-    let reference = Tensor::read_npz(dir.join("hf_out.npz")).unwrap();
-    let get = |n: &str| {
-        reference
-            .iter()
-            .find(|(k, _)| k == n)
-            .map(|(_, t)| t.shallow_clone())
-            .unwrap()
-    };
-    let rel = |a: &Tensor, b: &Tensor| {
-        (a - b).abs().max().double_value(&[]) / b.abs().max().double_value(&[])
-    };
-    let rl = rel(&o.pred_logits.get(0), &get("pred_logits"));
-    let rm = rel(&o.pred_masks.get(0), &get("pred_masks"));
-    println!("Model: Mask2Former Swin-L (100 queries, 19 classes, random weights), input {h}x{w}, CPU, {threads} threads");
-    println!("| implementation | seconds (median of {reps}) | speed-up |");
-    println!("| --- | --- | --- |");
-    println!("| HF transformers (Python) | {hf_s:.3} | 1.00x |");
+    t.sort_by(f64::total_cmp);
+    (t[t.len() / 2], o)
+}
+
+/// max |a − b| / max |b|.
+fn rel(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[]) / b.abs().max().double_value(&[])
+}
+
+fn npz(path: &Path, name: &str) -> Tensor {
+    Tensor::read_npz(path)
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, t)| t)
+        .unwrap()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let py = arg(&args, "--python", "python3");
+    let sizes: Vec<(i64, i64)> = arg(&args, "--sizes", "512x1024,1024x2048")
+        .split(',')
+        .map(|s| {
+            let (h, w) = s.split_once('x').expect("--sizes takes HxW,HxW");
+            (h.parse().unwrap(), w.parse().unwrap())
+        })
+        .collect();
+    let threads: i32 = arg(&args, "--threads", "2").parse().unwrap();
+    let reps: usize = arg(&args, "--reps", "3").parse().unwrap();
+    let limit: f64 = arg(&args, "--hf-limit", "900").parse().unwrap();
+    let dir = PathBuf::from(arg(&args, "--dir", "target/bench/model"));
+    let out = PathBuf::from(arg(&args, "--out", "target/bench"));
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    tch::set_num_threads(threads);
+    let _g = tch::no_grad_guard();
+
+    let peak32 = matmul_gflops(Kind::Float, 2048, 5);
+    let peak16 = matmul_gflops(Kind::BFloat16, 512, 3);
+    let fast = maskomaly::model::precision::cpu_has_fast_kernels(Kind::BFloat16);
     println!(
-        "| maskomaly native (tch) | {ours:.3} | {:.2}x |",
-        hf_s / ours
+        "matmul peak, {threads} threads: float32 2048² {peak32:.1} GFLOP/s; bfloat16 512² {peak16:.2} GFLOP/s; bfloat16 matrix instructions: {}",
+        if fast { "yes" } else { "no (bf16 runs rounded in float32 kernels)" }
     );
-    println!("max |diff| / max |ref|: pred_logits {rl:.2e}, pred_masks {rm:.2e}");
-    let json = serde_json::json!({"benchmark": "model", "height": h, "width": w, "threads": threads,
-        "hf_seconds": hf_s, "native_seconds": ours, "speedup": hf_s / ours,
-        "rel_err_pred_logits": rl, "rel_err_pred_masks": rm});
+    let mut rows = Vec::new();
+    for &(h, w) in &sizes {
+        let sub = dir.join(format!("{h}x{w}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        // Python first: it writes the weights the native side loads.
+        let hf32 = python(&py, "fp32", h, w, threads, reps, &sub, limit * 4.0)
+            .expect("transformers fp32 finishes");
+        let hf16 = python(&py, "autocast-bf16", h, w, threads, reps, &sub, limit);
+        let flops = hf32["flops"].as_f64().unwrap();
+
+        let mut job = Job::default();
+        job.model.preset = None; // architecture from config.json
+        job.checkpoint.format = CheckpointFormat::Hf;
+        job.checkpoint.path = sub.clone();
+        job.checkpoint.url = None;
+        job.runtime.device = DeviceChoice::Cpu;
+        let x = input(h, w);
+        let mut native = Vec::new();
+        for p in [Precision::Fp32, Precision::Bf16] {
+            job.runtime.precision = p;
+            let m = maskomaly::model::load(&job, Device::Cpu).expect("native model loads");
+            native.push(time_native(m.as_ref(), &x, reps));
+        }
+        let ref32 = sub.join("hf_fp32.npz");
+        let (n32, o32) = &native[0];
+        let (n16, o16) = &native[1];
+        let err = |o: &maskomaly::model::RawOutput, path: &Path| {
+            (
+                rel(&o.pred_logits.get(0), &npz(path, "pred_logits")),
+                rel(&o.pred_masks.get(0), &npz(path, "pred_masks")),
+            )
+        };
+        let e32 = err(o32, &ref32);
+        let e16 = err(o16, &ref32);
+        let e16n = (
+            rel(&o16.pred_logits, &o32.pred_logits),
+            rel(&o16.pred_masks, &o32.pred_masks),
+        );
+        let hf32_s = hf32["seconds"].as_f64().unwrap();
+        let hf16_s = hf16.as_ref().map(|v| v["seconds"].as_f64().unwrap());
+        let hf16_err = hf16.as_ref().map(|_| {
+            let p = sub.join("hf_autocast-bf16.npz");
+            (
+                rel(&npz(&p, "pred_logits"), &npz(&ref32, "pred_logits")),
+                rel(&npz(&p, "pred_masks"), &npz(&ref32, "pred_masks")),
+            )
+        });
+        println!(
+            "\nMask2Former Swin-L (100 queries, 19 classes, random weights), input {h}x{w}, CPU, {threads} threads, \
+             {:.1} GFLOP per forward",
+            flops / 1e9
+        );
+        println!("| implementation | seconds (median of {reps}) | vs transformers fp32 | vs native fp32 | GFLOP/s | % of fp32 matmul peak |");
+        println!("| --- | --- | --- | --- | --- | --- |");
+        let row = |name: &str, s: f64| {
+            println!(
+                "| {name} | {s:.2} | {:.2}× | {:.2}× | {:.1} | {:.0} % |",
+                hf32_s / s,
+                n32 / s,
+                flops / s / 1e9,
+                100.0 * flops / s / 1e9 / peak32
+            );
+        };
+        row("transformers fp32", hf32_s);
+        match hf16_s {
+            Some(s) => row("transformers autocast bf16", s),
+            None => println!(
+                "| transformers autocast bf16 | > {limit:.0} (stopped) | < {:.2}× | < {:.2}× | | |",
+                hf32_s / limit,
+                n32 / limit
+            ),
+        }
+        row("native fp32", *n32);
+        row("native bf16", *n16);
+        println!(
+            "max |diff| / max |transformers fp32|: native fp32 logits {:.1e} masks {:.1e}; native bf16 {:.1e} / {:.1e}{}",
+            e32.0,
+            e32.1,
+            e16.0,
+            e16.1,
+            hf16_err
+                .map(|e| format!("; transformers autocast bf16 {:.1e} / {:.1e}", e.0, e.1))
+                .unwrap_or_default()
+        );
+        rows.push(json!({"height": h, "width": w, "flops": flops,
+            "hf_fp32_seconds": hf32_s, "hf_autocast_bf16_seconds": hf16_s,
+            "hf_autocast_bf16_stopped_after": if hf16_s.is_none() { Some(limit) } else { None },
+            "native_fp32_seconds": n32, "native_bf16_seconds": n16,
+            "rel_err_native_fp32": [e32.0, e32.1], "rel_err_native_bf16": [e16.0, e16.1],
+            "rel_err_native_bf16_vs_native_fp32": [e16n.0, e16n.1],
+            "rel_err_hf_autocast_bf16": hf16_err.map(|e| [e.0, e.1])}));
+    }
+    let json = json!({"benchmark": "model", "threads": threads, "reps": reps,
+        "matmul_fp32_2048_gflops": peak32, "matmul_bf16_512_gflops": peak16,
+        "bf16_matrix_instructions": fast, "sizes": rows});
     std::fs::write(
         out.join("model.json"),
         serde_json::to_string_pretty(&json).unwrap(),

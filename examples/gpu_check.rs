@@ -9,6 +9,7 @@
 //!   [--precisions fp32,tf32,bf16,fp16] [--out FILE.json]`: forward-only images/s per precision,
 //!   seeded random weights (`--preset tiny` for the small test configuration).
 //! * `gpu_check modules [--preset NAME] [--device cuda] [--height 1024 --width 2048] [--reps 3]
+//!   [--kernels reduced]
 //!   [--precisions fp32,bf16] [--out FILE.json]`: milliseconds per forward in the backbone, the pixel
 //!   decoder and the transformer decoder (device synchronised after each), per precision.
 
@@ -299,7 +300,15 @@ fn modules(args: &[String]) -> i32 {
             println!("| {p} | {e} | | | |");
             continue;
         }
-        let x = Tensor::randn([1, 3, h, w], (kind, device));
+        // `--kernels reduced`: the reduced dtype's own kernels even on a CPU without matrix
+        // instructions for it (to profile them).
+        if kind != Kind::Float && arg(args, "--kernels", "") == "reduced" {
+            m.set_compute(maskomaly::model::precision::Compute::Reduced(kind));
+        }
+        let label = format!("{p} ({:?})", m.compute());
+        // Float32 input and the model's mixed-precision policy, as in `NativeModel::trace`.
+        let x = Tensor::randn([1, 3, h, w], (Kind::Float, device));
+        let _c = maskomaly::model::precision::enter(m.compute());
         let net = m.model();
         let mut t = [0f64; 3];
         for rep in 0..=reps {
@@ -324,14 +333,16 @@ fn modules(args: &[String]) -> i32 {
             }
         }
         println!(
-            "| {p} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {label} | {:.1} | {:.1} | {:.1} | {:.1} |",
             t[0],
             t[1],
             t[2],
             t.iter().sum::<f64>()
         );
-        rows.push(serde_json::json!({"precision": p, "backbone_ms": t[0],
-            "pixel_decoder_ms": t[1], "transformer_decoder_ms": t[2]}));
+        rows.push(
+            serde_json::json!({"precision": p, "compute": label, "backbone_ms": t[0],
+            "pixel_decoder_ms": t[1], "transformer_decoder_ms": t[2]}),
+        );
     }
     let out = arg(args, "--out", "");
     if !out.is_empty() {

@@ -7,8 +7,60 @@
 //! Every constructor takes the path of its own module; the weight names (`weight`, `bias`,
 //! `in_proj_weight`, `out_proj`, `layers.{i}`, `norm`) are those of upstream's `state_dict()`.
 
+use super::precision;
 use tch::nn::{self, Module};
 use tch::Tensor;
+
+/// The `VarStore` group of the weights of matrix products (linear layers, convolutions, attention
+/// projections): the ones a reduced precision converts; every other parameter stays float32.
+pub const MATMUL_GROUP: usize = 1;
+
+/// `p` with its new variables in [`MATMUL_GROUP`].
+pub(crate) fn matmul_path<'a>(p: &nn::Path<'a>) -> nn::Path<'a> {
+    p.set_group(MATMUL_GROUP)
+}
+
+/// A linear layer under the thread's precision policy.
+pub(crate) fn lin(l: &nn::Linear, x: &Tensor) -> Tensor {
+    precision::linear(x, &l.ws, l.bs.as_ref())
+}
+
+/// `torch.nn.Conv2d` without padding or dilation (`weight`, `bias`), run under the thread's
+/// precision policy.
+#[derive(Debug)]
+pub struct Conv2d {
+    ws: Tensor,
+    bs: Option<Tensor>,
+    stride: i64,
+}
+
+impl Conv2d {
+    /// `kernel × kernel` with stride `stride` (weights in [`MATMUL_GROUP`]).
+    pub(crate) fn new(p: nn::Path, in_dim: i64, out_dim: i64, kernel: i64, stride: i64) -> Self {
+        let cfg = nn::ConvConfig {
+            stride,
+            ws_init: init(),
+            ..Default::default()
+        };
+        let c = nn::conv2d(matmul_path(&p), in_dim, out_dim, kernel, cfg);
+        Conv2d {
+            ws: c.ws,
+            bs: c.bs,
+            stride,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        precision::conv2d(
+            x,
+            &self.ws,
+            self.bs.as_ref(),
+            [self.stride, self.stride],
+            [0, 0],
+            1,
+        )
+    }
+}
 
 /// A weight of unknown value: every parameter is overwritten by the checkpoint before use, so the
 /// initialiser only has to give finite numbers (a random-weights model still runs end to end).
@@ -20,6 +72,7 @@ pub(crate) fn init() -> nn::Init {
 }
 
 pub(crate) fn linear(p: nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> nn::Linear {
+    let p = matmul_path(&p);
     let ws = p.var("weight", &[out_dim, in_dim], init());
     let bs = if bias {
         Some(p.var("bias", &[out_dim], nn::Init::Const(0.0)))
@@ -75,9 +128,10 @@ impl Conv2dNorm {
         eps: f64,
         relu: bool,
     ) -> Self {
-        let weight = p.var("weight", &[out_dim, in_dim, kernel, kernel], init());
+        let pm = matmul_path(&p);
+        let weight = pm.var("weight", &[out_dim, in_dim, kernel, kernel], init());
         let bias = if bias {
-            Some(p.var("bias", &[out_dim], nn::Init::Const(0.0)))
+            Some(pm.var("bias", &[out_dim], nn::Init::Const(0.0)))
         } else {
             None
         };
@@ -93,12 +147,12 @@ impl Conv2dNorm {
 
     /// [B, Cin, H, W] -> [B, Cout, H, W]
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let y = x.conv2d(
+        let y = precision::conv2d(
+            x,
             &self.weight,
             self.bias.as_ref(),
             [1, 1],
             [self.padding, self.padding],
-            [1, 1],
             1,
         );
         let y = self.norm.forward(&y);
@@ -124,8 +178,9 @@ pub struct MultiheadAttention {
 
 impl MultiheadAttention {
     pub fn new(p: nn::Path, embed_dim: i64, num_heads: i64) -> Self {
-        let in_proj_weight = p.var("in_proj_weight", &[3 * embed_dim, embed_dim], init());
-        let in_proj_bias = p.var("in_proj_bias", &[3 * embed_dim], nn::Init::Const(0.0));
+        let pm = matmul_path(&p);
+        let in_proj_weight = pm.var("in_proj_weight", &[3 * embed_dim, embed_dim], init());
+        let in_proj_bias = pm.var("in_proj_bias", &[3 * embed_dim], nn::Init::Const(0.0));
         let out_proj = linear(&p / "out_proj", embed_dim, embed_dim, true);
         MultiheadAttention {
             in_proj_weight,
@@ -156,21 +211,23 @@ impl MultiheadAttention {
             x.view([b, l, self.num_heads, self.head_dim])
                 .permute([0, 2, 1, 3])
         };
-        let q = heads(&query.linear(&w[0], Some(&bi[0])), lq);
-        let k = heads(&key.linear(&w[1], Some(&bi[1])), lk);
-        let v = heads(&value.linear(&w[2], Some(&bi[2])), lk);
+        let q = heads(&precision::linear(query, &w[0], Some(&bi[0])), lq);
+        let k = heads(&precision::linear(key, &w[1], Some(&bi[1])), lk);
+        let v = heads(&precision::linear(value, &w[2], Some(&bi[2])), lk);
         // torch scales q (not the product) by sqrt(1 / d).
         let q = q * (1.0 / self.head_dim as f64).sqrt();
         // [B, h, Lq, d] x [B, h, d, Lk] -> [B, h, Lq, Lk]
-        let mut attn = q.matmul(&k.transpose(-2, -1));
+        let mut attn = precision::matmul(&q, &k.transpose(-2, -1));
         if let Some(mask) = attn_mask {
             // A bool mask becomes -inf before the softmax.
             attn = attn.masked_fill(&mask.unsqueeze(1), f64::NEG_INFINITY);
         }
         let attn = attn.softmax(-1, attn.kind());
         // [B, h, Lq, Lk] x [B, h, Lk, d] -> [B, h, Lq, d] -> [B, Lq, h, d] -> [B, Lq, E]
-        let out = attn.matmul(&v).permute([0, 2, 1, 3]).reshape([b, lq, e]);
-        self.out_proj.forward(&out)
+        let out = precision::matmul(&attn, &v)
+            .permute([0, 2, 1, 3])
+            .reshape([b, lq, e]);
+        lin(&self.out_proj, &out)
     }
 }
 
@@ -208,7 +265,7 @@ impl Mlp {
         let n = self.layers.len();
         let mut x = x.shallow_clone();
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(&x);
+            x = lin(layer, &x);
             if i + 1 < n {
                 x = x.relu();
             }

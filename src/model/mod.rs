@@ -90,11 +90,17 @@ pub trait Backend {
     fn forward(&self, x: &Tensor) -> Result<RawOutput, ModelError>;
     /// One line for logs and the manifest.
     fn describe(&self) -> String;
-    /// Converts the weights to `kind` (float32, bfloat16 or float16); the input must then have it too.
+    /// Converts the weights to `kind` (float32, bfloat16 or float16); unless [`Backend::float32_io`],
+    /// the input must then have it too.
     fn set_kind(&mut self, kind: tch::Kind) -> Result<(), ModelError> {
         Err(ModelError::Unsupported(format!(
             "converting this backend to {kind:?}"
         )))
+    }
+    /// Whether the backend takes float32 input and returns float32 outputs whatever `set_kind`
+    /// chose (mixed precision inside).
+    fn float32_io(&self) -> bool {
+        false
     }
 }
 

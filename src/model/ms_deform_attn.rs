@@ -6,8 +6,8 @@
 //!
 //! Weights: `sampling_offsets`, `attention_weights`, `value_proj`, `output_proj`.
 
-use super::layers::linear;
-use tch::nn::{self, Module};
+use super::layers::{lin, linear};
+use tch::nn;
 use tch::{Kind, Tensor};
 
 #[derive(Debug)]
@@ -63,16 +63,11 @@ impl MSDeformAttn {
         let (m, l, p) = (self.n_heads, self.n_levels, self.n_points);
         let d = self.d_model / m;
         // [N, S, C] -> [N, S, M, D]
-        let value = self.value_proj.forward(input_flatten).view([n, s, m, d]);
+        let value = lin(&self.value_proj, input_flatten).view([n, s, m, d]);
         // [N, Lq, M·L·P·2] -> [N, Lq, M, L, P, 2]   ((x, y) order)
-        let offsets = self
-            .sampling_offsets
-            .forward(query)
-            .view([n, lq, m, l, p, 2]);
+        let offsets = lin(&self.sampling_offsets, query).view([n, lq, m, l, p, 2]);
         // [N, Lq, M, L·P] softmax -> [N, Lq, M, L, P]
-        let attn = self
-            .attention_weights
-            .forward(query)
+        let attn = lin(&self.attention_weights, query)
             .view([n, lq, m, l * p])
             .softmax(-1, query.kind())
             .view([n, lq, m, l, p]);
@@ -88,7 +83,7 @@ impl MSDeformAttn {
         // [N, Lq, 1, L, 1, 2] + [N, Lq, M, L, P, 2] / [1, 1, 1, L, 1, 2]
         let loc = reference_points.reshape([n, lq, 1, l, 1, 2]) + offsets / normalizer;
         let out = ms_deform_attn_core(&value, spatial_shapes, &loc, &attn);
-        self.output_proj.forward(&out)
+        lin(&self.output_proj, &out)
     }
 }
 

@@ -8,7 +8,9 @@
 
 use super::checkpoint::{self, FileFormat};
 use super::config::{ArchSummary, Config, DEFAULT_PRESET};
+use super::layers::MATMUL_GROUP;
 use super::pixel_decoder::{MSDeformAttnPixelDecoder, PixelDecoderOutput};
+use super::precision::{self, Compute};
 use super::swin::SwinTransformer;
 use super::transformer_decoder::{MultiScaleMaskedTransformerDecoder, Prediction};
 use super::{fetch, Backend, ModelError, RawOutput};
@@ -158,8 +160,8 @@ pub struct NativeModel {
     vs: nn::VarStore,
     model: Mask2Former,
     description: String,
-    /// The weights' dtype (float32 unless converted).
-    kind: Kind,
+    /// How matrix products run (float32 unless converted); the input is always float32.
+    compute: Compute,
 }
 
 impl std::fmt::Debug for NativeModel {
@@ -233,7 +235,7 @@ impl NativeModel {
             vs,
             model,
             description,
-            kind: Kind::Float,
+            compute: Compute::Float32,
         })
     }
 
@@ -247,7 +249,7 @@ impl NativeModel {
             vs,
             model,
             description: "native mask2former (random weights)".into(),
-            kind: Kind::Float,
+            compute: Compute::Float32,
         })
     }
 
@@ -263,10 +265,39 @@ impl NativeModel {
         &self.vs
     }
 
+    /// How this model's matrix products run; a forward pass outside [`NativeModel::trace`] (module by
+    /// module) must run under `precision::enter(model.compute())`.
+    pub fn compute(&self) -> Compute {
+        self.compute
+    }
+
+    /// Converts the matrix-product weights ([`MATMUL_GROUP`]) for `c`: to its dtype for `Reduced`,
+    /// rounded to it but kept float32 for `Rounded`, back to float32 for `Float32` (bits lost by an
+    /// earlier rounding stay lost). Norms, embeddings and tables stay float32.
+    pub fn set_compute(&mut self, c: Compute) {
+        let vars = self.vs.variables_.lock().unwrap_or_else(|e| e.into_inner());
+        tch::no_grad(|| {
+            for v in vars.trainable_variables.iter() {
+                if v.group != MATMUL_GROUP {
+                    continue;
+                }
+                let mut t = v.tensor.shallow_clone();
+                let new = match c {
+                    Compute::Float32 => t.to_kind(Kind::Float),
+                    Compute::Reduced(k) => t.to_kind(k),
+                    Compute::Rounded(k) => t.to_kind(k).to_kind(Kind::Float),
+                };
+                t.set_data(&new);
+            }
+        });
+        self.compute = c;
+    }
+
     /// Runs the whole network with input checks, turning a libtorch failure into an error.
     pub fn trace(&self, x: &Tensor) -> Result<Trace, ModelError> {
-        self.model.check_input(x, self.kind)?;
+        self.model.check_input(x, Kind::Float)?;
         let x = x.to_device(self.vs.device());
+        let _c = precision::enter(self.compute);
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.model.trace(&x))).map_err(
             |p| {
                 let msg = p
@@ -297,19 +328,24 @@ impl Backend for NativeModel {
         self.description.clone()
     }
 
+    /// Mixed precision (see [`precision`]): matrix products in `kind`, the rest in float32.
     fn set_kind(&mut self, kind: Kind) -> Result<(), ModelError> {
-        match kind {
-            Kind::Float => self.vs.float(),
-            Kind::BFloat16 => self.vs.bfloat16(),
-            Kind::Half => self.vs.half(),
-            other => {
-                return Err(ModelError::Unsupported(format!(
-                    "native model in {other:?}"
-                )))
-            }
+        if !matches!(kind, Kind::Float | Kind::BFloat16 | Kind::Half) {
+            return Err(ModelError::Unsupported(format!("native model in {kind:?}")));
         }
-        self.kind = kind;
+        let c = precision::compute_for(kind, self.vs.device());
+        if let Compute::Rounded(k) = c {
+            log::info!(
+                "this CPU has no {k:?} matrix instructions (AVX512 / AMX): matrix products round \
+                 to {k:?} and run in float32 kernels (the same numbers at float32 speed)"
+            );
+        }
+        self.set_compute(c);
         Ok(())
+    }
+
+    fn float32_io(&self) -> bool {
+        true
     }
 }
 

@@ -7,7 +7,7 @@
 //! 4) is built from `adapter_1` + the upsampled 1/8 map, then `layer_1`; `mask_features` projects it.
 
 use super::config::Config;
-use super::layers::{init, layer_norm, linear, Conv2dNorm};
+use super::layers::{init, layer_norm, lin, linear, Conv2d, Conv2dNorm};
 use super::ms_deform_attn::MSDeformAttn;
 use super::position_encoding::PositionEmbeddingSine;
 use tch::nn::{self, Module};
@@ -54,7 +54,7 @@ impl MSDeformAttnTransformerEncoderLayer {
             .self_attn
             .forward(&(src + pos), reference_points, src, shapes);
         let src = self.norm1.forward(&(src + src2));
-        let src2 = self.linear2.forward(&self.linear1.forward(&src).relu());
+        let src2 = lin(&self.linear2, &lin(&self.linear1, &src).relu());
         self.norm2.forward(&(src + src2))
     }
 }
@@ -95,12 +95,12 @@ pub struct PixelDecoderOutput {
 
 #[derive(Debug)]
 pub struct MSDeformAttnPixelDecoder {
-    input_proj: Vec<(nn::Conv2D, nn::GroupNorm)>,
+    input_proj: Vec<(Conv2d, nn::GroupNorm)>,
     level_embed: Tensor,
     encoder_layers: Vec<MSDeformAttnTransformerEncoderLayer>,
     adapter_1: Conv2dNorm,
     layer_1: Conv2dNorm,
-    mask_features: nn::Conv2D,
+    mask_features: Conv2d,
     pe_layer: PositionEmbeddingSine,
 }
 
@@ -109,10 +109,6 @@ impl MSDeformAttnPixelDecoder {
     pub fn new(p: nn::Path, cfg: &Config) -> Self {
         let pd = &cfg.pixel_decoder;
         let c = pd.conv_dim;
-        let conv = nn::ConvConfig {
-            ws_init: init(),
-            ..Default::default()
-        };
         let pi = &p / "input_proj";
         // input_proj.{0,1,2} read res5, res4, res3.
         let input_proj = (0..3)
@@ -120,7 +116,7 @@ impl MSDeformAttnPixelDecoder {
                 let in_ch = cfg.stage_dim(3 - l as usize);
                 let seq = &pi / l;
                 (
-                    nn::conv2d(&seq / 0, in_ch, c, 1, conv),
+                    Conv2d::new(&seq / 0, in_ch, c, 1, 1),
                     super::layers::group_norm(&seq / 1, pd.num_groups, c, cfg.norm_eps),
                 )
             })
@@ -155,7 +151,7 @@ impl MSDeformAttnPixelDecoder {
                 cfg.norm_eps,
                 true,
             ),
-            mask_features: nn::conv2d(&p / "mask_features", c, pd.mask_dim, 1, conv),
+            mask_features: Conv2d::new(&p / "mask_features", c, pd.mask_dim, 1, 1),
             pe_layer: PositionEmbeddingSine::new(c / 2),
         }
     }

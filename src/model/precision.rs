@@ -1,8 +1,18 @@
-//! `runtime.precision`: libtorch's global TF32 switches, and a backend wrapper that runs the network
-//! in bfloat16 / float16 while handing float32 outputs to scoring (which always runs in float32).
+//! `runtime.precision`: libtorch's global TF32 switches, the mixed-precision policy of the native
+//! model, and a backend wrapper that hands float32 outputs to scoring (which always runs in float32).
+//!
+//! Mixed precision follows autocast: the matrix-product class of operations (linear layers,
+//! convolutions, matmuls, attention, the mask einsum) runs in bfloat16 / float16 with float32
+//! accumulation, and its result returns to float32; softmax, the norms, the deformable-attention
+//! sampling, the masked-attention threshold and the outputs stay float32. Where the device has no
+//! fast kernels for the reduced dtype (a CPU without AVX512-BF16 / AMX, where libtorch's bfloat16
+//! GEMM and convolution run 5–400× slower than float32), the operands and results are rounded to the
+//! reduced dtype and the products run in float32 kernels: the same numbers up to summation order,
+//! at float32 speed.
 
 use super::{Backend, ModelError, RawOutput};
 use crate::job::Precision;
+use std::cell::Cell;
 use std::sync::{Mutex, Once};
 use tch::{Device, Kind, Tensor};
 
@@ -46,6 +56,174 @@ pub fn kind(p: Precision) -> Kind {
         Precision::Bf16 => Kind::BFloat16,
         Precision::Fp16 => Kind::Half,
     }
+}
+
+/// How the matrix-product class of operations runs (every other operation runs in float32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compute {
+    /// Float32 throughout (`fp32`, `tf32`): the unchanged network.
+    Float32,
+    /// Operands cast to the reduced dtype, its kernels, the result cast back to float32.
+    Reduced(Kind),
+    /// Operands and result rounded to the reduced dtype, float32 kernels in between: `Reduced`'s
+    /// numbers where the device has no fast kernels for the dtype.
+    Rounded(Kind),
+}
+
+impl Compute {
+    /// The dtype matrix products round to (float32 for `Float32`).
+    pub fn kind(self) -> Kind {
+        match self {
+            Compute::Float32 => Kind::Float,
+            Compute::Reduced(k) | Compute::Rounded(k) => k,
+        }
+    }
+}
+
+/// The policy for matrix products in `kind` (float32, bfloat16 or float16) on a device: reduced
+/// kernels on CUDA and on CPUs with matrix instructions for the dtype, rounded float32 kernels on
+/// other CPUs.
+pub fn compute_for(kind: Kind, device: Device) -> Compute {
+    match kind {
+        Kind::Float => Compute::Float32,
+        k if device.is_cuda() || cpu_has_fast_kernels(k) => Compute::Reduced(k),
+        k => Compute::Rounded(k),
+    }
+}
+
+/// Whether this CPU has matrix instructions for `kind` that libtorch's oneDNN kernels use:
+/// AVX512-BF16 or AMX-BF16 for bfloat16, AVX512-FP16 or AMX-FP16 for float16.
+pub fn cpu_has_fast_kernels(kind: Kind) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::__cpuid_count;
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return false;
+        }
+        // SAFETY: CPUID exists on every x86_64 CPU; leaf 7 is below the maximum leaf wherever
+        // AVX-512 is reported.
+        #[allow(unused_unsafe)]
+        let (l0, l1) = unsafe { (__cpuid_count(7, 0), __cpuid_count(7, 1)) };
+        let bit = |r: u32, b: u32| r >> b & 1 == 1;
+        match kind {
+            // AMX-BF16: leaf 7.0 EDX bit 22; AVX512-BF16: leaf 7.1 EAX bit 5.
+            Kind::BFloat16 => bit(l0.edx, 22) || bit(l1.eax, 5),
+            // AVX512-FP16: leaf 7.0 EDX bit 23; AMX-FP16: leaf 7.1 EAX bit 21.
+            Kind::Half => bit(l0.edx, 23) || bit(l1.eax, 21),
+            _ => false,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = kind;
+        false
+    }
+}
+
+thread_local! {
+    static COMPUTE: Cell<Compute> = const { Cell::new(Compute::Float32) };
+}
+
+/// The policy of the forward pass running on this thread (`Float32` outside one).
+pub fn compute() -> Compute {
+    COMPUTE.with(Cell::get)
+}
+
+/// Restores the previous policy when dropped.
+pub struct ComputeGuard(Compute);
+
+impl Drop for ComputeGuard {
+    fn drop(&mut self) {
+        COMPUTE.with(|c| c.set(self.0));
+    }
+}
+
+/// Sets this thread's policy until the guard drops (the native model sets its own per forward).
+pub fn enter(c: Compute) -> ComputeGuard {
+    ComputeGuard(COMPUTE.with(|cell| cell.replace(c)))
+}
+
+/// An activation as a matrix-product operand under `c`.
+fn operand(x: &Tensor, c: Compute) -> Tensor {
+    match c {
+        Compute::Float32 => x.shallow_clone(),
+        Compute::Reduced(k) => x.to_kind(k),
+        Compute::Rounded(k) => x.to_kind(k).to_kind(Kind::Float),
+    }
+}
+
+/// A matrix product's result under `c`, as float32.
+fn result(y: Tensor, c: Compute) -> Tensor {
+    match c {
+        Compute::Float32 => y,
+        Compute::Reduced(_) => y.to_kind(Kind::Float),
+        Compute::Rounded(k) => y.to_kind(k).to_kind(Kind::Float),
+    }
+}
+
+/// `x · wᵀ + b` under the thread's policy (the weights already converted by the model).
+pub fn linear(x: &Tensor, ws: &Tensor, bs: Option<&Tensor>) -> Tensor {
+    match compute() {
+        Compute::Float32 => x.linear(ws, bs),
+        c => result(operand(x, c).linear(ws, bs), c),
+    }
+}
+
+/// A convolution (zero padding) under the thread's policy.
+pub fn conv2d(
+    x: &Tensor,
+    ws: &Tensor,
+    bs: Option<&Tensor>,
+    stride: [i64; 2],
+    padding: [i64; 2],
+    groups: i64,
+) -> Tensor {
+    match compute() {
+        Compute::Float32 => x.conv2d(ws, bs, stride, padding, [1, 1], groups),
+        c => result(
+            operand(x, c).conv2d(ws, bs, stride, padding, [1, 1], groups),
+            c,
+        ),
+    }
+}
+
+/// `a @ b` of two activations under the thread's policy.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Tensor {
+    match compute() {
+        Compute::Float32 => a.matmul(b),
+        c => result(operand(a, c).matmul(&operand(b, c)), c),
+    }
+}
+
+/// A two-operand einsum of activations under the thread's policy.
+pub fn einsum(eq: &str, a: &Tensor, b: &Tensor) -> Tensor {
+    match compute() {
+        Compute::Float32 => Tensor::einsum(eq, &[a, b], None::<i64>),
+        c => result(
+            Tensor::einsum(eq, &[operand(a, c), operand(b, c)], None::<i64>),
+            c,
+        ),
+    }
+}
+
+/// Fused attention `softmax(q·kᵀ·scale + mask)·v` under the thread's policy (`mask` additive).
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Tensor {
+    let c = compute();
+    let mask = match c {
+        Compute::Reduced(kind) => mask.to_kind(kind),
+        _ => mask.shallow_clone(),
+    };
+    let out = Tensor::scaled_dot_product_attention(
+        &operand(q, c),
+        &operand(k, c),
+        &operand(v, c),
+        Some(&mask),
+        0.0,
+        false,
+        scale,
+        false,
+    );
+    result(out, c)
 }
 
 /// Serialises changes of the process-wide switches.
@@ -126,6 +304,9 @@ impl Backend for Precise {
         if self.kind == Kind::Float {
             return self.inner.forward(x);
         }
+        if self.inner.float32_io() {
+            return self.inner.forward(x);
+        }
         let out = self.inner.forward(&x.to_kind(self.kind))?;
         Ok(RawOutput {
             pred_logits: out.pred_logits.to_kind(Kind::Float),
@@ -141,6 +322,10 @@ impl Backend for Precise {
         self.inner.set_kind(kind)?;
         self.kind = kind;
         Ok(())
+    }
+
+    fn float32_io(&self) -> bool {
+        true
     }
 }
 
@@ -234,6 +419,142 @@ mod tests {
             let reduced = matches!(p, Precision::Bf16 | Precision::Fp16);
             assert_eq!(dl > 0.0 && dm > 0.0, reduced, "{p} ran in float32");
         }
+    }
+
+    /// Rounded float32 kernels give the reduced kernels' numbers: per operation the two differ by
+    /// the result's rounding and the summation order (a few units of the reduced dtype's last
+    /// place), while both differ from float32.
+    #[test]
+    fn rounded_products_match_reduced_kernels() {
+        let _g = tch::no_grad_guard();
+        let opts = (Kind::Float, Device::Cpu);
+        let x = Tensor::randn([64, 96], opts);
+        let w = Tensor::randn([48, 96], opts) * 0.1;
+        let b = Tensor::randn([48], opts);
+        let img = Tensor::randn([1, 8, 12, 10], opts);
+        let cw = Tensor::randn([6, 8, 3, 3], opts) * 0.1;
+        for k in [Kind::BFloat16, Kind::Half] {
+            let run = |c: Compute| {
+                let (w, b, cw) = match c {
+                    Compute::Float32 => (w.copy(), b.copy(), cw.copy()),
+                    Compute::Reduced(k) => (w.to_kind(k), b.to_kind(k), cw.to_kind(k)),
+                    Compute::Rounded(k) => (
+                        w.to_kind(k).to_kind(Kind::Float),
+                        b.to_kind(k).to_kind(Kind::Float),
+                        cw.to_kind(k).to_kind(Kind::Float),
+                    ),
+                };
+                let _c = enter(c);
+                [
+                    linear(&x, &w, Some(&b)),
+                    conv2d(&img, &cw, None, [1, 1], [1, 1], 1),
+                    matmul(&x, &x.transpose(0, 1)),
+                    einsum("qc,chw->qhw", &x.narrow(1, 0, 8), &img.get(0)),
+                ]
+            };
+            let (f, red, rnd) = (
+                run(Compute::Float32),
+                run(Compute::Reduced(k)),
+                run(Compute::Rounded(k)),
+            );
+            // Machine epsilon of the reduced dtype.
+            let eps = if k == Kind::BFloat16 {
+                2f64.powi(-7)
+            } else {
+                2f64.powi(-10)
+            };
+            for (i, ((f, red), rnd)) in f.iter().zip(&red).zip(&rnd).enumerate() {
+                assert_eq!(red.kind(), Kind::Float);
+                assert_eq!(rnd.kind(), Kind::Float);
+                let scale = f.abs().max().double_value(&[]);
+                let d = max_abs(rnd, red) / scale;
+                let from_fp32 = max_abs(rnd, f) / scale;
+                println!("{k:?} op {i}: |rounded - reduced| {d:.2e}, |rounded - fp32| {from_fp32:.2e} (of max |y|)");
+                assert!(d <= 2.0 * eps, "{k:?} op {i}: {d:e}");
+                assert!(
+                    from_fp32 > 0.0 && from_fp32 <= 4.0 * eps,
+                    "{k:?} op {i}: {from_fp32:e}"
+                );
+                // Results are representable in the reduced dtype.
+                assert!(
+                    rnd.equal(&rnd.to_kind(k).to_kind(Kind::Float)),
+                    "{k:?} op {i}"
+                );
+            }
+        }
+        assert_eq!(compute(), Compute::Float32, "guards restore the policy");
+    }
+
+    /// bf16 converts only the matrix-product weights: norms, embeddings and tables stay float32.
+    #[test]
+    fn reduced_precision_converts_only_matrix_product_weights() {
+        use crate::model::layers::MATMUL_GROUP;
+        let mut m = NativeModel::from_file(
+            &crate::model::native::fixture_dir().join("tiny_d2.pkl"),
+            crate::model::checkpoint::FileFormat::Detectron2Pickle,
+            &Config::tiny(),
+            "tiny",
+            Device::Cpu,
+        )
+        .unwrap();
+        let before: Vec<(usize, Tensor)> = m
+            .var_store()
+            .variables_
+            .lock()
+            .unwrap()
+            .trainable_variables
+            .iter()
+            .map(|v| (v.group, v.tensor.copy()))
+            .collect();
+        for c in [
+            Compute::Reduced(Kind::BFloat16),
+            Compute::Rounded(Kind::BFloat16),
+        ] {
+            m.set_compute(Compute::Float32);
+            m.set_compute(c);
+            assert_eq!(m.compute(), c);
+            let vars = m.var_store().variables_.lock().unwrap();
+            let mut n = [0usize; 2];
+            for (v, (g, old)) in vars.trainable_variables.iter().zip(&before) {
+                assert_eq!(v.group, *g);
+                let t = &v.tensor;
+                if *g == MATMUL_GROUP {
+                    n[1] += 1;
+                    let want = if c == Compute::Reduced(Kind::BFloat16) {
+                        Kind::BFloat16
+                    } else {
+                        Kind::Float
+                    };
+                    assert_eq!(t.kind(), want);
+                    assert!(t
+                        .to_kind(Kind::Float)
+                        .equal(&old.to_kind(Kind::BFloat16).to_kind(Kind::Float)));
+                } else {
+                    n[0] += 1;
+                    assert!(
+                        t.kind() == Kind::Float && t.equal(old),
+                        "a float32 parameter changed"
+                    );
+                }
+            }
+            // Norms / embeddings / tables, and the linear and convolution weights.
+            assert!(n[0] > 20 && n[1] > 40, "{n:?}");
+        }
+    }
+
+    #[test]
+    fn policy_per_device() {
+        assert_eq!(compute_for(Kind::Float, Device::Cpu), Compute::Float32);
+        assert_eq!(
+            compute_for(Kind::BFloat16, Device::Cuda(0)),
+            Compute::Reduced(Kind::BFloat16)
+        );
+        let cpu = compute_for(Kind::BFloat16, Device::Cpu);
+        assert_eq!(
+            cpu == Compute::Reduced(Kind::BFloat16),
+            cpu_has_fast_kernels(Kind::BFloat16)
+        );
+        assert_eq!(cpu.kind(), Kind::BFloat16);
     }
 
     /// A backend that cannot change its dtype.

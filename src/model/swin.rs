@@ -13,7 +13,8 @@
 //! [`relative_position_index`]) and the checkpoint's copy is only compared with it.
 
 use super::config::Config;
-use super::layers::{init, layer_norm, linear};
+use super::layers::{init, layer_norm, lin, linear, Conv2d};
+use super::precision;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
@@ -118,16 +119,7 @@ impl WindowAttention {
             }
             None => bias,
         };
-        let out = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            Some(&attn_mask),
-            0.0,
-            false,
-            self.scale,
-            false,
-        );
+        let out = precision::attention(&q, &k, &v, &attn_mask, self.scale);
         // [B_, h, N, d] -> [B_, N, h, d] -> [B_, N, C]
         out.transpose(1, 2).reshape([b_, n, c])
     }
@@ -149,7 +141,7 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        self.fc2.forward(&self.fc1.forward(x).gelu("none"))
+        lin(&self.fc2, &lin(&self.fc1, x).gelu("none"))
     }
 }
 
@@ -195,11 +187,7 @@ impl SwinTransformerBlock {
         let xn = self.norm1.forward(x);
         // [B, L, C] + one zero token -> [B, L+1, 3C] -> [B·(L+1), 3C]
         let zero = Tensor::zeros([b, 1, c], (xn.kind(), xn.device()));
-        let qkv = self
-            .attn
-            .qkv
-            .forward(&Tensor::cat(&[xn, zero], 1))
-            .view([b * (l + 1), 3 * c]);
+        let qkv = lin(&self.attn.qkv, &Tensor::cat(&[xn, zero], 1)).view([b * (l + 1), 3 * c]);
         let n = self.window_size * self.window_size;
         // [B·nW·N, 3C] -> [B·nW, N, 3C]
         let windows = qkv.index_select(0, &layout.gather).view([-1, n, 3 * c]);
@@ -209,7 +197,7 @@ impl SwinTransformerBlock {
             .view([-1, c])
             .index_select(0, &layout.scatter)
             .view([b, l, c]);
-        let x = x + self.attn.proj.forward(&out);
+        let x = x + lin(&self.attn.proj, &out);
         &x + self.mlp.forward(&self.norm2.forward(&x))
     }
 }
@@ -291,7 +279,7 @@ impl PatchMerging {
         let x3 = x.slice(1, 1, hp, 2).slice(2, 1, wp, 2);
         // [B, H/2, W/2, 4C] -> [B, L/4, 4C]
         let x = Tensor::cat(&[x0, x1, x2, x3], -1).view([b, -1, 4 * c]);
-        self.reduction.forward(&self.norm.forward(&x))
+        lin(&self.reduction, &self.norm.forward(&x))
     }
 }
 
@@ -381,7 +369,7 @@ impl BasicLayer {
 /// `PatchEmbed`: zero-pad to a multiple of the patch size, Conv2d(k = s = patch), LayerNorm.
 #[derive(Debug)]
 pub struct PatchEmbed {
-    proj: nn::Conv2D,
+    proj: Conv2d,
     norm: nn::LayerNorm,
     patch_size: i64,
 }
@@ -389,13 +377,8 @@ pub struct PatchEmbed {
 impl PatchEmbed {
     fn new(p: nn::Path, cfg: &Config) -> Self {
         let ps = cfg.swin.patch_size;
-        let conv = nn::ConvConfig {
-            stride: ps,
-            ws_init: init(),
-            ..Default::default()
-        };
         PatchEmbed {
-            proj: nn::conv2d(&p / "proj", cfg.swin.in_chans, cfg.swin.embed_dim, ps, conv),
+            proj: Conv2d::new(&p / "proj", cfg.swin.in_chans, cfg.swin.embed_dim, ps, ps),
             norm: layer_norm(&p / "norm", cfg.swin.embed_dim, cfg.norm_eps),
             patch_size: ps,
         }

@@ -9,8 +9,9 @@
 //! for x in (−1.8e-7, 0).
 
 use super::config::Config;
-use super::layers::{init, layer_norm, linear, Mlp, MultiheadAttention};
+use super::layers::{init, layer_norm, lin, linear, Mlp, MultiheadAttention};
 use super::position_encoding::PositionEmbeddingSine;
+use super::precision;
 use tch::nn::{self, Module};
 use tch::Tensor;
 
@@ -84,7 +85,7 @@ impl FFNLayer {
     }
 
     pub fn forward(&self, tgt: &Tensor) -> Tensor {
-        let tgt2 = self.linear2.forward(&self.linear1.forward(tgt).relu());
+        let tgt2 = lin(&self.linear2, &lin(&self.linear1, tgt).relu());
         self.norm.forward(&(tgt + tgt2))
     }
 }
@@ -155,10 +156,10 @@ impl MultiScaleMaskedTransformerDecoder {
         target: (i64, i64),
     ) -> (Prediction, Tensor) {
         let h = self.decoder_norm.forward(output);
-        let class = self.class_embed.forward(&h);
+        let class = lin(&self.class_embed, &h);
         let me = self.mask_embed.forward(&h);
         // [B, Q, C] x [B, C, H, W] -> [B, Q, H, W]
-        let mask = Tensor::einsum("bqc,bchw->bqhw", &[&me, mask_features], None::<i64>);
+        let mask = precision::einsum("bqc,bchw->bqhw", &me, mask_features);
         let attn = mask.upsample_bilinear2d([target.0, target.1], false, None, None);
         // [B, Q, h, w] -> [B, Q, h·w]
         let attn_mask = attn.sigmoid().flatten(2, 3).lt(0.5);
