@@ -365,51 +365,16 @@ pub type Series = (ScoreKind, String, Curve);
 /// One curve per score on one chart.
 pub fn draw_curves(
     buf: &mut [u8],
-    (w, h): (u32, u32),
+    size: (u32, u32),
     title: &str,
-    (x_desc, y_desc): (&str, &str),
+    axes: (&str, &str),
     series: &[Series],
 ) -> Result<(), String> {
-    use plotters::prelude::*;
-    super::report::register_font();
-    let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(14)
-        .x_label_area_size(44)
-        .y_label_area_size(54)
-        .build_cartesian_2d(0f64..1f64, 0f64..1.02f64)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    for (kind, legend, points) in series {
-        let c = colour(*kind);
-        chart
-            .draw_series(LineSeries::new(
-                points
-                    .iter()
-                    .copied()
-                    .filter(|(x, y)| x.is_finite() && y.is_finite()),
-                c.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label(legend.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())?;
-    Ok(())
+    let lines: Vec<_> = series
+        .iter()
+        .map(|(kind, legend, points)| (colour(*kind), legend.as_str(), points.as_slice()))
+        .collect();
+    super::report::draw_lines(buf, size, title, axes, &lines)
 }
 
 /// `pr_curves.png` and `roc_curves.png`: every score's pooled curve on one plot each.

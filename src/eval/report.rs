@@ -181,11 +181,32 @@ pub(crate) fn register_font() {
 /// Draws one curve into an RGB buffer of `w`×`h`.
 pub fn draw_curve(
     buf: &mut [u8],
+    size: (u32, u32),
+    title: &str,
+    axes: (&str, &str),
+    points: &[(f64, f64)],
+    legend: &str,
+) -> Result<(), String> {
+    draw_lines(
+        buf,
+        size,
+        title,
+        axes,
+        &[(plotters::style::BLUE, legend, points)],
+    )
+}
+
+/// A line of a chart: colour, legend, points.
+pub(crate) type Line<'a> = (plotters::style::RGBColor, &'a str, &'a [(f64, f64)]);
+
+/// One line per (colour, legend, points) on one [0, 1] × [0, 1.02] chart in an RGB buffer of
+/// `w`×`h`; points that are not finite are left out.
+pub(crate) fn draw_lines(
+    buf: &mut [u8],
     (w, h): (u32, u32),
     title: &str,
     (x_desc, y_desc): (&str, &str),
-    points: &[(f64, f64)],
-    legend: &str,
+    lines: &[Line],
 ) -> Result<(), String> {
     use plotters::prelude::*;
     register_font();
@@ -204,14 +225,19 @@ pub fn draw_curve(
         .y_desc(y_desc)
         .draw()
         .map_err(|e| e.to_string())?;
-    chart
-        .draw_series(LineSeries::new(
-            points.iter().copied(),
-            BLUE.stroke_width(2),
-        ))
-        .map_err(|e| e.to_string())?
-        .label(legend)
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    for &(c, legend, points) in lines {
+        chart
+            .draw_series(LineSeries::new(
+                points
+                    .iter()
+                    .copied()
+                    .filter(|(x, y)| x.is_finite() && y.is_finite()),
+                c.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?
+            .label(legend)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
