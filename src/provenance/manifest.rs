@@ -417,7 +417,7 @@ fn rfc3339(t: jiff::Timestamp) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -431,7 +431,8 @@ mod tests {
         assert_eq!(rfc3339(t), "1970-01-01T00:00:59Z");
     }
 
-    fn header(job: &Job) -> Manifest {
+    /// A run's header with fixed values, for tests here and in the other provenance modules.
+    pub(crate) fn header(job: &Job) -> Manifest {
         Manifest {
             format: FORMAT.into(),
             run_id: "r".into(),

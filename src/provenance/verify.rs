@@ -541,9 +541,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provenance::manifest::{
-        CheckpointInfo, Counts, ItemRecord, Numerics, OutputFile, Program,
-    };
+    use crate::provenance::manifest::{Counts, ItemRecord, OutputFile, Program};
 
     fn write_h5(path: &Path, values: &[f32]) {
         let f = hdf5::File::create(path).unwrap();
@@ -580,31 +578,12 @@ mod tests {
             timings_ms: Default::default(),
         };
         let m = Manifest {
-            format: crate::provenance::manifest::FORMAT.into(),
-            run_id: "r".into(),
             program: Program {
                 name: "maskomaly".into(),
                 version: "0.1.0".into(),
                 git_commit: None,
             },
-            command_line: vec![],
-            job: serde_json::to_value(crate::job::Job::default()).unwrap(),
-            libtorch: "2.11.0".into(),
-            device: "cpu".into(),
-            model: "m".into(),
-            numerics: Numerics {
-                precision: "fp32".into(),
-                tf32: false,
-                deterministic: true,
-            },
-            checkpoint: CheckpointInfo {
-                path: "/m.pt".into(),
-                format: "torchscript".into(),
-                sha256: "c".into(),
-            },
-            shard: None,
             started: "2026-01-01T00:00:00Z".into(),
-            finished: None,
             status: RunStatus::Complete,
             counts: Counts {
                 total: 2,
@@ -619,6 +598,7 @@ mod tests {
                     vec![out("sub/b.hdf5"), out("sub/b.png")],
                 ),
             ],
+            ..crate::provenance::manifest::tests::header(&crate::job::Job::default())
         };
         m.write(&d.path().join("manifest.json")).unwrap();
         // Bookkeeping that is not an output.
