@@ -28,8 +28,9 @@ pub enum LockError {
     },
 }
 
-/// A held lock; released on drop (or when the process ends). An exclusive lock removes its file
-/// on drop, while still holding it, so a run leaves no trace; [`try_lock`] copes with that.
+/// A held lock; released on drop (or when the process ends). The last holder removes the file on
+/// drop, while still holding it, so a run leaves no trace; [`try_lock`] copes with that. A shared
+/// holder is the last when it can turn its lock exclusive.
 #[derive(Debug)]
 pub struct Lock {
     _file: File,
@@ -45,11 +46,19 @@ impl Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        if self.exclusive {
+        // SAFETY: flock on the descriptor this lock owns. A failed conversion may drop the shared
+        // lock early, which is being let go anyway.
+        let last = self.exclusive
+            || unsafe { libc::flock(self._file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if last {
             let _ = std::fs::remove_file(&self.path);
         }
     }
 }
+
+/// How long a shared request waits out an exclusive lock: a departing shard holds one for an
+/// instant while it removes the file.
+const SHARED_PATIENCE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Locks `path` (created if missing) without waiting: exclusive, or shared when `shared`.
 /// `folder` only names the locked thing in the message.
@@ -58,6 +67,7 @@ pub fn try_lock(path: &Path, shared: bool, folder: &Path) -> Result<Lock, LockEr
         path: path.to_path_buf(),
         source,
     };
+    let start = std::time::Instant::now();
     loop {
         let file = OpenOptions::new()
             .read(true)
@@ -70,7 +80,12 @@ pub fn try_lock(path: &Path, shared: bool, folder: &Path) -> Result<Lock, LockEr
         // SAFETY: flock on a descriptor this function owns.
         if unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) } != 0 {
             let e = std::io::Error::last_os_error();
-            return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let busy = e.raw_os_error() == Some(libc::EWOULDBLOCK);
+            if busy && shared && start.elapsed() < SHARED_PATIENCE {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                continue;
+            }
+            return Err(if busy {
                 LockError::Busy {
                     folder: folder.to_path_buf(),
                     path: path.to_path_buf(),
@@ -138,7 +153,38 @@ mod tests {
             "one task per shard"
         );
         assert!(lock_output(d.path(), None).is_err());
-        drop((s0, s1));
+        drop(s0);
+        assert!(
+            d.path().join(LOCK_FILE).exists(),
+            "shard 1 still holds the root lock"
+        );
+        drop(s1);
+        assert!(
+            !d.path().join(LOCK_FILE).exists(),
+            "the last shard to finish removes the root lock file"
+        );
         assert!(lock_output(d.path(), None).is_ok());
+    }
+
+    #[test]
+    fn shards_starting_while_others_finish_all_get_the_lock() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().to_path_buf();
+        let workers: Vec<_> = (0..4)
+            .map(|k| {
+                let root = root.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        let held = lock_output(&root, Some((k, 4)))
+                            .unwrap_or_else(|e| panic!("shard {k}: {e}"));
+                        drop(held);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert!(!root.join(LOCK_FILE).exists());
     }
 }

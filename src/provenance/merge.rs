@@ -45,6 +45,8 @@ pub enum MergeError {
     },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Lock(#[from] crate::output::lock::LockError),
     #[error("shard manifests for different shard counts ({counts}) in {dir}")]
     MixedCounts { dir: PathBuf, counts: String },
     #[error("cannot write {path}")]
@@ -62,6 +64,8 @@ impl Diagnose for MergeError {
             MergeError::MixedCounts { .. } => ExitCode::Data,
             MergeError::Manifest(e) => e.exit_code(),
             MergeError::List { .. } | MergeError::Write { .. } => ExitCode::Io,
+            MergeError::Lock(crate::output::lock::LockError::Busy { .. }) => ExitCode::TempFail,
+            MergeError::Lock(_) => ExitCode::CantCreate,
         }
     }
 
@@ -73,6 +77,11 @@ impl Diagnose for MergeError {
             ),
             MergeError::MixedCounts { .. } => Some(
                 "remove the manifests of the earlier array, or merge into a fresh output root"
+                    .into(),
+            ),
+            MergeError::Lock(crate::output::lock::LockError::Busy { .. }) => Some(
+                "array tasks are still writing here; merge after the array ends \
+                 (sbatch --dependency=afterany:JOBID)"
                     .into(),
             ),
             _ => None,
@@ -204,6 +213,12 @@ type Shards = BTreeMap<usize, (PathBuf, Manifest)>;
 /// Merges the shard manifests under `args.output`; writes `manifest.json` and its RO-Crate.
 /// `command_line` is recorded in the merged manifest.
 pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, MergeError> {
+    // No task of the array may still be writing, nor a whole run over the same folder.
+    let _lock = if args.output.is_dir() {
+        crate::output::lock::lock_output(&args.output, None)?
+    } else {
+        Vec::new()
+    };
     let (count, found) = read_shards(&args.output.join(crate::output::MANIFESTS_DIR))?;
     let mut report = MergeReport {
         count,
@@ -716,6 +731,27 @@ mod tests {
         // Merging again gives the same manifest (the id is derived from the shard runs).
         let (_, again) = run(&f);
         assert_eq!(m, again);
+    }
+
+    #[test]
+    fn a_merge_waits_for_the_array_to_end() {
+        let f = fixture();
+        let root = f.input.path();
+        let m = shard_manifest(root, 0, 1, "complete", vec![item("a.png", "written", "1")]);
+        put(&f, 0, 1, &m);
+        let args = MergeArgs {
+            output: f.output.path().to_path_buf(),
+            input: None,
+        };
+        let running = crate::output::lock::lock_output(f.output.path(), Some((0, 1))).unwrap();
+        let e = merge(&args, &[]).unwrap_err();
+        assert_eq!(e.exit_code(), ExitCode::TempFail, "{e}");
+        assert!(e.hint().unwrap().contains("afterany"), "{e}");
+        assert!(!f.output.path().join("manifest.json").exists());
+        drop(running);
+        merge(&args, &[]).unwrap();
+        let lock = f.output.path().join(crate::output::lock::LOCK_FILE);
+        assert!(!lock.exists(), "the merge leaves no lock file");
     }
 
     #[test]
