@@ -40,8 +40,17 @@ pub fn screenshot(
     let page = page
         .canonicalize()
         .map_err(|e| format!("{}: {e}", page.display()))?;
-    let profile = tempfile_dir(png)?;
-    let log_path = profile.join("chromium.log");
+    // A fresh profile folder beside the screenshot (Chromium writes its state there), removed on
+    // every way out.
+    let parent = match png.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let profile = tempfile::Builder::new()
+        .prefix(".chromium-profile-")
+        .tempdir_in(parent)
+        .map_err(|e| format!("{}: {e}", parent.display()))?;
+    let log_path = profile.path().join("chromium.log");
     let log_file = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
     let mut child = Command::new(chromium)
         .args([
@@ -55,7 +64,7 @@ pub fn screenshot(
             "--enable-logging=stderr",
             "--v=0",
         ])
-        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--window-size={width},{height}"))
         .arg(format!("--screenshot={}", png.display()))
         .args(extra)
@@ -80,19 +89,11 @@ pub fn screenshot(
         }
     };
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&profile);
+    drop(profile);
     if !status.success() || !png.is_file() {
         return Err(format!("chromium failed ({status}):\n{log}"));
     }
     Ok(Shot { log })
-}
-
-/// A fresh profile folder beside the screenshot (Chromium writes its state there).
-fn tempfile_dir(png: &Path) -> Result<PathBuf, String> {
-    let dir = png.with_extension(format!("profile-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    Ok(dir)
 }
 
 /// Log lines that mean a reference failed to load or a script failed.
