@@ -86,7 +86,7 @@ fn medians_ms(repeats: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64,
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let args = common::cli(include_str!("bench_decode.rs"));
     let repeats: usize = arg(&args, "--repeats", "15").parse().expect("--repeats");
     let out = PathBuf::from(arg(&args, "--out", "target/bench"));
     std::fs::create_dir_all(&out).expect("create the output folder");

@@ -69,6 +69,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let arg = std::env::args()
         .nth(1)
         .ok_or("usage: bench_metrics DIR | --synthetic-f32 FRAMES")?;
+    if arg == "--help" || arg == "-h" {
+        println!(
+            "usage: bench_metrics DIR | --synthetic-f32 FRAMES (run by scripts/bench_metrics.py)"
+        );
+        return Ok(());
+    }
     if arg == "--synthetic-f32" {
         let n = std::env::args()
             .nth(2)

@@ -123,7 +123,9 @@ fn npz(path: &Path, name: &str) -> Tensor {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    // The binary's allocator settings, so that the native rows time what `maskomaly run` runs.
+    maskomaly::tune_allocator();
+    let args = common::cli(include_str!("bench_model.rs"));
     let py = arg(&args, "--python", "python3");
     let sizes: Vec<(i64, i64)> = arg(&args, "--sizes", "512x1024,1024x2048")
         .split(',')

@@ -53,7 +53,7 @@ fn peak_rss_kib(mut cmd: std::process::Command) -> (u64, u64, i32) {
 
 fn main() {
     maskomaly::tune_allocator();
-    let args: Vec<String> = std::env::args().collect();
+    let args = common::cli(include_str!("bench_pipeline.rs"));
     let n: usize = arg(&args, "--images", "200").parse().unwrap();
     let w: usize = arg(&args, "--width", "1024").parse().unwrap();
     let h: usize = arg(&args, "--height", "512").parse().unwrap();
@@ -152,17 +152,22 @@ fn main() {
         model_name,
         tch::get_num_threads()
     );
-    println!("| measure | images/s | ratio |");
-    println!("| --- | --- | --- |");
-    println!("| forward only (ceiling) | {ceiling:.2} | 1.00 |");
+    println!("| measure | images/s | s per image | ratio |");
+    println!("| --- | --- | --- | --- |");
     println!(
-        "| maskomaly run (end to end, start-up excluded: {} - {} images) | {throughput:.2} | {:.2} |",
+        "| forward only (ceiling) | {ceiling:.4} | {:.2} | 1.00 |",
+        1.0 / ceiling
+    );
+    println!(
+        "| maskomaly run (end to end, start-up excluded: {} - {} images) | {throughput:.4} | {:.2} | {:.2} |",
         summary.counts.written,
         first.counts.written,
+        1.0 / throughput,
         throughput / ceiling
     );
     println!(
-        "| maskomaly run (end to end, start-up included) | {with_startup:.2} | {:.2} |",
+        "| maskomaly run (end to end, start-up included) | {with_startup:.4} | {:.2} | {:.2} |",
+        1.0 / with_startup,
         with_startup / ceiling
     );
     println!(

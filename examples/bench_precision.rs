@@ -38,7 +38,7 @@ struct ModeRun {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let args = common::cli(include_str!("bench_precision.rs"));
     let n: usize = arg(&args, "--images", "20").parse().unwrap();
     let w: usize = arg(&args, "--width", "512").parse().unwrap();
     let h: usize = arg(&args, "--height", "256").parse().unwrap();

@@ -46,7 +46,7 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
 
 fn main() {
     maskomaly::tune_allocator();
-    let args: Vec<String> = std::env::args().collect();
+    let args = common::cli(include_str!("bench_scores.rs"));
     let preset = arg(
         &args,
         "--preset",

@@ -5,6 +5,8 @@
 //! Prints a table and writes `DIR/scoring.json`. Inputs are synthetic with a fixed seed: ~20 non-void
 //! queries with overlapping blob-shaped masks, the rest void.
 
+mod common;
+
 use maskomaly::job::Method;
 use maskomaly::output::npy;
 use maskomaly::scoring;
@@ -73,7 +75,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let args = common::cli(include_str!("bench_scoring.rs"));
     let flag = |name: &str| {
         args.iter()
             .position(|a| a == name)

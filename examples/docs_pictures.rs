@@ -23,7 +23,7 @@ use std::time::Duration;
 const HALF_WIDTH: u32 = 400;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let args = common::cli(include_str!("docs_pictures.rs"));
     let dir = PathBuf::from(arg(&args, "--dir", "target/docs-demo"));
     let out = PathBuf::from(arg(&args, "--out", "docs"));
     std::fs::create_dir_all(&out).expect("create the output folder");

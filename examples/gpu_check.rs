@@ -23,9 +23,10 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 fn main() {
+    maskomaly::tune_allocator();
     // Before anything asks libtorch about CUDA.
     let cuda = maskomaly::cuda::preload();
-    let args: Vec<String> = std::env::args().collect();
+    let args = common::cli(include_str!("gpu_check.rs"));
     let code = match args.get(1).map(String::as_str) {
         Some("devices") => devices(&args, cuda),
         Some("images") => images(&args),
