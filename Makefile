@@ -67,7 +67,7 @@ bench: setup
 	./target/release/examples/bench_pipeline --out target/bench
 	./target/release/examples/bench_pipeline --preset mask2former_swin_large_cityscapes_semantic --images 20 --width 256 --height 128 --min-size 128 --rss-images 0 --tag pipeline-swin-large --out target/bench
 	./target/release/examples/bench_pipeline --preset mask2former_swin_large_cityscapes_semantic --images 4 --width 2048 --height 1024 --min-size 1024 --rss-images 0 --tag pipeline-swin-large-1024 --out target/bench
-	PYTHONPATH=.deps/pybench-model ./target/release/examples/bench_model --sizes 512x1024,1024x2048 --reps 2 --hf-limit 600 --out target/bench --dir target/bench/model
+	PYTHONPATH=.deps/pybench-model ./target/release/examples/bench_model --sizes 512x1024,1024x2048 --reps 2 --hf-limit 300 --out target/bench --dir target/bench/model
 	./target/release/examples/bench_precision --out target/bench
 	./target/release/examples/bench_precision --preset --images 4 --width 256 --height 128 --out target/bench/swin-large
 	./target/release/examples/bench_scores --forwards 1 --repeats 3 --out target/bench
