@@ -1,7 +1,7 @@
 //! Pipeline benchmark: images/s of a whole run (decode, resize, inference, scoring, HDF5 + PNG
 //! writing) against the forward-only throughput of the same model on the same machine (the ceiling),
 //! with each stage's busy time and the mean queue occupancy; then peak RSS of the binary at 10 and
-//! at `--rss-images` small images (it must be flat: memory is bounded by the queues, not the input).
+//! at `--rss-images` small images (memory is bounded by the queues and the heap, not the input).
 //!
 //! `cargo run --release --example bench_pipeline -- [--images 200] [--width 1024 --height 512]
 //!  [--checkpoint tests/fixtures/tiny_maskformer.pt | --preset NAME] [--min-size 1024]
