@@ -60,7 +60,8 @@ impl Drop for Lock {
 /// instant while it removes the file.
 const SHARED_PATIENCE: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Locks `path` (created if missing) without waiting: exclusive, or shared when `shared`.
+/// Locks `path` (created if missing) without waiting, exclusive or shared when `shared`; a shared
+/// request waits out a departing holder's instant (at most [`SHARED_PATIENCE`]).
 /// `folder` only names the locked thing in the message.
 pub fn try_lock(path: &Path, shared: bool, folder: &Path) -> Result<Lock, LockError> {
     let io = |source| LockError::Io {
