@@ -1,40 +1,91 @@
-//! NumPy `.npy` for float32 and uint8 arrays (C order, through `ndarray-npy`): the Fishyscapes
-//! output format, and the exchange format of the benchmarks.
+//! NumPy `.npy` for float32 and uint8 arrays (C order, format 1.0): the Fishyscapes output format,
+//! and the exchange format of the benchmarks. The files equal numpy's own `np.save` byte for byte.
 
-use ndarray_npy::WriteNpyExt;
 use std::io::Write;
 use std::path::Path;
 
 /// Writes a float32 array of `shape` atomically.
 pub fn write_f32(path: &Path, data: &[f32], shape: &[usize]) -> std::io::Result<()> {
-    write(path, data, shape)
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write(path, "<f4", &bytes, data.len(), shape)
 }
 
 /// Writes a uint8 array of `shape` atomically.
 pub fn write_u8(path: &Path, data: &[u8], shape: &[usize]) -> std::io::Result<()> {
-    write(path, data, shape)
+    write(path, "|u1", data, data.len(), shape)
 }
 
-fn write<T: ndarray_npy::WritableElement>(
-    path: &Path,
-    data: &[T],
-    shape: &[usize],
-) -> std::io::Result<()> {
-    let array = ndarray::ArrayView::from_shape(ndarray::IxDyn(shape), data).map_err(|e| {
-        std::io::Error::new(
+/// numpy's header: the dict as `np.save` formats it, padded with spaces and a newline so that the
+/// data starts at a multiple of 64 bytes.
+fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
+    let dims = match shape {
+        [one] => format!("({one},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
+    let used = 10 + dict.len() + 1;
+    dict.extend(std::iter::repeat_n(' ', used.next_multiple_of(64) - used));
+    dict.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((dict.len() as u16).to_le_bytes());
+    out.extend(dict.as_bytes());
+    out
+}
+
+fn write(path: &Path, descr: &str, bytes: &[u8], n: usize, shape: &[usize]) -> std::io::Result<()> {
+    if shape.iter().product::<usize>() != n {
+        return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("{} values do not fill the shape {shape:?}: {e}", data.len()),
-        )
-    })?;
+            format!("{n} values do not fill the shape {shape:?}"),
+        ));
+    }
     super::write_atomic(path, |tmp| {
         let mut f = std::io::BufWriter::new(std::fs::File::create(tmp)?);
-        array.write_npy(&mut f).map_err(std::io::Error::other)?;
+        f.write_all(&header(descr, shape))?;
+        f.write_all(bytes)?;
         f.flush()
     })
 }
 
 #[cfg(test)]
 mod tests {
+    /// Files written by numpy 1.24.2's `np.save` (`scripts/make_npy_fixtures.py`): the same
+    /// values and shape give the same bytes, header padding included.
+    #[test]
+    fn files_equal_numpys_own_byte_for_byte() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/npy");
+        let d = tempfile::tempdir().unwrap();
+        let cases: [(&str, &[usize]); 5] = [
+            ("f32_4x6.npy", &[4, 6]),
+            ("f32_2x3x5.npy", &[2, 3, 5]),
+            ("f32_1x1x1x1.npy", &[1, 1, 1, 1]),
+            ("u8_3.npy", &[3]),
+            ("u8_7x5.npy", &[7, 5]),
+        ];
+        for (name, shape) in cases {
+            let want = std::fs::read(dir.join(name)).unwrap();
+            let body = &want[10 + u16::from_le_bytes([want[8], want[9]]) as usize..];
+            let p = d.path().join(name);
+            if name.starts_with("f32") {
+                let data: Vec<f32> = body
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
+                super::write_f32(&p, &data, shape).unwrap();
+            } else {
+                super::write_u8(&p, body, shape).unwrap();
+            }
+            assert_eq!(std::fs::read(&p).unwrap(), want, "{name}");
+        }
+    }
+
     #[test]
     fn round_trip() {
         let d = tempfile::tempdir().unwrap();
