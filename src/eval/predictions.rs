@@ -120,8 +120,8 @@ pub fn read_hdf5(path: &Path) -> Result<Prediction, PredictionError> {
     })
 }
 
-/// Minimal `.npy` reader (format 1.0–3.0): little-endian float32 / float16, C order. Own code
-/// because `ndarray-npy` reads no float16, which prediction files may hold.
+/// Minimal `.npy` reader (format 1.0–3.0): little-endian float32 / float16 (prediction files may
+/// hold either), C order; the writer is `output::npy`.
 pub fn read_npy(path: &Path) -> Result<Prediction, PredictionError> {
     let bad = |m: &str| PredictionError::Read {
         path: path.to_path_buf(),
