@@ -2,17 +2,13 @@
 //! verify a checkpoint alike, and a failure prints `error:`, one `caused by:` per cause and a
 //! `hint:`, with the exit code of its kind.
 
+mod common;
+use common::{code, fixture, stderr};
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 fn maskomaly(args: &[&str], cache: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_maskomaly"))
@@ -21,14 +17,6 @@ fn maskomaly(args: &[&str], cache: &Path) -> Output {
         .env("RUST_LOG", "maskomaly=warn")
         .output()
         .expect("binary runs")
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn sha256(path: &Path) -> String {

@@ -3,6 +3,8 @@
 //! the exit code, that each valid output exists and equals a clean run's, that no temporary file
 //! is left, and that a rerun completes. The model is the tiny TorchScript fixture.
 
+mod common;
+use common::{bin, code, stderr, tiny_model};
 use maskomaly::provenance::manifest::{ItemStatus, Manifest};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -10,14 +12,6 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_maskomaly"))
-}
-
-fn tiny_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_maskformer.pt")
-}
 
 fn cmd(args: &[&std::ffi::OsStr]) -> Command {
     let mut c = Command::new(bin());
@@ -34,14 +28,6 @@ fn cmd(args: &[&std::ffi::OsStr]) -> Command {
 fn run(args: &[&str]) -> Output {
     let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
     cmd(&args).output().expect("binary runs")
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A job over `input` → `output` with small sizes (fast on CPU); `extra` is appended (a `runtime`

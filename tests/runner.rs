@@ -2,6 +2,8 @@
 //! TorchScript model (tests/fixtures/tiny_maskformer.pt, made by scripts/make_tiny_model.py), and
 //! checks of every output, the manifest and the exit code.
 
+mod common;
+use common::{bin, code, stderr, tiny_model};
 use maskomaly::job::Job;
 use maskomaly::preprocess::{decode_file, prepare};
 use maskomaly::provenance::manifest::{ItemStatus, Manifest};
@@ -15,28 +17,12 @@ fn read_score(
     maskomaly::eval::predictions::read(path).map(|p| (p.scores, p.height, p.width))
 }
 
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_maskomaly"))
-}
-
-fn tiny_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_maskformer.pt")
-}
-
 fn run(args: &[&str]) -> Output {
     Command::new(bin())
         .args(args)
         .env("RUST_LOG", "maskomaly=info")
         .output()
         .expect("binary runs")
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Writes a job with small preprocessing sizes (fast on CPU) and returns its path.
