@@ -240,27 +240,19 @@ pub fn apply_global_flags(p: Precision, device: Device) {
         });
     }
     let reduced = match p {
-        Precision::Bf16 => Some(Kind::BFloat16),
-        Precision::Fp16 => Some(Kind::Half),
+        Precision::Bf16 => Some((Kind::BFloat16, "bfloat16", "AVX512-BF16 or AMX-BF16")),
+        Precision::Fp16 => Some((Kind::Half, "float16", "AVX512-FP16 or AMX-FP16")),
         _ => None,
     };
-    if let Some(kind) = reduced.filter(|&k| device == Device::Cpu && !cpu_has_fast_kernels(k)) {
+    if let Some((_, dtype, isa)) =
+        reduced.filter(|&(k, ..)| device == Device::Cpu && !cpu_has_fast_kernels(k))
+    {
         static ONCE: Once = Once::new();
         ONCE.call_once(|| {
             log::warn!(
-                "runtime.precision {p}: this CPU has no {} matrix instructions \
-                 ({}); products run in float32 kernels on rounded \
-                 operands, no faster than fp32, which gives exact maps",
-                if kind == Kind::Half {
-                    "float16"
-                } else {
-                    "bfloat16"
-                },
-                if kind == Kind::Half {
-                    "AVX512-FP16 or AMX-FP16"
-                } else {
-                    "AVX512-BF16 or AMX-BF16"
-                }
+                "runtime.precision {p}: this CPU has no {dtype} matrix instructions ({isa}); \
+                 products run in float32 kernels on rounded operands, no faster than fp32, \
+                 which gives exact maps"
             )
         });
     }

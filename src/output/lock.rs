@@ -28,6 +28,15 @@ pub enum LockError {
     },
 }
 
+impl crate::exit::Diagnose for LockError {
+    fn exit_code(&self) -> crate::exit::ExitCode {
+        match self {
+            LockError::Busy { .. } => crate::exit::ExitCode::TempFail,
+            LockError::Io { .. } => crate::exit::ExitCode::CantCreate,
+        }
+    }
+}
+
 /// A held lock; released on drop (or when the process ends). The last holder removes the file on
 /// drop, while still holding it, so a run leaves no trace; [`try_lock`] copes with that. A shared
 /// holder is the last when it can turn its lock exclusive.

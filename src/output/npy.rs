@@ -6,13 +6,14 @@ use std::path::Path;
 
 /// Writes a float32 array of `shape` atomically.
 pub fn write_f32(path: &Path, data: &[f32], shape: &[usize]) -> std::io::Result<()> {
-    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-    write(path, "<f4", &bytes, data.len(), shape)
+    write(path, "<f4", data.len(), shape, |f| {
+        data.iter().try_for_each(|v| f.write_all(&v.to_le_bytes()))
+    })
 }
 
 /// Writes a uint8 array of `shape` atomically.
 pub fn write_u8(path: &Path, data: &[u8], shape: &[usize]) -> std::io::Result<()> {
-    write(path, "|u1", data, data.len(), shape)
+    write(path, "|u1", data.len(), shape, |f| f.write_all(data))
 }
 
 /// numpy's header: the dict as `np.save` formats it, padded with spaces and a newline so that the
@@ -39,7 +40,14 @@ fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
     out
 }
 
-fn write(path: &Path, descr: &str, bytes: &[u8], n: usize, shape: &[usize]) -> std::io::Result<()> {
+/// Writes the header, then the `n` values `body` streams into the buffered file.
+fn write(
+    path: &Path,
+    descr: &str,
+    n: usize,
+    shape: &[usize],
+    body: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     if shape.iter().product::<usize>() != n {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -49,7 +57,7 @@ fn write(path: &Path, descr: &str, bytes: &[u8], n: usize, shape: &[usize]) -> s
     super::write_atomic(path, |tmp| {
         let mut f = std::io::BufWriter::new(std::fs::File::create(tmp)?);
         f.write_all(&header(descr, shape))?;
-        f.write_all(bytes)?;
+        body(&mut f)?;
         f.flush()
     })
 }

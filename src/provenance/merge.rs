@@ -64,8 +64,7 @@ impl Diagnose for MergeError {
             MergeError::MixedCounts { .. } => ExitCode::Data,
             MergeError::Manifest(e) => e.exit_code(),
             MergeError::List { .. } | MergeError::Write { .. } => ExitCode::Io,
-            MergeError::Lock(crate::output::lock::LockError::Busy { .. }) => ExitCode::TempFail,
-            MergeError::Lock(_) => ExitCode::CantCreate,
+            MergeError::Lock(e) => e.exit_code(),
         }
     }
 
@@ -542,14 +541,8 @@ fn expected_items(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provenance::manifest::{CheckpointInfo, Numerics, OutputFile, Program, Timings};
+    use crate::provenance::manifest::{OutputFile, Timings};
     use serde_json::{json, Value};
-
-    fn job_json(root: &Path) -> serde_json::Value {
-        let mut job = crate::job::Job::default();
-        job.dataset.root = root.to_path_buf();
-        serde_json::to_value(job).unwrap()
-    }
 
     fn item(input: &str, status: &str, hash: &str) -> ItemRecord {
         let stem = input.rsplit_once('.').unwrap().0;
@@ -575,6 +568,7 @@ mod tests {
         }
     }
 
+    /// Shard `k` of `n` over the input `root`, on the provenance tests' header.
     fn shard_manifest(
         root: &Path,
         k: usize,
@@ -582,29 +576,11 @@ mod tests {
         status: &str,
         items: Vec<ItemRecord>,
     ) -> Manifest {
+        let mut job = crate::job::Job::default();
+        job.dataset.root = root.to_path_buf();
         Manifest {
-            format: crate::provenance::manifest::FORMAT.into(),
             run_id: format!("run{k}"),
-            program: Program {
-                name: "maskomaly".into(),
-                version: "0.1.0".into(),
-                git_commit: None,
-            },
             command_line: vec!["maskomaly".into(), "run".into()],
-            job: job_json(root),
-            libtorch: "2.11.0".into(),
-            device: "cpu".into(),
-            model: "m".into(),
-            numerics: Numerics {
-                precision: "f32".into(),
-                tf32: false,
-                deterministic: true,
-            },
-            checkpoint: CheckpointInfo {
-                path: "/m.pt".into(),
-                format: "torchscript".into(),
-                sha256: "c".into(),
-            },
             shard: Some(Shard {
                 index: k,
                 count: n,
@@ -619,6 +595,7 @@ mod tests {
                 ..Default::default()
             },
             items,
+            ..crate::provenance::manifest::tests::header(&job)
         }
     }
 
