@@ -15,7 +15,7 @@ Writes into the output folder:
   small_proto{4,5}.pkl                              tiny pickles in protocols 4 and 5 for the pickle reader
 
 The model is HF's port, run with eager attention; HF's port gives the same numbers as the original
-Mask2Former code in fp32 (method spec §9.5). The seed is advanced until no mask logit that feeds the
+Mask2Former code in fp32 (docs/method.md §9.5). The seed is advanced until no mask logit that feeds the
 masked-attention threshold lies within MARGIN of 0, so a correct port cannot flip a mask bit.
 """
 import json

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Golden maps for src/scores/: every training-free score computed from Mask2Former outputs the way
-each method's official code computes it (torch, float32), written from shared/spec/methods.md.
+each method's official code computes it (torch, float32), as docs/method.md §11 states it.
 
     pip install --target /tmp/pyscores torch==2.11.0 torchvision==0.26.0 numpy==1.26.4 \
         opencv-python-headless==4.7.0.68 pillow==13.0.0 safetensors==0.8.0

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The Maskomaly rule as the reference implementation writes it (numpy, float32, pairwise border
-loop), for the scoring benchmark. Written from the method specification (§4), not copied.
+loop), for the scoring benchmark. Written from docs/method.md §4, not copied.
 
     python3 scripts/reference_scoring.py CLS.npy PRED.npy OUT.npy   -> prints the seconds it took
 """

@@ -1,4 +1,5 @@
-//! The shape of `src/`: file and function sizes, and an import graph without cycles.
+//! The shape of `src/`: file and function sizes, an import graph without cycles, and references
+//! that resolve inside the repository (every `§` into docs/method.md, no path outside).
 //!
 //! Limits: no file over 800 lines outside its tests (the pickle machine and the metrics may stay
 //! whole), no function over 150 lines, no cycle between modules (at the top level and between the
@@ -515,5 +516,135 @@ fn the_cycle_finder_finds_cycles() {
     assert_eq!(
         find_cycle(&edges(&[("a", "b"), ("b", "c"), ("c", "a")])),
         Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+    );
+}
+
+/// Text files of the repository that may cite the method document: code, scripts, docs, jobs.
+fn documents() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in [
+        "src", "tests", "scripts", "docs", "docker", "jobs", "examples",
+    ] {
+        walk_text(&root.join(dir), &mut files);
+    }
+    for f in [
+        "README.md",
+        "BENCHMARKS.md",
+        "Makefile",
+        "build.rs",
+        "Cargo.toml",
+    ] {
+        files.push(root.join(f));
+    }
+    files.sort();
+    files
+        .into_iter()
+        .filter(|p| !p.ends_with("tests/architecture.rs"))
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(&p).ok()?;
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            Some((rel, text))
+        })
+        .collect()
+}
+
+fn walk_text(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            walk_text(&p, out);
+        } else if p.extension().is_some_and(|x| {
+            ["rs", "md", "py", "sh", "yaml", "yml", "toml", "txt"]
+                .contains(&x.to_str().unwrap_or(""))
+        }) || p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("Dockerfile"))
+        {
+            out.push(p);
+        }
+    }
+}
+
+/// Every `§N` / `§N.M` in `text`.
+fn section_refs(text: &str) -> Vec<String> {
+    let mut refs = Vec::new();
+    for (i, _) in text.match_indices('§') {
+        let rest = &text[i + '§'.len_utf8()..];
+        let mut end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if end == 0 {
+            refs.push(String::new());
+            continue;
+        }
+        let tail = &rest[end..];
+        if let Some(sub) = tail.strip_prefix('.') {
+            let n = sub.find(|c: char| !c.is_ascii_digit()).unwrap_or(sub.len());
+            if n > 0 {
+                end += 1 + n;
+            }
+        }
+        refs.push(rest[..end].to_string());
+    }
+    refs
+}
+
+#[test]
+fn every_section_reference_has_its_target_in_the_method_document() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let method = std::fs::read_to_string(root.join("docs/method.md")).unwrap();
+    let targets: BTreeSet<String> = method
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .flat_map(section_refs)
+        .collect();
+    assert!(
+        targets.contains("4") && targets.contains("14.1"),
+        "{targets:?}"
+    );
+    let mut missing = Vec::new();
+    for (rel, text) in documents() {
+        for r in section_refs(&text) {
+            if !targets.contains(&r) {
+                missing.push(format!("{rel}: §{r}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "references without a heading in docs/method.md: {missing:?}"
+    );
+}
+
+#[test]
+fn nothing_points_outside_the_repository() {
+    const OUTSIDE: [&str; 5] = [
+        "../shared",
+        "shared/spec",
+        "method spec",
+        "/work/",
+        "specification's §",
+    ];
+    let mut found = Vec::new();
+    for (rel, text) in documents() {
+        for (n, line) in text.lines().enumerate() {
+            let lower = line.to_lowercase();
+            if let Some(p) = OUTSIDE.iter().find(|p| lower.contains(*p)) {
+                found.push(format!("{rel}:{}: {p}", n + 1));
+            }
+        }
+    }
+    assert!(found.is_empty(), "paths outside the repository: {found:?}");
+}
+
+#[test]
+fn section_references_are_read_whole() {
+    assert_eq!(
+        section_refs("see §4, §14.1 and §9.2. Also § alone and §2x"),
+        ["4", "14.1", "9.2", "", "2"]
     );
 }

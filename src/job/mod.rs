@@ -195,7 +195,7 @@ pub enum ColorFormat {
     Bgr,
 }
 
-/// detectron2's test-time input rule (ResizeShortestEdge + normalise + pad), §2 of the method spec.
+/// detectron2's test-time input rule (ResizeShortestEdge + normalise + pad), docs/method.md §2.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Preprocess {
@@ -220,7 +220,7 @@ impl Default for Preprocess {
     }
 }
 
-/// Which anomaly scores a run computes, and their parameters. The Maskomaly rule's parameters (§4)
+/// Which anomaly scores a run computes, and their parameters. The Maskomaly rule's parameters (docs/method.md §4)
 /// sit at this level; query indices are query ids, not class ids.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

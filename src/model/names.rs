@@ -5,7 +5,7 @@
 //! `convert_mask2former_original_pytorch_checkpoint_to_pytorch.py`); it accepts the names of
 //! transformers 5.x (`attention.q_proj`, …) and 4.x (`attention.self.query`, …).
 
-/// detectron2 names of old checkpoints → current names (method spec §9.4): a `sem_seg_head.` key
+/// detectron2 names of old checkpoints → current names (docs/method.md §9.4): a `sem_seg_head.` key
 /// outside `predictor.`/`pixel_decoder.` belongs to the pixel decoder, and `static_query` is
 /// `query_feat`. Returns `None` for keys that are not model weights (`criterion.*`).
 pub fn normalize_d2_name(name: &str) -> Option<String> {

@@ -797,7 +797,7 @@ mod tests {
         assert!(bool::try_from(out.pred_masks.isfinite().all()).unwrap());
     }
 
-    /// The published architecture: inventory of method spec §9.4 and one forward on a small input.
+    /// The published architecture: inventory of docs/method.md §9.4 and one forward on a small input.
     #[test]
     fn swin_large_preset_inventory_and_forward() {
         let cfg = Config::mask2former_swin_large_cityscapes_semantic();

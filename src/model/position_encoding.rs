@@ -60,7 +60,7 @@ impl PositionEmbeddingSine {
 mod tests {
     use super::*;
 
-    /// Closed form of §9.2: `y_embed[i] = (i+1)/(H+1e-6)·2π`, channel 2k = sin(e / 10000^(2k/F)),
+    /// Closed form of docs/method.md §9.2: `y_embed[i] = (i+1)/(H+1e-6)·2π`, channel 2k = sin(e / 10000^(2k/F)),
     /// 2k+1 = cos(e / 10000^(2k/F)).
     #[test]
     fn matches_the_closed_form() {

@@ -1,4 +1,4 @@
-//! Decoding and detectron2's test-time input rule (§2 of the method spec):
+//! Decoding and detectron2's test-time input rule (docs/method.md §2):
 //! decode to 8-bit RGB → ResizeShortestEdge (Pillow bilinear on uint8) → float32 CHW →
 //! `(x − mean) / std` → zero-pad bottom/right to the size divisibility.
 
@@ -341,7 +341,7 @@ mod tests {
 
     #[test]
     fn shortest_edge_table() {
-        // §2 example sizes.
+        // The example sizes of docs/method.md §2.
         for ((h, w), want, padded) in [
             ((1024, 2048), (1024, 2048), (1024, 2048)),
             ((720, 1280), (1024, 1820), (1024, 1824)),

@@ -1,4 +1,4 @@
-//! Every training-free anomaly score from one forward pass (`shared/spec/methods.md`).
+//! Every training-free anomaly score from one forward pass (docs/method.md §11).
 //!
 //! All of them read the same two network outputs, `pred_logits [Q, K+1]` and `pred_masks [Q, h, w]`:
 //!

@@ -1,4 +1,4 @@
-//! The Maskomaly rule (`Maskomaly.get_soft_mask` in the reference, §4 of the method spec).
+//! The Maskomaly rule (`Maskomaly.get_soft_mask` in the reference, docs/method.md §4).
 //!
 //! From class probabilities `cls [Q, K+1]` and mask probabilities `pred [Q, Hp, Wp]`:
 //! ```text

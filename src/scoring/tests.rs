@@ -1,7 +1,7 @@
 use super::*;
 use tch::{Kind, Tensor};
 
-/// §14.1 golden inputs: Q = 100, 20 classes, 6×8.
+/// docs/method.md §14.1 golden inputs: Q = 100, 20 classes, 6×8.
 fn golden_inputs() -> (Vec<f32>, Tensor) {
     let s = [3, 19, 24, 31, 49, 70, 83];
     let mut cls = Vec::with_capacity(2000);
