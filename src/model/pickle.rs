@@ -8,7 +8,8 @@
 //! Only these globals are recognised, and nothing is ever imported or executed:
 //! `numpy.core.multiarray._reconstruct` and `.scalar` (also under `numpy._core`), `numpy.ndarray`,
 //! `numpy.dtype`, `numpy.core.numeric._frombuffer`, `_codecs.encode` (how protocols 0–2 write
-//! Python 3 bytes), `collections.OrderedDict`, and the builtins `bytes`, `set` and `frozenset`.
+//! Python 3 bytes), `collections.OrderedDict`, and the builtins `bytes`, `bytearray`, `set` and
+//! `frozenset`.
 //! Any other global, persistent IDs, the extension registry and out-of-band buffers are refused
 //! with their name.
 //!
@@ -680,9 +681,7 @@ impl<'a> Vm<'a> {
         }
         Ok(())
     }
-
 }
-
 
 /// UTF-8 text whose code points are all ≤ U+00FF, as latin-1 bytes (one pass, no `String`).
 fn utf8_to_latin1(b: &[u8]) -> Option<Vec<u8>> {

@@ -2,7 +2,7 @@
 //! scalars, `bytes` from latin-1 text, `OrderedDict`, `set` and `frozenset`. Nothing is imported
 //! or executed; a call is only ever one of these constructions.
 
-use super::{latin1, DType, Id, NdArray, Obj, PickleError, Vm, MAX_ARGS, RELEASE_AFTER_USE};
+use super::{latin1, DType, Id, NdArray, Obj, PickleError, Vm, MAX_DIMS, RELEASE_AFTER_USE};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Global {
@@ -14,12 +14,13 @@ pub(super) enum Global {
     CodecsEncode,
     OrderedDict,
     Bytes,
+    ByteArray,
     Set,
     FrozenSet,
 }
 
 impl Vm<'_> {
-    fn global(&self, module: &str, name: &str) -> Result<Global, PickleError> {
+    pub(super) fn global(&self, module: &str, name: &str) -> Result<Global, PickleError> {
         let core = matches!(module, "numpy.core.multiarray" | "numpy._core.multiarray");
         let numeric = matches!(module, "numpy.core.numeric" | "numpy._core.numeric");
         // Protocols 0–2 name Python 3's builtins by their Python 2 module.
@@ -33,6 +34,7 @@ impl Vm<'_> {
             ("_codecs", "encode") => Global::CodecsEncode,
             ("collections", "OrderedDict") => Global::OrderedDict,
             (_, "bytes") if builtins => Global::Bytes,
+            (_, "bytearray") if builtins => Global::ByteArray,
             (_, "set") if builtins => Global::Set,
             (_, "frozenset") if builtins => Global::FrozenSet,
             _ => {
@@ -143,7 +145,7 @@ impl Vm<'_> {
     }
 
     /// `func(*args)` for an allow-listed `func` (REDUCE, INST, OBJ, NEWOBJ).
-    fn call(&mut self, func: Id, a: &[Id]) -> Result<Obj, PickleError> {
+    pub(super) fn call(&mut self, func: Id, a: &[Id]) -> Result<Obj, PickleError> {
         let g = match self.objs[func] {
             Obj::Global(g) => g,
             _ => return Err(self.err("a call of something that is not a recognised global")),
@@ -190,6 +192,18 @@ impl Vm<'_> {
             Global::Bytes => match a {
                 [] => Ok(Obj::Bytes(Vec::new())),
                 _ => Err(self.err("bytes() with arguments")),
+            },
+            // `bytearray(bytes)`; protocols 0–2 write the bytes through `_codecs.encode`.
+            Global::ByteArray => match a {
+                [] => Ok(Obj::Bytes(Vec::new())),
+                [b] if matches!(self.objs[*b], Obj::Bytes(_)) => Ok(Obj::Bytes(self.payload(*b)?)),
+                [s, e]
+                    if matches!(self.objs[*s], Obj::Str(_) | Obj::Latin1(_))
+                        && matches!(self.str_of(*e), Some("latin1" | "latin-1")) =>
+                {
+                    Ok(Obj::Bytes(self.payload(*s)?))
+                }
+                _ => Err(self.err("bytearray() of something other than bytes")),
             },
             Global::Set | Global::FrozenSet => {
                 let items = match a {
@@ -244,7 +258,7 @@ impl Vm<'_> {
             .collect()
     }
 
-    fn build(&mut self, target: Id, state: Id) -> Result<(), PickleError> {
+    pub(super) fn build(&mut self, target: Id, state: Id) -> Result<(), PickleError> {
         match &self.objs[target] {
             Obj::Array(None) => {
                 let s = self.args_of(state, "ndarray state")?;
@@ -300,5 +314,4 @@ impl Vm<'_> {
             _ => Err(self.err("BUILD on an object this reader does not construct")),
         }
     }
-
 }

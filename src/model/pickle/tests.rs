@@ -369,7 +369,9 @@ fn c_order_elements(a: &NdArray) -> Vec<Elem> {
 }
 
 fn tagged<'j>(j: &'j Json, tag: &str) -> Option<&'j Json> {
-    j.as_object().filter(|o| o.len() == 1).and_then(|o| o.get(tag))
+    j.as_object()
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.get(tag))
 }
 
 fn check_float(f: f64, j: &Json, path: &str) -> Result<(), String> {
@@ -386,7 +388,11 @@ fn check_float(f: f64, j: &Json, path: &str) -> Result<(), String> {
 
 fn check_array(a: &NdArray, j: &Json, path: &str) -> Result<(), String> {
     if j["dtype"] != a.dtype.name() {
-        return Err(format!("{path}: dtype {} vs {}", a.dtype.name(), j["dtype"]));
+        return Err(format!(
+            "{path}: dtype {} vs {}",
+            a.dtype.name(),
+            j["dtype"]
+        ));
     }
     let shape: Vec<i64> = serde_json::from_value(j["shape"].clone()).unwrap();
     if shape != a.shape {
@@ -508,7 +514,12 @@ fn every_fixture_decodes_to_pythons_tree() {
     let all = fixtures();
     // 6 protocols x 2 numpy majors + 3 Python-2 style zoo files, 6 families x 6 protocols,
     // 2 Python-2 style families x 3 protocols, and the stack opcodes.
-    assert_eq!(all.len(), 12 + 3 + 36 + 6 + 1, "fixtures in {:?}", fixture_dir());
+    assert_eq!(
+        all.len(),
+        12 + 3 + 36 + 6 + 1,
+        "fixtures in {:?}",
+        fixture_dir()
+    );
     let failures: Vec<String> = all
         .iter()
         .filter_map(|(name, pkl, json)| match read_value(pkl) {
@@ -569,7 +580,9 @@ fn text_integers_follow_pythons_int() {
     for (s, v) in ok {
         assert_eq!(parse_int(s.as_bytes()), Some(Small(v)), "{s}");
     }
-    for s in ["01", "007", "08", "1__0", "_1", "1_", "", "-", "0x", "1.0", "12L"] {
+    for s in [
+        "01", "007", "08", "1__0", "_1", "1_", "", "-", "0x", "1.0", "12L",
+    ] {
         assert_eq!(parse_int(s.as_bytes()), None, "{s:?}");
     }
     assert_eq!(
@@ -624,11 +637,17 @@ fn text_strings_follow_pythons_codecs() {
     // What `raw-unicode-escape` gives: escapes only after an odd run of backslashes.
     let narrow = |s: &[u8]| Text::Latin1(s.to_vec());
     assert_eq!(raw_unicode_escape(br"\u0041").unwrap(), narrow(b"A"));
-    assert_eq!(raw_unicode_escape(br"\\u0041").unwrap(), narrow(br"\\u0041"));
+    assert_eq!(
+        raw_unicode_escape(br"\\u0041").unwrap(),
+        narrow(br"\\u0041")
+    );
     assert_eq!(raw_unicode_escape(br"\\\u0041").unwrap(), narrow(br"\\A"));
     assert_eq!(raw_unicode_escape(br"a\").unwrap(), narrow(br"a\"));
     assert_eq!(raw_unicode_escape(br"\x41").unwrap(), narrow(br"\x41"));
-    assert_eq!(raw_unicode_escape(b"\xe9\\u00ff").unwrap(), narrow(b"\xe9\xff"));
+    assert_eq!(
+        raw_unicode_escape(b"\xe9\\u00ff").unwrap(),
+        narrow(b"\xe9\xff")
+    );
     assert_eq!(
         raw_unicode_escape(b"\xe9\\u0100\\U0001F600").unwrap(),
         Text::Wide("é\u{100}😀".into())
@@ -736,8 +755,14 @@ fn refuses_what_is_not_data_by_name() {
     foreign(b"cos\nsystem\n(Vecho\ntR.", "os.system");
     foreign(b"(Vecho\nios\nsystem\n.", "os.system");
     foreign(b"c__builtin__\neval\n(S'1'\ntR.", "__builtin__.eval");
-    foreign(b"\x80\x04\x8c\x08builtins\x8c\x07getattr\x93.", "builtins.getattr");
-    foreign(b"\x80\x02ccopy_reg\n_reconstructor\nq\x00.", "copy_reg._reconstructor");
+    foreign(
+        b"\x80\x04\x8c\x08builtins\x8c\x07getattr\x93.",
+        "builtins.getattr",
+    );
+    foreign(
+        b"\x80\x02ccopy_reg\n_reconstructor\nq\x00.",
+        "copy_reg._reconstructor",
+    );
     // Allow-listed types called in ways the unpickler would not build data from.
     for p in [
         &b"\x80\x02c__builtin__\nbytes\nK\x05\x85R."[..],
@@ -754,11 +779,19 @@ fn refuses_what_is_not_data_by_name() {
 
 #[test]
 fn every_cut_of_the_text_protocols_is_an_error() {
-    for name in ["zoo_p0_np2", "zoo_p1_np1", "py2_zoo_p0_np1", "py2_zoo_p1_np1"] {
+    for name in [
+        "zoo_p0_np2",
+        "zoo_p1_np1",
+        "py2_zoo_p0_np1",
+        "py2_zoo_p1_np1",
+    ] {
         let data = std::fs::read(fixture_dir().join(format!("{name}.pkl"))).unwrap();
         for cut in 0..data.len() {
             assert!(read_value(&data[..cut]).is_err(), "{name} cut at {cut}");
-            assert!(read_state_dict(&data[..cut]).is_err(), "{name} cut at {cut}");
+            assert!(
+                read_state_dict(&data[..cut]).is_err(),
+                "{name} cut at {cut}"
+            );
         }
     }
 }
@@ -767,10 +800,15 @@ fn every_cut_of_the_text_protocols_is_an_error() {
 /// panic, and never more array bytes than the input holds.
 #[test]
 fn edited_text_pickles_never_panic() {
-    let sources: Vec<Vec<u8>> = ["zoo_p0_np2", "py2_zoo_p0_np1", "py2_zoo_p2_np1", "zoo_p1_np1"]
-        .iter()
-        .map(|n| std::fs::read(fixture_dir().join(format!("{n}.pkl"))).unwrap())
-        .collect();
+    let sources: Vec<Vec<u8>> = [
+        "zoo_p0_np2",
+        "py2_zoo_p0_np1",
+        "py2_zoo_p2_np1",
+        "zoo_p1_np1",
+    ]
+    .iter()
+    .map(|n| std::fs::read(fixture_dir().join(format!("{n}.pkl"))).unwrap())
+    .collect();
     let mut state: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = move || {
         state ^= state << 13;
