@@ -81,7 +81,7 @@ def write(out, name, data):
     with open(os.path.join(out, name + ".pkl"), "wb") as f:
         f.write(data)
     with open(os.path.join(out, name + ".json"), "w") as f:
-        json.dump(to_json(tree), f, indent=1, sort_keys=True)
+        json.dump(to_json(tree), f, sort_keys=True)
         f.write("\n")
 
 
@@ -107,6 +107,8 @@ def arrays():
             ("sem_seg_head.zero_d", np.array(2.5, dtype=np.float32)),
             ("sem_seg_head.big_endian_f4", np.array([1.5, -2.0, 1e-40], dtype=">f4")),
             ("sem_seg_head.big_endian_i8", np.array([[1], [-(2**60)]], dtype=">i8")),
+            # Over 4 KiB: the reader's path for large payloads (moved, not copied), every byte value.
+            ("sem_seg_head.large", (np.arange(4200) % 256).astype(np.uint8)),
             # Bytes that text protocols must escape: newline, backslash, quotes, NUL, 0x1a, 0xff.
             ("sem_seg_head.escapes", np.frombuffer(b"\n\\'\"\x00\x1a\r\xff", dtype=np.uint8).copy()),
         ]

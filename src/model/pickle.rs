@@ -6,12 +6,11 @@
 //! wrote; numpy 1.x and 2.x layouts alike), with the memo, `MARK`-based and text opcodes and
 //! in-band protocol-5 buffers. Python 2 `str` is decoded as latin-1, as `encoding="latin1"` does.
 //! Only these globals are recognised, and nothing is ever imported or executed:
-//! `numpy.core.multiarray._reconstruct` and `.scalar` (also under `numpy._core`), `numpy.ndarray`,
-//! `numpy.dtype`, `numpy.core.numeric._frombuffer`, `_codecs.encode` (how protocols 0–2 write
-//! Python 3 bytes), `collections.OrderedDict`, and the builtins `bytes`, `bytearray`, `set` and
-//! `frozenset`.
-//! Any other global, persistent IDs, the extension registry and out-of-band buffers are refused
-//! with their name.
+//! `numpy.core.multiarray._reconstruct` and `.scalar`, `numpy.core.numeric._frombuffer` (each also
+//! under numpy 2's `numpy._core`), `numpy.ndarray`, `numpy.dtype`, `_codecs.encode` (how protocols
+//! 0–2 write Python 3 bytes), `collections.OrderedDict`, and the builtins `bytes`, `bytearray`,
+//! `set` and `frozenset`. Any other global, persistent IDs, the extension registry and out-of-band
+//! buffers are refused with their name.
 //!
 //! Robustness: every length read from the file is checked against the bytes that remain, array
 //! sizes are checked against their payload with overflow checks, an array can be extracted once

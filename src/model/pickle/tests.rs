@@ -786,7 +786,8 @@ fn every_cut_of_the_text_protocols_is_an_error() {
         "py2_zoo_p1_np1",
     ] {
         let data = std::fs::read(fixture_dir().join(format!("{name}.pkl"))).unwrap();
-        for cut in 0..data.len() {
+        // Every cut through the first 4 KiB (every opcode kind), then every 13th byte.
+        for cut in (0..data.len()).filter(|&c| c < 4096 || c % 13 == 0) {
             assert!(read_value(&data[..cut]).is_err(), "{name} cut at {cut}");
             assert!(
                 read_state_dict(&data[..cut]).is_err(),
