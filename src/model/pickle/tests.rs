@@ -260,6 +260,19 @@ mod props {
             let _ = read_state_dict(&b);
         }
 
+        /// Text-protocol soup (opcodes, digits, quotes, backslashes, newlines), no header:
+        /// a value or an error, never a panic.
+        #[test]
+        fn text_opcode_soup_never_panics(
+            body in proptest::collection::vec(
+                proptest::sample::select(b"IpgLVSF(tldsa0125.-'\"\\\nuUx\x80\xff".to_vec()),
+                0..256,
+            ),
+        ) {
+            let _ = read_value(&body);
+            let _ = read_state_dict(&body);
+        }
+
         /// The real small pickle with edits anywhere (opcodes, lengths, memo indices).
         #[test]
         fn edited_pickles_never_panic_nor_grow(
