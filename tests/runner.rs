@@ -622,6 +622,11 @@ fn help_lists_exit_codes() {
     for needle in ["--input", "--overwrite", "75", "143"] {
         assert!(out.contains(needle), "{needle} missing from --help");
     }
+    // The one table, as `exit::help_table` lays it out.
+    assert!(
+        out.contains(&maskomaly::exit::help_table()),
+        "--help shows another exit-code table:\n{out}"
+    );
 }
 
 /// A synthetic SMIYC anomaly-track copy: `run` writes predictions, `eval` reports on them, and
