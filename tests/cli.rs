@@ -274,3 +274,107 @@ fn running_out_of_memory_is_a_temporary_failure() {
     assert!(err.contains("DefaultCPUAllocator"), "{err}");
     assert!(err.contains("\nhint: "), "{err}");
 }
+
+#[path = "../build/git.rs"]
+mod git;
+
+/// Runs git in `dir`; panics when it fails.
+fn git_in(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// What the build records: the commit of HEAD, `-dirty` while tracked files differ from it, and
+/// watched files that change with every new commit on the same branch (also once its ref is
+/// packed), so the build script reruns and never keeps an old hash.
+#[test]
+fn the_build_records_the_commit_and_a_dirty_tree() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = d.path();
+    git_in(repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("a.txt"), "1").unwrap();
+    git_in(repo, &["add", "a.txt"]);
+    git_in(repo, &["commit", "-q", "-m", "one"]);
+    let first = git::read(repo).unwrap();
+    assert_eq!(first.commit, git_in(repo, &["rev-parse", "HEAD"]));
+    assert_eq!(first.describe(), first.commit);
+    let snapshot = |watch: &[PathBuf]| -> Vec<Option<Vec<u8>>> {
+        watch
+            .iter()
+            .map(|p| {
+                if p.is_dir() {
+                    std::fs::read_dir(p)
+                        .ok()
+                        .map(|e| format!("{}", e.count()).into_bytes())
+                } else {
+                    std::fs::read(p).ok()
+                }
+            })
+            .collect()
+    };
+    let before = snapshot(&first.watch);
+
+    // An untracked file is not a change to the commit; an edited tracked file is.
+    std::fs::write(repo.join("scratch.txt"), "x").unwrap();
+    assert!(!git::read(repo).unwrap().dirty);
+    std::fs::write(repo.join("a.txt"), "2").unwrap();
+    let dirty = git::read(repo).unwrap();
+    assert_eq!(dirty.describe(), format!("{}-dirty", first.commit));
+
+    git_in(repo, &["commit", "-q", "-am", "two"]);
+    let second = git::read(repo).unwrap();
+    assert_ne!(second.commit, first.commit);
+    assert!(!second.dirty);
+    assert_ne!(
+        snapshot(&first.watch),
+        before,
+        "a new commit on the same branch changes no watched file: {:?}",
+        first.watch
+    );
+
+    // Refs packed: the next commit creates the loose ref, in a watched folder.
+    git_in(repo, &["pack-refs", "--all"]);
+    let packed = git::read(repo).unwrap();
+    let before = snapshot(&packed.watch);
+    std::fs::write(repo.join("a.txt"), "3").unwrap();
+    git_in(repo, &["commit", "-q", "-am", "three"]);
+    assert_ne!(snapshot(&packed.watch), before, "{:?}", packed.watch);
+}
+
+/// `maskomaly info` states the commit of the work tree it was built from (dirty or not) and the
+/// libtorch version the build found, never a guess.
+#[test]
+fn info_states_the_build_it_comes_from() {
+    let o = maskomaly(&["info"], Path::new("/nonexistent"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::to_string)
+    };
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("MASKOMALY_GIT_COMMIT").is_none() {
+        if let Some(state) = git::read(manifest_dir) {
+            assert_eq!(value("commit: "), Some(state.describe()), "{text}");
+        }
+    }
+    let libtorch = value("libtorch: ").expect("a libtorch line");
+    match std::env::var_os("LIBTORCH")
+        .and_then(|d| std::fs::read_to_string(Path::new(&d).join("build-version")).ok())
+    {
+        Some(v) => assert_eq!(libtorch, v.trim()),
+        None => assert!(!libtorch.is_empty(), "{text}"),
+    }
+}
