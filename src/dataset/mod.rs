@@ -51,12 +51,33 @@ pub enum DatasetError {
     Walk { path: PathBuf, message: String },
     #[error("dataset {kind}: {message}")]
     Layout { kind: &'static str, message: String },
+    /// The input folder is where maskomaly writes: its outputs would be listed as inputs.
+    #[error("input folder {path} is {why}")]
+    HoldsOutputs { path: PathBuf, why: &'static str },
 }
 
-/// Lists the items of a dataset in their stable order.
+/// Lists the items of a dataset in their stable order. A folder holding a maskomaly manifest is
+/// never listed (see [`list_for_run`]).
 pub fn list(spec: &DatasetSpec) -> Result<Vec<Item>, DatasetError> {
+    list_excluding(spec, None)
+}
+
+/// [`list`] for a run that writes into `output_root`: that folder is not listed either, even before
+/// it holds a manifest (a first run, or the array tasks that write it side by side).
+pub fn list_for_run(spec: &DatasetSpec, output_root: &Path) -> Result<Vec<Item>, DatasetError> {
+    list_excluding(spec, Some(output_root))
+}
+
+fn list_excluding(
+    spec: &DatasetSpec,
+    output_root: Option<&Path>,
+) -> Result<Vec<Item>, DatasetError> {
+    // Every layout: a root that is not there is missing input, not a layout problem.
+    if !spec.root.is_dir() {
+        return Err(DatasetError::NoRoot(spec.root.clone()));
+    }
     let items = match spec.kind {
-        DatasetKind::Folder => return walk_folder(&spec.root),
+        DatasetKind::Folder => return walk_folder_excluding(&spec.root, output_root),
         DatasetKind::SmiycAnomaly => smiyc::list_anomaly(spec)?,
         DatasetKind::SmiycObstacle => smiyc::list_obstacle(spec)?,
         DatasetKind::FsStatic => fishyscapes::list_static(spec)?,
@@ -87,13 +108,86 @@ pub fn is_image_path(path: &Path) -> bool {
 /// folders (a leading `.`) are skipped; other files whose extension the runner does not decode are
 /// skipped and counted by extension in one info line. A link that cannot be followed is an item
 /// when its name is an image name (it fails when read, with the reason), a link back into its own
-/// ancestors is skipped with a warning: neither stops the listing.
+/// ancestors is skipped with a warning: neither stops the listing. Folders holding maskomaly's
+/// outputs are skipped, with one info line ([`walk_folder_excluding`]).
 pub fn walk_folder(root: &Path) -> Result<Vec<Item>, DatasetError> {
+    walk_folder_excluding(root, None)
+}
+
+/// What marks a folder as maskomaly's own output folder, if anything.
+fn output_marker(dir: &Path, output_root: Option<FileId>) -> Option<&'static str> {
+    if output_root.is_some() && FileId::of(dir) == output_root {
+        return Some("the output folder");
+    }
+    if holds_manifest(dir) {
+        return Some("a maskomaly output folder (it holds a manifest)");
+    }
+    None
+}
+
+/// Whether `dir` holds what a run leaves in its output folder: a `manifest.json` of maskomaly's
+/// format, shard manifests under `manifests/`, or the lock of a run in progress.
+fn holds_manifest(dir: &Path) -> bool {
+    use std::io::Read;
+    if dir.join(crate::output::lock::LOCK_FILE).is_file() {
+        return true;
+    }
+    let mut head = Vec::new();
+    if std::fs::File::open(dir.join("manifest.json"))
+        .and_then(|f| f.take(4096).read_to_end(&mut head))
+        .is_ok()
+        && head
+            .windows(MANIFEST_MARK.len())
+            .any(|w| w == MANIFEST_MARK)
+    {
+        return true;
+    }
+    std::fs::read_dir(dir.join(crate::output::MANIFESTS_DIR)).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(crate::provenance::shard::parse_manifest_name)
+                .is_some()
+        })
+    })
+}
+
+/// The start of the manifest's `format` value (`maskomaly-manifest/N`).
+const MANIFEST_MARK: &[u8] = b"\"maskomaly-manifest/";
+
+/// A file's identity (device, inode), which survives different spellings of its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId(u64, u64);
+
+impl FileId {
+    fn of(path: &Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| FileId(m.dev(), m.ino()))
+    }
+}
+
+/// [`walk_folder`] that also skips `output_root`. Neither the output root nor a folder holding a
+/// maskomaly manifest is listed: a second run would otherwise take the first one's maps as inputs.
+/// `root` itself being such a folder is an error.
+pub fn walk_folder_excluding(
+    root: &Path,
+    output_root: Option<&Path>,
+) -> Result<Vec<Item>, DatasetError> {
     if !root.is_dir() {
         return Err(DatasetError::NoRoot(root.to_path_buf()));
     }
+    let out_id = output_root.and_then(FileId::of);
+    if let Some(why) = output_marker(root, out_id) {
+        return Err(DatasetError::HoldsOutputs {
+            path: root.to_path_buf(),
+            why,
+        });
+    }
     let mut items = Vec::new();
     let mut skipped: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut outputs: Vec<(PathBuf, &'static str)> = Vec::new();
     let walker = walkdir::WalkDir::new(root)
         .follow_links(true)
         .sort_by(|a, b| {
@@ -102,7 +196,21 @@ pub fn walk_folder(root: &Path) -> Result<Vec<Item>, DatasetError> {
                 .cmp(b.file_name().as_encoded_bytes())
         })
         .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !e.file_name().as_encoded_bytes().starts_with(b"."));
+        .filter_entry(|e| {
+            if e.depth() == 0 {
+                return true;
+            }
+            if e.file_name().as_encoded_bytes().starts_with(b".") {
+                return false;
+            }
+            if e.file_type().is_dir() {
+                if let Some(why) = output_marker(e.path(), out_id) {
+                    outputs.push((e.path().to_path_buf(), why));
+                    return false;
+                }
+            }
+            true
+        });
     let mut push = |path: &Path| {
         let rel = path.strip_prefix(root).unwrap_or(path);
         items.push(Item {
@@ -151,6 +259,16 @@ pub fn walk_folder(root: &Path) -> Result<Vec<Item>, DatasetError> {
             continue;
         }
         push(path);
+    }
+    if !outputs.is_empty() {
+        let list: Vec<String> = outputs
+            .iter()
+            .map(|(p, why)| format!("{} ({why})", p.display()))
+            .collect();
+        log::info!(
+            "not listing folders that hold maskomaly's outputs: {}",
+            list.join(", ")
+        );
     }
     if !skipped.is_empty() {
         let list: Vec<String> = skipped.iter().map(|(e, n)| format!("{e} ({n})")).collect();
@@ -256,6 +374,86 @@ mod tests {
             .collect();
         // The dangling image link is an item (it fails when read); the loop and the rest are skipped.
         assert_eq!(stems, ["a", "dangling"]);
+    }
+
+    /// Writes a small image at each of `files` under `root`.
+    fn touch(root: &Path, files: &[&str]) {
+        for f in files {
+            let p = root.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+    }
+
+    fn stems(items: &[Item]) -> Vec<String> {
+        items
+            .iter()
+            .map(|i| i.stem.to_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn output_folders_are_never_listed() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        touch(
+            root,
+            &[
+                "a.png",
+                "scores/a.png",
+                "scores/a_heat.png",
+                "old/b.png",
+                "shards/x.png",
+                "busy/y.png",
+                "notes/c.png",
+                "plain/d.png",
+            ],
+        );
+        // An earlier run's output folder elsewhere, an array's, one in use.
+        std::fs::write(
+            root.join("old/manifest.json"),
+            "{\"format\":\"maskomaly-manifest/1\",\"run_id\":\"x\"}",
+        )
+        .unwrap();
+        touch(root, &["shards/manifests/shard-00000-of-00002.json"]);
+        touch(root, &["busy/.maskomaly.lock"]);
+        // Someone else's manifest.json is no reason to skip a folder.
+        std::fs::write(root.join("notes/manifest.json"), "{\"format\": \"other\"}").unwrap();
+        std::fs::create_dir_all(root.join("plain/manifests")).unwrap();
+        // The run's own output root (still without a manifest: a first run), spelled another way.
+        let spelled = root.join("plain/../scores");
+        let items = walk_folder_excluding(root, Some(&spelled)).unwrap();
+        assert_eq!(stems(&items), ["a", "notes/c", "plain/d"]);
+        // Without an output root only the manifest-holding folders are skipped.
+        let items = walk_folder(root).unwrap();
+        assert_eq!(
+            stems(&items),
+            ["a", "notes/c", "plain/d", "scores/a", "scores/a_heat"]
+        );
+    }
+
+    #[test]
+    fn an_input_folder_that_is_an_output_folder_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        touch(d.path(), &["a.png"]);
+        let e = walk_folder_excluding(d.path(), Some(d.path())).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DatasetError::HoldsOutputs {
+                    why: "the output folder",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        std::fs::write(
+            d.path().join("manifest.json"),
+            "{\n  \"format\": \"maskomaly-manifest/1\"\n}",
+        )
+        .unwrap();
+        let e = walk_folder(d.path()).unwrap_err();
+        assert!(e.to_string().contains("holds a manifest"), "{e}");
     }
 
     #[test]
