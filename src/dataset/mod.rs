@@ -47,8 +47,12 @@ pub struct Item {
 pub enum DatasetError {
     #[error("input folder {0} does not exist")]
     NoRoot(PathBuf),
-    #[error("cannot list {path}: {message}")]
-    Walk { path: PathBuf, message: String },
+    #[error("cannot list {path}")]
+    Walk {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("dataset {kind}: {message}")]
     Layout { kind: &'static str, message: String },
     /// The input folder is where maskomaly writes: its outputs would be listed as inputs.
@@ -239,7 +243,7 @@ pub fn walk_folder_excluding(
                 } else {
                     return Err(DatasetError::Walk {
                         path,
-                        message: e.to_string(),
+                        source: e.into(),
                     });
                 }
                 continue;
