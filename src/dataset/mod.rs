@@ -60,28 +60,24 @@ pub enum DatasetError {
     HoldsOutputs { path: PathBuf, why: &'static str },
 }
 
-/// Lists the items of a dataset in their stable order. A folder holding a maskomaly manifest is
-/// never listed (see [`list_for_run`]).
+/// Says why a folder must not be listed (it holds a run's outputs), or `None`. The listing asks
+/// once per folder; `crate::provenance::outputs` knows what marks an output folder.
+pub type Exclude<'a> = &'a dyn Fn(&Path) -> Option<&'static str>;
+
+/// Lists the items of a dataset in their stable order.
 pub fn list(spec: &DatasetSpec) -> Result<Vec<Item>, DatasetError> {
-    list_excluding(spec, None)
+    list_excluding(spec, &|_| None)
 }
 
-/// [`list`] for a run that writes into `output_root`: that folder is not listed either, even before
-/// it holds a manifest (a first run, or the array tasks that write it side by side).
-pub fn list_for_run(spec: &DatasetSpec, output_root: &Path) -> Result<Vec<Item>, DatasetError> {
-    list_excluding(spec, Some(output_root))
-}
-
-fn list_excluding(
-    spec: &DatasetSpec,
-    output_root: Option<&Path>,
-) -> Result<Vec<Item>, DatasetError> {
+/// [`list`] without the folders `exclude` names (a `folder` dataset; the benchmark layouts read
+/// fixed sub-folders). The root itself being such a folder is an error.
+pub fn list_excluding(spec: &DatasetSpec, exclude: Exclude) -> Result<Vec<Item>, DatasetError> {
     // Every layout: a root that is not there is missing input, not a layout problem.
     if !spec.root.is_dir() {
         return Err(DatasetError::NoRoot(spec.root.clone()));
     }
     let items = match spec.kind {
-        DatasetKind::Folder => return walk_folder_excluding(&spec.root, output_root),
+        DatasetKind::Folder => return walk_folder_excluding(&spec.root, exclude),
         DatasetKind::SmiycAnomaly => smiyc::list_anomaly(spec)?,
         DatasetKind::SmiycObstacle => smiyc::list_obstacle(spec)?,
         DatasetKind::FsStatic => fishyscapes::list_static(spec)?,
@@ -112,78 +108,18 @@ pub fn is_image_path(path: &Path) -> bool {
 /// folders (a leading `.`) are skipped; other files whose extension the runner does not decode are
 /// skipped and counted by extension in one info line. A link that cannot be followed is an item
 /// when its name is an image name (it fails when read, with the reason), a link back into its own
-/// ancestors is skipped with a warning: neither stops the listing. Folders holding maskomaly's
-/// outputs are skipped, with one info line ([`walk_folder_excluding`]).
+/// ancestors is skipped with a warning: neither stops the listing.
 pub fn walk_folder(root: &Path) -> Result<Vec<Item>, DatasetError> {
-    walk_folder_excluding(root, None)
+    walk_folder_excluding(root, &|_| None)
 }
 
-/// What marks a folder as maskomaly's own output folder, if anything.
-fn output_marker(dir: &Path, output_root: Option<FileId>) -> Option<&'static str> {
-    if output_root.is_some() && FileId::of(dir) == output_root {
-        return Some("the output folder");
-    }
-    if holds_manifest(dir) {
-        return Some("a maskomaly output folder (it holds a manifest)");
-    }
-    None
-}
-
-/// Whether `dir` holds what a run leaves in its output folder: a `manifest.json` of maskomaly's
-/// format, shard manifests under `manifests/`, or the lock of a run in progress.
-fn holds_manifest(dir: &Path) -> bool {
-    use std::io::Read;
-    if dir.join(crate::output::lock::LOCK_FILE).is_file() {
-        return true;
-    }
-    let mut head = Vec::new();
-    if std::fs::File::open(dir.join("manifest.json"))
-        .and_then(|f| f.take(4096).read_to_end(&mut head))
-        .is_ok()
-        && head
-            .windows(MANIFEST_MARK.len())
-            .any(|w| w == MANIFEST_MARK)
-    {
-        return true;
-    }
-    std::fs::read_dir(dir.join(crate::output::MANIFESTS_DIR)).is_ok_and(|entries| {
-        entries.flatten().any(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(crate::provenance::shard::parse_manifest_name)
-                .is_some()
-        })
-    })
-}
-
-/// The start of the manifest's `format` value (`maskomaly-manifest/N`).
-const MANIFEST_MARK: &[u8] = b"\"maskomaly-manifest/";
-
-/// A file's identity (device, inode), which survives different spellings of its path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileId(u64, u64);
-
-impl FileId {
-    fn of(path: &Path) -> Option<FileId> {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(path)
-            .ok()
-            .map(|m| FileId(m.dev(), m.ino()))
-    }
-}
-
-/// [`walk_folder`] that also skips `output_root`. Neither the output root nor a folder holding a
-/// maskomaly manifest is listed: a second run would otherwise take the first one's maps as inputs.
-/// `root` itself being such a folder is an error.
-pub fn walk_folder_excluding(
-    root: &Path,
-    output_root: Option<&Path>,
-) -> Result<Vec<Item>, DatasetError> {
+/// [`walk_folder`] without the folders `exclude` names, with one info line listing them; `root`
+/// itself being one is an error.
+pub fn walk_folder_excluding(root: &Path, exclude: Exclude) -> Result<Vec<Item>, DatasetError> {
     if !root.is_dir() {
         return Err(DatasetError::NoRoot(root.to_path_buf()));
     }
-    let out_id = output_root.and_then(FileId::of);
-    if let Some(why) = output_marker(root, out_id) {
+    if let Some(why) = exclude(root) {
         return Err(DatasetError::HoldsOutputs {
             path: root.to_path_buf(),
             why,
@@ -208,7 +144,7 @@ pub fn walk_folder_excluding(
                 return false;
             }
             if e.file_type().is_dir() {
-                if let Some(why) = output_marker(e.path(), out_id) {
+                if let Some(why) = exclude(e.path()) {
                     outputs.push((e.path().to_path_buf(), why));
                     return false;
                 }
@@ -397,67 +333,30 @@ mod tests {
     }
 
     #[test]
-    fn output_folders_are_never_listed() {
+    fn excluded_folders_are_not_listed_and_an_excluded_root_is_an_error() {
         let d = tempfile::tempdir().unwrap();
-        let root = d.path();
         touch(
-            root,
-            &[
-                "a.png",
-                "scores/a.png",
-                "scores/a_heat.png",
-                "old/b.png",
-                "shards/x.png",
-                "busy/y.png",
-                "notes/c.png",
-                "plain/d.png",
-            ],
+            d.path(),
+            &["a.png", "out/a.png", "out/a_heat.png", "sub/b.png"],
         );
-        // An earlier run's output folder elsewhere, an array's, one in use.
-        std::fs::write(
-            root.join("old/manifest.json"),
-            "{\"format\":\"maskomaly-manifest/1\",\"run_id\":\"x\"}",
-        )
-        .unwrap();
-        touch(root, &["shards/manifests/shard-00000-of-00002.json"]);
-        touch(root, &["busy/.maskomaly.lock"]);
-        // Someone else's manifest.json is no reason to skip a folder.
-        std::fs::write(root.join("notes/manifest.json"), "{\"format\": \"other\"}").unwrap();
-        std::fs::create_dir_all(root.join("plain/manifests")).unwrap();
-        // The run's own output root (still without a manifest: a first run), spelled another way.
-        let spelled = root.join("plain/../scores");
-        let items = walk_folder_excluding(root, Some(&spelled)).unwrap();
-        assert_eq!(stems(&items), ["a", "notes/c", "plain/d"]);
-        // Without an output root only the manifest-holding folders are skipped.
-        let items = walk_folder(root).unwrap();
+        let exclude = |p: &Path| (p.file_name()? == "out").then_some("the output folder");
+        let items = walk_folder_excluding(d.path(), &exclude).unwrap();
+        assert_eq!(stems(&items), ["a", "sub/b"]);
+        let e = walk_folder_excluding(&d.path().join("out"), &exclude).unwrap_err();
         assert_eq!(
-            stems(&items),
-            ["a", "notes/c", "plain/d", "scores/a", "scores/a_heat"]
+            e.to_string(),
+            format!(
+                "input folder {} is the output folder",
+                d.path().join("out").display()
+            )
         );
-    }
-
-    #[test]
-    fn an_input_folder_that_is_an_output_folder_is_an_error() {
-        let d = tempfile::tempdir().unwrap();
-        touch(d.path(), &["a.png"]);
-        let e = walk_folder_excluding(d.path(), Some(d.path())).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                DatasetError::HoldsOutputs {
-                    why: "the output folder",
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        std::fs::write(
-            d.path().join("manifest.json"),
-            "{\n  \"format\": \"maskomaly-manifest/1\"\n}",
-        )
-        .unwrap();
-        let e = walk_folder(d.path()).unwrap_err();
-        assert!(e.to_string().contains("holds a manifest"), "{e}");
+        // A missing root is missing input for every layout.
+        let spec = DatasetSpec {
+            kind: DatasetKind::FsStatic,
+            root: d.path().join("absent"),
+            ..Default::default()
+        };
+        assert!(matches!(list(&spec), Err(DatasetError::NoRoot(_))));
     }
 
     #[test]

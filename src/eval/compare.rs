@@ -32,7 +32,7 @@ pub enum CompareError {
     Write {
         path: PathBuf,
         #[source]
-        source: crate::error::Source,
+        source: super::Source,
     },
 }
 

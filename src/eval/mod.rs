@@ -99,6 +99,9 @@ impl Default for EvalOptions {
     }
 }
 
+/// A boxed underlying error, kept as a source.
+pub type Source = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     #[error(transparent)]
@@ -131,7 +134,7 @@ pub enum EvalError {
     ReadImage {
         path: PathBuf,
         #[source]
-        source: crate::error::Source,
+        source: Source,
     },
     #[error("cannot create folder {path}")]
     CreateDir {
@@ -143,7 +146,7 @@ pub enum EvalError {
     Write {
         path: PathBuf,
         #[source]
-        source: crate::error::Source,
+        source: Source,
     },
 }
 
@@ -228,7 +231,8 @@ pub fn run_eval(
     opts: &EvalOptions,
 ) -> Result<EvalSummary, EvalError> {
     // The predictions and the reports are never inputs, wherever they are.
-    let items = dataset::list_for_run(&job.dataset, predictions)?;
+    let exclude = crate::provenance::outputs::exclude(Some(predictions));
+    let items = dataset::list_excluding(&job.dataset, &exclude)?;
     // Fail before any work when a label is missing (e.g. SMIYC test frames).
     if let Some(it) = items.iter().find(|it| it.label.is_none()) {
         return Err(EvalError::NoLabel {

@@ -8,7 +8,7 @@ use crate::dataset::Label;
 use crate::output::image::jet;
 use std::path::{Path, PathBuf};
 
-pub(crate) fn write_err(path: &Path, e: impl Into<crate::error::Source>) -> EvalError {
+pub(crate) fn write_err(path: &Path, e: impl Into<super::Source>) -> EvalError {
     EvalError::Write {
         path: path.to_path_buf(),
         source: e.into(),

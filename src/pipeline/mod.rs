@@ -214,7 +214,8 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
 /// The items this run covers: the dataset's listing, limited, then this shard's part of it.
 /// Reading the listing changes nothing.
 fn list_work(job: &Job, opts: &RunOptions) -> Result<Vec<Item>, RunError> {
-    let mut items = dataset::list_for_run(&job.dataset, &job.output.root)?;
+    let exclude = provenance::outputs::exclude(Some(&job.output.root));
+    let mut items = dataset::list_excluding(&job.dataset, &exclude)?;
     if items.is_empty() {
         return Err(RunError::NoInput(format!(
             "no images found under {}",
