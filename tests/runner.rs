@@ -277,6 +277,30 @@ fn an_output_folder_inside_the_input_is_never_listed() {
     let m = Manifest::read(&d.path().join("elsewhere/manifest.json")).unwrap();
     assert_eq!(m.counts.total, 3, "{}", stderr(&o));
     assert!(stderr(&o).contains("holds a manifest"), "{}", stderr(&o));
+    // Array tasks writing into the input folder side by side, then merged: the same listing.
+    for shard in ["0/2", "1/2"] {
+        let mut c = Command::new(bin());
+        c.current_dir(d.path())
+            .args(["run", "--job", job.to_str().unwrap(), "--input", "data"])
+            .args(["--output", "data/sharded", "--shard", shard]);
+        for var in [
+            "SLURM_ARRAY_TASK_ID",
+            "JOB_COMPLETION_INDEX",
+            "MASKOMALY_SHARDS",
+        ] {
+            c.env_remove(var);
+        }
+        let o = c.output().unwrap();
+        assert_eq!(code(&o), 0, "shard {shard}: {}", stderr(&o));
+    }
+    let o = Command::new(bin())
+        .current_dir(d.path())
+        .args(["merge", "data/sharded"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "merge: {}", stderr(&o));
+    let m = Manifest::read(&data.join("sharded/manifest.json")).unwrap();
+    assert_eq!((m.counts.total, m.counts.written), (3, 3));
     // The input folder itself as the output folder: refused before anything is written.
     let o = run_in("data");
     assert_eq!(code(&o), 78, "{}", stderr(&o));
