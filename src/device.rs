@@ -45,17 +45,18 @@ pub fn device_name(d: Device) -> String {
     }
 }
 
-/// The commit this binary was built from, when the build knew it.
+/// The commit this binary was built from (`-dirty` when tracked files differed), when the build
+/// knew it.
 pub fn git_commit() -> Option<String> {
     option_env!("MASKOMALY_GIT_COMMIT").map(str::to_string)
 }
 
-/// The libtorch version this binary runs against.
+/// The libtorch version this binary was built against, or "unknown" when the build could not read
+/// it: a reproducibility record never guesses.
 pub fn libtorch_version() -> String {
-    // torch-sys builds against the version written by scripts/setup.sh; the runtime library is the
-    // one the rpath or LD_LIBRARY_PATH resolves.
+    // The runtime library is the one the rpath or LD_LIBRARY_PATH resolves.
     option_env!("MASKOMALY_LIBTORCH_VERSION")
-        .unwrap_or("2.11.0")
+        .unwrap_or("unknown")
         .to_string()
 }
 

@@ -1,36 +1,55 @@
 //! Exit codes (sysexits where they apply), one table for `--help`, the README and the code.
-//! Schedulers retry on 75 only; everything else is permanent until a person changes something.
+//! Schedulers retry 75 and the signal exits (130, 143); everything else is permanent until a person
+//! changes something.
 
-/// The process exit status of a `maskomaly` command.
+/// Defines [`ExitCode`] and [`TABLE`] from one list, so the enum, `--help` and the README (checked
+/// by a test) never say different things.
+macro_rules! exit_codes {
+    ($($variant:ident = $code:literal, retry $retry:ident, $meaning:literal;)*) => {
+        /// The process exit status of a `maskomaly` command.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ExitCode {
+            $(#[doc = $meaning] $variant = $code,)*
+        }
+
+        /// Every exit status: its code, whether a scheduler should retry it, and what it means.
+        pub const TABLE: &[(ExitCode, Retry, &str)] = &[$((ExitCode::$variant, $retry, $meaning),)*];
+    };
+}
+
+/// Whether a scheduler should run a command again after this status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitCode {
-    /// Every item written (or already complete).
-    Ok = 0,
-    /// The run finished but some items failed (listed in the manifest).
-    SomeFailed = 1,
-    /// Bad command line.
-    Usage = 64,
-    /// Input data is wrong (e.g. a dataset's labels do not pair with its images).
-    Data = 65,
-    /// No input: the input folder is missing or holds no images, or the checkpoint file is missing
-    /// and the job names no URL to fetch it from.
-    NoInput = 66,
-    /// A bug (please report it), an error of unknown kind, or a CUDA fault other than memory.
-    Software = 70,
-    /// The output folder or a file in it cannot be created.
-    CantCreate = 73,
-    /// Reading or writing failed (e.g. disk full).
-    Io = 74,
-    /// Temporary failure, worth retrying (out of GPU or host memory, checkpoint download failed,
-    /// the output folder in use by another run, no thread could be started).
-    TempFail = 75,
-    /// Configuration error: bad job file, checkpoint wrong or not loadable, a model that does not
-    /// fit the job, a CUDA build without kernels for this GPU or driver.
-    Config = 78,
-    /// Stopped by SIGINT (Ctrl-C); finished items are kept.
-    Interrupted = 130,
-    /// Stopped by SIGTERM (preemption, `docker stop`); finished items are kept.
-    Terminated = 143,
+pub enum Retry {
+    /// Success: nothing to retry.
+    Done,
+    /// Permanent until a person changes something.
+    No,
+    /// Temporary, or stopped by a signal: a rerun resumes.
+    Yes,
+}
+
+use Retry::{Done, No, Yes};
+
+exit_codes! {
+    Ok = 0, retry Done, "every item written (or already complete)";
+    SomeFailed = 1, retry No, "the run finished, but some items failed (listed in `manifest.json`)";
+    Usage = 64, retry No, "bad command line";
+    Data = 65, retry No, "input data error (e.g. labels that do not pair with images, a prediction \
+        that does not fit its label)";
+    NoInput = 66, retry No, "no input (input folder or dataset root missing or without images; \
+        checkpoint file missing and no URL for it)";
+    Software = 70, retry No, "internal error: a bug, an error of unknown kind, or a CUDA fault other \
+        than memory (illegal address, launch failure)";
+    CantCreate = 73, retry No, "cannot create the output folder or a file in it";
+    Io = 74, retry No, "I/O error (e.g. disk full)";
+    TempFail = 75, retry Yes, "temporary failure (out of GPU or host memory, as libtorch's allocator \
+        reports it; checkpoint download failed; output folder in use by another run; no thread \
+        could be started)";
+    Config = 78, retry No, "configuration error (job file, checkpoint wrong/not loadable, a model \
+        that does not fit the job, a CUDA build without kernels for this GPU or driver)";
+    Interrupted = 130, retry Yes, "interrupted by SIGINT; finished outputs are kept, a rerun resumes";
+    Terminated = 143, retry Yes, "terminated by SIGTERM (preemption, `docker stop`); finished \
+        outputs are kept, a rerun resumes";
 }
 
 impl ExitCode {
@@ -39,23 +58,44 @@ impl ExitCode {
     }
 }
 
-/// The table shown in `--help` and the README.
-pub const TABLE: &str = "\
-Exit codes:
-    0    every item written (or already complete)
-    1    the run finished, but some items failed (see manifest.json)
-    64   bad command line
-    65   input data error (e.g. labels that do not pair with images)
-    66   no input (input folder missing or without images; checkpoint missing, no URL)
-    70   internal error (a bug, or a CUDA fault other than memory)
-    73   cannot create the output folder or a file in it
-    74   I/O error (e.g. disk full)
-    75   temporary failure, retry (out of GPU or host memory, checkpoint download failed,
-         output folder in use by another run)
-    78   configuration error (job file, checkpoint wrong/not loadable, model does not fit,
-         CUDA build without kernels for this GPU or driver)
-    130  interrupted by SIGINT; finished outputs are kept, a rerun resumes
-    143  terminated by SIGTERM; finished outputs are kept, a rerun resumes";
+/// The table as `--help` shows it: one entry per code, its meaning wrapped at 100 columns.
+pub fn help_table() -> String {
+    const WIDTH: usize = 100;
+    const INDENT: &str = "         ";
+    let mut out = String::from("Exit codes:");
+    for (code, _, meaning) in TABLE {
+        let mut line = format!("\n    {:<5}", code.code());
+        let mut len = line.len() - 1;
+        for (i, word) in meaning.split(' ').enumerate() {
+            if i > 0 && len + 1 + word.chars().count() > WIDTH {
+                line.push('\n');
+                line.push_str(INDENT);
+                len = INDENT.len();
+            } else if i > 0 {
+                line.push(' ');
+                len += 1;
+            }
+            line.push_str(word);
+            len += word.chars().count();
+        }
+        out.push_str(&line);
+    }
+    out
+}
+
+/// The table as the README's *Exit codes* section holds it (Markdown).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| code | meaning | retry? |\n| --- | --- | --- |\n");
+    for (code, retry, meaning) in TABLE {
+        let retry = match retry {
+            Done => " ",
+            No => " no ",
+            Yes => " yes ",
+        };
+        out.push_str(&format!("| {} | {meaning} |{retry}|\n", code.code()));
+    }
+    out
+}
 
 /// What every error a command can return tells `main`: the exit status and, when a person can act
 /// on it, a hint. `main` prints `error:`, one `caused by:` line per `source()`, then `hint:`.
@@ -155,6 +195,43 @@ mod tests {
     struct Plain;
 
     impl Diagnose for Plain {}
+
+    /// The README's table is this module's table, row for row.
+    #[test]
+    fn readme_table_is_the_table() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let section = readme
+            .split_once("\n## Exit codes\n")
+            .expect("README has an *Exit codes* section")
+            .1;
+        let table: String = section
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            table,
+            markdown_table(),
+            "README.md's exit-code table differs; paste markdown_table()'s"
+        );
+    }
+
+    #[test]
+    fn help_lists_every_code_once_within_100_columns() {
+        let help = help_table();
+        assert!(help.lines().all(|l| l.chars().count() <= 100), "{help}");
+        let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for (code, _, meaning) in TABLE {
+            assert!(
+                flat.contains(&format!(" {} {meaning}", code.code())),
+                "{code:?}"
+            );
+        }
+        assert!(flat.contains("no thread could be started"));
+        assert_eq!(ExitCode::TempFail.code(), 75);
+    }
 
     #[test]
     fn render_prints_each_cause_then_the_hint() {

@@ -274,3 +274,306 @@ fn running_out_of_memory_is_a_temporary_failure() {
     assert!(err.contains("DefaultCPUAllocator"), "{err}");
     assert!(err.contains("\nhint: "), "{err}");
 }
+
+/// Two labelled 8×6 frames in the Fishyscapes Static layout with `.npy` predictions, and a job
+/// naming them: what `eval` needs, no model involved.
+struct EvalSetup {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    data: PathBuf,
+    preds: PathBuf,
+}
+
+impl EvalSetup {
+    fn new() -> EvalSetup {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let (data, preds) = (root.join("fs_static"), root.join("preds"));
+        for f in 0..2 {
+            let anomaly = |x: u32, y: u32| (2..5).contains(&x) && (1..3).contains(&y);
+            let image = data.join(format!("images/{f}.png"));
+            let label = data.join(format!("labels/{f}.png"));
+            for p in [&image, &label] {
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            }
+            image::RgbImage::from_pixel(8, 6, image::Rgb([40, 80, 120]))
+                .save(&image)
+                .unwrap();
+            image::GrayImage::from_fn(8, 6, |x, y| image::Luma([anomaly(x, y) as u8]))
+                .save(&label)
+                .unwrap();
+            let scores: Vec<f32> = (0..48u32)
+                .map(|i| (i % 7) as f32 / 10.0 + anomaly(i % 8, i / 8) as u8 as f32 * 0.3)
+                .collect();
+            std::fs::create_dir_all(&preds).unwrap();
+            maskomaly::output::npy::write_f32(&preds.join(format!("{f}.npy")), &scores, &[6, 8])
+                .unwrap();
+        }
+        EvalSetup {
+            _dir: dir,
+            root,
+            data,
+            preds,
+        }
+    }
+
+    /// A job over `data` (YAML), with `extra` lines.
+    fn job(&self, data: &Path, extra: &str) -> PathBuf {
+        let p = self.root.join("eval.yaml");
+        let text = format!(
+            "dataset: {{kind: fs_static, root: {}}}\noutput: {{root: {}}}\n{extra}",
+            data.display(),
+            self.preds.display()
+        );
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// `maskomaly eval --job JOB --output OUT` with `extra` flags.
+    fn eval(&self, job: &Path, out: &Path, extra: &[&str]) -> Output {
+        let args = [
+            &["-q", "eval", "--job", job.to_str().unwrap()][..],
+            &["--output", out.to_str().unwrap()],
+            extra,
+        ]
+        .concat();
+        maskomaly(&args, &self.root.join("cache"))
+    }
+}
+
+/// `eval` follows `run`'s error policy: a missing dataset root is 66, a bad job 78, a missing
+/// prediction 66, an image it cannot decode 65 and reported as a read, a full disk 74; each with
+/// its causes on their own lines.
+#[test]
+fn eval_exit_codes_follow_the_runs_policy() {
+    let s = EvalSetup::new();
+    let out = s.root.join("eval");
+    let o = s.eval(&s.job(&s.data, ""), &out, &["--no-report"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(out.join("results.json").is_file());
+
+    let missing = s.root.join("absent");
+    let o = s.eval(&s.job(&missing, ""), &out, &[]);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 66, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("error: input folder {} does not exist", missing.display())
+    );
+    assert!(lines[1].starts_with("hint: "), "{err}");
+
+    let o = s.eval(&s.job(&s.data, "method: {lamda: 0.5}\n"), &out, &[]);
+    assert_eq!(code(&o), 78, "{}", stderr(&o));
+    assert!(stderr(&o).contains("lamda"), "{}", stderr(&o));
+
+    std::fs::rename(s.preds.join("1.npy"), s.root.join("1.npy")).unwrap();
+    let o = s.eval(&s.job(&s.data, ""), &out, &["--no-report"]);
+    assert_eq!(code(&o), 66, "{}", stderr(&o));
+    assert!(stderr(&o).contains("no prediction for item `1`"));
+    std::fs::rename(s.root.join("1.npy"), s.preds.join("1.npy")).unwrap();
+
+    // The overlays read the input image: a broken one is a failed read, with the decoder's reason.
+    let image = s.data.join("images/0.png");
+    let good = std::fs::read(&image).unwrap();
+    std::fs::write(&image, b"\x89PNG\r\n\x1a\nnot a png").unwrap();
+    let o = s.eval(&s.job(&s.data, ""), &out, &["--no-report"]);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 65, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("error: cannot read image {}", image.display())
+    );
+    assert!(lines[1].starts_with("  caused by: "), "{err}");
+    assert!(!err.contains("cannot write"), "{err}");
+    std::fs::write(&image, good).unwrap();
+
+    // A full disk under the reports (a small tmpfs; needs root, skipped otherwise).
+    let mnt = s.root.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&mnt)
+        .output();
+    if !mounted.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped the full-disk case: cannot mount a tmpfs ({mounted:?})");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let full = mnt.join("eval");
+    std::fs::create_dir_all(&full).unwrap();
+    let mut filler = std::fs::File::create(mnt.join("filler")).unwrap();
+    while filler.write_all(&[1u8; 4096]).is_ok() {}
+    let o = s.eval(
+        &s.job(&s.data, ""),
+        &full,
+        &["--no-report", "--no-overlays"],
+    );
+    let err = stderr(&o);
+    assert_eq!(code(&o), 74, "{err}");
+    assert!(err.contains("caused by: No space left on device"), "{err}");
+}
+
+/// Run errors keep their causes as `caused by:` lines and their advice as `hint:` lines.
+#[test]
+fn run_errors_keep_their_causes_and_hints() {
+    let s = Setup::new();
+    let job = s.job(
+        "ok",
+        &format!(
+            "{{format: torchscript, path: {}, url: null}}",
+            fixture("tiny_maskformer.pt").display()
+        ),
+        "",
+    );
+    let job = job.to_str().unwrap();
+    let o = maskomaly(
+        &["run", "-q", "--job", job, "--output", "/dev/null/out"],
+        &s.cache,
+    );
+    let err = stderr(&o);
+    assert_eq!(code(&o), 73, "{err}");
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        [
+            "error: cannot create output folder /dev/null/out",
+            "  caused by: Not a directory (os error 20)",
+        ],
+        "{err}"
+    );
+
+    // Another process holds the output folder: retry later, and the advice is a hint.
+    let out = s.root.join("held");
+    std::fs::create_dir_all(&out).unwrap();
+    let _held = maskomaly::output::lock::lock_output(&out, None).unwrap();
+    let o = maskomaly(
+        &["run", "-q", "--job", job, "--output", out.to_str().unwrap()],
+        &s.cache,
+    );
+    let err = stderr(&o);
+    assert_eq!(code(&o), 75, "{err}");
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "error: another maskomaly process is writing {} (it holds {})",
+                out.display(),
+                out.join(".maskomaly.lock").display()
+            )
+            .as_str(),
+            "hint: wait for the other run to finish, or choose another output folder",
+        ],
+        "{err}"
+    );
+}
+
+#[path = "../build/git.rs"]
+mod git;
+
+/// Runs git in `dir`; panics when it fails.
+fn git_in(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// What the build records: the commit of HEAD, `-dirty` while tracked files differ from it, and
+/// watched files that change with every new commit on the same branch (also once its ref is
+/// packed), so the build script reruns and never keeps an old hash.
+#[test]
+fn the_build_records_the_commit_and_a_dirty_tree() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = d.path();
+    git_in(repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("a.txt"), "1").unwrap();
+    git_in(repo, &["add", "a.txt"]);
+    git_in(repo, &["commit", "-q", "-m", "one"]);
+    let first = git::read(repo).unwrap();
+    assert_eq!(first.commit, git_in(repo, &["rev-parse", "HEAD"]));
+    assert_eq!(first.describe(), first.commit);
+    let snapshot = |watch: &[PathBuf]| -> Vec<Option<Vec<u8>>> {
+        watch
+            .iter()
+            .map(|p| {
+                if p.is_dir() {
+                    std::fs::read_dir(p)
+                        .ok()
+                        .map(|e| format!("{}", e.count()).into_bytes())
+                } else {
+                    std::fs::read(p).ok()
+                }
+            })
+            .collect()
+    };
+    let before = snapshot(&first.watch);
+
+    // An untracked file is not a change to the commit; an edited tracked file is.
+    std::fs::write(repo.join("scratch.txt"), "x").unwrap();
+    assert!(!git::read(repo).unwrap().dirty);
+    std::fs::write(repo.join("a.txt"), "2").unwrap();
+    let dirty = git::read(repo).unwrap();
+    assert_eq!(dirty.describe(), format!("{}-dirty", first.commit));
+
+    git_in(repo, &["commit", "-q", "-am", "two"]);
+    let second = git::read(repo).unwrap();
+    assert_ne!(second.commit, first.commit);
+    assert!(!second.dirty);
+    assert_ne!(
+        snapshot(&first.watch),
+        before,
+        "a new commit on the same branch changes no watched file: {:?}",
+        first.watch
+    );
+
+    // Refs packed: the next commit creates the loose ref, in a watched folder.
+    git_in(repo, &["pack-refs", "--all"]);
+    let packed = git::read(repo).unwrap();
+    let before = snapshot(&packed.watch);
+    std::fs::write(repo.join("a.txt"), "3").unwrap();
+    git_in(repo, &["commit", "-q", "-am", "three"]);
+    assert_ne!(snapshot(&packed.watch), before, "{:?}", packed.watch);
+}
+
+/// `maskomaly info` states the commit of the work tree it was built from (dirty or not) and the
+/// libtorch version the build found, never a guess.
+#[test]
+fn info_states_the_build_it_comes_from() {
+    let o = maskomaly(&["info"], Path::new("/nonexistent"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::to_string)
+    };
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("MASKOMALY_GIT_COMMIT").is_none() {
+        if let Some(state) = git::read(manifest_dir) {
+            assert_eq!(value("commit: "), Some(state.describe()), "{text}");
+        }
+    }
+    let libtorch = value("libtorch: ").expect("a libtorch line");
+    match std::env::var_os("LIBTORCH")
+        .and_then(|d| std::fs::read_to_string(Path::new(&d).join("build-version")).ok())
+    {
+        Some(v) => assert_eq!(libtorch, v.trim()),
+        None => assert!(!libtorch.is_empty(), "{text}"),
+    }
+}

@@ -233,6 +233,136 @@ fn rerun_skips_complete_items_and_redoes_missing_ones() {
     assert_eq!((m.counts.written, m.counts.skipped), (3, 0));
 }
 
+/// `--input data --output data/scores`, run twice: the second run lists the same three images (its
+/// own maps and heatmaps are never inputs), says once that it skipped the folder, and a run writing
+/// elsewhere skips the folder too because it holds a manifest.
+#[test]
+fn an_output_folder_inside_the_input_is_never_listed() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    for i in 0..3 {
+        save(
+            &maskomaly::demo::road_scene(90, 60, i),
+            &data.join(format!("f{i}.png")),
+        );
+    }
+    let job = write_job(d.path(), Path::new("/unused"), Path::new("/unused"), "");
+    let run_in = |output: &str| {
+        Command::new(bin())
+            .current_dir(d.path())
+            .args(["run", "--job", job.to_str().unwrap(), "--input", "data"])
+            .args(["--output", output])
+            .env("RUST_LOG", "maskomaly=info")
+            .output()
+            .expect("binary runs")
+    };
+    // The first run creates the folder after listing; the second finds it and says so once.
+    for (round, skipped, notes) in [(1, 0, 0), (2, 3, 1)] {
+        let o = run_in("data/scores");
+        assert_eq!(code(&o), 0, "run {round}: {}", stderr(&o));
+        let m = Manifest::read(&data.join("scores/manifest.json")).unwrap();
+        assert_eq!(
+            (m.counts.total, m.counts.skipped),
+            (3, skipped),
+            "run {round}: {}",
+            stderr(&o)
+        );
+        let said = stderr(&o).matches("not listing folders").count();
+        assert_eq!(said, notes, "run {round}: {}", stderr(&o));
+    }
+    assert!(stderr(&run_in("data/scores")).contains("data/scores (the output folder)"));
+    assert!(data.join("scores/f0_heat.png").is_file());
+    let o = run_in("elsewhere");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let m = Manifest::read(&d.path().join("elsewhere/manifest.json")).unwrap();
+    assert_eq!(m.counts.total, 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("holds a manifest"), "{}", stderr(&o));
+    // Array tasks writing into the input folder side by side, then merged: the same listing.
+    for shard in ["0/2", "1/2"] {
+        let mut c = Command::new(bin());
+        c.current_dir(d.path())
+            .args(["run", "--job", job.to_str().unwrap(), "--input", "data"])
+            .args(["--output", "data/sharded", "--shard", shard]);
+        for var in [
+            "SLURM_ARRAY_TASK_ID",
+            "JOB_COMPLETION_INDEX",
+            "MASKOMALY_SHARDS",
+        ] {
+            c.env_remove(var);
+        }
+        let o = c.output().unwrap();
+        assert_eq!(code(&o), 0, "shard {shard}: {}", stderr(&o));
+    }
+    let o = Command::new(bin())
+        .current_dir(d.path())
+        .args(["merge", "data/sharded"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "merge: {}", stderr(&o));
+    let m = Manifest::read(&data.join("sharded/manifest.json")).unwrap();
+    assert_eq!((m.counts.total, m.counts.written), (3, 3));
+    // The input folder itself as the output folder: refused before anything is written.
+    let o = run_in("data");
+    assert_eq!(code(&o), 78, "{}", stderr(&o));
+    assert!(stderr(&o).contains("input folder data is the output folder"));
+    assert!(stderr(&o).contains("\nhint: "), "{}", stderr(&o));
+    assert!(!data.join("manifest.json").exists());
+}
+
+/// A run that does not compute Maskomaly is not refused for Maskomaly's settings: the 8-query tiny
+/// model with the default `anomaly_queries` [49, 31, 83, 32] and `void_class` 19 runs energy and
+/// MSP. With Maskomaly among the scores the same settings are refused at start-up, with the cause.
+#[test]
+fn each_score_is_checked_for_its_own_settings_only() {
+    let d = tempfile::tempdir().unwrap();
+    let input = d.path().join("in");
+    save(
+        &maskomaly::demo::road_scene(90, 60, 7),
+        &input.join("a.png"),
+    );
+    let hf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model/tiny_hf");
+    let job = |name: &str, scores: &str| {
+        let path = d.path().join(format!("{name}.yaml"));
+        let text = format!(
+            "checkpoint: {{format: hf, path: {}, url: null}}\n\
+             preprocess: {{min_size: 64, max_size: 128}}\nmethod: {{scores: {scores}}}\n\
+             dataset: {{root: {}}}\noutput: {{root: {}}}\nruntime: {{device: cpu}}\n",
+            hf.display(),
+            input.display(),
+            d.path().join(name).display()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let o = run(&[
+        "run",
+        "--job",
+        job("semantic", "[energy, msp]").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    for score in ["energy", "msp"] {
+        let (_, h, w) = read_score(&d.path().join("semantic").join(score).join("a.hdf5")).unwrap();
+        assert_eq!((h, w), (60, 90));
+    }
+    let o = run(&[
+        "run",
+        "--job",
+        job("both", "[energy, maskomaly]").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 78, "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with('[')).collect();
+    assert_eq!(
+        lines,
+        [
+            "error: the job's `method` does not fit the model",
+            "  caused by: `method.anomaly_queries` names query 49, but the model has 8 queries (0..8-1)",
+        ],
+        "{err}"
+    );
+    assert!(!d.path().join("both").join("manifest.json").exists());
+}
+
 #[test]
 fn batching_gives_identical_outputs() {
     let d = tempfile::tempdir().unwrap();
@@ -622,6 +752,11 @@ fn help_lists_exit_codes() {
     for needle in ["--input", "--overwrite", "75", "143"] {
         assert!(out.contains(needle), "{needle} missing from --help");
     }
+    // The one table, as `exit::help_table` lays it out.
+    assert!(
+        out.contains(&maskomaly::exit::help_table()),
+        "--help shows another exit-code table:\n{out}"
+    );
 }
 
 /// A synthetic SMIYC anomaly-track copy: `run` writes predictions, `eval` reports on them, and

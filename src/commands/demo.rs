@@ -31,12 +31,7 @@ pub fn demo(dir: &Path, quiet: bool) -> Result<ExitCode, Failure> {
         print_summary: !quiet,
         ..Default::default()
     };
-    crate::eval::run_eval(&job, &job.output.root, &eval_dir, &opts).map_err(|e| {
-        RunError::Eval {
-            what: "evaluation",
-            source: e.into(),
-        }
-    })?;
+    crate::eval::run_eval(&job, &job.output.root, &eval_dir, &opts).map_err(RunError::from)?;
     if !quiet {
         println!(
             "demo job: {}\nscore maps and heatmaps: {}\nopen the report: {}",

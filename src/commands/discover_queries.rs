@@ -43,7 +43,8 @@ pub fn discover_queries(
     limit: Option<usize>,
 ) -> Result<Ranking, RunError> {
     let device = resolve_device(job.runtime.device)?;
-    let mut items = dataset::list(&job.dataset)?;
+    let exclude = crate::provenance::outputs::exclude(None);
+    let mut items = dataset::list_excluding(&job.dataset, &exclude)?;
     if let Some(n) = limit {
         items.truncate(n);
     }

@@ -2,7 +2,6 @@
 //! each evaluated and compared.
 
 use crate::cli::{EvalArgs, ModeArg};
-use crate::error::RunError;
 use crate::eval::{EvalOptions, Mode};
 use crate::exit::{ExitCode, Failure};
 
@@ -21,12 +20,8 @@ pub fn eval(args: EvalArgs, quiet: bool) -> Result<ExitCode, Failure> {
         progress: !quiet,
         ..Default::default()
     };
-    crate::eval::compare::run_compare(&job, &predictions, &output, &opts, args.score).map_err(
-        |e| RunError::Eval {
-            what: "evaluation",
-            source: e.into(),
-        },
-    )?;
+    // Its errors say for themselves what they are (missing input, unwritable output, bad data).
+    crate::eval::compare::run_compare(&job, &predictions, &output, &opts, args.score)?;
     if args.no_report {
         log::info!("reports written to {}", output.display());
     } else {

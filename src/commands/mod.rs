@@ -57,12 +57,20 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
 }
 
 /// Reads a job file (without one: the default job), with the discovered queries of
-/// `method.anomaly_queries_file` in place of the listed ones.
+/// `method.anomaly_queries_file` in place of the listed ones when the job computes Maskomaly (no
+/// other score reads them).
 pub fn load_job(path: Option<&Path>) -> Result<Job, RunError> {
     let Some(p) = path else {
         return Ok(Job::default());
     };
     let mut job = Job::load(p)?;
+    if !job
+        .method
+        .scores
+        .contains(&crate::job::ScoreKind::Maskomaly)
+    {
+        return Ok(job);
+    }
     crate::eval::discover::resolve_anomaly_queries(&mut job, p).map_err(|source| {
         RunError::Queries {
             job: p.to_path_buf(),
@@ -143,6 +151,21 @@ pub fn load_model(job: &Job, device: tch::Device) -> Result<Box<dyn Backend>, Ru
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The query file is Maskomaly's: a job without Maskomaly neither reads nor needs it.
+    #[test]
+    fn the_query_file_is_read_only_for_maskomaly() {
+        let d = tempfile::tempdir().unwrap();
+        let job = d.path().join("job.yaml");
+        let text = "method: {scores: [energy], anomaly_queries_file: absent.yaml}\n";
+        std::fs::write(&job, text).unwrap();
+        assert!(load_job(Some(&job)).is_ok());
+        std::fs::write(&job, text.replace("[energy]", "[energy, maskomaly]")).unwrap();
+        assert!(matches!(
+            load_job(Some(&job)),
+            Err(RunError::Queries { .. })
+        ));
+    }
 
     #[test]
     fn a_checkpoint_flag_drops_the_jobs_url_and_checksum() {

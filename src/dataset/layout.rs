@@ -21,9 +21,9 @@ fn entries_in(kind: &'static str, dir: &Path, dirs: bool) -> Result<Vec<PathBuf>
             message: format!("expected folder {} is missing", dir.display()),
         });
     }
-    let walk_err = |e: std::io::Error| DatasetError::Walk {
+    let walk_err = |source| DatasetError::Walk {
         path: dir.to_path_buf(),
-        message: e.to_string(),
+        source,
     };
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(walk_err)? {

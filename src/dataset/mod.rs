@@ -47,16 +47,37 @@ pub struct Item {
 pub enum DatasetError {
     #[error("input folder {0} does not exist")]
     NoRoot(PathBuf),
-    #[error("cannot list {path}: {message}")]
-    Walk { path: PathBuf, message: String },
+    #[error("cannot list {path}")]
+    Walk {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("dataset {kind}: {message}")]
     Layout { kind: &'static str, message: String },
+    /// The input folder is where maskomaly writes: its outputs would be listed as inputs.
+    #[error("input folder {path} is {why}")]
+    HoldsOutputs { path: PathBuf, why: &'static str },
 }
+
+/// Says why a folder must not be listed (it holds a run's outputs), or `None`. The listing asks
+/// once per folder; `crate::provenance::outputs` knows what marks an output folder.
+pub type Exclude<'a> = &'a dyn Fn(&Path) -> Option<&'static str>;
 
 /// Lists the items of a dataset in their stable order.
 pub fn list(spec: &DatasetSpec) -> Result<Vec<Item>, DatasetError> {
+    list_excluding(spec, &|_| None)
+}
+
+/// [`list`] without the folders `exclude` names (a `folder` dataset; the benchmark layouts read
+/// fixed sub-folders). The root itself being such a folder is an error.
+pub fn list_excluding(spec: &DatasetSpec, exclude: Exclude) -> Result<Vec<Item>, DatasetError> {
+    // Every layout: a root that is not there is missing input, not a layout problem.
+    if !spec.root.is_dir() {
+        return Err(DatasetError::NoRoot(spec.root.clone()));
+    }
     let items = match spec.kind {
-        DatasetKind::Folder => return walk_folder(&spec.root),
+        DatasetKind::Folder => return walk_folder_excluding(&spec.root, exclude),
         DatasetKind::SmiycAnomaly => smiyc::list_anomaly(spec)?,
         DatasetKind::SmiycObstacle => smiyc::list_obstacle(spec)?,
         DatasetKind::FsStatic => fishyscapes::list_static(spec)?,
@@ -89,11 +110,24 @@ pub fn is_image_path(path: &Path) -> bool {
 /// when its name is an image name (it fails when read, with the reason), a link back into its own
 /// ancestors is skipped with a warning: neither stops the listing.
 pub fn walk_folder(root: &Path) -> Result<Vec<Item>, DatasetError> {
+    walk_folder_excluding(root, &|_| None)
+}
+
+/// [`walk_folder`] without the folders `exclude` names, with one info line listing them; `root`
+/// itself being one is an error.
+pub fn walk_folder_excluding(root: &Path, exclude: Exclude) -> Result<Vec<Item>, DatasetError> {
     if !root.is_dir() {
         return Err(DatasetError::NoRoot(root.to_path_buf()));
     }
+    if let Some(why) = exclude(root) {
+        return Err(DatasetError::HoldsOutputs {
+            path: root.to_path_buf(),
+            why,
+        });
+    }
     let mut items = Vec::new();
     let mut skipped: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut outputs: Vec<(PathBuf, &'static str)> = Vec::new();
     let walker = walkdir::WalkDir::new(root)
         .follow_links(true)
         .sort_by(|a, b| {
@@ -102,7 +136,21 @@ pub fn walk_folder(root: &Path) -> Result<Vec<Item>, DatasetError> {
                 .cmp(b.file_name().as_encoded_bytes())
         })
         .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !e.file_name().as_encoded_bytes().starts_with(b"."));
+        .filter_entry(|e| {
+            if e.depth() == 0 {
+                return true;
+            }
+            if e.file_name().as_encoded_bytes().starts_with(b".") {
+                return false;
+            }
+            if e.file_type().is_dir() {
+                if let Some(why) = exclude(e.path()) {
+                    outputs.push((e.path().to_path_buf(), why));
+                    return false;
+                }
+            }
+            true
+        });
     let mut push = |path: &Path| {
         let rel = path.strip_prefix(root).unwrap_or(path);
         items.push(Item {
@@ -131,7 +179,7 @@ pub fn walk_folder(root: &Path) -> Result<Vec<Item>, DatasetError> {
                 } else {
                     return Err(DatasetError::Walk {
                         path,
-                        message: e.to_string(),
+                        source: e.into(),
                     });
                 }
                 continue;
@@ -151,6 +199,16 @@ pub fn walk_folder(root: &Path) -> Result<Vec<Item>, DatasetError> {
             continue;
         }
         push(path);
+    }
+    if !outputs.is_empty() {
+        let list: Vec<String> = outputs
+            .iter()
+            .map(|(p, why)| format!("{} ({why})", p.display()))
+            .collect();
+        log::info!(
+            "not listing folders that hold maskomaly's outputs: {}",
+            list.join(", ")
+        );
     }
     if !skipped.is_empty() {
         let list: Vec<String> = skipped.iter().map(|(e, n)| format!("{e} ({n})")).collect();
@@ -256,6 +314,49 @@ mod tests {
             .collect();
         // The dangling image link is an item (it fails when read); the loop and the rest are skipped.
         assert_eq!(stems, ["a", "dangling"]);
+    }
+
+    /// Writes a small image at each of `files` under `root`.
+    fn touch(root: &Path, files: &[&str]) {
+        for f in files {
+            let p = root.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+    }
+
+    fn stems(items: &[Item]) -> Vec<String> {
+        items
+            .iter()
+            .map(|i| i.stem.to_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn excluded_folders_are_not_listed_and_an_excluded_root_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        touch(
+            d.path(),
+            &["a.png", "out/a.png", "out/a_heat.png", "sub/b.png"],
+        );
+        let exclude = |p: &Path| (p.file_name()? == "out").then_some("the output folder");
+        let items = walk_folder_excluding(d.path(), &exclude).unwrap();
+        assert_eq!(stems(&items), ["a", "sub/b"]);
+        let e = walk_folder_excluding(&d.path().join("out"), &exclude).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "input folder {} is the output folder",
+                d.path().join("out").display()
+            )
+        );
+        // A missing root is missing input for every layout.
+        let spec = DatasetSpec {
+            kind: DatasetKind::FsStatic,
+            root: d.path().join("absent"),
+            ..Default::default()
+        };
+        assert!(matches!(list(&spec), Err(DatasetError::NoRoot(_))));
     }
 
     #[test]

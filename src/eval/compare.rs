@@ -14,21 +14,26 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
-    #[error("score {score}: {source}")]
-    Eval { score: ScoreKind, source: EvalError },
+    #[error("score {score}")]
+    Eval {
+        score: ScoreKind,
+        #[source]
+        source: EvalError,
+    },
     #[error(transparent)]
     Single(#[from] EvalError),
-    #[error(
-        "no predictions of score `{score}` under {path}: it holds {found}; hint: pass --score with \
-         one of those"
-    )]
+    #[error("no predictions of score `{score}` under {path}: it holds {found}")]
     NoScore {
         score: ScoreKind,
         path: PathBuf,
         found: String,
     },
-    #[error("cannot write {path}: {message}")]
-    Write { path: PathBuf, message: String },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: super::Source,
+    },
 }
 
 /// The score folders under `predictions`, in the job's `method.scores` order, then the others in
@@ -324,7 +329,7 @@ pub fn comparison_csv(c: &Comparison) -> String {
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CompareError> {
     crate::output::write_bytes_atomic(path, bytes).map_err(|e| CompareError::Write {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source: e.into(),
     })
 }
 
@@ -336,7 +341,7 @@ fn write_comparison(
     let json = out.join("results.json");
     let text = serde_json::to_string_pretty(c).map_err(|e| CompareError::Write {
         path: json.clone(),
-        message: e.to_string(),
+        source: e.into(),
     })?;
     write_file(&json, format!("{text}\n").as_bytes())?;
     let csv = out.join("comparison.csv");
@@ -417,14 +422,14 @@ fn write_curves(
         let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
         draw_curves(&mut buf, SIZE, title, axes, &series).map_err(|e| CompareError::Write {
             path: path.clone(),
-            message: e,
+            source: e.into(),
         })?;
         let img = image::RgbImage::from_raw(SIZE.0, SIZE.1, buf).expect("buffer matches size");
         let mut bytes = std::io::Cursor::new(Vec::new());
         img.write_to(&mut bytes, image::ImageFormat::Png)
             .map_err(|e| CompareError::Write {
                 path: path.clone(),
-                message: e.to_string(),
+                source: e.into(),
             })?;
         write_file(&path, bytes.get_ref())?;
         written.push(path);

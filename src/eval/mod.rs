@@ -99,6 +99,9 @@ impl Default for EvalOptions {
     }
 }
 
+/// A boxed underlying error, kept as a source.
+pub type Source = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     #[error(transparent)]
@@ -107,9 +110,7 @@ pub enum EvalError {
     Label(#[from] LabelError),
     #[error(transparent)]
     Prediction(#[from] PredictionError),
-    #[error(
-        "item {image} has no label; this dataset or split cannot be evaluated (SMIYC: use split: validation)"
-    )]
+    #[error("item {image} has no label; this dataset or split cannot be evaluated")]
     NoLabel { image: PathBuf },
     #[error("prediction {prediction} is {pw}×{ph} but label {label} is {lw}×{lh}")]
     SizeMismatch {
@@ -123,14 +124,30 @@ pub enum EvalError {
     #[error("prediction {path}: {source}")]
     Metric { path: PathBuf, source: MetricError },
     #[error(
-        "the labels of dataset {kind} contain no anomaly pixel at all (anomaly values {values:?}); \
-         hint: check `dataset.label_value`"
+        "the labels of dataset {kind} contain no anomaly pixel at all (anomaly values {values:?})"
     )]
     NoPositives { kind: &'static str, values: Vec<u8> },
     #[error("no evaluated pixel: every pixel of every frame is ignored")]
     NoPixels,
-    #[error("cannot write {path}: {message}")]
-    Write { path: PathBuf, message: String },
+    /// An input image (for an overlay or the report) that cannot be read or decoded.
+    #[error("cannot read image {path}")]
+    ReadImage {
+        path: PathBuf,
+        #[source]
+        source: Source,
+    },
+    #[error("cannot create folder {path}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: Source,
+    },
 }
 
 /// One row of `per_frame.csv`.
@@ -213,7 +230,9 @@ pub fn run_eval(
     output: &Path,
     opts: &EvalOptions,
 ) -> Result<EvalSummary, EvalError> {
-    let items = dataset::list(&job.dataset)?;
+    // The predictions and the reports are never inputs, wherever they are.
+    let exclude = crate::provenance::outputs::exclude(Some(predictions));
+    let items = dataset::list_excluding(&job.dataset, &exclude)?;
     // Fail before any work when a label is missing (e.g. SMIYC test frames).
     if let Some(it) = items.iter().find(|it| it.label.is_none()) {
         return Err(EvalError::NoLabel {
@@ -280,9 +299,9 @@ pub fn run_eval(
 }
 
 fn create_dir(path: &Path) -> Result<(), EvalError> {
-    std::fs::create_dir_all(path).map_err(|e| EvalError::Write {
+    std::fs::create_dir_all(path).map_err(|source| EvalError::CreateDir {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source,
     })
 }
 

@@ -8,10 +8,10 @@ use crate::dataset::Label;
 use crate::output::image::jet;
 use std::path::{Path, PathBuf};
 
-pub(crate) fn write_err(path: &Path, e: impl std::fmt::Display) -> EvalError {
+pub(crate) fn write_err(path: &Path, e: impl Into<super::Source>) -> EvalError {
     EvalError::Write {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source: e.into(),
     }
 }
 
@@ -309,9 +309,12 @@ pub fn write_overlays(
     threshold: f64,
 ) -> Result<Vec<PathBuf>, EvalError> {
     let img = image::open(image_path)
-        .map_err(|e| EvalError::Write {
+        .map_err(|e| EvalError::ReadImage {
             path: image_path.to_path_buf(),
-            message: format!("cannot read image: {e}"),
+            source: match e {
+                image::ImageError::IoError(io) => io.into(),
+                e => e.into(),
+            },
         })?
         .into_rgb8();
     if (img.width() as usize, img.height() as usize) != (pred.width, pred.height) {

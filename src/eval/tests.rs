@@ -229,7 +229,8 @@ fn street_hazards_uses_image_mode_and_refuses_labels_without_anomalies() {
     job.dataset.label_value = Some(vec![255]);
     let err = run_eval(&job, &preds, &d.path().join("o"), &opts).unwrap_err();
     assert!(matches!(err, EvalError::NoPositives { .. }), "{err}");
-    assert!(err.to_string().contains("label_value"));
+    let hint = crate::exit::Diagnose::hint(&err).unwrap();
+    assert!(hint.contains("label_value"), "{hint}");
 }
 
 #[test]
@@ -260,7 +261,7 @@ fn unlabelled_items_cannot_be_evaluated() {
     image(&d.path().join("a.png"), 2, 2, [0, 0, 0]);
     let err = run_eval(
         &job_for(DatasetKind::Folder, d.path()),
-        d.path(),
+        &d.path().join("preds"),
         &d.path().join("o"),
         &quiet(),
     )

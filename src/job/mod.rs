@@ -271,6 +271,43 @@ impl Default for Method {
     }
 }
 
+impl Method {
+    /// Checks the Maskomaly rule's keys (query and class indices, thresholds, blend weight);
+    /// `bad(key, message)` makes the error.
+    fn validate_maskomaly(&self, bad: impl Fn(&str, String) -> JobError) -> Result<(), JobError> {
+        if self.anomaly_queries.is_empty() {
+            return Err(bad(
+                "method.anomaly_queries",
+                "needs at least one query index".into(),
+            ));
+        }
+        for (key, list) in [
+            ("method.anomaly_queries", &self.anomaly_queries),
+            ("method.ground_queries", &self.ground_queries),
+        ] {
+            if let Some(q) = list.iter().find(|q| **q < 0) {
+                return Err(bad(key, format!("query index {q} is negative")));
+            }
+        }
+        if self.anomaly_queries_top == Some(0) {
+            return Err(bad("method.anomaly_queries_top", "must be >= 1".into()));
+        }
+        if self.void_class < 0 {
+            return Err(bad("method.void_class", "must be >= 0".into()));
+        }
+        for (key, v) in [
+            ("method.rejection_threshold", self.rejection_threshold),
+            ("method.border_threshold", self.border_threshold),
+            ("method.lambda", self.lambda),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(bad(key, format!("must lie in [0, 1], got {v}")));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Layout {
@@ -562,34 +599,9 @@ impl Job {
                 ),
             ));
         }
-        if m.anomaly_queries.is_empty() {
-            return Err(bad(
-                "method.anomaly_queries",
-                "needs at least one query index".into(),
-            ));
-        }
-        for (key, list) in [
-            ("method.anomaly_queries", &m.anomaly_queries),
-            ("method.ground_queries", &m.ground_queries),
-        ] {
-            if let Some(q) = list.iter().find(|q| **q < 0) {
-                return Err(bad(key, format!("query index {q} is negative")));
-            }
-        }
-        if m.anomaly_queries_top == Some(0) {
-            return Err(bad("method.anomaly_queries_top", "must be >= 1".into()));
-        }
-        if m.void_class < 0 {
-            return Err(bad("method.void_class", "must be >= 0".into()));
-        }
-        for (key, v) in [
-            ("method.rejection_threshold", m.rejection_threshold),
-            ("method.border_threshold", m.border_threshold),
-            ("method.lambda", m.lambda),
-        ] {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(bad(key, format!("must lie in [0, 1], got {v}")));
-            }
+        // The rule's own keys matter only to a run that computes it.
+        if m.scores.contains(&ScoreKind::Maskomaly) {
+            m.validate_maskomaly(bad)?;
         }
         let o = &self.output;
         if !o.hdf5.enabled && !o.png && !o.heatmap && !o.segmentation && !o.npy {

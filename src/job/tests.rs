@@ -52,6 +52,17 @@ fn out_of_range_value_names_key_and_line() {
     assert!(msg.contains("line 4"), "{msg}");
 }
 
+/// Maskomaly's keys are checked when the job computes Maskomaly, and only then.
+#[test]
+fn maskomaly_keys_are_checked_only_for_maskomaly() {
+    let text = "method:\n  scores: [energy, msp]\n  anomaly_queries: []\n  lambda: 1.5\n";
+    let job = parse(text).unwrap();
+    assert_eq!(job.method.scores, [ScoreKind::Energy, ScoreKind::Msp]);
+    let with = text.replace("[energy, msp]", "[energy, maskomaly]");
+    let msg = parse(&with).unwrap_err().to_string();
+    assert!(msg.contains("`method.anomaly_queries`"), "{msg}");
+}
+
 #[test]
 fn bad_sha256_is_rejected() {
     let err = parse("checkpoint: {sha256: abc}\n")

@@ -296,10 +296,9 @@ mod tests {
         let e = download(&url, &dir.path().join("x.pkl"), None).unwrap_err();
         let text = e.to_string();
         assert!(matches!(e, ModelError::Download { .. }));
-        assert!(
-            text.contains(&url) && text.contains("checkpoint.path"),
-            "{text}"
-        );
+        assert!(text.contains(&url), "{text}");
+        let hint = crate::exit::Diagnose::hint(&e).unwrap();
+        assert!(hint.contains("checkpoint.path"), "{hint}");
     }
 
     #[test]

@@ -55,10 +55,7 @@ pub enum ModelError {
     #[error("checkpoint format `{0}` is not supported by this build")]
     Unsupported(String),
     /// A network failure while fetching a checkpoint: temporary, worth retrying.
-    #[error(
-        "cannot download {url}: {message}\nhint: fetch the file by other means and set `checkpoint.path` to it, \
-         or place it in the cache folder ($MASKOMALY_CACHE, default ~/.cache/maskomaly)"
-    )]
+    #[error("cannot download {url}: {message}")]
     Download { url: String, message: String },
     #[error("model configuration: {0}")]
     Config(String),

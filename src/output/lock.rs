@@ -16,10 +16,7 @@ pub const LOCK_FILE: &str = ".maskomaly.lock";
 /// Why a folder could not be locked.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error(
-        "another maskomaly process is writing {folder} (it holds {path}); wait for it to finish, \
-         or choose another output folder"
-    )]
+    #[error("another maskomaly process is writing {folder} (it holds {path})")]
     Busy { folder: PathBuf, path: PathBuf },
     #[error("cannot lock {path}: {source}")]
     Io {
@@ -34,6 +31,11 @@ impl crate::exit::Diagnose for LockError {
             LockError::Busy { .. } => crate::exit::ExitCode::TempFail,
             LockError::Io { .. } => crate::exit::ExitCode::CantCreate,
         }
+    }
+
+    fn hint(&self) -> Option<String> {
+        matches!(self, LockError::Busy { .. })
+            .then(|| "wait for the other run to finish, or choose another output folder".into())
     }
 }
 

@@ -27,11 +27,11 @@ impl OutputGuard {
             created.push(d.to_path_buf());
             p = d.parent();
         }
-        let cant = |e: &dyn std::fmt::Display| RunError::CantCreate {
+        let cant = |source| RunError::CantCreate {
             path: out_root.to_path_buf(),
-            message: e.to_string(),
+            source,
         };
-        std::fs::create_dir_all(out_root).map_err(|e| cant(&e))?;
+        std::fs::create_dir_all(out_root).map_err(cant)?;
         let mut guard = OutputGuard {
             _locks: Vec::new(),
             created,
@@ -41,15 +41,10 @@ impl OutputGuard {
         if shard.is_some() && !manifests.exists() {
             guard.created.insert(0, manifests);
         }
-        guard._locks = lock::lock_output(out_root, shard.map(|s| (s.index, s.count))).map_err(
-            |e| match e {
-                lock::LockError::Busy { .. } => RunError::Temporary(e.to_string()),
-                lock::LockError::Io { .. } => cant(&e),
-            },
-        )?;
+        guard._locks = lock::lock_output(out_root, shard.map(|s| (s.index, s.count)))?;
         // Writable? (A temporary name of this process, removed at once.)
         let probe = crate::output::temp_path(&out_root.join(WRITE_TEST));
-        std::fs::write(&probe, b"").map_err(|e| cant(&e))?;
+        std::fs::write(&probe, b"").map_err(cant)?;
         let _ = std::fs::remove_file(&probe);
         Ok(guard)
     }

@@ -214,7 +214,8 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
 /// The items this run covers: the dataset's listing, limited, then this shard's part of it.
 /// Reading the listing changes nothing.
 fn list_work(job: &Job, opts: &RunOptions) -> Result<Vec<Item>, RunError> {
-    let mut items = dataset::list(&job.dataset)?;
+    let exclude = provenance::outputs::exclude(Some(&job.output.root));
+    let mut items = dataset::list_excluding(&job.dataset, &exclude)?;
     if items.is_empty() {
         return Err(RunError::NoInput(format!(
             "no images found under {}",
@@ -285,10 +286,7 @@ fn run_stages<'scope>(
     let manifest_path = plan.manifest_path.to_path_buf();
     let mut mw = ManifestWriter::new(header, records, carried, manifest_path.clone());
     if let Err(e) = mw.flush(RunStatus::Running) {
-        shared.fail(RunError::Io(format!(
-            "cannot write {}: {e}",
-            manifest_path.display()
-        )));
+        shared.fail(RunError::io("cannot write", &manifest_path, e));
     }
     let channels = ((work_tx, work_rx), dec_tx, (inf_rx, sc_tx));
     let (work, dec_tx, score) = channels;
@@ -411,7 +409,7 @@ fn summarise(
     if let Some(e) = fatal {
         return Err(e);
     }
-    flushed.map_err(|e| RunError::Io(format!("cannot write {}: {e}", manifest_path.display())))?;
+    flushed.map_err(|e| RunError::io("cannot write", manifest_path, e))?;
     let mut stage_busy_s = [0f64; 6];
     for r in mw.records.iter().flatten() {
         if r.status != ItemStatus::Skipped {

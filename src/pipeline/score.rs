@@ -13,9 +13,7 @@ pub fn run(shared: &Shared, rx: Receiver<ToScore>, tx: Sender<ToWrite>) {
     let pool = match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
         Ok(p) => p,
         Err(e) => {
-            shared.fail(RunError::Io(format!(
-                "cannot start the scoring thread: {e}"
-            )));
+            shared.fail(RunError::no_thread("scoring", e));
             return;
         }
     };
@@ -28,7 +26,7 @@ pub fn run(shared: &Shared, rx: Receiver<ToScore>, tx: Sender<ToWrite>) {
                 if !checked {
                     let (q, k) = (inf.pred_logits.size()[0], inf.pred_logits.size()[1]);
                     if let Err(e) = scores::check(&shared.job.method, q, k) {
-                        shared.fail(RunError::Config(e.to_string()));
+                        shared.fail(RunError::Config(e));
                         return;
                     }
                     checked = true;

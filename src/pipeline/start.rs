@@ -5,7 +5,7 @@ use super::message::{ToInfer, ToScore, ToWrite, Work};
 use super::{decode, guard_item, infer, score, RunError, Shared};
 use crate::job::Job;
 use crate::model::{self, ModelError};
-use crate::scoring;
+use crate::scores;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::thread::{Scope, ScopedJoinHandle};
 use tch::Device;
@@ -23,22 +23,28 @@ where
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn_scoped(s, f)
-        .map_err(|e| RunError::Temporary(format!("cannot start the {name} thread: {e}")))
+        .map_err(|e| RunError::no_thread(name, e))
 }
 
 /// Runs the network once on a small blank input: the outputs must meet the contract and hold the
-/// job's query and class indices. Found here, before anything is written, a mismatch leaves the
-/// output folder (and an earlier run's manifest) untouched.
+/// query and class indices of the scores the job asks for. Found here, before anything is written,
+/// a mismatch leaves the output folder (and an earlier run's manifest) untouched.
 fn probe_model(model: &dyn model::Backend, job: &Job, device: Device) -> Result<(), RunError> {
     let d = job.preprocess.size_divisibility.max(1) as i64;
     let side = (64 + d - 1) / d * d;
     guard_item(|| -> Result<(), RunError> {
         let _g = tch::no_grad_guard();
-        let x = tch::Tensor::f_zeros([1, 3, side, side], (tch::Kind::Float, device))
-            .map_err(|e| RunError::Temporary(format!("cannot allocate the probe input: {e}")))?;
+        let x =
+            tch::Tensor::f_zeros([1, 3, side, side], (tch::Kind::Float, device)).map_err(|e| {
+                RunError::Temporary {
+                    what: "cannot allocate the probe input".into(),
+                    source: e.into(),
+                }
+            })?;
         let out = model.forward(&x)?;
         let (q, k) = model::check_outputs(&out, 1)?;
-        scoring::check_indices(&job.method, q, k).map_err(|e| RunError::Config(e.to_string()))
+        // Only the requested scores' own settings: a run without Maskomaly ignores its indices.
+        scores::check(&job.method, q, k).map_err(RunError::Config)
     })
     .unwrap_or_else(|panic| Err(ModelError::Forward(panic).into()))
 }

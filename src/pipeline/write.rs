@@ -142,17 +142,17 @@ pub fn run(
                     super::guard_item(|| write_item(shared, scored)).unwrap_or_else(|panic| {
                         let mut rec = failed_record(shared, &image, stem, Some(id), panic.clone());
                         rec.timings_ms = Default::default();
-                        Err(Box::new((rec, panic, false)))
+                        Err(Box::new((rec, panic, None)))
                     });
                 match written.map_err(|b| *b) {
                     Ok(rec) => (idx, rec),
-                    Err((rec, e, true)) => {
+                    Err((rec, _, Some(e))) => {
                         // No space, a read-only or failing file system: every later item too.
                         let _ = mw.record(idx, rec);
-                        shared.fail(RunError::Io(e));
+                        shared.fail(RunError::io("cannot write the outputs of", &image, e));
                         return;
                     }
-                    Err((rec, e, false)) => {
+                    Err((rec, e, None)) => {
                         log::warn!("{e}");
                         (idx, rec)
                     }
@@ -168,10 +168,7 @@ pub fn run(
             }
         };
         if let Err(e) = mw.record(idx, rec) {
-            shared.fail(RunError::Io(format!(
-                "cannot update the manifest {}: {e}",
-                mw.path.display()
-            )));
+            shared.fail(RunError::io("cannot update the manifest", &mw.path, e));
             return;
         }
         progress.inc(1);
@@ -184,8 +181,8 @@ pub fn run(
     }
 }
 
-/// A failed item's record, the message, and whether the error will recur for every item.
-type WriteFailure = (ItemRecord, String, bool);
+/// A failed item's record, the message, and the error when it will recur for every item.
+type WriteFailure = (ItemRecord, String, Option<std::io::Error>);
 
 /// The record of an item that failed before any output was written.
 fn failed_record(
@@ -210,7 +207,7 @@ fn failed_record(
     }
 }
 
-/// Writes one item's outputs. On failure: the record, the message, and whether the error will
+/// Writes one item's outputs. On failure: the record, the message, and the error when it will
 /// recur for every item (then the run stops).
 fn write_item(shared: &Shared, s: Scored) -> Result<ItemRecord, Box<WriteFailure>> {
     let t0 = Instant::now();
@@ -277,11 +274,8 @@ fn write_item(shared: &Shared, s: Scored) -> Result<ItemRecord, Box<WriteFailure
             rec.status = ItemStatus::Failed;
             rec.error = Some(msg.clone());
             rec.outputs.clear();
-            Err(Box::new((
-                rec,
-                msg,
-                crate::output::is_fatal_write_error(&e),
-            )))
+            let fatal = crate::output::is_fatal_write_error(&e);
+            Err(Box::new((rec, msg, fatal.then_some(e))))
         }
     }
 }

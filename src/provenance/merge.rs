@@ -513,7 +513,9 @@ fn expected_items(
     if let Some(root) = input {
         job.dataset.root = root.to_path_buf();
     }
-    let list = match dataset::list(&job.dataset) {
+    // The listing the array's tasks made: without their output folder.
+    let exclude = super::outputs::exclude(Some(&job.output.root));
+    let list = match dataset::list_excluding(&job.dataset, &exclude) {
         Ok(l) => l,
         Err(e) => {
             log::info!("not checking against the input listing: {e}");

@@ -5,9 +5,11 @@
 //! * [`resume`]: what an earlier run in the same output folder left that a rerun can keep.
 //! * [`shard`]: which slice of the listing an array task processes; where its manifest goes.
 //! * [`merge`]: shard manifests into one; [`verify`]: re-checking a run; [`rocrate`]: the RO-Crate.
+//! * [`outputs`]: what marks a folder as a run's output folder, which listings never read.
 
 pub mod manifest;
 pub mod merge;
+pub mod outputs;
 pub mod resume;
 pub mod rocrate;
 pub mod shard;
