@@ -234,6 +234,9 @@ pub fn score_range(pooled: &Histogram) -> (f32, f32) {
     }
 }
 
+/// The anomaly and the inlier step lines of a distribution.
+pub type Steps = (Vec<(f64, f64)>, Vec<(f64, f64)>);
+
 /// A score's distribution over anomaly and inlier pixels: the share of each class's pixels in each
 /// of [`DIST_BINS`] equal bins over `range`.
 #[derive(Debug, Clone, Default)]
@@ -267,7 +270,7 @@ impl Distribution {
 
     /// The two classes as step lines of `log10(share)` (floored), and that floor: a log scale, so
     /// that the few inliers with high scores (the false positives) show.
-    pub fn log_steps(&self) -> ((Vec<(f64, f64)>, Vec<(f64, f64)>), f64) {
+    pub fn log_steps(&self) -> (Steps, f64) {
         let smallest = self
             .anomaly
             .iter()
@@ -294,7 +297,7 @@ impl Distribution {
     pub fn chart<'a>(
         &self,
         title: &'a str,
-        steps: &'a (Vec<(f64, f64)>, Vec<(f64, f64)>),
+        steps: &'a Steps,
         floor: f64,
     ) -> Chart<'a> {
         Chart {

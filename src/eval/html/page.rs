@@ -152,7 +152,7 @@ pub fn metrics_table(t: &MetricsTable) -> Markup {
             } }
             tbody {
                 @for r in &t.rows {
-                    tr.ref[r.published] {
+                    tr."ref"[r.published] {
                         th scope="row" {
                             @if let Some(c) = &r.colour { (swatch(c)) }
                             (r.name)
@@ -273,7 +273,7 @@ pub fn render(p: &Page) -> String {
                 style { (PreEscaped(CSS)) }
             }
             body {
-                header { div.in {
+                header { div."in" {
                     h1 { "maskomaly evaluation" }
                     span.sub { (p.subtitle) }
                     nav {
@@ -284,12 +284,12 @@ pub fn render(p: &Page) -> String {
                     }
                 } }
                 main {
-                    h2 #run { "Run" }
+                    h2 id="run" { "Run" }
                     div.idgrid {
                         div.card { (dl(&p.identity)) }
                         div.card { (dl(&p.evaluation)) }
                     }
-                    h2 #metrics { "Metrics" }
+                    h2 id="metrics" { "Metrics" }
                     (metrics_table(&p.table))
                     p.note { (p.table_note) }
                     @if !p.score_pages.is_empty() {
@@ -302,10 +302,10 @@ pub fn render(p: &Page) -> String {
                             }
                         }
                     }
-                    h2 #curves { "Curves" }
+                    h2 id="curves" { "Curves" }
                     div.plots { @for svg in &p.plots { div.card { (PreEscaped(svg)) } } }
                     p.note { (p.plots_note) }
-                    h2 #gallery { "Gallery" }
+                    h2 id="gallery" { "Gallery" }
                     div.keys {
                         span { "label:" }
                         @for (text, c) in &p.label_keys { span { (swatch(c)) (text) } }
@@ -313,7 +313,7 @@ pub fn render(p: &Page) -> String {
                         @for (text, c) in &p.overlay_keys { span { (swatch(c)) (text) } }
                     }
                     (gallery(&p.gallery))
-                    h2 #frames { "Frames" }
+                    h2 id="frames" { "Frames" }
                     (frame_table(&p.frames))
                     footer {
                         "Written by maskomaly " (p.version) " · beside this page: "
