@@ -144,6 +144,7 @@ fn swatch(colour: &str) -> Markup {
 /// The metrics table: one row per score, the best value of each column marked, published rows last.
 pub fn metrics_table(t: &MetricsTable) -> Markup {
     let best = t.best();
+    let measured = t.rows.iter().filter(|r| !r.published).count();
     html! {
         table.metrics {
             thead { tr {
@@ -152,15 +153,15 @@ pub fn metrics_table(t: &MetricsTable) -> Markup {
             } }
             tbody {
                 @for r in &t.rows {
-                    tr."ref"[r.published] {
+                    tr class=[r.published.then_some("ref")] {
                         th scope="row" {
                             @if let Some(c) = &r.colour { (swatch(c)) }
                             (r.name)
                         }
                         @for (i, v) in r.values.iter().enumerate() {
-                            @let is_best = !r.published && t.rows.len() > 1
+                            @let is_best = !r.published && measured > 1
                                 && v.is_some_and(|v| Some(v) == best[i]);
-                            td.best[is_best] title=[is_best.then_some("best of this column")] {
+                            td class=[is_best.then_some("best")] title=[is_best.then_some("best of this column")] {
                                 (cell_pct(*v))
                             }
                         }
@@ -191,7 +192,7 @@ fn dl(rows: &[Row]) -> Markup {
     html! {
         dl { @for r in rows {
             dt { (r.term) }
-            dd.mono[r.mono] { (r.value) }
+            dd class=[r.mono.then_some("mono")] { (r.value) }
         } }
     }
 }
@@ -239,7 +240,7 @@ fn frame_table(t: &FrameTable) -> Markup {
         h3 { (t.title) " " span.note { (t.note) } }
         div.scroll {
             table.frames {
-                thead { tr { @for (i, c) in t.columns.iter().enumerate() { th.stem[i == 1] { (c) } } } }
+                thead { tr { @for (i, c) in t.columns.iter().enumerate() { th class=[(i == 1).then_some("stem")] { (c) } } } }
                 tbody {
                     @for r in &t.rows {
                         tr { @for c in r {
