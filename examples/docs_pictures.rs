@@ -59,10 +59,9 @@ fn main() {
 
     let scene = first_file(&job.dataset.root.join("images"));
     let stem = scene.file_stem().unwrap().to_string_lossy().into_owned();
-    let pred = maskomaly::eval::predictions::read(
-        &job.output.root.join(format!("maskomaly/{stem}.hdf5")),
-    )
-    .expect("the demo's score map");
+    let pred =
+        maskomaly::eval::predictions::read(&job.output.root.join(format!("maskomaly/{stem}.hdf5")))
+            .expect("the demo's score map");
     let heat = image::RgbImage::from_fn(pred.width as u32, pred.height as u32, |x, y| {
         let s = pred.scores[y as usize * pred.width + x as usize];
         image::Rgb(maskomaly::output::image::jet(

@@ -992,7 +992,10 @@ fn eval_compares_every_score_of_a_run() {
             page.contains(&format!("href=\"{name}/report.html\"")),
             "{name} not linked"
         );
-        assert!(page.contains(&format!("AP {name}")), "{name} not in the frame table");
+        assert!(
+            page.contains(&format!("AP {name}")),
+            "{name} not in the frame table"
+        );
     }
     let frames = std::fs::read_to_string(eval.join("per_frame.csv")).unwrap();
     let header: Vec<&str> = frames.lines().next().unwrap().split(',').collect();

@@ -171,9 +171,9 @@ impl<'a> Chart<'a> {
                     .draw_series(LineSeries::new(points, c.stroke_width(2)))
                     .map_err(e)?
             };
-            drawn
-                .label(l.legend.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+            drawn.label(l.legend.as_str()).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3))
+            });
         }
         if !self.lines.is_empty() {
             chart
@@ -294,12 +294,7 @@ impl Distribution {
     }
 
     /// The distribution chart of score `name`; `steps` from [`Distribution::log_steps`].
-    pub fn chart<'a>(
-        &self,
-        title: &'a str,
-        steps: &'a Steps,
-        floor: f64,
-    ) -> Chart<'a> {
+    pub fn chart<'a>(&self, title: &'a str, steps: &'a Steps, floor: f64) -> Chart<'a> {
         Chart {
             title,
             axes: ("score", "share of the class's pixels (log)"),
@@ -384,7 +379,10 @@ pub(crate) mod tests {
                     svg.to_ascii_lowercase().contains(&hex(c)),
                     "{name} not drawn in its colour in the SVG"
                 );
-                assert!(svg.contains(&format!("{name} (AP 50%)")), "{name} not named");
+                assert!(
+                    svg.contains(&format!("{name} (AP 50%)")),
+                    "{name} not named"
+                );
             }
             assert_eq!(has(score_colour("eam")), 0);
         }

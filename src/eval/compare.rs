@@ -579,9 +579,8 @@ mod tests {
         let buf = curves_chart("PR", ("recall", "precision"), &series)
             .rgb((400, 300))
             .unwrap();
-        let has = |c: plotters::style::RGBColor| {
-            buf.chunks(3).filter(|p| p == &[c.0, c.1, c.2]).count()
-        };
+        let has =
+            |c: plotters::style::RGBColor| buf.chunks(3).filter(|p| p == &[c.0, c.1, c.2]).count();
         assert!(has(score_colour("rba")) > 100);
         assert!(has(score_colour("maskomaly")) > 100);
         assert_eq!(has(score_colour("eam")), 0);

@@ -257,11 +257,7 @@ pub fn run_eval(
     if opts.plots {
         written.extend(report::write_plots(output, &pooled, opts.score_name)?);
     }
-    let data = html::ScoreData::new(
-        opts.score_name,
-        &pooled,
-        std::mem::take(&mut pass.picks),
-    );
+    let data = html::ScoreData::new(opts.score_name, &pooled, std::mem::take(&mut pass.picks));
     if opts.report {
         written.extend(html::write_score_report(
             &html::ReportInput {

@@ -172,11 +172,7 @@ pub(crate) fn save_rgb(path: &Path, w: u32, h: u32, buf: Vec<u8>) -> Result<(), 
 }
 
 /// `pr_curve.png` and `roc_curve.png` of the pooled (non-ignored) pixels, in the score's colour.
-pub fn write_plots(
-    out: &Path,
-    pooled: &Histogram,
-    score: &str,
-) -> Result<Vec<PathBuf>, EvalError> {
+pub fn write_plots(out: &Path, pooled: &Histogram, score: &str) -> Result<Vec<PathBuf>, EvalError> {
     const SIZE: (u32, u32) = (720, 540);
     let m = pooled.metrics().ok();
     let mut written = Vec::new();
@@ -291,7 +287,8 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         for (index, name) in ["exif_o3.jpg", "exif_o6.jpg"].into_iter().enumerate() {
             let path = dir.join(name);
-            let run = crate::preprocess::decode_file(&path, &std::fs::read(&path).unwrap()).unwrap();
+            let run =
+                crate::preprocess::decode_file(&path, &std::fs::read(&path).unwrap()).unwrap();
             let (w, h) = (run.width, run.height);
             let pred = Prediction {
                 width: w,
@@ -310,7 +307,10 @@ mod tests {
             // No score above the threshold: the best-F1 overlay is the image itself.
             let marked = image::open(&written[1]).unwrap().into_rgb8();
             assert_eq!(marked.dimensions(), (w as u32, h as u32), "{name}");
-            assert!(marked.into_raw() == run.data, "{name}: overlay not aligned with the map");
+            assert!(
+                marked.into_raw() == run.data,
+                "{name}: overlay not aligned with the map"
+            );
         }
     }
 

@@ -277,7 +277,10 @@ mod tests {
                 .unwrap()
                 .into_rgb8();
             assert_eq!(shown.dimensions(), (w as u32, h as u32), "{name}");
-            assert!(shown.into_raw() == run.data, "{name}: not the run's picture");
+            assert!(
+                shown.into_raw() == run.data,
+                "{name}: not the run's picture"
+            );
         }
     }
 }

@@ -38,7 +38,7 @@ pub const THRESHOLDS: usize = 100;
 /// Frames of the gallery of several scores (those where the scores disagree most).
 const DISAGREE_FRAMES: usize = 4;
 /// Size of the page's plots, in SVG user units (scaled by the page).
-const PLOT: (u32, u32) = (520, 400);
+const PLOT: (u32, u32) = (440, 340);
 
 /// Inlier pixels with `score >= f32(i / n)` and `score > 0`, for `i < n`: the false positives at
 /// every threshold of the reference's best-F1 search (same rule as `Histogram::best_f1_threshold`).
@@ -292,7 +292,11 @@ fn identity_rows(predictions: &Path) -> Vec<Row> {
             format!("{} (libtorch {})", s(&m["device"]), s(&m["libtorch"])),
             false,
         ),
-        row("run", format!("{} ({})", s(&m["run_id"]), s(&m["status"])), true),
+        row(
+            "run",
+            format!("{} ({})", s(&m["run_id"]), s(&m["status"])),
+            true,
+        ),
     ]
 }
 
@@ -395,10 +399,8 @@ fn base_page(input: &ReportInput, scores: &[(&EvalResults, &ScoreData)]) -> Resu
         mono: false,
     })
     .collect();
-    let names: Vec<(&str, &EvalResults)> = scores
-        .iter()
-        .map(|(r, d)| (d.name.as_str(), *r))
-        .collect();
+    let names: Vec<(&str, &EvalResults)> =
+        scores.iter().map(|(r, d)| (d.name.as_str(), *r)).collect();
     let pr_lines = scores
         .iter()
         .map(|(r, d)| Line {

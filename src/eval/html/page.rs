@@ -216,7 +216,7 @@ fn gallery(sections: &[GallerySection]) -> Markup {
                         p.cap { (r.caption) }
                         @if let Some(why) = &r.missing { p.note { (why) } }
                         @if !r.figures.is_empty() {
-                            div.strip {
+                            div class=(if r.figures.len() > 4 { "strip many" } else { "strip" }) {
                                 @for f in &r.figures {
                                     figure {
                                         img src=(f.src) alt=(f.alt);
@@ -367,6 +367,7 @@ svg{width:100%;height:auto;display:block}
 .frame-row{margin:0 0 14px}
 .frame-row .cap{margin:0 0 6px;font-weight:600}
 .strip{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:8px}
+.strip.many{grid-template-columns:repeat(auto-fill,minmax(136px,1fr));gap:6px}
 figure{margin:0;background:#fff;border:1px solid var(--line);border-radius:6px;padding:4px}
 figure img{width:100%;height:auto;max-height:240px;object-fit:contain;display:block;border-radius:3px}
 figcaption{font-size:12px;color:var(--muted);padding:3px 2px 0}
@@ -447,11 +448,19 @@ mod tests {
         assert!(!h.contains("<b>"), "{h}");
         assert!(h.contains("&lt;at&gt;"), "attribute escaped: {h}");
         // AP: the higher (rba, 20.00) is best; FPR95: the lower (10.00).
-        assert!(h.contains(r#"<td class="best" title="best of this column">20.00</td>"#), "{h}");
-        assert!(h.contains(r#"<td class="best" title="best of this column">10.00</td>"#), "{h}");
+        assert!(
+            h.contains(r#"<td class="best" title="best of this column">20.00</td>"#),
+            "{h}"
+        );
+        assert!(
+            h.contains(r#"<td class="best" title="best of this column">10.00</td>"#),
+            "{h}"
+        );
         assert_eq!(h.matches("class=\"best\"").count(), 2);
         // One score: nothing to compare, nothing marked.
-        assert!(!metrics_table(&table(&["maskomaly"])).into_string().contains("best"));
+        assert!(!metrics_table(&table(&["maskomaly"]))
+            .into_string()
+            .contains("best"));
     }
 
     #[test]
