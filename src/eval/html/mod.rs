@@ -733,7 +733,7 @@ pub fn write_comparison_report(
         colour: None,
         note: "The frames where the scores' AP differ most (best minus worst score). Heat maps \
                over each score's own range; overlays at each score's best-F1 threshold over i/100 \
-               on the pooled pixels."
+               on the pooled pixels. Score colours:"
             .into(),
         colour_bar: true,
         lists: vec![GalleryList {

@@ -206,7 +206,7 @@ fn gallery(sections: &[GallerySection]) -> Markup {
             }
             p.note {
                 (s.note)
-                @if s.colour_bar { " Score colours: " span.bar {} }
+                @if s.colour_bar { " " span.bar {} }
             }
             @for l in &s.lists {
                 h4 { (l.title) }
@@ -366,8 +366,8 @@ tr.ref th,tr.ref td{color:var(--muted);font-style:italic;font-weight:400;white-s
 svg{width:100%;height:auto;display:block}
 .frame-row{margin:0 0 14px}
 .frame-row .cap{margin:0 0 6px;font-weight:600}
-.strip{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:8px}
-.strip.many{grid-template-columns:repeat(auto-fill,minmax(136px,1fr));gap:6px}
+.strip{display:grid;grid-template-columns:repeat(auto-fit,minmax(220px,1fr));gap:8px}
+.strip.many{grid-template-columns:repeat(auto-fit,minmax(136px,1fr));gap:6px}
 figure{margin:0;background:#fff;border:1px solid var(--line);border-radius:6px;padding:4px}
 figure img{width:100%;height:auto;max-height:240px;object-fit:contain;display:block;border-radius:3px}
 figcaption{font-size:12px;color:var(--muted);padding:3px 2px 0}
