@@ -2,8 +2,9 @@
 //!
 //! * `docs/demo_heatmap.png`: the first demo scene beside the JET heat map of the score the run
 //!   wrote for it (blue 0 … red 1);
-//! * `docs/report_metrics.png`: the metrics table of the demo's `report.html`, rendered by headless
-//!   Chromium (Debian's `chromium`) and cropped.
+//! * `docs/report_metrics.png`: the comparison table of the evaluation page (`report.html`) of the
+//!   demo run with three scores (Maskomaly, RbA, MSP), rendered by headless Chromium (Debian's
+//!   `chromium`) and cropped.
 //!
 //! ```text
 //! cargo run --example docs_pictures [-- --dir target/docs-demo --out docs]
@@ -12,7 +13,9 @@
 mod common;
 use common::arg;
 
-use maskomaly::eval::{browser, html, run_eval, EvalOptions};
+use maskomaly::eval::compare::{run_compare, CompareOutcome};
+use maskomaly::eval::{browser, html, EvalOptions};
+use maskomaly::job::ScoreKind;
 use maskomaly::pipeline::{self, RunOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
@@ -27,7 +30,9 @@ fn main() {
     let dir = PathBuf::from(arg(&args, "--dir", "target/docs-demo"));
     let out = PathBuf::from(arg(&args, "--out", "docs"));
     std::fs::create_dir_all(&out).expect("create the output folder");
-    let (job, _) = maskomaly::demo::prepare(&dir).expect("write the demo inputs");
+    let (mut job, _) = maskomaly::demo::prepare(&dir).expect("write the demo inputs");
+    // Three scores from one forward pass: the page compares them.
+    job.method.scores = vec![ScoreKind::Maskomaly, ScoreKind::Rba, ScoreKind::Msp];
     let opts = RunOptions {
         overwrite: true,
         quiet: true,
@@ -36,7 +41,7 @@ fn main() {
     let summary = pipeline::run(&job, &opts, Arc::new(AtomicUsize::new(0))).expect("demo run");
     assert_eq!(summary.counts.failed, 0, "demo items failed");
     let eval_dir = job.output.root.join("eval");
-    let eval = run_eval(
+    let outcome = run_compare(
         &job,
         &job.output.root,
         &eval_dir,
@@ -45,13 +50,18 @@ fn main() {
             print_summary: false,
             ..Default::default()
         },
+        None,
     )
     .expect("demo evaluation");
+    let CompareOutcome::Several { per_score, .. } = outcome else {
+        panic!("the demo run wrote one score only");
+    };
 
     let scene = first_file(&job.dataset.root.join("images"));
     let stem = scene.file_stem().unwrap().to_string_lossy().into_owned();
-    let pred = maskomaly::eval::predictions::read(&job.output.root.join(format!("{stem}.hdf5")))
-        .expect("the demo's score map");
+    let pred =
+        maskomaly::eval::predictions::read(&job.output.root.join(format!("maskomaly/{stem}.hdf5")))
+            .expect("the demo's score map");
     let heat = image::RgbImage::from_fn(pred.width as u32, pred.height as u32, |x, y| {
         let s = pred.scores[y as usize * pred.width + x as usize];
         image::Rgb(maskomaly::output::image::jet(
@@ -63,7 +73,11 @@ fn main() {
 
     let chromium = browser::find_chromium().expect("chromium is needed (apt-get install chromium)");
     let page = dir.join("metrics.html");
-    std::fs::write(&page, html::metrics_page(&[("maskomaly", &eval.results)])).unwrap();
+    let rows: Vec<(&str, &maskomaly::eval::EvalResults)> = per_score
+        .iter()
+        .map(|(k, s)| (k.as_str(), &s.results))
+        .collect();
+    std::fs::write(&page, html::metrics_page(&rows)).unwrap();
     let shot = dir.join("metrics.png");
     browser::screenshot(
         &chromium,
@@ -76,10 +90,14 @@ fn main() {
     .expect("screenshot");
     crop_to_content(&shot, &out.join("report_metrics.png"));
     println!(
-        "{} and {} (AP {:.2}%)",
+        "{} and {} (AP: {}); the page: {}",
         out.join("demo_heatmap.png").display(),
         out.join("report_metrics.png").display(),
-        100.0 * eval.results.ap
+        rows.iter()
+            .map(|(k, r)| format!("{k} {:.2}%", 100.0 * r.ap))
+            .collect::<Vec<_>>()
+            .join(", "),
+        eval_dir.join("report.html").display()
     );
 }
 

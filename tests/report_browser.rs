@@ -1,13 +1,17 @@
 //! The evaluation report in a real browser. `maskomaly eval` runs on a small synthetic evaluation
 //! (Fishyscapes layout: demo road scenes, their labels, score maps with misses and false positives,
-//! and a manifest), then headless Chromium (Debian's `chromium`, from `scripts/ci-deps.sh`):
+//! and a manifest; one score, or three in the multi-score layout), then headless Chromium (Debian's
+//! `chromium`, from `scripts/ci-deps.sh`):
 //!
 //! * renders `report.html` at 1280 px: the screenshot must not be blank and must show the gallery's
 //!   score heat maps; Chromium's network log must hold no request made by the page;
 //! * renders a copy of the page with a probe script appended: every image must have loaded, the page
 //!   must not be wider than 1280 px, no script may fail, and a click on the AP column must sort it;
 //! * and every `src` / `href` / `url()` of the page must be an anchor of the page or a file inside the
-//!   eval folder.
+//!   eval folder;
+//! * the page of three scores, at the eval folder's root, must name every score in its metrics table
+//!   and in its PR and ROC plots (each in the score's colour), show them side by side in the
+//!   gallery, make no request, not be blank and not overflow 1280 px.
 //!
 //! Without Chromium the test is skipped, unless `MASKOMALY_REQUIRE_BROWSER=1` (set by `make test`).
 //! `MASKOMALY_REPORT_SCREENSHOT=FILE` keeps a copy of the screenshot.
@@ -36,12 +40,25 @@ fn noise(x: usize, y: usize, f: usize) -> f32 {
 
 /// Six frames of the fs_static layout with `.npy` score maps beside a manifest. Frame 1 misses
 /// most of its obstacle; frames 2 and 4 have a bright false-positive patch on the road; frame 5
-/// has no anomaly at all.
-fn synthetic_evaluation(dir: &Path) -> (PathBuf, PathBuf) {
+/// has no anomaly at all. With `scores`, each score's maps go to `preds/<score>/` (the multi-score
+/// layout), each score scaled and disturbed differently.
+fn synthetic_evaluation(dir: &Path, scores: &[&str]) -> (PathBuf, PathBuf) {
     let root = dir.join("fs_static");
     let preds = dir.join("preds");
     std::fs::create_dir_all(root.join("labels")).unwrap();
     std::fs::create_dir_all(&preds).unwrap();
+    let layouts: Vec<(PathBuf, usize)> = if scores.is_empty() {
+        vec![(preds.clone(), 0)]
+    } else {
+        scores
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (preds.join(s), i))
+            .collect()
+    };
+    for (folder, _) in &layouts {
+        std::fs::create_dir_all(folder).unwrap();
+    }
     let (w, h) = (240usize, 144usize);
     for f in 0..6usize {
         let img = maskomaly::demo::road_scene(w, h, f as u32);
@@ -56,21 +73,34 @@ fn synthetic_evaluation(dir: &Path) -> (PathBuf, PathBuf) {
             .unwrap()
             .save(root.join(format!("labels/frame{f}.png")))
             .unwrap();
-        let scores: Vec<f32> = (0..w * h)
-            .map(|i| {
-                let (x, y) = (i % w, i / w);
-                let n = noise(x, y, f);
-                let patch = (f == 2 || f == 4) && (x / 40 == 4) && (y * 10 / h >= 7);
-                match labels[i] {
-                    1 if f == 1 && x % 3 != 0 => 0.2 * n,
-                    1 => 0.55 + 0.45 * n,
-                    _ if patch => 0.6 + 0.4 * n,
-                    _ => 0.45 * n * n,
-                }
-            })
-            .collect();
-        maskomaly::output::npy::write_f32(&preds.join(format!("frame{f}.npy")), &scores, &[h, w])
+        for (folder, k) in &layouts {
+            let scores: Vec<f32> = (0..w * h)
+                .map(|i| {
+                    let (x, y) = (i % w, i / w);
+                    let n = noise(x, y, f + 7 * k);
+                    // Score k misses the obstacle of frame k + 1 and sees a patch on frame 2 + k.
+                    let patch = (f == 2 + k || f == 4) && (x / 40 == 4) && (y * 10 / h >= 7);
+                    let v = match labels[i] {
+                        1 if f == 1 + k && x % 3 != 0 => 0.2 * n,
+                        1 => 0.55 + 0.45 * n,
+                        _ if patch => 0.6 + 0.4 * n,
+                        _ => 0.45 * n * n,
+                    };
+                    // The second score lives outside [0, 1], as RbA does.
+                    if *k == 1 {
+                        4.0 * v - 3.0
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            maskomaly::output::npy::write_f32(
+                &folder.join(format!("frame{f}.npy")),
+                &scores,
+                &[h, w],
+            )
             .unwrap();
+        }
     }
     let manifest = Manifest {
         format: FORMAT.into(),
@@ -108,10 +138,15 @@ fn synthetic_evaluation(dir: &Path) -> (PathBuf, PathBuf) {
     };
     manifest.write(&preds.join("manifest.json")).unwrap();
     let job = dir.join("job.yaml");
+    let method = if scores.is_empty() {
+        String::new()
+    } else {
+        format!("method: {{scores: [{}]}}\n", scores.join(", "))
+    };
     std::fs::write(
         &job,
         format!(
-            "name: browser\ndataset: {{kind: fs_static, root: {}}}\n",
+            "name: browser\ndataset: {{kind: fs_static, root: {}}}\n{method}",
             root.display()
         ),
     )
@@ -222,7 +257,7 @@ window.addEventListener("load", function () {
 #[test]
 fn report_renders_offline_in_chromium() {
     let d = tempfile::tempdir().unwrap();
-    let (job, preds) = synthetic_evaluation(d.path());
+    let (job, preds) = synthetic_evaluation(d.path(), &[]);
     let eval = preds.join("eval");
     let o = Command::new(env!("CARGO_BIN_EXE_maskomaly"))
         .args(["-q", "eval", "--job"])
@@ -338,6 +373,143 @@ fn report_renders_offline_in_chromium() {
         "the page is wider than the window: {width:?}"
     );
     assert_eq!(line("sort")[0], "ok", "sorting by AP failed");
+    let errors = browser::load_errors(&out.log);
+    assert!(errors.is_empty(), "browser errors:\n{}", errors.join("\n"));
+}
+
+/// Appended to a copy of the page of several scores: whether each score is named in the metrics
+/// table and in the PR and ROC plots, and the page's width.
+const COMPARE_PROBE: &str = r#"<script>
+window.addEventListener("load", function () {
+  var text = function (sel) { return Array.prototype.map.call(document.querySelectorAll(sel), function (e) { return e.textContent; }); };
+  var rows = text("table.metrics tbody th");
+  var svgs = document.querySelectorAll(".plots svg");
+  ["maskomaly", "rba", "msp"].forEach(function (n) {
+    var has = function (list) { return list.some(function (t) { return t.indexOf(n) >= 0; }); };
+    console.log("PROBE score-" + n + " table=" + has(rows) + " pr=" + has([svgs[0].textContent]) + " roc=" + has([svgs[1].textContent]) + " gallery=" + has(text("figcaption")) + " frames=" + has(text("table.frames thead th")));
+  });
+  var imgs = Array.prototype.slice.call(document.images);
+  var broken = imgs.filter(function (i) { return !i.complete || i.naturalWidth === 0; });
+  console.log("PROBE images " + imgs.length + " broken " + broken.length);
+  console.log("PROBE width " + document.documentElement.scrollWidth + " of " + window.innerWidth);
+});
+</script>"#;
+
+/// The page of a multi-score evaluation, at the eval folder's root.
+#[test]
+fn comparison_report_renders_offline_in_chromium() {
+    let d = tempfile::tempdir().unwrap();
+    let names = ["maskomaly", "rba", "msp"];
+    let (job, preds) = synthetic_evaluation(d.path(), &names);
+    let eval = preds.join("eval");
+    let o = Command::new(env!("CARGO_BIN_EXE_maskomaly"))
+        .args(["-q", "eval", "--job"])
+        .arg(&job)
+        .arg("--predictions")
+        .arg(&preds)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page_path = eval.join("report.html");
+    let page = std::fs::read_to_string(&page_path)
+        .unwrap_or_else(|e| panic!("no report.html at the eval root: {e}"));
+    check_references(&page, &eval);
+    for name in names {
+        assert!(
+            page.contains(&format!("href=\"{name}/report.html\"")),
+            "no link to {name}'s own page"
+        );
+        let colour = maskomaly::eval::chart::hex(maskomaly::eval::chart::score_colour(name));
+        let svgs: String = page
+            .split("<svg")
+            .skip(1)
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("")
+            .to_ascii_lowercase();
+        assert!(svgs.contains(&colour), "{name} not drawn in {colour}");
+    }
+
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let shot = eval.join("shot.png");
+    let net = d.path().join("net.json");
+    let out = browser::screenshot(
+        &chromium,
+        &page_path,
+        &shot,
+        (WIDTH, HEIGHT),
+        Duration::from_secs(120),
+        &[format!("--log-net-log={}", net.display())],
+    )
+    .unwrap();
+    let errors = browser::load_errors(&out.log);
+    assert!(errors.is_empty(), "browser errors:\n{}", errors.join("\n"));
+    let requests = page_requests(&net);
+    assert!(
+        requests.is_empty(),
+        "the page made network requests: {requests:?}"
+    );
+    if let Ok(keep) = std::env::var("MASKOMALY_COMPARISON_SCREENSHOT") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
+    let img = image::open(&shot).unwrap().into_rgb8();
+    let bg = *img.get_pixel(WIDTH - 3, HEIGHT - 3);
+    let inked = img.pixels().filter(|p| **p != bg).count() as f64 / (WIDTH * HEIGHT) as f64;
+    assert!(
+        inked > 0.2,
+        "screenshot nearly blank ({:.1}% drawn)",
+        100.0 * inked
+    );
+
+    let probe_path = eval.join("report.probe.html");
+    std::fs::write(
+        &probe_path,
+        page.replace("</body>", &format!("{COMPARE_PROBE}</body>")),
+    )
+    .unwrap();
+    let out = browser::screenshot(
+        &chromium,
+        &probe_path,
+        &d.path().join("probe.png"),
+        (WIDTH, 900),
+        Duration::from_secs(120),
+        &[],
+    )
+    .unwrap();
+    let line = |what: &str| -> String {
+        let tag = format!("\"PROBE {what} ");
+        out.log
+            .lines()
+            .find_map(|l| l.split_once(&tag).map(|(_, rest)| rest))
+            .unwrap_or_else(|| panic!("the probe did not report {what}:\n{}", out.log))
+            .split('"')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    for name in names {
+        assert_eq!(
+            line(&format!("score-{name}")),
+            "table=true pr=true roc=true gallery=true frames=true",
+            "{name} is not named everywhere"
+        );
+    }
+    let images: Vec<String> = line("images").split(' ').map(String::from).collect();
+    assert!(
+        images[0].parse::<usize>().unwrap() >= 2 + 2 * names.len(),
+        "too few images: {images:?}"
+    );
+    assert_eq!(images[1..], ["broken", "0"], "images failed to load");
+    let width: Vec<u32> = line("width")
+        .split(' ')
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    assert!(
+        width.len() == 2 && width[0] <= width[1] && width[1] == WIDTH,
+        "the page is wider than the window: {width:?}"
+    );
     let errors = browser::load_errors(&out.log);
     assert!(errors.is_empty(), "browser errors:\n{}", errors.join("\n"));
 }

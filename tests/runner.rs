@@ -1048,7 +1048,8 @@ fn six_scores_from_one_run_match_the_fixtures() {
 }
 
 /// `eval` on a multi-score run: every score evaluated into its own folder, one comparison table on
-/// stdout, `results.json`, `comparison.csv` and the combined curves; `--score` picks one.
+/// stdout, `results.json`, `comparison.csv`, `per_frame.csv`, the combined curves and one
+/// `report.html` for all scores; `--score` picks one.
 #[test]
 fn eval_compares_every_score_of_a_run() {
     let d = tempfile::tempdir().unwrap();
@@ -1118,6 +1119,24 @@ fn eval_compares_every_score_of_a_run() {
         let img = image::open(eval.join(f)).unwrap();
         assert_eq!(img.width(), 760, "{f}");
     }
+    // One page at the root for all scores, linking each score's own page; one per-frame table.
+    let page = std::fs::read_to_string(eval.join("report.html")).unwrap();
+    for name in ["rba", "maskomaly", "entropy"] {
+        assert!(eval.join(name).join("report.html").is_file(), "{name}");
+        assert!(
+            page.contains(&format!("href=\"{name}/report.html\"")),
+            "{name} not linked"
+        );
+        assert!(
+            page.contains(&format!("AP {name}")),
+            "{name} not in the frame table"
+        );
+    }
+    let frames = std::fs::read_to_string(eval.join("per_frame.csv")).unwrap();
+    let header: Vec<&str> = frames.lines().next().unwrap().split(',').collect();
+    assert_eq!(header.len(), 4 + 3 * 4, "{frames}");
+    assert!(header.contains(&"ap_entropy"), "{frames}");
+    assert_eq!(frames.lines().count(), 3, "{frames}");
 
     let only = d.path().join("only");
     let o = run(&[

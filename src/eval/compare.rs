@@ -1,12 +1,15 @@
 //! `maskomaly eval` over the scores of one run (`method.scores`): each score's maps are evaluated
 //! exactly as a single-score run, into `<output>/<score>/`, then compared in one table (stdout,
-//! `results.json`, `comparison.csv`) and on one PR plot and one ROC plot (`pr_curves.png`,
-//! `roc_curves.png`).
+//! `results.json`, `comparison.csv`), one per-frame table (`per_frame.csv`, one column per score),
+//! on one PR plot and one ROC plot (`pr_curves.png`, `roc_curves.png`), and on one page
+//! (`report.html`: every score's metrics, curves, distributions, the frames where they disagree
+//! most side by side, and links to each score's own page).
 //!
 //! A run with several scores writes each into `<predictions>/<score>/`; a run with one score writes
 //! into `<predictions>` itself, which is evaluated as before (one `results.json`, no comparison).
 //! Every metric reads the stored values of each score, never a display mapping.
 
+use super::chart::{score_colour, Chart, Line};
 use super::{run_eval, Curve, EvalError, EvalOptions, EvalResults, EvalSummary, Mode};
 use crate::job::Job;
 use crate::scores::ScoreKind;
@@ -189,7 +192,28 @@ pub fn run_compare(
         run: first.run.clone(),
         scores: per_score.iter().map(|(k, s)| row(*k, &s.results)).collect(),
     };
-    let written = write_comparison(output, &comparison, &per_score)?;
+    let mut written = write_comparison(output, &comparison, &per_score)?;
+    if opts.report {
+        let items = crate::dataset::list(&job.dataset).map_err(EvalError::from)?;
+        let scores: Vec<super::html::CompareScore> = per_score
+            .iter()
+            .map(|(k, s)| super::html::CompareScore {
+                results: &s.results,
+                data: &s.report,
+                frames: &s.per_frame,
+                page: Some(format!("{k}/report.html")),
+            })
+            .collect();
+        written.extend(super::html::write_comparison_report(
+            &super::html::ReportInput {
+                out: output,
+                predictions,
+                items: &items,
+                overlays: false,
+            },
+            &scores,
+        )?);
+    }
     if opts.print_summary {
         print!("{}", table(&comparison));
     }
@@ -326,6 +350,48 @@ pub fn comparison_csv(c: &Comparison) -> String {
     s
 }
 
+/// `per_frame.csv` of a comparison: one row per frame, each score's AP, AUROC, FPR95 and best F1
+/// (fractions; empty where a frame has no value, e.g. AP without anomaly pixels).
+pub fn per_frame_csv(per_score: &[(ScoreKind, EvalSummary)]) -> String {
+    let mut s = String::from("index,stem,positives,ignored");
+    for (k, _) in per_score {
+        s += &format!(",ap_{k},auroc_{k},fpr95_{k},best_f1_{k}");
+    }
+    s += "\n";
+    let n = per_score
+        .iter()
+        .map(|(_, e)| e.per_frame.len())
+        .min()
+        .unwrap_or(0);
+    let num = |x: Option<f64>| match x {
+        Some(x) if x.is_nan() => "nan".to_string(),
+        Some(x) => format!("{x}"),
+        None => String::new(),
+    };
+    for i in 0..n {
+        let f0 = &per_score[0].1.per_frame[i];
+        let stem = if f0.stem.contains([',', '"', '\n']) {
+            format!("\"{}\"", f0.stem.replace('"', "\"\""))
+        } else {
+            f0.stem.clone()
+        };
+        s += &format!("{},{stem},{},{}", f0.index, f0.positives, f0.ignored);
+        for (_, e) in per_score {
+            let f = &e.per_frame[i];
+            let m = f.metrics;
+            s += &format!(
+                ",{},{},{},{}",
+                num(super::html::picks::frame_ap(f)),
+                num(m.map(|m| m.auroc)),
+                num(m.map(|m| m.fpr95)),
+                num(Some(f.best_f1))
+            );
+        }
+        s += "\n";
+    }
+    s
+}
+
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CompareError> {
     crate::output::write_bytes_atomic(path, bytes).map_err(|e| CompareError::Write {
         path: path.to_path_buf(),
@@ -346,40 +412,35 @@ fn write_comparison(
     write_file(&json, format!("{text}\n").as_bytes())?;
     let csv = out.join("comparison.csv");
     write_file(&csv, comparison_csv(c).as_bytes())?;
-    let mut written = vec![json, csv];
+    let frames = out.join("per_frame.csv");
+    write_file(&frames, per_frame_csv(per_score).as_bytes())?;
+    let mut written = vec![json, csv, frames];
     written.extend(write_curves(out, per_score)?);
     Ok(written)
-}
-
-/// A fixed colour per score, the same on every plot.
-fn colour(kind: ScoreKind) -> plotters::style::RGBColor {
-    use plotters::style::RGBColor;
-    match kind {
-        ScoreKind::Maskomaly => RGBColor(214, 39, 40),
-        ScoreKind::Rba => RGBColor(31, 119, 180),
-        ScoreKind::Eam => RGBColor(44, 160, 44),
-        ScoreKind::Energy => RGBColor(255, 127, 14),
-        ScoreKind::Msp => RGBColor(148, 103, 189),
-        ScoreKind::Entropy => RGBColor(140, 86, 75),
-    }
 }
 
 /// One curve of one score, with its legend.
 pub type Series = (ScoreKind, String, Curve);
 
-/// One curve per score on one chart.
-pub fn draw_curves(
-    buf: &mut [u8],
-    size: (u32, u32),
-    title: &str,
-    axes: (&str, &str),
-    series: &[Series],
-) -> Result<(), String> {
-    let lines: Vec<_> = series
-        .iter()
-        .map(|(kind, legend, points)| (colour(*kind), legend.as_str(), points.as_slice()))
-        .collect();
-    super::report::draw_lines(buf, size, title, axes, &lines)
+/// One curve per score on one chart, each score in its own colour ([`score_colour`]).
+pub fn curves_chart<'a>(
+    title: &'a str,
+    axes: (&'a str, &'a str),
+    series: &'a [Series],
+) -> Chart<'a> {
+    Chart::curves(
+        title,
+        axes,
+        series
+            .iter()
+            .map(|(kind, legend, points)| Line {
+                colour: score_colour(kind.as_str()),
+                legend: legend.clone(),
+                points,
+                fill: false,
+            })
+            .collect(),
+    )
 }
 
 /// `pr_curves.png` and `roc_curves.png`: every score's pooled curve on one plot each.
@@ -419,8 +480,9 @@ fn write_curves(
                 (*k, legend, curve.clone())
             })
             .collect();
-        let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
-        draw_curves(&mut buf, SIZE, title, axes, &series).map_err(|e| CompareError::Write {
+        let mut chart = curves_chart(title, axes, &series);
+        chart.diagonal = !pr;
+        let buf = chart.rgb(SIZE).map_err(|e| CompareError::Write {
             path: path.clone(),
             source: e.into(),
         })?;
@@ -507,8 +569,6 @@ mod tests {
 
     #[test]
     fn curves_of_every_score_share_one_plot() {
-        let (w, h) = (400u32, 300u32);
-        let mut buf = vec![0u8; (w * h * 3) as usize];
         let series = vec![
             (
                 ScoreKind::Rba,
@@ -521,11 +581,13 @@ mod tests {
                 vec![(0.0, 0.2), (1.0, 1.0)],
             ),
         ];
-        draw_curves(&mut buf, (w, h), "PR", ("recall", "precision"), &series).unwrap();
+        let buf = curves_chart("PR", ("recall", "precision"), &series)
+            .rgb((400, 300))
+            .unwrap();
         let has =
             |c: plotters::style::RGBColor| buf.chunks(3).filter(|p| p == &[c.0, c.1, c.2]).count();
-        assert!(has(colour(ScoreKind::Rba)) > 100);
-        assert!(has(colour(ScoreKind::Maskomaly)) > 100);
-        assert_eq!(has(colour(ScoreKind::Eam)), 0);
+        assert!(has(score_colour("rba")) > 100);
+        assert!(has(score_colour("maskomaly")) > 100);
+        assert_eq!(has(score_colour("eam")), 0);
     }
 }

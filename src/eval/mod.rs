@@ -8,12 +8,13 @@
 //!     ─► results.json, results.txt, per_frame.csv, PR / ROC plots, overlays, report.html
 //! ```
 //! Only one frame is held in memory at a time; the pooled histogram grows with the number of distinct
-//! score values, not with pixels.
+//! score values, not with pixels; the report keeps only the frames it shows (bounded heaps).
 //!
 //! * [`metrics`]: exact scikit-learn-compatible metrics over histograms.
 //! * [`predictions`]: reading score maps and finding an item's file.
 //! * [`report`]: the files written and the summary table.
-//! * [`html`]: `report.html`, the page that shows all of it.
+//! * [`html`]: `report.html`, the page that shows all of it; [`chart`]: the one chart engine of the
+//!   PNG plots and the page's SVG, with one colour per score.
 //! * [`smiyc`], [`components`]: the SegmentMeIfYouCan benchmark's binned pixel metrics and component
 //!   metrics (optional; the components need a second pass at the binned best-F1 threshold);
 //!   [`numpy_sort`]: numpy's argsort, whose tie order the binned curve depends on.
@@ -22,6 +23,7 @@
 //!   table and combined PR / ROC plots.
 
 pub mod browser;
+pub mod chart;
 pub mod compare;
 pub mod components;
 pub mod discover;
@@ -217,6 +219,8 @@ pub struct EvalSummary {
     pub written: Vec<PathBuf>,
     /// The pooled PR (recall, precision) and ROC (fpr, tpr) curves, sampled for plots.
     pub curves: (Curve, Curve),
+    /// What the score contributes to a report page (bounded in the number of frames).
+    pub report: html::ScoreData,
 }
 
 /// Points of a curve, (x, y).
@@ -270,22 +274,20 @@ pub fn run_eval(
     let mut written = std::mem::take(&mut pass.written);
     written.extend(report::write_reports(output, &results, &pass.frames)?);
     if opts.plots {
-        written.extend(report::write_plots(output, &pooled)?);
+        written.extend(report::write_plots(output, &pooled, opts.score_name)?);
     }
+    let data = html::ScoreData::new(opts.score_name, &pooled, std::mem::take(&mut pass.picks));
     if opts.report {
-        written.extend(html::write_report(&html::ReportInput {
-            out: output,
-            predictions,
-            items: &items,
-            overlays: opts.overlays,
-            scores: vec![html::ScoreInput {
-                name: opts.score_name,
-                results: &results,
-                frames: &pass.frames,
-                pooled: &pooled,
-                inliers_above: &pass.inliers_above,
-            }],
-        })?);
+        written.extend(html::write_score_report(
+            &html::ReportInput {
+                out: output,
+                predictions,
+                items: &items,
+                overlays: opts.overlays,
+            },
+            &results,
+            &data,
+        )?);
     }
     if opts.print_summary {
         print!("{}", report::summary_table(&results));
@@ -295,6 +297,7 @@ pub fn run_eval(
         per_frame: pass.frames,
         written,
         curves: pooled.sampled_curves(4000),
+        report: data,
     })
 }
 
@@ -313,9 +316,8 @@ struct FramePass {
     counts: PixelCounts,
     /// (float32 seen, float16 seen).
     dtypes: (bool, bool),
-    /// Per frame: inliers above each best-F1 candidate threshold, for the report's false-positive
-    /// area.
-    inliers_above: Vec<Vec<u64>>,
+    /// The frames a report shows, with their false positives at each best-F1 candidate threshold.
+    picks: html::picks::FramePicks,
     /// Overlay files.
     written: Vec<PathBuf>,
 }
@@ -328,7 +330,7 @@ impl FramePass {
             frames: Vec::with_capacity(frames),
             counts: PixelCounts::default(),
             dtypes: (false, false),
-            inliers_above: Vec::with_capacity(if opts.report { frames } else { 0 }),
+            picks: html::picks::FramePicks::new(),
             written: Vec::new(),
         }
     }
@@ -389,10 +391,9 @@ impl FramePass {
         c.negatives += frame_hist.negatives();
         c.ignored += ignored;
         let (best_f1_threshold, best_f1) = kept.best_f1_threshold(100);
-        if opts.report {
-            self.inliers_above
-                .push(html::inliers_above(&kept, html::THRESHOLDS));
-        }
+        let inliers_above = opts
+            .report
+            .then(|| html::inliers_above(&kept, html::THRESHOLDS));
         if opts.overlays {
             self.written.extend(report::write_overlays(
                 overlay_dir,
@@ -420,6 +421,10 @@ impl FramePass {
             best_f1_threshold,
             best_f1,
         });
+        if let Some(above) = inliers_above {
+            let frame = self.frames.last().expect("just pushed");
+            self.picks.push(frame, above);
+        }
         Ok(())
     }
 

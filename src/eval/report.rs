@@ -1,6 +1,7 @@
 //! Files an evaluation writes: `results.json`, the reference's `results.txt`, `per_frame.csv`, PR and
 //! ROC plots, per-frame overlays, and the summary table printed on stdout.
 
+use super::chart::{score_colour, Chart, Line};
 use super::metrics::Histogram;
 use super::predictions::Prediction;
 use super::{EvalError, EvalResults, FrameResult};
@@ -162,93 +163,6 @@ pub fn summary_table(r: &EvalResults) -> String {
     s
 }
 
-/// Registers the embedded DejaVu Sans as plotters' `sans-serif`, once: plots need no system font.
-pub(crate) fn register_font() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if plotters::style::register_font(
-            "sans-serif",
-            plotters::style::FontStyle::Normal,
-            dejavu::sans::regular(),
-        )
-        .is_err()
-        {
-            log::warn!("embedded font rejected; plot text will be missing");
-        }
-    });
-}
-
-/// Draws one curve into an RGB buffer of `w`×`h`.
-pub fn draw_curve(
-    buf: &mut [u8],
-    size: (u32, u32),
-    title: &str,
-    axes: (&str, &str),
-    points: &[(f64, f64)],
-    legend: &str,
-) -> Result<(), String> {
-    draw_lines(
-        buf,
-        size,
-        title,
-        axes,
-        &[(plotters::style::BLUE, legend, points)],
-    )
-}
-
-/// A line of a chart: colour, legend, points.
-pub(crate) type Line<'a> = (plotters::style::RGBColor, &'a str, &'a [(f64, f64)]);
-
-/// One line per (colour, legend, points) on one [0, 1] × [0, 1.02] chart in an RGB buffer of
-/// `w`×`h`; points that are not finite are left out.
-pub(crate) fn draw_lines(
-    buf: &mut [u8],
-    (w, h): (u32, u32),
-    title: &str,
-    (x_desc, y_desc): (&str, &str),
-    lines: &[Line],
-) -> Result<(), String> {
-    use plotters::prelude::*;
-    register_font();
-    let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(14)
-        .x_label_area_size(44)
-        .y_label_area_size(54)
-        .build_cartesian_2d(0f64..1f64, 0f64..1.02f64)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    for &(c, legend, points) in lines {
-        chart
-            .draw_series(LineSeries::new(
-                points
-                    .iter()
-                    .copied()
-                    .filter(|(x, y)| x.is_finite() && y.is_finite()),
-                c.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label(legend)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())?;
-    Ok(())
-}
-
 pub(crate) fn save_rgb(path: &Path, w: u32, h: u32, buf: Vec<u8>) -> Result<(), EvalError> {
     let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| write_err(path, "buffer size"))?;
     let mut bytes = std::io::Cursor::new(Vec::new());
@@ -257,8 +171,8 @@ pub(crate) fn save_rgb(path: &Path, w: u32, h: u32, buf: Vec<u8>) -> Result<(), 
     write_atomic(path, bytes.get_ref())
 }
 
-/// `pr_curve.png` and `roc_curve.png` of the pooled (non-ignored) pixels.
-pub fn write_plots(out: &Path, pooled: &Histogram) -> Result<Vec<PathBuf>, EvalError> {
+/// `pr_curve.png` and `roc_curve.png` of the pooled (non-ignored) pixels, in the score's colour.
+pub fn write_plots(out: &Path, pooled: &Histogram, score: &str) -> Result<Vec<PathBuf>, EvalError> {
     const SIZE: (u32, u32) = (720, 540);
     let m = pooled.metrics().ok();
     let mut written = Vec::new();
@@ -283,18 +197,35 @@ pub fn write_plots(out: &Path, pooled: &Histogram) -> Result<Vec<PathBuf>, EvalE
     ];
     for (name, title, axes, points, value, what) in curves {
         let path = out.join(name);
-        let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
-        let legend = format!("{what} = {}%", pct(value.unwrap_or(f64::NAN), 2));
-        let points: Vec<(f64, f64)> = points
-            .into_iter()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .collect();
-        draw_curve(&mut buf, SIZE, title, axes, &points, &legend)
-            .map_err(|e| write_err(&path, e))?;
+        let legend = format!("{score} ({what} {}%)", pct(value.unwrap_or(f64::NAN), 2));
+        let mut chart = Chart::curves(
+            title,
+            axes,
+            vec![Line {
+                colour: score_colour(score),
+                legend,
+                points: &points,
+                fill: false,
+            }],
+        );
+        chart.diagonal = what == "AUROC";
+        let buf = chart.rgb(SIZE).map_err(|e| write_err(&path, e))?;
         save_rgb(&path, SIZE.0, SIZE.1, buf)?;
         written.push(path);
     }
     Ok(written)
+}
+
+/// Reads an image file the way the run decoded it ([`crate::preprocess::decode_file`]: EXIF
+/// orientation applied, JPEGs through libjpeg-turbo with OpenCV's settings), so that pictures drawn
+/// from it line up with the maps the run wrote.
+/// A file that cannot be read keeps its `io::Error` (exit 66), one that cannot be decoded its
+/// decoding error (65).
+pub(crate) fn read_image(path: &Path) -> Result<image::RgbImage, super::Source> {
+    let bytes = std::fs::read(path)?;
+    let img = crate::preprocess::decode_file(path, &bytes)?;
+    image::RgbImage::from_raw(img.width as u32, img.height as u32, img.data)
+        .ok_or_else(|| "decoded buffer does not match its size".into())
 }
 
 /// `{i:03d}_heat.png` (JET of `uint8(score × 255)` blended 50/50 with the image, as `cv2.addWeighted`
@@ -308,15 +239,10 @@ pub fn write_overlays(
     label: &Label,
     threshold: f64,
 ) -> Result<Vec<PathBuf>, EvalError> {
-    let img = image::open(image_path)
-        .map_err(|e| EvalError::ReadImage {
-            path: image_path.to_path_buf(),
-            source: match e {
-                image::ImageError::IoError(io) => io.into(),
-                e => e.into(),
-            },
-        })?
-        .into_rgb8();
+    let img = read_image(image_path).map_err(|source| EvalError::ReadImage {
+        path: image_path.to_path_buf(),
+        source,
+    })?;
     if (img.width() as usize, img.height() as usize) != (pred.width, pred.height) {
         log::warn!(
             "{} is {}×{}, its prediction {}×{}: no overlay written",
@@ -355,28 +281,39 @@ pub fn write_overlays(
 mod tests {
     use super::*;
 
+    /// A JPEG with an EXIF orientation: the run wrote its map at the oriented size, so the
+    /// overlay must be drawn over the oriented picture (rotated 180° keeps the size, 90° swaps it).
     #[test]
-    fn plot_text_is_rendered_with_the_embedded_font() {
-        let (w, h) = (400u32, 300u32);
-        let mut with_text = vec![0u8; (w * h * 3) as usize];
-        draw_curve(
-            &mut with_text,
-            (w, h),
-            "Precision-recall",
-            ("recall", "precision"),
-            &[(0.0, 1.0), (1.0, 0.5)],
-            "AP",
-        )
-        .unwrap();
-        // The caption band (above the plot area) holds nothing but the title: it must have ink.
-        let caption_ink = (0..30u32)
-            .flat_map(|y| (0..w).map(move |x| (y, x)))
-            .filter(|&(y, x)| with_text[((y * w + x) * 3) as usize] < 128)
-            .count();
-        assert!(
-            caption_ink > 50,
-            "title not drawn ({caption_ink} dark pixels)"
-        );
+    fn overlays_use_the_runs_exif_orientation() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jpeg");
+        let out = tempfile::tempdir().unwrap();
+        for (index, name) in ["exif_o3.jpg", "exif_o6.jpg"].into_iter().enumerate() {
+            let path = dir.join(name);
+            let run =
+                crate::preprocess::decode_file(&path, &std::fs::read(&path).unwrap()).unwrap();
+            let (w, h) = (run.width, run.height);
+            let pred = Prediction {
+                width: w,
+                height: h,
+                scores: vec![0.0; w * h],
+                dtype: super::super::predictions::PredDtype::Float32,
+            };
+            let label = Label {
+                width: w,
+                height: h,
+                anomaly: vec![0; w * h],
+                ignore: vec![0; w * h],
+            };
+            let written = write_overlays(out.path(), index, &path, &pred, &label, 0.5).unwrap();
+            assert_eq!(written.len(), 2, "{name}: no overlay written");
+            // No score above the threshold: the best-F1 overlay is the image itself.
+            let marked = image::open(&written[1]).unwrap().into_rgb8();
+            assert_eq!(marked.dimensions(), (w as u32, h as u32), "{name}");
+            assert!(
+                marked.into_raw() == run.data,
+                "{name}: overlay not aligned with the map"
+            );
+        }
     }
 
     #[test]

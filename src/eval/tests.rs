@@ -374,3 +374,54 @@ fn smiyc_metrics_equal_the_benchmark_on_fixtures() {
     }
     assert!(checked >= 5, "SMIYC dataset fixtures missing");
 }
+
+/// The page does not grow with the dataset: with 60 or 240 frames it holds the same number of
+/// frame rows (the 25 lowest- and 25 highest-AP frames), the same gallery, and the same pictures;
+/// every frame stays in `per_frame.csv`.
+#[test]
+fn report_page_is_bounded_in_the_number_of_frames() {
+    let mut sizes = Vec::new();
+    for n in [60usize, 240] {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("fs_static");
+        let preds = d.path().join("preds");
+        std::fs::create_dir_all(&preds).unwrap();
+        for f in 0..n {
+            let in_anomaly = move |x: usize, y: usize| (2..5).contains(&x) && (1..3).contains(&y);
+            image(
+                &root.join(format!("images/{f:04}.png")),
+                W as u32,
+                H as u32,
+                [40, 80, 120],
+            );
+            grey(
+                &root.join(format!("labels/{f:04}.png")),
+                W as u32,
+                H as u32,
+                |x, y| in_anomaly(x as usize, y as usize) as u8,
+            );
+            crate::output::npy::write_f32(
+                &preds.join(format!("{f:04}.npy")),
+                &scores(f, &in_anomaly),
+                &[H, W],
+            )
+            .unwrap();
+        }
+        let out = d.path().join("eval");
+        let opts = EvalOptions {
+            overlays: false,
+            ..quiet()
+        };
+        run_eval(&job_for(DatasetKind::FsStatic, &root), &preds, &out, &opts).unwrap();
+        let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+        let table = page.split("<table class=\"frames\">").nth(1).unwrap();
+        let rows = table.matches("<tr>").count() - 1;
+        assert_eq!(rows, 2 * html::picks::TABLE_ROWS, "{n} frames");
+        let pictures = std::fs::read_dir(out.join("report")).unwrap().count();
+        let csv = std::fs::read_to_string(out.join("per_frame.csv")).unwrap();
+        assert_eq!(csv.lines().count(), n + 1);
+        sizes.push((page.matches("<img ").count(), pictures));
+    }
+    assert_eq!(sizes[0], sizes[1], "the page grew with the frames");
+    assert!(sizes[0].0 <= 4 * 2 * html::picks::GALLERY_FRAMES);
+}

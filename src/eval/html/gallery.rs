@@ -1,27 +1,27 @@
-//! The report's gallery: per score, the frames with the lowest AP and with the largest
-//! false-positive area, each as image | label | score heat map | thresholded overlay (PNG
-//! thumbnails in `report/`).
+//! The gallery's pictures, written before the page is built: per frame the image and its label,
+//! and per score the score heat map and the thresholded overlay (PNG thumbnails in `report/`).
+//! Images are decoded as the run decoded them ([`crate::eval::report::read_image`]: EXIF
+//! orientation applied), so the pictures line up with the maps.
 
-use super::svg::{score_range, tick};
-use super::{cell_pct, esc, hex, thousands, ReportInput, ScoreInput, THRESHOLDS};
+use super::page::{Figure, GalleryRow};
 use crate::dataset::{self, Item, Label};
-use crate::eval::report::{pct, save_rgb};
-use crate::eval::{EvalError, FrameResult};
+use crate::eval::chart::hex;
+use crate::eval::report::{read_image, save_rgb};
+use crate::eval::EvalError;
 use crate::output::image::jet;
-use std::fmt::Write as _;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-/// Frames per gallery list.
-const GALLERY_FRAMES: usize = 3;
 /// Largest thumbnail, in pixels.
 const THUMB: (u32, u32) = (400, 300);
 
-/// The gallery's pictures of one frame for one score.
-struct Thumbs {
-    image: String,
-    label: String,
-    score: String,
-    overlay: String,
+/// Label colours: inlier, anomaly, ignored.
+pub const LABEL_RGB: [[u8; 3]; 3] = [[71, 85, 105], [245, 158, 11], [226, 232, 240]];
+/// Overlay colours: true positive, false positive, missed anomaly.
+pub const OVERLAY_RGB: [[u8; 3]; 3] = [[34, 197, 94], [239, 68, 68], [59, 130, 246]];
+
+pub fn rgb_hex(c: [u8; 3]) -> String {
+    hex(plotters::style::RGBColor(c[0], c[1], c[2]))
 }
 
 fn thumb_size(w: u32, h: u32) -> (u32, u32) {
@@ -49,73 +49,158 @@ fn save_thumb(path: &Path, img: image::RgbImage, nearest: bool) -> Result<(), Ev
     save_rgb(path, w, h, small.into_raw())
 }
 
-/// Label colours: inlier, anomaly, ignored.
-pub(super) const LABEL_RGB: [[u8; 3]; 3] = [[71, 85, 105], [245, 158, 11], [226, 232, 240]];
-/// Overlay colours: true positive, false positive, missed anomaly.
-pub(super) const OVERLAY_RGB: [[u8; 3]; 3] = [[34, 197, 94], [239, 68, 68], [59, 130, 246]];
+/// How one score's pictures are drawn.
+pub struct ScoreView<'a> {
+    pub name: &'a str,
+    /// The score's prediction file for this frame.
+    pub prediction: &'a Path,
+    /// The range the heat map spans.
+    pub range: (f32, f32),
+    /// The overlay's threshold (the best-F1 rule: anomaly where `score >= t` and `score > 0`).
+    pub threshold: f64,
+    /// `#rrggbb` of the score.
+    pub colour: String,
+}
 
-/// Writes the image and label thumbnails of a frame (once) and its score and overlay thumbnails
-/// for one score; `None` when the image cannot be shown at the prediction's size.
-#[allow(clippy::too_many_arguments)]
-fn write_thumbs(
-    dir: &Path,
-    score_name: &str,
-    index: usize,
-    item: &Item,
-    frame: &FrameResult,
-    range: (f32, f32),
-    threshold: f64,
-    shown: &mut std::collections::HashSet<usize>,
-) -> Result<Option<Thumbs>, EvalError> {
-    let img = match image::open(&item.image) {
-        Ok(i) => i.into_rgb8(),
-        Err(e) => {
-            log::warn!("report: cannot read {}: {e}", item.image.display());
-            return Ok(None);
-        }
-    };
-    let spec = item.label.as_ref().expect("evaluated frames have labels");
-    let label: Label = dataset::read_label(spec)?;
-    let pred = crate::eval::predictions::read(&frame.prediction)?;
-    let (w, h) = (img.width(), img.height());
-    if (w as usize, h as usize) != (pred.width, pred.height)
-        || (label.width, label.height) != (pred.width, pred.height)
-    {
-        log::warn!(
-            "report: {} is {w}×{h}, its prediction {}×{}: not shown",
-            item.image.display(),
-            pred.width,
-            pred.height
-        );
-        return Ok(None);
+/// Writes the thumbnails of the page into `<out>/report/` and remembers what it wrote.
+pub struct Thumbnails<'a> {
+    out: &'a Path,
+    pub written: Vec<PathBuf>,
+    /// Frames whose image and label thumbnails exist already.
+    shown: HashSet<usize>,
+}
+
+impl<'a> Thumbnails<'a> {
+    pub fn new(out: &'a Path) -> Result<Thumbnails<'a>, EvalError> {
+        let dir = out.join("report");
+        std::fs::create_dir_all(&dir).map_err(|e| crate::eval::report::write_err(&dir, e))?;
+        Ok(Thumbnails {
+            out,
+            written: Vec::new(),
+            shown: HashSet::new(),
+        })
     }
-    let rel = |name: String| format!("report/{name}");
-    let names = Thumbs {
-        image: rel(format!("{index:03}_image.png")),
-        label: rel(format!("{index:03}_label.png")),
-        score: rel(format!("{index:03}_{score_name}_score.png")),
-        overlay: rel(format!("{index:03}_{score_name}_overlay.png")),
-    };
-    let path = |r: &str| dir.join(r);
-    if shown.insert(index) {
-        let mut lab = image::RgbImage::new(w, h);
-        for (i, p) in lab.pixels_mut().enumerate() {
-            let k = if label.ignore[i] != 0 {
-                2
-            } else {
-                label.anomaly[i] as usize
+
+    fn save(&mut self, rel: &str, img: image::RgbImage, nearest: bool) -> Result<(), EvalError> {
+        let path = self.out.join(rel);
+        if !self.written.contains(&path) {
+            save_thumb(&path, img, nearest)?;
+            self.written.push(path);
+        }
+        Ok(())
+    }
+
+    /// The pictures of frame `index` (image, label, then each score's heat map and overlay), or
+    /// why there are none: an image that cannot be read or whose size differs from the maps'.
+    pub fn frame(
+        &mut self,
+        index: usize,
+        item: &Item,
+        stem: &str,
+        scores: &[ScoreView],
+    ) -> Result<GalleryRow, EvalError> {
+        let mut row = GalleryRow {
+            caption: String::new(),
+            figures: Vec::new(),
+            missing: None,
+        };
+        let img = match read_image(&item.image) {
+            Ok(i) => i,
+            Err(e) => {
+                log::warn!("report: cannot read {}: {e}", item.image.display());
+                row.missing = Some(format!("Image not shown: cannot read it ({e})."));
+                return Ok(row);
+            }
+        };
+        let spec = item.label.as_ref().expect("evaluated frames have labels");
+        let label: Label = dataset::read_label(spec)?;
+        let (w, h) = img.dimensions();
+        if (label.width, label.height) != (w as usize, h as usize) {
+            row.missing = Some(format!(
+                "Image not shown: it is {w}×{h}, its label {}×{}.",
+                label.width, label.height
+            ));
+            return Ok(row);
+        }
+        let mut preds = Vec::with_capacity(scores.len());
+        for s in scores {
+            let pred = crate::eval::predictions::read(s.prediction)?;
+            if (pred.width, pred.height) != (w as usize, h as usize) {
+                log::warn!(
+                    "report: {} is {w}×{h}, its {} prediction {}×{}: not shown",
+                    item.image.display(),
+                    s.name,
+                    pred.width,
+                    pred.height
+                );
+                row.missing = Some(format!(
+                    "Image not shown: it is {w}×{h}, its {} map {}×{}.",
+                    s.name, pred.width, pred.height
+                ));
+                return Ok(row);
+            }
+            preds.push(pred);
+        }
+        let image_rel = format!("report/{index:03}_image.png");
+        let label_rel = format!("report/{index:03}_label.png");
+        if self.shown.insert(index) {
+            let mut lab = image::RgbImage::new(w, h);
+            for (i, p) in lab.pixels_mut().enumerate() {
+                let k = if label.ignore[i] != 0 {
+                    2
+                } else {
+                    label.anomaly[i] as usize
+                };
+                p.0 = LABEL_RGB[k];
+            }
+            self.save(&label_rel, lab, true)?;
+            self.save(&image_rel, img.clone(), false)?;
+        }
+        let fig = |src: String, caption: String, colour: Option<String>| Figure {
+            alt: format!("{caption} of {stem}"),
+            src,
+            caption,
+            colour,
+        };
+        row.figures.push(fig(image_rel, "image".into(), None));
+        row.figures.push(fig(label_rel, "label".into(), None));
+        let several = scores.len() > 1;
+        for (s, pred) in scores.iter().zip(&preds) {
+            let (heat, over) = score_pictures(&img, &label, &pred.scores, s.range, s.threshold);
+            let score_rel = format!("report/{index:03}_{}_score.png", s.name);
+            let over_rel = format!("report/{index:03}_{}_overlay.png", s.name);
+            self.save(&score_rel, heat, false)?;
+            self.save(&over_rel, over, false)?;
+            let name = |what: &str| {
+                if several {
+                    format!("{} {what}", s.name)
+                } else {
+                    what.to_string()
+                }
             };
-            p.0 = LABEL_RGB[k];
+            let colour = several.then(|| s.colour.clone());
+            row.figures
+                .push(fig(score_rel, name("score"), colour.clone()));
+            row.figures.push(fig(over_rel, name("thresholded"), colour));
         }
-        save_thumb(&path(&names.label), lab, true)?;
-        save_thumb(&path(&names.image), img.clone(), false)?;
+        Ok(row)
     }
-    let (lo, hi) = range;
+}
+
+/// The heat map of `scores` over `range` (JET) and the overlay at `threshold` on the dimmed image:
+/// found green, false positive red, missed blue, ignored pixels left dim.
+fn score_pictures(
+    img: &image::RgbImage,
+    label: &Label,
+    scores: &[f32],
+    (lo, hi): (f32, f32),
+    threshold: f64,
+) -> (image::RgbImage, image::RgbImage) {
     let t = threshold as f32;
-    let mut heat = image::RgbImage::new(w, h);
-    let mut over = img;
+    let mut heat = image::RgbImage::new(img.width(), img.height());
+    let mut over = img.clone();
     for (i, (hp, op)) in heat.pixels_mut().zip(over.pixels_mut()).enumerate() {
-        let s = pred.scores[i];
+        let s = scores[i];
         let v = if s.is_finite() {
             ((s - lo) / (hi - lo) * 255.0).clamp(0.0, 255.0) as u8
         } else {
@@ -124,7 +209,6 @@ fn write_thumbs(
         hp.0 = jet(v);
         let grey = (op.0[0] as u32 * 3 + op.0[1] as u32 * 6 + op.0[2] as u32) / 10;
         let dim = [(grey * 45 / 100) as u8; 3];
-        // The best-F1 rule: anomaly where score >= t and score > 0.
         let hit = s >= t && s > 0.0;
         let mark = match (label.ignore[i] != 0, label.anomaly[i] != 0, hit) {
             (true, _, _) => None,
@@ -138,159 +222,65 @@ fn write_thumbs(
             None => dim,
         };
     }
-    save_thumb(&path(&names.score), heat, false)?;
-    save_thumb(&path(&names.overlay), over, false)?;
-    Ok(Some(names))
+    (heat, over)
 }
 
-/// Frames of one gallery list: the lowest AP (frames with anomaly pixels), and the largest
-/// false-positive area at the run's best-F1 threshold.
-fn pick_frames(s: &ScoreInput, t_index: usize) -> (Vec<usize>, Vec<usize>) {
-    let mut by_ap: Vec<(f64, usize)> = s
-        .frames
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| f.positives > 0)
-        .filter_map(|(i, f)| f.metrics.map(|m| (m.ap, i)))
-        .filter(|(ap, _)| !ap.is_nan())
-        .collect();
-    by_ap.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let mut by_fp: Vec<(f64, usize)> = (0..s.frames.len())
-        .map(|i| (fp_area(s, i, t_index), i))
-        .filter(|(a, _)| *a > 0.0)
-        .collect();
-    by_fp.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    (
-        by_ap
-            .into_iter()
-            .take(GALLERY_FRAMES)
-            .map(|x| x.1)
-            .collect(),
-        by_fp
-            .into_iter()
-            .take(GALLERY_FRAMES)
-            .map(|x| x.1)
-            .collect(),
-    )
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::LabelSpec;
 
-/// Share of a frame's non-ignored pixels that are inliers scored as anomaly at threshold index `t`.
-pub(super) fn fp_area(s: &ScoreInput, frame: usize, t: usize) -> f64 {
-    let f = &s.frames[frame];
-    let kept = (f.width * f.height) as u64 - f.ignored;
-    let fp = s
-        .inliers_above
-        .get(frame)
-        .and_then(|v| v.get(t))
-        .copied()
-        .unwrap_or(0);
-    if kept == 0 {
-        0.0
-    } else {
-        fp as f64 / kept as f64
-    }
-}
-
-/// The "Gallery" section; the pictures it shows are added to `written`.
-pub(super) fn gallery_section(
-    input: &ReportInput,
-    written: &mut Vec<PathBuf>,
-) -> Result<String, EvalError> {
-    let mut h = String::new();
-    h += "<h2 id=\"gallery\">Gallery</h2>";
-    let mut shown = std::collections::HashSet::new();
-    let _ = write!(
-        h,
-        "<div class=\"keys\"><span>label:</span>\
-         <span><i class=\"sw\" style=\"background:{}\"></i>inlier</span>\
-         <span><i class=\"sw\" style=\"background:{}\"></i>anomaly</span>\
-         <span><i class=\"sw\" style=\"background:{};border:1px solid #cbd5e1\"></i>ignored</span>\
-         <span style=\"margin-left:12px\">overlay:</span>\
-         <span><i class=\"sw\" style=\"background:{}\"></i>anomaly found</span>\
-         <span><i class=\"sw\" style=\"background:{}\"></i>false positive</span>\
-         <span><i class=\"sw\" style=\"background:{}\"></i>missed</span></div>",
-        hex(LABEL_RGB[0]),
-        hex(LABEL_RGB[1]),
-        hex(LABEL_RGB[2]),
-        hex(OVERLAY_RGB[0]),
-        hex(OVERLAY_RGB[1]),
-        hex(OVERLAY_RGB[2])
-    );
-    for s in &input.scores {
-        let (threshold, best_f1) = s.pooled.best_f1_threshold(THRESHOLDS);
-        let t_index = ((threshold * THRESHOLDS as f64).round() as usize).min(THRESHOLDS - 1);
-        let range = score_range(s.pooled);
-        let (worst_ap, most_fp) = pick_frames(s, t_index);
-        let _ = write!(
-            h,
-            "<h3>{}</h3><p class=\"note\">Overlay threshold: {threshold:.2} (the run's best F1 over \
-             i/100, F1 {}%). Score colours: <span class=\"bar\"></span> {} … {}</p>",
-            esc(s.name),
-            pct(best_f1, 1),
-            tick(range.0 as f64),
-            tick(range.1 as f64)
-        );
-        for (title, list) in [
-            ("Lowest AP", &worst_ap),
-            ("Largest false-positive area", &most_fp),
-        ] {
-            let _ = write!(h, "<h4>{title}</h4>");
-            if list.is_empty() {
-                h += "<p class=\"note\">No frame qualifies.</p>";
-            }
-            for &i in list.iter() {
-                let f = &s.frames[i];
-                let Some(item) = input.items.get(i) else {
-                    continue;
-                };
-                let thumbs = write_thumbs(
-                    input.out, s.name, f.index, item, f, range, threshold, &mut shown,
-                )?;
-                let m = f.metrics;
-                let _ = write!(
-                    h,
-                    "<div class=\"frame-row\"><p class=\"cap\"><b>#{} {}</b> · AP {}% · AUROC {}% · \
-                     FPR95 {}% · false-positive area {}% · {} anomaly px of {}×{}</p>",
-                    f.index,
-                    esc(&f.stem),
-                    cell_pct(m.map_or(f64::NAN, |m| m.ap)),
-                    cell_pct(m.map_or(f64::NAN, |m| m.auroc)),
-                    cell_pct(m.map_or(f64::NAN, |m| m.fpr95)),
-                    pct(fp_area(s, i, t_index), 2),
-                    thousands(f.positives),
-                    f.width,
-                    f.height
-                );
-                match thumbs {
-                    Some(t) => {
-                        h += "<div class=\"quad\">";
-                        for (src, cap) in [
-                            (&t.image, "image"),
-                            (&t.label, "label"),
-                            (&t.score, "score"),
-                            (&t.overlay, "thresholded"),
-                        ] {
-                            let _ = write!(
-                                h,
-                                "<figure><img src=\"{}\" alt=\"{cap} of {}\"><figcaption>{cap}</figcaption></figure>",
-                                esc(src),
-                                esc(&f.stem)
-                            );
-                            let p = input.out.join(src);
-                            if !written.contains(&p) {
-                                written.push(p);
-                            }
-                        }
-                        h += "</div>";
-                    }
-                    None => {
-                        h +=
-                            "<p class=\"note\">Image not shown (unreadable or of another size).</p>"
-                    }
-                }
-                h += "</div>";
-            }
+    /// A rotated JPEG frame: the gallery's image thumbnail is the picture the run read (EXIF
+    /// orientation applied), the size its map has, so it is shown and lines up with the map.
+    #[test]
+    fn gallery_pictures_use_the_runs_exif_orientation() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jpeg");
+        let d = tempfile::tempdir().unwrap();
+        for (index, name) in ["exif_o3.jpg", "exif_o6.jpg"].into_iter().enumerate() {
+            let path = fixtures.join(name);
+            let run =
+                crate::preprocess::decode_file(&path, &std::fs::read(&path).unwrap()).unwrap();
+            let (w, h) = (run.width, run.height);
+            let label_path = d.path().join(format!("{index}_label.png"));
+            image::GrayImage::new(w as u32, h as u32)
+                .save(&label_path)
+                .unwrap();
+            let pred_path = d.path().join(format!("{index}.npy"));
+            crate::output::npy::write_f32(&pred_path, &vec![0.0; w * h], &[h, w]).unwrap();
+            let item = Item {
+                image: path.clone(),
+                stem: PathBuf::from(name),
+                label: Some(LabelSpec {
+                    path: label_path.clone(),
+                    channel: 0,
+                    anomaly: vec![1],
+                    ignore: vec![255],
+                }),
+            };
+            let mut thumbs = Thumbnails::new(d.path()).unwrap();
+            let row = thumbs
+                .frame(
+                    index,
+                    &item,
+                    name,
+                    &[ScoreView {
+                        name: "maskomaly",
+                        prediction: &pred_path,
+                        range: (0.0, 1.0),
+                        threshold: 0.5,
+                        colour: "#d62728".into(),
+                    }],
+                )
+                .unwrap();
+            assert!(row.missing.is_none(), "{name}: {:?}", row.missing);
+            let shown = image::open(d.path().join(&row.figures[0].src))
+                .unwrap()
+                .into_rgb8();
+            assert_eq!(shown.dimensions(), (w as u32, h as u32), "{name}");
+            assert!(
+                shown.into_raw() == run.data,
+                "{name}: not the run's picture"
+            );
         }
     }
-    Ok(h)
 }

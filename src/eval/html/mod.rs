@@ -1,53 +1,44 @@
 //! `report.html`: one self-contained page per evaluation, for people who look before they read.
 //!
 //! ```text
-//! run identity (manifest.json) · metrics table (one row per score, published numbers named)
-//! PR and ROC curves of every score · score distribution of anomaly vs inlier pixels
-//! gallery per score: lowest-AP frames, largest false-positive area (image | label | score | overlay)
-//! per-frame table (sortable by a few lines of inline script; readable without it)
+//! run identity (manifest.json) · metrics table (one row per score, best of each column marked,
+//!   published numbers named as such) · links to each score's own page (several scores)
+//! PR and ROC curves of every score, one plot each · each score's anomaly / inlier distribution
+//! gallery: one score: lowest-AP frames, largest false-positive area; several: the frames where
+//!   the scores disagree most, every score side by side (image | label | score | overlay)
+//! per-frame table (bounded; every frame in per_frame.csv), sortable by a few lines of script
 //! ```
-//! Plots are inline SVG; the gallery's pictures are PNG files in `report/` beside the page. Nothing
-//! is loaded from the network (no script, font or style), so the folder can be opened offline or
-//! attached as it is.
+//! Two steps: everything the page shows is prepared first (thumbnails written to `report/`, plots
+//! drawn as SVG by the chart engine that also draws the PNGs, the manifest read), then
+//! [`page::render`] builds the HTML from maud templates without touching a file. Nothing is
+//! loaded from the network (no script, font or style), so the folder can be opened offline or
+//! attached as it is. The frames the page shows are chosen while the frames stream past
+//! ([`picks`]), so memory and page size do not grow with the dataset.
 
 mod gallery;
-mod svg;
+pub mod page;
+pub mod picks;
+mod several;
 
+pub use several::write_comparison_report;
+
+use super::chart::{hex, score_colour, Chart, Distribution, Line};
 use super::metrics::Histogram;
 use super::report::{pct, write_atomic, write_err};
-use super::{EvalError, EvalResults, FrameResult};
+use super::{Curve, EvalError, EvalResults, FrameResult};
 use crate::dataset::Item;
-use std::fmt::Write as _;
+use gallery::{rgb_hex, ScoreView, Thumbnails, LABEL_RGB, OVERLAY_RGB};
+use page::{
+    cell_pct, Cell, Column, FrameTable, GalleryList, GallerySection, MetricsRow, MetricsTable,
+    Page, Row,
+};
+use picks::Picked;
 use std::path::{Path, PathBuf};
 
 /// Thresholds `i / THRESHOLDS` of the reference's best-F1 search (`eval.py: get_best_f1`).
 pub const THRESHOLDS: usize = 100;
-
-/// One evaluated score (several when a run wrote several).
-pub struct ScoreInput<'a> {
-    /// The score's name (`maskomaly`, ...).
-    pub name: &'a str,
-    pub results: &'a EvalResults,
-    pub frames: &'a [FrameResult],
-    /// Non-ignored pixels of all frames.
-    pub pooled: &'a Histogram,
-    /// Per frame: inlier pixels counted as anomaly at each threshold `i / THRESHOLDS`
-    /// ([`inliers_above`] of the frame's non-ignored pixels).
-    pub inliers_above: &'a [Vec<u64>],
-}
-
-/// What the page is made of.
-pub struct ReportInput<'a> {
-    /// The eval folder: `report.html` and `report/` go here.
-    pub out: &'a Path,
-    /// The predictions folder (its `manifest.json` names the run).
-    pub predictions: &'a Path,
-    /// The dataset's items, in frame order.
-    pub items: &'a [Item],
-    /// Whether `overlays/NNN_heat.png` exist to link from the frame table.
-    pub overlays: bool,
-    pub scores: Vec<ScoreInput<'a>>,
-}
+/// Size of the page's plots, in SVG user units (scaled by the page).
+const PLOT: (u32, u32) = (440, 340);
 
 /// Inlier pixels with `score >= f32(i / n)` and `score > 0`, for `i < n`: the false positives at
 /// every threshold of the reference's best-F1 search (same rule as `Histogram::best_f1_threshold`).
@@ -66,51 +57,78 @@ pub fn inliers_above(h: &Histogram, n: usize) -> Vec<u64> {
     above
 }
 
-/// Escapes text for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
+/// What one score contributes to the pages, computed once after its pass over the frames; its
+/// size does not depend on the number of frames.
+#[derive(Debug, Clone)]
+pub struct ScoreData {
+    pub name: String,
+    /// Pooled PR (recall, precision) and ROC (fpr, tpr) curves, sampled.
+    pub pr: Curve,
+    pub roc: Curve,
+    pub distribution: Distribution,
+    /// The run's best-F1 threshold over `i / THRESHOLDS` on the pooled pixels, and that F1.
+    pub threshold: f64,
+    pub best_f1: f64,
+    pub picks: picks::FramePicks,
+}
+
+/// Points per plotted curve.
+const CURVE_POINTS: usize = 600;
+
+impl ScoreData {
+    pub fn new(name: &str, pooled: &Histogram, picks: picks::FramePicks) -> ScoreData {
+        let (pr, roc) = pooled.sampled_curves(CURVE_POINTS);
+        let (threshold, best_f1) = pooled.best_f1_threshold(THRESHOLDS);
+        ScoreData {
+            name: name.to_string(),
+            pr,
+            roc,
+            distribution: Distribution::new(pooled, super::chart::score_range(pooled)),
+            threshold,
+            best_f1,
+            picks,
         }
     }
-    o
-}
 
-/// A percentage for a table cell, `–` for NaN.
-fn cell_pct(x: f64) -> String {
-    if x.is_nan() {
-        "–".into()
-    } else {
-        pct(x, 2)
+    fn t_index(&self) -> usize {
+        ((self.threshold * THRESHOLDS as f64).round() as usize).min(THRESHOLDS - 1)
     }
-}
 
-/// `data-v` for sorting: the number, or empty for NaN (sorted last).
-fn sort_key(x: f64) -> String {
-    if x.is_nan() {
-        String::new()
-    } else {
-        format!("{x}")
+    fn colour(&self) -> String {
+        hex(score_colour(&self.name))
     }
-}
 
-/// Numbers with thin thousands separators.
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut o = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            o.push('\u{2009}');
+    fn view<'a>(&'a self, prediction: &'a Path) -> ScoreView<'a> {
+        ScoreView {
+            name: &self.name,
+            prediction,
+            range: self.distribution.range,
+            threshold: self.threshold,
+            colour: self.colour(),
         }
-        o.push(c);
     }
-    o
+}
+
+/// Where the page goes and what it shows frames of.
+pub struct ReportInput<'a> {
+    /// The eval folder: `report.html` and `report/` go here.
+    pub out: &'a Path,
+    /// The predictions folder (its `manifest.json` names the run).
+    pub predictions: &'a Path,
+    /// The dataset's items, in frame order.
+    pub items: &'a [Item],
+    /// Whether `overlays/NNN_heat.png` exist to link from the frame table.
+    pub overlays: bool,
+}
+
+/// One score of a comparison page.
+pub struct CompareScore<'a> {
+    pub results: &'a EvalResults,
+    pub data: &'a ScoreData,
+    /// Every frame's row, in frame order.
+    pub frames: &'a [FrameResult],
+    /// The score's own page, relative to the comparison page.
+    pub page: Option<String>,
 }
 
 /// A figure published for a score on a dataset, shown beside the run's own numbers.
@@ -142,54 +160,60 @@ const PUBLISHED: &[Published] = &[
 ];
 
 /// The metrics table: one row per score, then the published rows that match the dataset.
-pub fn metrics_table(scores: &[(&str, &EvalResults)]) -> String {
+pub fn metrics_table(scores: &[(&str, &EvalResults)]) -> MetricsTable {
     let smiyc = scores.iter().any(|(_, r)| r.smiyc.is_some());
     let comps = scores.iter().any(|(_, r)| r.components.is_some());
-    let mut h = String::from(
-        "<table class=\"metrics\"><thead><tr><th>score</th><th>AP</th><th>AUROC</th>\
-         <th>FPR95</th><th title=\"the reference's FPR: first ROC point with TPR &gt; 0.90\">FPR at TPR&gt;90 (seed)</th>\
-         <th>AUPR (seed)</th>",
-    );
+    let col = |name, lower_is_better, title| Column {
+        name,
+        title,
+        lower_is_better,
+    };
+    let mut columns = vec![
+        col("AP", false, None),
+        col("AUROC", false, None),
+        col("FPR95", true, None),
+        col(
+            "FPR at TPR>90 (seed)",
+            true,
+            Some("the reference's FPR: first ROC point with TPR > 0.90"),
+        ),
+        col("AUPR (seed)", false, None),
+    ];
     if smiyc {
-        h += "<th>SMIYC AP</th><th>SMIYC FPR95</th>";
+        columns.push(col("SMIYC AP", false, None));
+        columns.push(col("SMIYC FPR95", true, None));
     }
     if comps {
-        h += "<th>sIoU gt</th><th>PPV</th><th>mean F1</th>";
+        columns.push(col("sIoU gt", false, None));
+        columns.push(col("PPV", false, None));
+        columns.push(col("mean F1", false, None));
     }
-    h += "</tr></thead><tbody>";
-    let opt = |x: Option<f64>| x.map(cell_pct).unwrap_or_else(|| "–".into());
+    let mut rows = Vec::new();
     for (name, r) in scores {
-        let _ = write!(
-            h,
-            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
-            esc(name),
-            cell_pct(r.ap),
-            cell_pct(r.auroc),
-            cell_pct(r.fpr95),
-            cell_pct(r.fpr_at_tpr90_seed),
-            cell_pct(r.aupr_seed)
-        );
+        let mut values = vec![
+            Some(r.ap),
+            Some(r.auroc),
+            Some(r.fpr95),
+            Some(r.fpr_at_tpr90_seed),
+            Some(r.aupr_seed),
+        ];
         if smiyc {
-            let _ = write!(
-                h,
-                "<td>{}</td><td>{}</td>",
-                opt(r.smiyc.as_ref().map(|b| b.ap)),
-                opt(r.smiyc.as_ref().map(|b| b.fpr95))
-            );
+            values.push(r.smiyc.as_ref().map(|b| b.ap));
+            values.push(r.smiyc.as_ref().map(|b| b.fpr95));
         }
         if comps {
             let c = r.components.as_ref();
-            let _ = write!(
-                h,
-                "<td>{}</td><td>{}</td><td>{}</td>",
-                opt(c.map(|c| c.siou_gt)),
-                opt(c.map(|c| c.ppv)),
-                opt(c.map(|c| c.mean_f1))
-            );
+            values.push(c.map(|c| c.siou_gt));
+            values.push(c.map(|c| c.ppv));
+            values.push(c.map(|c| c.mean_f1));
         }
-        h += "</tr>";
+        rows.push(MetricsRow {
+            name: name.to_string(),
+            colour: Some(hex(score_colour(name))),
+            values,
+            published: false,
+        });
     }
-    let extra = smiyc as usize * 2 + comps as usize * 3;
     for p in PUBLISHED {
         if !scores
             .iter()
@@ -197,30 +221,30 @@ pub fn metrics_table(scores: &[(&str, &EvalResults)]) -> String {
         {
             continue;
         }
-        let _ = write!(
-            h,
-            "<tr class=\"ref\"><th scope=\"row\">{}</th><td>{}</td><td>–</td><td>{}</td><td>–</td><td>–</td>{}</tr>",
-            esc(p.note),
-            pct(p.ap, 2),
-            pct(p.fpr95, 2),
-            "<td>–</td>".repeat(extra)
-        );
+        let mut values = vec![Some(p.ap), None, Some(p.fpr95), None, None];
+        values.resize(columns.len(), None);
+        rows.push(MetricsRow {
+            name: p.note.to_string(),
+            colour: None,
+            values,
+            published: true,
+        });
     }
-    h += "</tbody></table>";
-    h
+    MetricsTable { columns, rows }
 }
 
 /// A page holding only the metrics table, styled as the report (the README's picture of it).
 pub fn metrics_page(scores: &[(&str, &EvalResults)]) -> String {
-    format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>metrics</title>\
-         <style>{CSS} main{{max-width:980px;padding:12px}}</style></head><body><main>{}</main></body></html>\n",
-        metrics_table(scores)
-    )
+    page::metrics_page(&metrics_table(scores))
 }
 
-/// The run's identity from `<predictions>/manifest.json`, as (term, value, monospace) rows.
-fn identity_rows(predictions: &Path) -> Vec<(String, String, bool)> {
+/// The run's identity from `<predictions>/manifest.json`.
+fn identity_rows(predictions: &Path) -> Vec<Row> {
+    let row = |term: &str, value: String, mono: bool| Row {
+        term: term.into(),
+        value,
+        mono,
+    };
     let path = predictions.join("manifest.json");
     let m: serde_json::Value = match std::fs::read_to_string(&path)
         .ok()
@@ -228,8 +252,8 @@ fn identity_rows(predictions: &Path) -> Vec<(String, String, bool)> {
     {
         Some(v) => v,
         None => {
-            return vec![(
-                "run".into(),
+            return vec![row(
+                "run",
                 format!("no readable manifest.json in {}", predictions.display()),
                 false,
             )]
@@ -250,8 +274,8 @@ fn identity_rows(predictions: &Path) -> Vec<(String, String, bool)> {
             .unwrap_or_default()
     );
     vec![
-        (
-            "checkpoint".into(),
+        row(
+            "checkpoint",
             format!(
                 "{} ({})",
                 s(&m["checkpoint"]["path"]),
@@ -259,155 +283,89 @@ fn identity_rows(predictions: &Path) -> Vec<(String, String, bool)> {
             ),
             true,
         ),
-        ("SHA-256".into(), s(&m["checkpoint"]["sha256"]), true),
-        ("model".into(), s(&m["model"]), false),
-        ("program".into(), program, false),
-        ("precision".into(), s(&m["numerics"]["precision"]), false),
-        (
-            "device".into(),
+        row("SHA-256", s(&m["checkpoint"]["sha256"]), true),
+        row("model", s(&m["model"]), false),
+        row("program", program, false),
+        row("precision", s(&m["numerics"]["precision"]), false),
+        row(
+            "device",
             format!("{} (libtorch {})", s(&m["device"]), s(&m["libtorch"])),
             false,
         ),
-        (
-            "run".into(),
+        row(
+            "run",
             format!("{} ({})", s(&m["run_id"]), s(&m["status"])),
             true,
         ),
     ]
 }
 
-const CSS: &str = r#"
-:root{--fg:#1e293b;--muted:#64748b;--line:#e2e8f0;--bg:#f8fafc;--accent:#0f766e}
-*{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--fg);font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
-main{max-width:1240px;margin:0 auto;padding:20px 20px 40px}
-header{background:#0f172a;color:#f1f5f9;padding:18px 0}
-header .in{max-width:1240px;margin:0 auto;padding:0 20px;display:flex;align-items:baseline;gap:16px;flex-wrap:wrap}
-header h1{margin:0;font-size:22px;font-weight:650}
-header .sub{color:#94a3b8}
-header nav{margin-left:auto;display:flex;gap:14px}
-header nav a{color:#99f6e4;text-decoration:none}
-h2{font-size:17px;margin:26px 0 10px;padding-bottom:4px;border-bottom:2px solid var(--line)}
-h3{font-size:16px;margin:20px 0 6px}
-h4{font-size:14px;margin:14px 0 8px;color:#334155}
-.card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:12px 14px}
-.idgrid{display:grid;grid-template-columns:1fr 1fr;gap:12px}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:3px 14px;margin:0}
-dt{color:var(--muted)}
-dd{margin:0;overflow-wrap:anywhere}
-.mono{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:12.5px}
-table{border-collapse:collapse;background:#fff;font-variant-numeric:tabular-nums}
-table.metrics{width:100%;border:1px solid var(--line);border-radius:8px}
-th,td{padding:6px 10px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
-th:first-child,td:first-child{text-align:left}
-thead th{background:#f1f5f9;font-weight:600;font-size:13px}
-table.metrics tbody th{font-weight:600}
-tr.ref th,tr.ref td{color:var(--muted);font-style:italic;font-weight:400;white-space:normal}
-.note{color:var(--muted);font-size:12.5px;margin:6px 0 0}
-.plots{display:flex;flex-wrap:wrap;gap:14px}
-.plots .card{flex:1 1 360px;max-width:404px;padding:6px}
-svg{width:100%;height:auto;display:block}
-svg text{font-family:inherit;fill:#334155}
-svg .title{font-size:14px;font-weight:600;fill:var(--fg)}
-svg .tick{font-size:10.5px}
-svg .axis{font-size:11.5px}
-svg .lg{font-size:11px}
-svg .grid{stroke:#eef2f7;stroke-width:1}
-svg .frame{fill:none;stroke:#94a3b8;stroke-width:1}
-svg .chance{stroke:#94a3b8;stroke-dasharray:4 4;stroke-width:1}
-svg .legend{fill:#fff;fill-opacity:.9;stroke:#cbd5e1}
-.frame-row{margin:0 0 14px}
-.frame-row .cap{margin:0 0 6px}
-.frame-row .cap b{font-weight:600}
-.quad{display:grid;grid-template-columns:repeat(4,1fr);gap:8px}
-figure{margin:0;background:#fff;border:1px solid var(--line);border-radius:6px;padding:4px}
-figure img{width:100%;height:auto;max-height:240px;object-fit:contain;display:block;border-radius:3px}
-figcaption{font-size:12px;color:var(--muted);padding:3px 2px 0}
-.keys{display:flex;flex-wrap:wrap;gap:14px;font-size:12.5px;color:var(--muted);margin:4px 0 10px}
-.sw{display:inline-block;width:11px;height:11px;border-radius:2px;vertical-align:-1px;margin-right:4px}
-.bar{display:inline-block;width:120px;height:10px;vertical-align:-1px;border-radius:2px;background:linear-gradient(90deg,#000080,#0000ff,#00ffff,#ffff00,#ff0000,#800000)}
-.scroll{max-height:560px;overflow:auto;border:1px solid var(--line);border-radius:8px}
-table.frames{width:100%}
-table.frames thead th{position:sticky;top:0;cursor:pointer;user-select:none}
-table.frames thead th[data-dir=asc]::after{content:" \25B2";font-size:10px}
-table.frames thead th[data-dir=desc]::after{content:" \25BC";font-size:10px}
-table.frames tbody tr:nth-child(even){background:#f8fafc}
-td.stem,th.stem{text-align:left;max-width:360px;overflow:hidden;text-overflow:ellipsis}
-a{color:var(--accent)}
-footer{color:var(--muted);font-size:12px;margin-top:30px}
-"#;
-
-/// Sorts a frame table by the clicked column (numbers by `data-v`, empty values last).
-const SORT_JS: &str = r#"
-document.querySelectorAll("table.frames").forEach(function (t) {
-  t.querySelectorAll("thead th").forEach(function (th, col) {
-    th.addEventListener("click", function () {
-      var dir = th.dataset.dir === "asc" ? "desc" : "asc";
-      t.querySelectorAll("thead th").forEach(function (o) { delete o.dataset.dir; });
-      th.dataset.dir = dir;
-      var rows = Array.prototype.slice.call(t.tBodies[0].rows);
-      var key = function (r) { var c = r.cells[col]; return c.dataset.v !== undefined ? c.dataset.v : c.textContent; };
-      rows.sort(function (a, b) {
-        var x = key(a), y = key(b);
-        if (x === "" || y === "") return (x === "") - (y === "");
-        var nx = parseFloat(x), ny = parseFloat(y);
-        var c = isNaN(nx) || isNaN(ny) ? x.localeCompare(y) : nx - ny;
-        return dir === "asc" ? c : -c;
-      });
-      rows.forEach(function (r) { t.tBodies[0].appendChild(r); });
-    });
-  });
-});
-"#;
-
-/// Writes `report.html` and the gallery pictures in `report/`; returns the files written.
-pub fn write_report(input: &ReportInput) -> Result<Vec<PathBuf>, EvalError> {
-    let out = input.out;
-    let pic_dir = out.join("report");
-    std::fs::create_dir_all(&pic_dir).map_err(|e| write_err(&pic_dir, e))?;
-    let Some(first) = input.scores.first() else {
-        return Ok(Vec::new());
-    };
-    let r0 = first.results;
-    let mut written = Vec::new();
-
-    let mode = serde_json::to_value(r0.mode)
+fn mode_name(r: &EvalResults) -> String {
+    serde_json::to_value(r.mode)
         .ok()
         .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default();
-    let dataset = match &r0.split {
-        Some(s) => format!("{} ({s})", r0.dataset),
-        None => r0.dataset.to_string(),
-    };
-    let mut h = String::with_capacity(64 * 1024);
-    let _ = write!(
-        h,
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>maskomaly evaluation: {}</title><style>{CSS}</style></head><body>\
-         <header><div class=\"in\"><h1>maskomaly evaluation</h1><span class=\"sub\">{} · {} frames · {} mode</span>\
-         <nav><a href=\"#metrics\">metrics</a><a href=\"#curves\">curves</a><a href=\"#gallery\">gallery</a><a href=\"#frames\">frames</a></nav>\
-         </div></header><main>",
-        esc(&dataset),
-        esc(&dataset),
-        r0.frames,
-        esc(&mode)
-    );
+        .unwrap_or_default()
+}
 
-    // Identity.
-    h += "<h2 id=\"run\">Run</h2><div class=\"idgrid\"><div class=\"card\"><dl>";
-    for (k, v, mono) in identity_rows(input.predictions) {
-        let _ = write!(
-            h,
-            "<dt>{}</dt><dd{}>{}</dd>",
-            esc(&k),
-            if mono { " class=\"mono\"" } else { "" },
-            esc(&v)
-        );
+fn dataset_name(r: &EvalResults) -> String {
+    match &r.split {
+        Some(s) => format!("{} ({s})", r.dataset),
+        None => r.dataset.to_string(),
     }
-    h += "</dl></div><div class=\"card\"><dl>";
+}
+
+/// Numbers with thin thousands separators.
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut o = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            o.push('\u{2009}');
+        }
+        o.push(c);
+    }
+    o
+}
+
+/// `data-v` for sorting: the number, or empty for NaN (sorted last).
+fn sort_key(x: f64) -> String {
+    if x.is_nan() {
+        String::new()
+    } else {
+        format!("{x}")
+    }
+}
+
+fn num_cell(text: String, v: f64) -> Cell {
+    Cell {
+        text,
+        sort: Some(sort_key(v)),
+        links: Vec::new(),
+        stem: false,
+    }
+}
+
+fn pct_cell(v: Option<f64>) -> Cell {
+    let v = v.unwrap_or(f64::NAN);
+    num_cell(cell_pct(Some(v)), v)
+}
+
+fn stem_cell(stem: &str) -> Cell {
+    Cell {
+        text: stem.to_string(),
+        sort: None,
+        links: Vec::new(),
+        stem: true,
+    }
+}
+
+/// The parts every page has: identity, metrics, curves and distributions.
+fn base_page(input: &ReportInput, scores: &[(&EvalResults, &ScoreData)]) -> Result<Page, String> {
+    let r0 = scores[0].0;
+    let mode = mode_name(r0);
+    let dataset = dataset_name(r0);
     let p = &r0.pixels;
-    let rows = [
+    let evaluation = [
         ("dataset", dataset.clone()),
         ("frames", r0.frames.to_string()),
         (
@@ -422,116 +380,273 @@ pub fn write_report(input: &ReportInput) -> Result<Vec<PathBuf>, EvalError> {
         ),
         ("mode", mode.clone()),
         ("predictions", input.predictions.display().to_string()),
-        ("prediction dtype", r0.prediction_dtype.clone()),
+        (
+            "prediction dtype",
+            scores
+                .iter()
+                .map(|(r, _)| r.prediction_dtype.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         ("evaluated", crate::provenance::manifest::now_rfc3339()),
+    ]
+    .into_iter()
+    .map(|(t, v)| Row {
+        term: t.into(),
+        value: v,
+        mono: false,
+    })
+    .collect();
+    let names: Vec<(&str, &EvalResults)> =
+        scores.iter().map(|(r, d)| (d.name.as_str(), *r)).collect();
+    let pr_lines = scores
+        .iter()
+        .map(|(r, d)| Line {
+            colour: score_colour(&d.name),
+            legend: format!("{} (AP {}%)", d.name, pct(r.ap, 1)),
+            points: &d.pr,
+            fill: false,
+        })
+        .collect();
+    let roc_lines = scores
+        .iter()
+        .map(|(r, d)| Line {
+            colour: score_colour(&d.name),
+            legend: format!("{} (AUROC {}%)", d.name, pct(r.auroc, 1)),
+            points: &d.roc,
+            fill: false,
+        })
+        .collect();
+    let mut roc = Chart::curves(
+        "ROC",
+        ("false-positive rate", "true-positive rate"),
+        roc_lines,
+    );
+    roc.diagonal = true;
+    let mut plots = vec![
+        Chart::curves("Precision–recall", ("recall", "precision"), pr_lines).svg(PLOT)?,
+        roc.svg(PLOT)?,
     ];
-    for (k, v) in rows {
-        let _ = write!(h, "<dt>{k}</dt><dd>{}</dd>", esc(&v));
+    for (_, d) in scores {
+        let (steps, floor) = d.distribution.log_steps();
+        let title = format!("Score distribution: {}", d.name);
+        plots.push(d.distribution.chart(&title, &steps, floor).svg(PLOT)?);
     }
-    h += "</dl></div></div>";
-
-    // Metrics.
-    h += "<h2 id=\"metrics\">Metrics</h2>";
-    let rows: Vec<(&str, &EvalResults)> =
-        input.scores.iter().map(|s| (s.name, s.results)).collect();
-    h += &metrics_table(&rows);
-    let _ = write!(
-        h,
-        "<p class=\"note\">Percent. AP: scikit-learn's average precision; FPR95: false-positive rate at the \
-         first threshold with TPR ≥ 0.95; FPR at TPR&gt;90 and AUPR: the reference's own definitions \
-         ({}). Published rows are quoted, not measured here.</p>",
-        if mode == "image" {
-            "per-frame values averaged over frames"
-        } else {
-            "all frames pooled, ignored pixels dropped"
-        }
-    );
-    h += &svg::curves_section(&input.scores);
-    h += &gallery::gallery_section(input, &mut written)?;
-    h += &frames_section(input);
-    let _ = writeln!(
-        h,
-        "<footer>Written by maskomaly {} · beside this page: <a href=\"results.json\">results.json</a>, \
-         <a href=\"results.txt\">results.txt</a>, <a href=\"per_frame.csv\">per_frame.csv</a>{}\
-         </footer></main><script>{SORT_JS}</script></body></html>",
-        env!("CARGO_PKG_VERSION"),
-        if input.overlays { ", overlays/" } else { "" }
-    );
-    let page = out.join("report.html");
-    write_atomic(&page, h.as_bytes())?;
-    written.push(page);
-    Ok(written)
-}
-
-/// The "Frames" section: one sortable table per score.
-fn frames_section(input: &ReportInput) -> String {
-    let mut h = String::new();
-    h += "<h2 id=\"frames\">Frames</h2>";
-    for s in &input.scores {
-        let (threshold, _) = s.pooled.best_f1_threshold(THRESHOLDS);
-        let t_index = ((threshold * THRESHOLDS as f64).round() as usize).min(THRESHOLDS - 1);
-        let _ = write!(
-            h,
-            "<h3>{} <span class=\"note\">(click a column to sort; false positives at threshold {threshold:.2})</span></h3>\
-             <div class=\"scroll\"><table class=\"frames\"><thead><tr><th>#</th><th class=\"stem\">frame</th><th>size</th>\
-             <th>anomaly px</th><th>ignored px</th><th>AP</th><th>AUROC</th><th>FPR95</th>\
-             <th>best F1</th><th>FP area</th>{}</tr></thead><tbody>",
-            esc(s.name),
-            if input.overlays { "<th>overlays</th>" } else { "" }
-        );
-        for (i, f) in s.frames.iter().enumerate() {
-            // AP is undefined on a frame without anomaly pixels (scikit-learn gives -0.0).
-            let m = f.metrics.filter(|_| f.positives > 0);
-            let g = |x: fn(&super::metrics::CurveMetrics) -> f64| {
-                let v = m.as_ref().map(x).unwrap_or(f64::NAN);
-                format!("<td data-v=\"{}\">{}</td>", sort_key(v), cell_pct(v))
-            };
-            let fp = gallery::fp_area(s, i, t_index);
-            let _ = write!(
-                h,
-                "<tr><td data-v=\"{0}\">{0}</td><td class=\"stem\" title=\"{1}\">{1}</td><td data-v=\"{2}\">{3}×{4}</td>\
-                 <td data-v=\"{5}\">{6}</td><td data-v=\"{7}\">{8}</td>{9}{10}{11}\
-                 <td data-v=\"{12}\">{13}</td><td data-v=\"{14}\">{15}</td>",
-                f.index,
-                esc(&f.stem),
-                f.width * f.height,
-                f.width,
-                f.height,
-                f.positives,
-                thousands(f.positives),
-                f.ignored,
-                thousands(f.ignored),
-                g(|m| m.ap),
-                g(|m| m.auroc),
-                g(|m| m.fpr95),
-                sort_key(f.best_f1),
-                cell_pct(f.best_f1),
-                fp,
-                pct(fp, 2)
-            );
-            if input.overlays {
-                let heat = format!("overlays/{:03}_heat.png", f.index);
-                let mark = format!("overlays/{:03}_anomaly.png", f.index);
-                if input.out.join(&heat).is_file() && input.out.join(&mark).is_file() {
-                    let _ = write!(
-                        h,
-                        "<td><a href=\"{}\">heat</a> · <a href=\"{}\">best F1</a></td>",
-                        esc(&heat),
-                        esc(&mark)
-                    );
-                } else {
-                    h += "<td>–</td>";
-                }
+    Ok(Page {
+        title: format!("maskomaly evaluation: {dataset}"),
+        subtitle: format!("{dataset} · {} frames · {mode} mode", r0.frames),
+        identity: identity_rows(input.predictions),
+        evaluation,
+        table: metrics_table(&names),
+        table_note: format!(
+            "Percent. AP: scikit-learn's average precision; FPR95: false-positive rate at the first \
+             threshold with TPR ≥ 0.95; FPR at TPR>90 and AUPR: the reference's own definitions ({}). \
+             Published rows are quoted, not measured here.{}",
+            if mode == "image" {
+                "per-frame values averaged over frames"
+            } else {
+                "all frames pooled, ignored pixels dropped"
+            },
+            if scores.len() > 1 {
+                " The best value of each column is marked."
+            } else {
+                ""
             }
-            h += "</tr>";
-        }
-        h += "</tbody></table></div>";
-    }
-    h
+        ),
+        score_pages: Vec::new(),
+        plots,
+        plots_note: format!(
+            "Curves over all non-ignored pixels of all frames, one colour per score. Distribution \
+             (log scale): the share of each class's pixels in each of {} equal score bins.",
+            super::chart::DIST_BINS
+        ),
+        label_keys: ["inlier", "anomaly", "ignored"]
+            .iter()
+            .zip(LABEL_RGB)
+            .map(|(t, c)| (t.to_string(), rgb_hex(c)))
+            .collect(),
+        overlay_keys: ["anomaly found", "false positive", "missed"]
+            .iter()
+            .zip(OVERLAY_RGB)
+            .map(|(t, c)| (t.to_string(), rgb_hex(c)))
+            .collect(),
+        gallery: Vec::new(),
+        frames: FrameTable {
+            title: String::new(),
+            note: String::new(),
+            columns: Vec::new(),
+            rows: Vec::new(),
+        },
+        files: Vec::new(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
-fn hex(c: [u8; 3]) -> String {
-    format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
+fn write_page(out: &Path, page: &Page, written: &mut Vec<PathBuf>) -> Result<(), EvalError> {
+    let path = out.join("report.html");
+    write_atomic(&path, page::render(page).as_bytes())?;
+    written.push(path);
+    Ok(())
+}
+
+fn frame_caption(p: &Picked, t: usize) -> String {
+    let f = &p.frame;
+    let m = f.metrics;
+    format!(
+        "#{} {} · AP {}% · AUROC {}% · FPR95 {}% · false-positive area {}% · {} anomaly px of {}×{}",
+        f.index,
+        f.stem,
+        cell_pct(p.ap()),
+        cell_pct(m.map(|m| m.auroc)),
+        cell_pct(m.map(|m| m.fpr95)),
+        pct(p.fp_area(t), 2),
+        thousands(f.positives),
+        f.width,
+        f.height
+    )
+}
+
+/// Writes one score's `report.html` and its gallery pictures in `report/`; returns the files
+/// written.
+pub fn write_score_report(
+    input: &ReportInput,
+    results: &EvalResults,
+    data: &ScoreData,
+) -> Result<Vec<PathBuf>, EvalError> {
+    let out = input.out;
+    let page_path = out.join("report.html");
+    let mut page = base_page(input, &[(results, data)]).map_err(|e| write_err(&page_path, e))?;
+    let mut thumbs = Thumbnails::new(out)?;
+    let t = data.t_index();
+
+    // Gallery.
+    let (lowest, most_fp) = data.picks.gallery(t);
+    let mut lists = Vec::new();
+    for (title, frames) in [
+        ("Lowest AP", lowest),
+        ("Largest false-positive area", most_fp),
+    ] {
+        let mut rows = Vec::new();
+        for p in frames {
+            let Some(item) = input.items.get(p.frame.index) else {
+                continue;
+            };
+            let mut row = thumbs.frame(
+                p.frame.index,
+                item,
+                &p.frame.stem,
+                &[data.view(&p.frame.prediction)],
+            )?;
+            row.caption = frame_caption(&p, t);
+            rows.push(row);
+        }
+        lists.push(GalleryList {
+            title: title.into(),
+            rows,
+        });
+    }
+    let (lo, hi) = data.distribution.range;
+    page.gallery.push(GallerySection {
+        title: data.name.clone(),
+        colour: Some(data.colour()),
+        note: format!(
+            "Overlay threshold: {:.2} (the run's best F1 over i/100, F1 {}%). Score colours from {} to {}:",
+            data.threshold,
+            pct(data.best_f1, 1),
+            super::chart::tick(lo as f64),
+            super::chart::tick(hi as f64)
+        ),
+        colour_bar: true,
+        lists,
+    });
+
+    // Frame table.
+    let (rows, all) = data.picks.table();
+    let mut columns: Vec<String> = [
+        "#",
+        "frame",
+        "size",
+        "anomaly px",
+        "ignored px",
+        "AP",
+        "AUROC",
+        "FPR95",
+        "best F1",
+        "FP area",
+    ]
+    .map(String::from)
+    .to_vec();
+    if input.overlays {
+        columns.push("overlays".into());
+    }
+    let mut table_rows = Vec::with_capacity(rows.len());
+    for p in &rows {
+        let f = &p.frame;
+        let m = f.metrics.filter(|_| f.positives > 0);
+        let fp = p.fp_area(t);
+        let mut cells = vec![
+            num_cell(f.index.to_string(), f.index as f64),
+            stem_cell(&f.stem),
+            num_cell(
+                format!("{}×{}", f.width, f.height),
+                (f.width * f.height) as f64,
+            ),
+            num_cell(thousands(f.positives), f.positives as f64),
+            num_cell(thousands(f.ignored), f.ignored as f64),
+            pct_cell(m.map(|m| m.ap)),
+            pct_cell(m.map(|m| m.auroc)),
+            pct_cell(m.map(|m| m.fpr95)),
+            pct_cell(Some(f.best_f1)),
+            num_cell(pct(fp, 2), fp),
+        ];
+        if input.overlays {
+            let heat = format!("overlays/{:03}_heat.png", f.index);
+            let mark = format!("overlays/{:03}_anomaly.png", f.index);
+            if out.join(&heat).is_file() && out.join(&mark).is_file() {
+                cells.push(Cell {
+                    text: String::new(),
+                    sort: None,
+                    links: vec![("heat".into(), heat), ("best F1".into(), mark)],
+                    stem: false,
+                });
+            } else {
+                cells.push(Cell {
+                    text: "–".into(),
+                    sort: None,
+                    links: Vec::new(),
+                    stem: false,
+                });
+            }
+        }
+        table_rows.push(cells);
+    }
+    page.frames = FrameTable {
+        title: data.name.clone(),
+        note: format!(
+            "(click a column to sort; false positives at threshold {:.2}; {}; every frame is in per_frame.csv)",
+            data.threshold,
+            if all {
+                format!("all {} frames", rows.len())
+            } else {
+                format!(
+                    "the {} frames with the lowest and the {} with the highest AP of {}",
+                    picks::TABLE_ROWS,
+                    picks::TABLE_ROWS,
+                    data.picks.seen()
+                )
+            }
+        ),
+        columns,
+        rows: table_rows,
+    };
+    page.files = ["results.json", "results.txt", "per_frame.csv"]
+        .map(|f| (f.to_string(), f.to_string()))
+        .to_vec();
+    let mut written = thumbs.written;
+    write_page(out, &page, &mut written)?;
+    Ok(written)
 }
 
 /// Every `src`, `href` and CSS `url(...)` target in a page, in order.
@@ -552,7 +667,7 @@ pub fn references(html: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::svg::tests::hist;
+    use super::super::chart::tests::hist;
     use super::*;
 
     #[test]
@@ -568,8 +683,7 @@ mod tests {
     }
 
     #[test]
-    fn escaping_and_references() {
-        assert_eq!(esc("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&#39;");
+    fn references_are_found() {
         let page =
             "<img src=\"report/1.png\"><a href=\"#x\">x</a><div style=\"background:url('y.png')\">";
         assert_eq!(references(page), ["report/1.png", "#x", "y.png"]);
@@ -594,10 +708,10 @@ mod tests {
             components: None,
             run: None,
         };
-        let t = metrics_table(&[("maskomaly", &r)]);
+        let t = metrics_page(&[("maskomaly", &r)]);
         assert!(t.contains("published") && t.contains("70.90") && t.contains("11.90"));
         assert!(t.contains("<td>–</td>"), "NaN shown as a dash");
         r.dataset = "fs_static";
-        assert!(!metrics_table(&[("maskomaly", &r)]).contains("published"));
+        assert!(!metrics_page(&[("maskomaly", &r)]).contains("published"));
     }
 }
