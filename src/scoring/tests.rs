@@ -234,6 +234,44 @@ fn fused_pass_from_logits_matches_upsample_then_rule() {
     }
 }
 
+/// The fused pass picks 8-wide AVX2 code where the CPU has it; the baseline x86-64 build gives
+/// the same map bit for bit, so the Maskomaly map does not depend on the CPU.
+#[test]
+fn fused_pass_is_the_same_on_cpus_without_avx2() {
+    let classes = 20;
+    for (h, w, hp, wp, seed) in [(16, 32, 64, 128, 5), (9, 20, 40, 37, 6)] {
+        let q = 100;
+        let logits = blob_logits(q, h, w, seed);
+        let cls: Vec<f32> = (0..q * classes)
+            .map(|i| {
+                if i % classes == (i / classes) % classes {
+                    0.9
+                } else {
+                    0.005
+                }
+            })
+            .collect();
+        let method = Method {
+            border_threshold: 0.5,
+            lambda: 0.3,
+            ..Method::default()
+        };
+        let p = plan(&cls, classes, &method);
+        let sel = logits
+            .index_select(0, &Tensor::from_slice(&p.needed()))
+            .contiguous();
+        let flat = Vec::<f32>::try_from(sel.flatten(0, -1)).unwrap();
+        let native = score_from_logits(&p, &flat, (h, w), (hp, wp), &method);
+        let baseline = fused::score_from_logits_baseline(&p, &flat, (h, w), (hp, wp), &method);
+        assert!(native.iter().any(|&v| v > 0.1), "{h}x{w}: the map is empty");
+        assert_eq!(
+            native.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            baseline.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{h}x{w} -> {hp}x{wp}"
+        );
+    }
+}
+
 #[test]
 fn row_sigmoid_is_within_two_ulp() {
     let xs: Vec<f32> = (-200_000..200_000)
