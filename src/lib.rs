@@ -34,6 +34,8 @@ pub mod exit;
 pub mod job;
 pub mod model;
 pub mod output;
+#[cfg(test)]
+pub(crate) mod parity;
 pub mod pipeline;
 pub mod preprocess;
 pub mod progress;

@@ -3,7 +3,7 @@
 //! checks of every output, the manifest and the exit code.
 
 mod common;
-use common::{bin, code, stderr, tiny_model};
+use common::{bin, code, parity, stderr, tiny_model};
 use maskomaly::job::Job;
 use maskomaly::preprocess::{decode_file, prepare};
 use maskomaly::provenance::manifest::{ItemStatus, Manifest};
@@ -120,7 +120,9 @@ fn run_writes_every_output_and_records_failures() {
         let (got, gh, gw) = read_score(&output.join(&stem).with_extension("hdf5")).unwrap();
         assert_eq!((gh, gw), (h, w), "{name}: map size = input size");
         // The run upsamples and applies the sigmoid row by row on the CPU; the reference path here
-        // uses libtorch's tensors. They agree to float32 rounding.
+        // uses libtorch's tensors. They agree to float32 rounding: values in [0, 1], 1e-6 is 8
+        // roundings of 1 (the sigmoids differ by up to 2 ulp). Measured: 6e-8 with libtorch's
+        // scalar and AVX2 kernels.
         let diff = got
             .iter()
             .zip(&want)
@@ -962,19 +964,12 @@ fn six_scores_from_one_run_match_the_fixtures() {
             assert_eq!((gh, gw), (h, w), "{stem}/{kind}");
             let reference =
                 Vec::<f32>::try_from(want[&format!("{stem}.{kind}")].flatten(0, -1)).unwrap();
-            let lo = reference.iter().copied().fold(f32::MAX, f32::min);
-            let hi = reference.iter().copied().fold(f32::MIN, f32::max);
-            assert!(hi > lo, "{stem}/{kind}: flat reference");
-            let diff = got
-                .iter()
-                .zip(&reference)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(
-                diff <= 1e-5 * (hi - lo),
-                "{stem}/{kind}: max |diff| {diff:e}, range {}",
-                hi - lo
-            );
+            // The fixture was made by torch on another CPU, whose kernels round differently:
+            // a few float32 roundings of the values' magnitude plus 1e-5 of the range (why: the
+            // constants' docs). Entropy near 2.8 with a range of 0.058 needs the magnitude term.
+            let p = parity::score_map(&got, &reference);
+            assert!(p.range > 0.0, "{stem}/{kind}: flat reference");
+            assert!(p.ok(), "{stem}/{kind}: {p}");
             // PNG: the score's fixed [0, 1] mapping, never a per-image normalisation.
             let unit = maskomaly::scores::display(kind, 19, &got);
             let png = image::open(dir.join(format!("{stem}.png")))

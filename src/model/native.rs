@@ -362,6 +362,9 @@ mod tests {
     use crate::job::CheckpointSpec;
     use std::collections::HashMap;
 
+    /// Largest |error| as a fraction of the reference's largest magnitude: float32 through a few
+    /// dozen layers, each adding hundreds of products in an order that depends on the library and
+    /// on libtorch's kernel set. Measured: 1.3e-6 with the scalar and AVX2 kernels.
     const TOL: f64 = 1e-4;
 
     fn reference() -> HashMap<String, Tensor> {

@@ -47,6 +47,12 @@ fn run_case(t: &HashMap<String, Tensor>, case: &str, method: &Method) -> ItemSco
     compute(method, &out, true).unwrap()
 }
 
+/// Compares a map with its fixture (made by torch on another CPU): [`crate::parity::score_map`].
+fn fixture_parity(got: &[f32], want: &Tensor) -> crate::parity::Parity {
+    let want = Vec::<f32>::try_from(want.flatten(0, -1)).unwrap();
+    crate::parity::score_map(got, &want)
+}
+
 /// max |got − want| relative to the reference map's range; the range must not be 0.
 fn rel_diff(got: &[f32], want: &Tensor) -> f64 {
     let want = Vec::<f32>::try_from(want.flatten(0, -1)).unwrap();
@@ -76,8 +82,8 @@ fn every_score_matches_its_official_formula() {
         );
         for (kind, map) in &got.maps {
             assert_eq!(map.len(), h * w, "{case}/{kind}");
-            let d = rel_diff(map, &t[&format!("{case}.{kind}")]);
-            assert!(d <= 1e-5, "{case}/{kind}: max diff {d:e} of the range");
+            let p = fixture_parity(map, &t[&format!("{case}.{kind}")]);
+            assert!(p.ok(), "{case}/{kind}: {p}");
         }
     }
 }
@@ -91,8 +97,8 @@ fn rba_smoothing_is_torchvisions_gaussian_blur() {
         method.scores = vec![ScoreKind::Rba];
         method.rba.smoothing = true;
         let got = run_case(&t, case, &method);
-        let d = rel_diff(&got.maps[0].1, &t[&format!("{case}.rba_smoothed")]);
-        assert!(d <= 1e-5, "{case}: max diff {d:e} of the range");
+        let p = fixture_parity(&got.maps[0].1, &t[&format!("{case}.rba_smoothed")]);
+        assert!(p.ok(), "{case}: {p}");
         let plain = rel_diff(&got.maps[0].1, &t[&format!("{case}.rba")]);
         assert!(
             plain > 1e-3,
@@ -147,10 +153,11 @@ fn the_shared_pass_gives_each_score_what_it_gives_alone() {
             let mut method = method_for(&t, case);
             method.scores = vec![*kind];
             let alone = run_case(&t, case, &method);
-            let alone = Tensor::from_slice(&alone.maps[0].1);
-            // Only EAM's summation may change (its row shares a matrix product with S' or not).
-            let d = rel_diff(map, &alone);
-            assert!(d <= 1e-6, "{case}/{kind}: {d:e}");
+            // EAM's row shares the band product with S' or not, so libtorch may split the
+            // Q-sum into other blocks: a few roundings of the magnitude (measured: up to 1.9
+            // with the scalar and AVX2 kernels), nothing from the range.
+            let p = crate::parity::compare(map, &alone.maps[0].1, 8.0, 0.0);
+            assert!(p.ok(), "{case}/{kind}: {p}");
         }
     }
 }
@@ -276,4 +283,41 @@ fn semantic_segmentation_matches_the_einsum_definition() {
     let want = Vec::<i64>::try_from(sem.argmax(0, false).flatten(0, -1)).unwrap();
     assert_eq!(seg.iter().map(|&v| v as i64).collect::<Vec<_>>(), want);
     assert!(seg.contains(&0) && seg.contains(&1));
+}
+
+mod parity_tolerance {
+    use crate::parity::{compare, score_map, EPS};
+
+    /// Values near 3 with a range of 0.058 (the tiny model's entropy map), moved by 4 ulps (what
+    /// AVX-512 kernels gave): within the score tolerance, beyond 1e-5 of the range alone; an
+    /// error of 1e-4 is not within it.
+    #[test]
+    fn a_few_roundings_of_values_far_from_zero_are_allowed() {
+        let want: Vec<f32> = (0..100).map(|i| 2.75 + 0.058 * i as f32 / 99.0).collect();
+        let moved: Vec<f32> = want
+            .iter()
+            .map(|&v| f32::from_bits(v.to_bits() + 4))
+            .collect();
+        let p = score_map(&moved, &want);
+        assert!(p.ok(), "{p}");
+        assert!(p.max_diff > 1e-5 * p.range, "{p}");
+        let off: Vec<f32> = want.iter().map(|&v| v + 1e-4).collect();
+        assert!(!score_map(&off, &want).ok());
+    }
+
+    #[test]
+    fn nan_and_length_mismatch_fail() {
+        let want = [0.0f32, 1.0];
+        assert!(!score_map(&[0.0, f32::NAN], &want).ok());
+        assert!(!score_map(&[0.0], &want).ok());
+        assert!(compare(&want, &want, 0.0, 0.0).ok());
+    }
+
+    /// Small values still get the roundings of 1 (MSP = 1 − max S' is near 0.24 where S' is
+    /// near 0.76).
+    #[test]
+    fn magnitude_is_at_least_one() {
+        let want = [0.1f32, 0.2];
+        assert_eq!(compare(&want, &want, 1.0, 0.0).tolerance, EPS);
+    }
 }

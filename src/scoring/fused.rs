@@ -177,9 +177,34 @@ pub fn sigmoid_row(x: &[f32], out: &mut [f32]) {
 pub fn score_from_logits(
     plan: &QueryPlan,
     logits: &[f32],
+    h_w: (usize, usize),
+    padded: (usize, usize),
+    method: &Method,
+) -> Vec<f32> {
+    score_with(plan, logits, h_w, padded, method, fused_band_dispatch)
+}
+
+/// [`score_from_logits`] on the baseline x86-64 instructions whatever the CPU has, as a CPU
+/// without AVX2 runs it.
+#[cfg(test)]
+pub(super) fn score_from_logits_baseline(
+    plan: &QueryPlan,
+    logits: &[f32],
+    h_w: (usize, usize),
+    padded: (usize, usize),
+    method: &Method,
+) -> Vec<f32> {
+    score_with(plan, logits, h_w, padded, method, fused_band)
+}
+
+/// [`score_from_logits`] with `band` computing each band of rows.
+fn score_with(
+    plan: &QueryPlan,
+    logits: &[f32],
     (h, w): (usize, usize),
     (hp, wp): (usize, usize),
     method: &Method,
+    band: fn(&Fused, usize, &mut [f32]),
 ) -> Vec<f32> {
     use rayon::prelude::*;
     let n = plan.needed().len();
@@ -208,7 +233,7 @@ pub fn score_from_logits(
     let mut out = vec![0f32; hp * wp];
     out.par_chunks_mut(ctx.band * wp)
         .enumerate()
-        .for_each(|(b, chunk)| fused_band_dispatch(&ctx, b, chunk));
+        .for_each(|(b, chunk)| band(&ctx, b, chunk));
     out
 }
 

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests that drive the `maskomaly` binary.
 #![allow(dead_code)]
 
+#[path = "../../src/parity.rs"]
+pub mod parity;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
