@@ -520,6 +520,39 @@ impl<'a> Vm<'a> {
         Ok(())
     }
 
+    /// PUT, BINPUT, LONG_BINPUT, MEMOIZE and GET, BINGET, LONG_BINGET.
+    fn memo_op(&mut self, op: u8) -> Result<(), PickleError> {
+        match op {
+            b'q' => {
+                let k = self.u8()?;
+                self.memo_put(k as u64)?;
+            }
+            b'r' => {
+                let k = self.u32()?;
+                self.memo_put(k as u64)?;
+            }
+            b'p' => {
+                let k = self.memo_line()?;
+                self.memo_put(k)?;
+            }
+            0x94 => self.memo_put(self.memo.len() as u64)?,
+            b'h' => {
+                let k = self.u8()?;
+                self.memo_get(k as u64)?;
+            }
+            b'j' => {
+                let k = self.u32()?;
+                self.memo_get(k as u64)?;
+            }
+            b'g' => {
+                let k = self.memo_line()?;
+                self.memo_get(k)?;
+            }
+            _ => return Err(self.err(format!("opcode 0x{op:02x} is not a memo opcode"))),
+        }
+        Ok(())
+    }
+
     /// Opcodes that build containers, call globals, or use the memo.
     fn structure(&mut self, op: u8, at: usize) -> Result<(), PickleError> {
         match op {
@@ -551,31 +584,7 @@ impl<'a> Vm<'a> {
                 let g = self.global(&m, &n)?;
                 self.push(Obj::Global(g));
             }
-            b'q' => {
-                let k = self.u8()?;
-                self.memo_put(k as u64)?;
-            }
-            b'r' => {
-                let k = self.u32()?;
-                self.memo_put(k as u64)?;
-            }
-            b'p' => {
-                let k = self.memo_line()?;
-                self.memo_put(k)?;
-            }
-            0x94 => self.memo_put(self.memo.len() as u64)?,
-            b'h' => {
-                let k = self.u8()?;
-                self.memo_get(k as u64)?;
-            }
-            b'j' => {
-                let k = self.u32()?;
-                self.memo_get(k as u64)?;
-            }
-            b'g' => {
-                let k = self.memo_line()?;
-                self.memo_get(k)?;
-            }
+            b'q' | b'r' | b'p' | 0x94 | b'h' | b'j' | b'g' => self.memo_op(op)?,
             b't' => {
                 let items = self.pop_mark()?;
                 self.push(Obj::Tuple(items));
