@@ -9,6 +9,11 @@
 //!
 //! `--hf-limit`: seconds one Python mode may take at one size (warm-up and timed passes); a mode
 //! past it is stopped and reported as at least that time per forward.
+//!
+//! `--native-only`: no Python. The Swin-L preset with random weights, native fp32 with the shape
+//! caches (window layouts, shift masks, sampling constants kept per input shape) against the same
+//! forward rebuilding them on the host each time, alternating forward by forward so that a
+//! changing machine load falls on both; the outputs of the two are checked bit for bit.
 
 mod common;
 use common::arg;
@@ -122,6 +127,61 @@ fn npz(path: &Path, name: &str) -> Tensor {
         .unwrap()
 }
 
+/// `--native-only`: median seconds with and without the shape caches, alternating.
+fn native_only(sizes: &[(i64, i64)], threads: i32, reps: usize, out: &Path) {
+    use maskomaly::model::shape_cache::set_enabled;
+    let preset = "mask2former_swin_large_cityscapes_semantic";
+    let mut job = Job::default();
+    job.model.preset = Some(preset.into());
+    job.checkpoint.format = CheckpointFormat::Random;
+    job.checkpoint.url = None;
+    job.runtime.device = DeviceChoice::Cpu;
+    job.runtime.precision = Precision::Fp32;
+    let m = maskomaly::model::load(&job, Device::Cpu).expect("native model builds");
+    let mut rows = Vec::new();
+    for &(h, w) in sizes {
+        let x = input(h, w);
+        let timed = |cached: bool| {
+            set_enabled(cached);
+            let t0 = Instant::now();
+            let o = m.forward(&x).unwrap();
+            (t0.elapsed().as_secs_f64(), o)
+        };
+        // Warm-up of both (the first cached forward fills the caches).
+        let _ = timed(false);
+        let _ = timed(true);
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        let mut identical = true;
+        for _ in 0..reps {
+            let (s0, o0) = timed(false);
+            let (s1, o1) = timed(true);
+            identical &= o0.pred_logits.equal(&o1.pred_logits) && o0.pred_masks.equal(&o1.pred_masks);
+            off.push(s0);
+            on.push(s1);
+        }
+        set_enabled(true);
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (s_off, s_on) = (median(&mut off), median(&mut on));
+        println!(
+            "Swin-L random weights, {h}x{w}, CPU, {threads} threads, fp32, median of {reps}: \
+             rebuilt per forward {s_off:.3} s, cached {s_on:.3} s ({:.3}×); outputs bit-identical: {identical}",
+            s_off / s_on
+        );
+        rows.push(json!({"height": h, "width": w, "rebuilt_seconds": s_off, "cached_seconds": s_on,
+            "rebuilt_all": off, "cached_all": on, "bit_identical": identical}));
+    }
+    let json = json!({"benchmark": "model-native-shape-cache", "threads": threads, "reps": reps,
+        "sizes": rows});
+    std::fs::write(
+        out.join("model-native.json"),
+        serde_json::to_string_pretty(&json).unwrap(),
+    )
+    .unwrap();
+}
+
 fn main() {
     // The binary's allocator settings, so that the native rows time what `maskomaly run` runs.
     maskomaly::tune_allocator();
@@ -143,6 +203,10 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     tch::set_num_threads(threads);
     let _g = tch::no_grad_guard();
+    if args.iter().any(|a| a == "--native-only") {
+        native_only(&sizes, threads, reps, &out);
+        return;
+    }
 
     let peak32 = matmul_gflops(Kind::Float, 2048, 5);
     let peak16 = matmul_gflops(Kind::BFloat16, 512, 3);

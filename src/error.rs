@@ -107,7 +107,7 @@ impl Diagnose for RunError {
             RunError::NoInput(_) | RunError::Dataset(DatasetError::NoRoot(_)) => Some(
                 "pass --input DIR, set dataset.root in the job, or mount a folder at /input".into(),
             ),
-            RunError::Device(_) => Some("run with --device cpu (or runtime.device: cpu)".into()),
+            RunError::Device(e) => e.hint(),
             _ => None,
         }
     }
