@@ -155,7 +155,8 @@ fn native_only(sizes: &[(i64, i64)], threads: i32, reps: usize, out: &Path) {
         for _ in 0..reps {
             let (s0, o0) = timed(false);
             let (s1, o1) = timed(true);
-            identical &= o0.pred_logits.equal(&o1.pred_logits) && o0.pred_masks.equal(&o1.pred_masks);
+            identical &=
+                o0.pred_logits.equal(&o1.pred_logits) && o0.pred_masks.equal(&o1.pred_masks);
             off.push(s0);
             on.push(s1);
         }
@@ -170,8 +171,10 @@ fn native_only(sizes: &[(i64, i64)], threads: i32, reps: usize, out: &Path) {
              rebuilt per forward {s_off:.3} s, cached {s_on:.3} s ({:.3}×); outputs bit-identical: {identical}",
             s_off / s_on
         );
-        rows.push(json!({"height": h, "width": w, "rebuilt_seconds": s_off, "cached_seconds": s_on,
-            "rebuilt_all": off, "cached_all": on, "bit_identical": identical}));
+        rows.push(
+            json!({"height": h, "width": w, "rebuilt_seconds": s_off, "cached_seconds": s_on,
+            "rebuilt_all": off, "cached_all": on, "bit_identical": identical}),
+        );
     }
     let json = json!({"benchmark": "model-native-shape-cache", "threads": threads, "reps": reps,
         "sizes": rows});

@@ -126,7 +126,8 @@ fn driver_from_proc(text: &str) -> Option<String> {
     line.split_whitespace()
         .find(|w| {
             w.contains('.')
-                && w.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                && w.split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         })
         .map(str::to_string)
 }
@@ -167,18 +168,19 @@ pub fn diagnose(loaded: Option<&Result<PathBuf, String>>, host: &NvidiaHost) -> 
     let (reason, hint) = match loaded {
         Some(Err(e)) if host.present() => {
             let mut reason = format!(
-                "an NVIDIA GPU is visible ({}), but libtorch's CUDA half cannot be loaded: {e}",
+                "an NVIDIA GPU is visible ({}) and libtorch's CUDA half cannot be loaded: {e}",
                 host.describe()
             );
+            let mut hint = String::new();
             if host.driver_too_old() {
                 reason.push_str(&format!("; also, {}", old_driver()));
+                hint = format!("install NVIDIA driver {MIN_DRIVER} or newer on the host; ");
             }
-            (
-                reason,
+            hint.push_str(
                 "install the CUDA libraries with `make run DEVICE=cuda` (scripts/setup.sh), or \
-                 use the CUDA image"
-                    .to_string(),
-            )
+                 use the CUDA image",
+            );
+            (reason, hint)
         }
         Some(Err(e)) => (
             format!(
@@ -257,7 +259,10 @@ fn load() -> Result<PathBuf, String> {
                 std::mem::forget(lib); // keep it loaded for the whole run
                 return Ok(c);
             }
-            Err(e) => errors.push((c.is_absolute() && c.exists(), e.to_string())),
+            Err(e) => errors.push((
+                c.is_absolute() && c.exists(),
+                format!("{}: {e}", c.display()),
+            )),
         }
     }
     Err(load_error(errors))
@@ -324,7 +329,10 @@ mod tests {
         assert_eq!(h.driver.as_deref(), Some("550.54.15"));
         assert_eq!(
             h.device_nodes,
-            vec![dir.path().join("dev/nvidia0"), dir.path().join("dev/nvidia1")]
+            vec![
+                dir.path().join("dev/nvidia0"),
+                dir.path().join("dev/nvidia1")
+            ]
         );
         assert!(h.driver_too_old());
     }
@@ -336,35 +344,64 @@ mod tests {
         let loaded: Result<PathBuf, String> = Ok(PathBuf::from("/x/libtorch_cuda.so"));
 
         // A GPU machine without the CUDA libraries: the loader's error and the driver.
-        let d = diagnose(Some(&not_loaded), &host(Some("580.65.06"), &["/dev/nvidia0"]));
+        let d = diagnose(
+            Some(&not_loaded),
+            &host(Some("580.65.06"), &["/dev/nvidia0"]),
+        );
         assert!(d.gpu_visible);
         assert!(d.reason.contains(dlopen), "{}", d.reason);
         assert!(d.reason.contains("driver 580.65.06"), "{}", d.reason);
         assert!(d.hint.contains("make run DEVICE=cuda"), "{}", d.hint);
         assert!(!d.reason.contains("older"), "{}", d.reason);
         // ... with an old driver too: both said.
-        let d = diagnose(Some(&not_loaded), &host(Some("550.54.15"), &["/dev/nvidia0"]));
+        let d = diagnose(
+            Some(&not_loaded),
+            &host(Some("550.54.15"), &["/dev/nvidia0"]),
+        );
         assert!(d.reason.contains(dlopen) && d.reason.contains("older than CUDA 13"));
+        assert!(d.hint.contains("driver 580 or newer") && d.hint.contains("DEVICE=cuda"));
 
         // Libraries loaded, driver too old: the driver, not the pass-through, is blamed.
         for nodes in [&["/dev/nvidia0"][..], &[]] {
             let d = diagnose(Some(&loaded), &host(Some("550.54.15"), nodes));
-            assert!(d.reason.contains("550.54.15") && d.reason.contains("580"), "{}", d.reason);
-            assert!(!d.reason.contains("pass") && !d.hint.contains("--gpus"), "{d:?}");
+            assert!(
+                d.reason.contains("550.54.15") && d.reason.contains("580"),
+                "{}",
+                d.reason
+            );
+            assert!(
+                !d.reason.contains("pass") && !d.hint.contains("--gpus"),
+                "{d:?}"
+            );
             assert!(d.hint.contains("driver 580 or newer"), "{}", d.hint);
         }
         // Driver on the host, no device node: the pass-through.
         let d = diagnose(Some(&loaded), &host(Some("580.65.06"), &[]));
-        assert!(d.reason.contains("no /dev/nvidia<N> device is passed in"), "{}", d.reason);
+        assert!(
+            d.reason.contains("no /dev/nvidia<N> device is passed in"),
+            "{}",
+            d.reason
+        );
         assert!(d.hint.contains("--gpus all"), "{}", d.hint);
         // Nothing NVIDIA at all.
         let d = diagnose(Some(&not_loaded), &NvidiaHost::default());
         assert!(!d.gpu_visible);
-        assert!(d.reason.contains("no NVIDIA GPU is visible"), "{}", d.reason);
+        assert!(
+            d.reason.contains("no NVIDIA GPU is visible"),
+            "{}",
+            d.reason
+        );
         let d = diagnose(Some(&loaded), &NvidiaHost::default());
-        assert!(d.reason.contains("the NVIDIA driver is not"), "{}", d.reason);
+        assert!(
+            d.reason.contains("the NVIDIA driver is not"),
+            "{}",
+            d.reason
+        );
         for d in [
-            diagnose(Some(&not_loaded), &host(Some("580.65.06"), &["/dev/nvidia0"])),
+            diagnose(
+                Some(&not_loaded),
+                &host(Some("580.65.06"), &["/dev/nvidia0"]),
+            ),
             diagnose(Some(&loaded), &host(Some("550.54.15"), &[])),
         ] {
             assert_eq!(d.reason.lines().count(), 1, "{}", d.reason);
@@ -375,8 +412,14 @@ mod tests {
     #[test]
     fn the_loader_error_of_an_existing_file_comes_alone() {
         let e = load_error(vec![
-            (true, "/t/lib/libtorch_cuda.so: libcublas.so.13: cannot open".into()),
-            (false, "libtorch_cuda.so: cannot open shared object file".into()),
+            (
+                true,
+                "/t/lib/libtorch_cuda.so: libcublas.so.13: cannot open".into(),
+            ),
+            (
+                false,
+                "libtorch_cuda.so: cannot open shared object file".into(),
+            ),
         ]);
         assert_eq!(e, "/t/lib/libtorch_cuda.so: libcublas.so.13: cannot open");
         let e = load_error(vec![(false, "a".into()), (false, "b".into())]);

@@ -259,7 +259,10 @@ mod tests {
         let (d, w) = resolve_with(DeviceChoice::Auto, false, why).unwrap();
         assert_eq!(d, Device::Cpu);
         let w = w.expect("a warning");
-        assert!(w.contains("libcublas.so.13") && w.contains("580.65.06"), "{w}");
+        assert!(
+            w.contains("libcublas.so.13") && w.contains("580.65.06"),
+            "{w}"
+        );
         assert_eq!(w.lines().count(), 1, "{w}");
         let e = resolve_with(DeviceChoice::Cuda, false, why).unwrap_err();
         assert_eq!(e.exit_code(), ExitCode::Config);

@@ -332,12 +332,18 @@ fn a_visible_gpu_whose_cuda_libraries_cannot_load_is_reported() {
         )),
         "{out}"
     );
-    assert!(out.contains("cuda unavailable: an NVIDIA GPU is visible"), "{out}");
+    assert!(
+        out.contains("cuda unavailable: an NVIDIA GPU is visible"),
+        "{out}"
+    );
     assert!(out.contains("hint: install the CUDA libraries"), "{out}");
 
     let job = s.job(
         "gpu",
-        &format!("{{format: torchscript, path: {}}}", fixture("tiny_maskformer.pt").display()),
+        &format!(
+            "{{format: torchscript, path: {}}}",
+            fixture("tiny_maskformer.pt").display()
+        ),
         "",
     );
     let job = job.to_str().unwrap();
@@ -352,6 +358,17 @@ fn a_visible_gpu_whose_cuda_libraries_cannot_load_is_reported() {
         warning.contains(loader) && warning.contains("580.65.06"),
         "{warning}"
     );
+    // `--profile` (per-stage device waits) is accepted; on the CPU it changes nothing.
+    let o = cmd(&[
+        "run",
+        "--overwrite",
+        "--job",
+        job,
+        "--device",
+        "cpu",
+        "--profile",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
 
     let o = cmd(&["run", "--overwrite", "--job", job, "--device", "cuda"]);
     let err = stderr(&o);

@@ -395,7 +395,9 @@ impl std::str::FromStr for Precision {
         Precision::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown precision `{s}` (expected fp32, tf32, pytorch, bf16 or fp16)"))
+            .ok_or_else(|| {
+                format!("unknown precision `{s}` (expected fp32, tf32, pytorch, bf16 or fp16)")
+            })
     }
 }
 

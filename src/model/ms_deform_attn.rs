@@ -197,7 +197,12 @@ impl MSDeformAttn {
         kind: Kind,
         dev: Device,
     ) -> Levels {
-        Levels::new(spatial_shapes, (n, lq, self.n_heads, self.n_points), kind, dev)
+        Levels::new(
+            spatial_shapes,
+            (n, lq, self.n_heads, self.n_points),
+            kind,
+            dev,
+        )
     }
 }
 
@@ -246,7 +251,11 @@ fn core(
     } = levels;
     debug_assert_eq!(
         s,
-        levels.spatial_shapes.iter().map(|&(h, w)| h * w).sum::<i64>()
+        levels
+            .spatial_shapes
+            .iter()
+            .map(|&(h, w)| h * w)
+            .sum::<i64>()
     );
     // Pixel coordinates, [N, Lq, M, L, P].
     let x = sampling_locations.select(-1, 0) * wf - 0.5;

@@ -247,11 +247,21 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) 
 /// Serialises changes of the process-wide switches.
 static FLAGS: Mutex<()> = Mutex::new(());
 
+/// The TF32 switches `p` sets: (cuBLAS matmuls, cuDNN convolutions).
+pub fn tf32_switches(p: Precision) -> (bool, bool) {
+    match p {
+        Precision::Tf32 => (true, true),
+        Precision::Pytorch => (false, true),
+        Precision::Fp32 | Precision::Bf16 | Precision::Fp16 => (false, false),
+    }
+}
+
 /// Sets the global switches a precision needs: TF32 for matmuls and convolutions for `tf32`, for
 /// convolutions only for `pytorch` (PyTorch's own defaults), off for every other mode.
 pub fn apply_global_flags(p: Precision, device: Device) {
     let _l = FLAGS.lock().unwrap_or_else(|e| e.into_inner());
-    set_tf32_switches(p == Precision::Tf32, matches!(p, Precision::Tf32 | Precision::Pytorch));
+    let (cublas, cudnn) = tf32_switches(p);
+    set_tf32_switches(cublas, cudnn);
     if matches!(p, Precision::Tf32 | Precision::Pytorch) && device == Device::Cpu {
         static ONCE: Once = Once::new();
         ONCE.call_once(|| {
@@ -396,6 +406,22 @@ mod tests {
 
     fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
         (a - b).abs().max().double_value(&[])
+    }
+
+    /// `pytorch` is PyTorch's default: TF32 for cuDNN convolutions only; any TF32 switch makes
+    /// scoring's CUDA products leave float32 kernels, never on the CPU.
+    #[test]
+    fn pytorch_precision_is_tf32_for_convolutions_only() {
+        assert_eq!(tf32_switches(Precision::Pytorch), (false, true));
+        assert_eq!(tf32_switches(Precision::Tf32), (true, true));
+        assert_eq!(tf32_switches(Precision::Fp32), (false, false));
+        assert_eq!(kind(Precision::Pytorch), Kind::Float);
+        let _l = FLAGS.lock().unwrap();
+        set_tf32_switches(false, true);
+        assert!(!tf32_cublas());
+        assert!(tf32_possible(Device::Cuda(0)) && !tf32_possible(Device::Cpu));
+        set_tf32(false);
+        assert!(!tf32_possible(Device::Cuda(0)));
     }
 
     #[test]

@@ -470,7 +470,14 @@ impl SwinTransformer {
 
     /// Every stage's window layouts for `b` images whose patch grid is `h × w` (each stage
     /// halves it, rounding up), built fresh.
-    pub fn build_layouts(&self, b: i64, h: i64, w: i64, kind: Kind, dev: Device) -> Vec<StageLayouts> {
+    pub fn build_layouts(
+        &self,
+        b: i64,
+        h: i64,
+        w: i64,
+        kind: Kind,
+        dev: Device,
+    ) -> Vec<StageLayouts> {
         let (mut h, mut w) = (h, w);
         self.layers
             .iter()
@@ -483,7 +490,14 @@ impl SwinTransformer {
     }
 
     /// [`SwinTransformer::build_layouts`], built once per shape and kept.
-    pub fn cached_layouts(&self, b: i64, h: i64, w: i64, kind: Kind, dev: Device) -> Vec<StageLayouts> {
+    pub fn cached_layouts(
+        &self,
+        b: i64,
+        h: i64,
+        w: i64,
+        kind: Kind,
+        dev: Device,
+    ) -> Vec<StageLayouts> {
         let flat = self.layouts.get_or_build((b, h, w, kind, dev), || {
             self.build_layouts(b, h, w, kind, dev)
                 .into_iter()

@@ -219,7 +219,7 @@ pub fn gaussian_blur(t: &Tensor) -> Tensor {
     let pdf = (x.square() * -0.5).exp();
     let k1 = &pdf / pdf.sum(Kind::Float);
     let k2 = k1.unsqueeze(1).matmul(&k1.unsqueeze(0)); // [7, 7]
-    // Under TF32 (see [`f64_products`]) the kernel is built and the convolution runs in float64.
+                                                       // Under TF32 (see [`f64_products`]) the kernel is built and the convolution runs in float64.
     let kind = if f64_products(t) {
         Kind::Double
     } else {
