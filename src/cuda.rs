@@ -187,10 +187,9 @@ pub fn diagnose(loaded: Option<&Result<PathBuf, String>>, host: &NvidiaHost) -> 
                 "this build or image has no CUDA libraries (libtorch's CUDA half cannot be \
                  loaded: {e}) and no NVIDIA GPU is visible"
             ),
-            format!(
-                "on a GPU machine use the CUDA image or `make run DEVICE=cuda`; here, run with \
-                 --device cpu"
-            ),
+            "on a GPU machine use the CUDA image or `make run DEVICE=cuda`; here, run with \
+             --device cpu"
+                .to_string(),
         ),
         Some(Ok(_)) | None if host.driver_too_old() => (old_driver(), update),
         Some(Ok(p)) if host.driver.is_some() && host.device_nodes.is_empty() => (

@@ -10,7 +10,7 @@ use super::config::Config;
 use super::layers::{init, layer_norm, lin, linear, Conv2d, Conv2dNorm};
 use super::ms_deform_attn::{Levels, MSDeformAttn};
 use super::position_encoding::PositionEmbeddingSine;
-use super::shape_cache::ShapeCache;
+use super::shape_cache::{LevelsKey, ShapeCache};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
@@ -105,7 +105,7 @@ pub struct MSDeformAttnPixelDecoder {
     pe_layer: PositionEmbeddingSine,
     /// Per (batch, level shapes, dtype, device): each level's sine embedding `[1, H·W, C]`, the
     /// reference points `[1, S, L, 2]` and the deformable attention's [`Levels`].
-    constants: ShapeCache<(i64, Vec<(i64, i64)>, Kind, Device)>,
+    constants: ShapeCache<(i64, LevelsKey)>,
 }
 
 /// What the encoder needs for one input shape besides the features (see
@@ -215,7 +215,7 @@ impl MSDeformAttnPixelDecoder {
         let n = shapes.len();
         let mut t = self
             .constants
-            .get_or_build((b, shapes.to_vec(), kind, dev), || {
+            .get_or_build((b, (shapes.to_vec(), kind, dev)), || {
                 let c = self.build_constants(b, shapes, kind, dev);
                 let mut v = c.pos;
                 v.push(c.reference);
@@ -232,7 +232,7 @@ impl MSDeformAttnPixelDecoder {
     }
 
     /// The constants' cache (for tests: a repeated shape builds nothing).
-    pub fn constant_cache(&self) -> &ShapeCache<(i64, Vec<(i64, i64)>, Kind, Device)> {
+    pub fn constant_cache(&self) -> &ShapeCache<(i64, LevelsKey)> {
         &self.constants
     }
 

@@ -7,7 +7,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 /// Shapes kept per cache: a run sees one input shape, or a few (the last, smaller batch; a second
 /// image size). The least recently used shape goes first.
@@ -28,6 +28,9 @@ pub fn set_enabled(on: bool) {
 pub fn enabled() -> bool {
     ENABLED.with(Cell::get)
 }
+
+/// A cache key: the level sizes `(H_l, W_l)` of an input, its dtype and device.
+pub type LevelsKey = (Vec<(i64, i64)>, Kind, Device);
 
 /// A small map from a shape key to the tensors built for it.
 #[derive(Debug)]
@@ -91,7 +94,6 @@ impl<K: PartialEq> ShapeCache<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{Device, Kind};
 
     #[test]
     fn a_shape_is_built_once_and_the_oldest_goes_first() {

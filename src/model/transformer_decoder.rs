@@ -12,7 +12,7 @@ use super::config::Config;
 use super::layers::{init, layer_norm, lin, linear, Mlp, MultiheadAttention};
 use super::position_encoding::PositionEmbeddingSine;
 use super::precision;
-use super::shape_cache::ShapeCache;
+use super::shape_cache::{LevelsKey, ShapeCache};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
@@ -114,7 +114,7 @@ pub struct MultiScaleMaskedTransformerDecoder {
     pe_layer: PositionEmbeddingSine,
     num_queries: i64,
     /// Each level's sine embedding `[1, H·W, C]` per (level sizes, dtype, device).
-    pos: ShapeCache<(Vec<(i64, i64)>, Kind, Device)>,
+    pos: ShapeCache<LevelsKey>,
 }
 
 impl MultiScaleMaskedTransformerDecoder {
