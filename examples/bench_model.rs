@@ -12,8 +12,10 @@
 //!
 //! `--native-only`: no Python. The Swin-L preset with random weights, native fp32 with the shape
 //! caches (window layouts, shift masks, sampling constants kept per input shape) against the same
-//! forward rebuilding them on the host each time, alternating forward by forward so that a
-//! changing machine load falls on both; the outputs of the two are checked bit for bit.
+//! forward rebuilding them on the host each time, alternating forward by forward (the order swapped
+//! every repetition) so that a changing machine load falls on both; wall seconds and the process's
+//! CPU seconds (user + system, from /proc/self/stat) per forward; the outputs of the two are checked
+//! bit for bit.
 
 mod common;
 use common::arg;
@@ -127,6 +129,16 @@ fn npz(path: &Path, name: &str) -> Tensor {
         .unwrap()
 }
 
+/// CPU seconds (user + system) this process has used, from /proc/self/stat (clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
 /// `--native-only`: median seconds with and without the shape caches, alternating.
 fn native_only(sizes: &[(i64, i64)], threads: i32, reps: usize, out: &Path) {
     use maskomaly::model::shape_cache::set_enabled;
@@ -143,38 +155,55 @@ fn native_only(sizes: &[(i64, i64)], threads: i32, reps: usize, out: &Path) {
         let x = input(h, w);
         let timed = |cached: bool| {
             set_enabled(cached);
-            let t0 = Instant::now();
+            let (t0, c0) = (Instant::now(), cpu_seconds());
             let o = m.forward(&x).unwrap();
-            (t0.elapsed().as_secs_f64(), o)
+            (t0.elapsed().as_secs_f64(), cpu_seconds() - c0, o)
         };
         // Warm-up of both (the first cached forward fills the caches).
         let _ = timed(false);
         let _ = timed(true);
-        let (mut on, mut off) = (Vec::new(), Vec::new());
+        let (mut on, mut off, mut on_cpu, mut off_cpu) = (vec![], vec![], vec![], vec![]);
         let mut identical = true;
-        for _ in 0..reps {
-            let (s0, o0) = timed(false);
-            let (s1, o1) = timed(true);
-            identical &=
-                o0.pred_logits.equal(&o1.pred_logits) && o0.pred_masks.equal(&o1.pred_masks);
-            off.push(s0);
-            on.push(s1);
+        for r in 0..reps {
+            let order = if r % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            };
+            let mut outs = Vec::new();
+            for cached in order {
+                let (s, c, o) = timed(cached);
+                if cached {
+                    on.push(s);
+                    on_cpu.push(c);
+                } else {
+                    off.push(s);
+                    off_cpu.push(c);
+                }
+                outs.push(o);
+            }
+            identical &= outs[0].pred_logits.equal(&outs[1].pred_logits)
+                && outs[0].pred_masks.equal(&outs[1].pred_masks);
         }
         set_enabled(true);
-        let median = |v: &mut Vec<f64>| {
+        let median = |v: &[f64]| {
+            let mut v = v.to_vec();
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
-        let (s_off, s_on) = (median(&mut off), median(&mut on));
+        let (s_off, s_on) = (median(&off), median(&on));
+        let (c_off, c_on) = (median(&off_cpu), median(&on_cpu));
         println!(
             "Swin-L random weights, {h}x{w}, CPU, {threads} threads, fp32, median of {reps}: \
-             rebuilt per forward {s_off:.3} s, cached {s_on:.3} s ({:.3}×); outputs bit-identical: {identical}",
-            s_off / s_on
+             rebuilt per forward {s_off:.3} s ({c_off:.2} CPU s), cached {s_on:.3} s ({c_on:.2} CPU s); \
+             wall {:.3}×, CPU {:.3}×; outputs bit-identical: {identical}",
+            s_off / s_on,
+            c_off / c_on
         );
-        rows.push(
-            json!({"height": h, "width": w, "rebuilt_seconds": s_off, "cached_seconds": s_on,
-            "rebuilt_all": off, "cached_all": on, "bit_identical": identical}),
-        );
+        rows.push(json!({"height": h, "width": w, "rebuilt_seconds": s_off, "cached_seconds": s_on,
+            "rebuilt_cpu_seconds": c_off, "cached_cpu_seconds": c_on,
+            "rebuilt_all": off, "cached_all": on, "rebuilt_cpu_all": off_cpu, "cached_cpu_all": on_cpu,
+            "bit_identical": identical}));
     }
     let json = json!({"benchmark": "model-native-shape-cache", "threads": threads, "reps": reps,
         "sizes": rows});
