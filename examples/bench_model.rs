@@ -15,7 +15,8 @@
 //! forward rebuilding them on the host each time, alternating forward by forward (the order swapped
 //! every repetition) so that a changing machine load falls on both; wall seconds and the process's
 //! CPU seconds (user + system, from /proc/self/stat) per forward; the outputs of the two are checked
-//! bit for bit.
+//! bit for bit. Also times the rebuilding alone (what the caches save per forward): every stage's
+//! window layouts and shift mask, and the pixel decoder's encoder constants, 10 times.
 
 mod common;
 use common::arg;
@@ -139,6 +140,28 @@ fn cpu_seconds() -> f64 {
     (tick(11) + tick(12)) / 100.0
 }
 
+/// Milliseconds to build the shape-only tensors of one `h × w` forward (mean of 10), without
+/// the network.
+fn rebuild_ms(preset: &str, h: i64, w: i64) -> f64 {
+    use maskomaly::model::{config::Config, pixel_decoder::MSDeformAttnPixelDecoder};
+    let cfg = Config::preset(preset).expect("preset");
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let swin = maskomaly::model::swin::SwinTransformer::new(vs.root() / "backbone", &cfg);
+    let pd = MSDeformAttnPixelDecoder::new(vs.root() / "pixel_decoder", &cfg);
+    // Patch grid (patch 4, padded up) and the three encoder levels (strides 32, 16, 8).
+    let (gh, gw) = ((h + 3) / 4, (w + 3) / 4);
+    let half = |(a, b): (i64, i64)| ((a + 1) / 2, (b + 1) / 2);
+    let s8 = half(((gh), (gw)));
+    let s16 = half(s8);
+    let s32 = half(s16);
+    let t0 = Instant::now();
+    for _ in 0..10 {
+        let _ = swin.build_layouts(1, gh, gw, Kind::Float, Device::Cpu);
+        let _ = pd.build_constants(1, &[s32, s16, s8], Kind::Float, Device::Cpu);
+    }
+    t0.elapsed().as_secs_f64() * 1e3 / 10.0
+}
+
 /// `--native-only`: median seconds with and without the shape caches, alternating.
 fn native_only(sizes: &[(i64, i64)], threads: i32, reps: usize, out: &Path) {
     use maskomaly::model::shape_cache::set_enabled;
@@ -200,7 +223,10 @@ fn native_only(sizes: &[(i64, i64)], threads: i32, reps: usize, out: &Path) {
             s_off / s_on,
             c_off / c_on
         );
+        let rebuild_ms = rebuild_ms(preset, h, w);
+        println!("rebuilding the shape-only tensors alone: {rebuild_ms:.2} ms per forward");
         rows.push(json!({"height": h, "width": w, "rebuilt_seconds": s_off, "cached_seconds": s_on,
+            "rebuild_only_ms": rebuild_ms,
             "rebuilt_cpu_seconds": c_off, "cached_cpu_seconds": c_on,
             "rebuilt_all": off, "cached_all": on, "rebuilt_cpu_all": off_cpu, "cached_cpu_all": on_cpu,
             "bit_identical": identical}));

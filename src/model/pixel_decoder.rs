@@ -192,7 +192,7 @@ impl MSDeformAttnPixelDecoder {
             })
             .collect();
         let s: i64 = shapes.iter().map(|&(h, w)| h * w).sum();
-        let attn = &self.encoder_layers.first().map(|l| &l.self_attn);
+        let attn = self.encoder_layers.first().map(|l| &l.self_attn);
         EncoderConstants {
             pos,
             reference: reference_points(shapes, dev).to_kind(kind),
