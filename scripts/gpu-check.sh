@@ -123,7 +123,9 @@ max_share=${MAX_SHARE:-0.001}
 
 step "3b. the CUDA image's trimmed library set"
 image_ok=1
-if [ $dry -eq 0 ]; then
+if [ $dry -eq 0 ] && ! command -v readelf >/dev/null 2>&1; then
+  echo "gpu-check: SKIPPED: readelf (binutils) is not installed, so the trimmed set cannot be made here" >&2
+elif [ $dry -eq 0 ]; then
   # The image's rule (scripts/cuda-libs.sh) applied to this machine's torch and nvidia wheels:
   # copied flat into one folder as in the image, so that nothing outside the set can be found.
   from="$torch_lib"
