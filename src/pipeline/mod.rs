@@ -369,7 +369,9 @@ fn manifest_header(plan: &RunPlan, model_desc: String) -> Manifest {
         model: model_desc,
         numerics: Numerics {
             precision: job.runtime.precision.to_string(),
-            tf32: job.runtime.precision == Precision::Tf32 && device != Device::Cpu,
+            // TF32 on for some products: matmuls and convolutions (tf32), convolutions (pytorch).
+            tf32: matches!(job.runtime.precision, Precision::Tf32 | Precision::Pytorch)
+                && device != Device::Cpu,
             deterministic: device == Device::Cpu,
         },
         checkpoint: CheckpointInfo {
