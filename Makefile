@@ -2,12 +2,15 @@
 INPUT ?= /input
 OUTPUT ?= /output
 JOB ?=
+# cpu, cuda or auto (empty: the job's runtime.device). DEVICE=cuda also makes setup install the
+# CUDA libraries, which it does by itself on a machine with an NVIDIA driver.
+DEVICE ?=
 CARGO ?= cargo
 
 .PHONY: setup build release run demo test test-cluster test-image-cuda image image-cuda bench gpu-bundle fmt lint clean
 
 setup:
-	@bash scripts/setup.sh
+	@DEVICE=$(DEVICE) bash scripts/setup.sh
 
 build: setup
 	$(CARGO) build
@@ -17,7 +20,7 @@ release: setup
 
 # The main job: every image under INPUT → score maps under OUTPUT.
 run: release
-	./target/release/maskomaly run --input "$(INPUT)" --output "$(OUTPUT)" $(if $(JOB),--job "$(JOB)")
+	./target/release/maskomaly run --input "$(INPUT)" --output "$(OUTPUT)" $(if $(JOB),--job "$(JOB)") $(if $(DEVICE),--device $(DEVICE))
 
 # Synthetic road scenes + a scripted stand-in model: run, heatmaps, eval and .demo/output/eval/report.html;
 # no network and no checkpoint.

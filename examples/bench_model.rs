@@ -9,6 +9,14 @@
 //!
 //! `--hf-limit`: seconds one Python mode may take at one size (warm-up and timed passes); a mode
 //! past it is stopped and reported as at least that time per forward.
+//!
+//! `--native-only`: no Python. The Swin-L preset with random weights, native fp32 with the shape
+//! caches (window layouts, shift masks, sampling constants kept per input shape) against the same
+//! forward rebuilding them on the host each time, alternating forward by forward (the order swapped
+//! every repetition) so that a changing machine load falls on both; wall seconds and the process's
+//! CPU seconds (user + system, from /proc/self/stat) per forward; the outputs of the two are checked
+//! bit for bit. Also times the rebuilding alone (what the caches save per forward): every stage's
+//! window layouts and shift mask, and the pixel decoder's encoder constants, 10 times.
 
 mod common;
 use common::arg;
@@ -122,6 +130,116 @@ fn npz(path: &Path, name: &str) -> Tensor {
         .unwrap()
 }
 
+/// CPU seconds (user + system) this process has used, from /proc/self/stat (clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// Milliseconds to build the shape-only tensors of one `h × w` forward (mean of 10), without
+/// the network.
+fn rebuild_ms(preset: &str, h: i64, w: i64) -> f64 {
+    use maskomaly::model::{config::Config, pixel_decoder::MSDeformAttnPixelDecoder};
+    let cfg = Config::preset(preset).expect("preset");
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let swin = maskomaly::model::swin::SwinTransformer::new(vs.root() / "backbone", &cfg);
+    let pd = MSDeformAttnPixelDecoder::new(vs.root() / "pixel_decoder", &cfg);
+    // Patch grid (patch 4, padded up) and the three encoder levels (strides 32, 16, 8).
+    let (gh, gw) = ((h + 3) / 4, (w + 3) / 4);
+    let half = |(a, b): (i64, i64)| ((a + 1) / 2, (b + 1) / 2);
+    let s8 = half(((gh), (gw)));
+    let s16 = half(s8);
+    let s32 = half(s16);
+    let t0 = Instant::now();
+    for _ in 0..10 {
+        let _ = swin.build_layouts(1, gh, gw, Kind::Float, Device::Cpu);
+        let _ = pd.build_constants(1, &[s32, s16, s8], Kind::Float, Device::Cpu);
+    }
+    t0.elapsed().as_secs_f64() * 1e3 / 10.0
+}
+
+/// `--native-only`: median seconds with and without the shape caches, alternating.
+fn native_only(sizes: &[(i64, i64)], threads: i32, reps: usize, out: &Path) {
+    use maskomaly::model::shape_cache::set_enabled;
+    let preset = "mask2former_swin_large_cityscapes_semantic";
+    let mut job = Job::default();
+    job.model.preset = Some(preset.into());
+    job.checkpoint.format = CheckpointFormat::Random;
+    job.checkpoint.url = None;
+    job.runtime.device = DeviceChoice::Cpu;
+    job.runtime.precision = Precision::Fp32;
+    let m = maskomaly::model::load(&job, Device::Cpu).expect("native model builds");
+    let mut rows = Vec::new();
+    for &(h, w) in sizes {
+        let x = input(h, w);
+        let timed = |cached: bool| {
+            set_enabled(cached);
+            let (t0, c0) = (Instant::now(), cpu_seconds());
+            let o = m.forward(&x).unwrap();
+            (t0.elapsed().as_secs_f64(), cpu_seconds() - c0, o)
+        };
+        // Warm-up of both (the first cached forward fills the caches).
+        let _ = timed(false);
+        let _ = timed(true);
+        let (mut on, mut off, mut on_cpu, mut off_cpu) = (vec![], vec![], vec![], vec![]);
+        let mut identical = true;
+        for r in 0..reps {
+            let order = if r % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            };
+            let mut outs = Vec::new();
+            for cached in order {
+                let (s, c, o) = timed(cached);
+                if cached {
+                    on.push(s);
+                    on_cpu.push(c);
+                } else {
+                    off.push(s);
+                    off_cpu.push(c);
+                }
+                outs.push(o);
+            }
+            identical &= outs[0].pred_logits.equal(&outs[1].pred_logits)
+                && outs[0].pred_masks.equal(&outs[1].pred_masks);
+        }
+        set_enabled(true);
+        let median = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (s_off, s_on) = (median(&off), median(&on));
+        let (c_off, c_on) = (median(&off_cpu), median(&on_cpu));
+        println!(
+            "Swin-L random weights, {h}x{w}, CPU, {threads} threads, fp32, median of {reps}: \
+             rebuilt per forward {s_off:.3} s ({c_off:.2} CPU s), cached {s_on:.3} s ({c_on:.2} CPU s); \
+             wall {:.3}×, CPU {:.3}×; outputs bit-identical: {identical}",
+            s_off / s_on,
+            c_off / c_on
+        );
+        let rebuild_ms = rebuild_ms(preset, h, w);
+        println!("rebuilding the shape-only tensors alone: {rebuild_ms:.2} ms per forward");
+        rows.push(json!({"height": h, "width": w, "rebuilt_seconds": s_off, "cached_seconds": s_on,
+            "rebuild_only_ms": rebuild_ms,
+            "rebuilt_cpu_seconds": c_off, "cached_cpu_seconds": c_on,
+            "rebuilt_all": off, "cached_all": on, "rebuilt_cpu_all": off_cpu, "cached_cpu_all": on_cpu,
+            "bit_identical": identical}));
+    }
+    let json = json!({"benchmark": "model-native-shape-cache", "threads": threads, "reps": reps,
+        "sizes": rows});
+    std::fs::write(
+        out.join("model-native.json"),
+        serde_json::to_string_pretty(&json).unwrap(),
+    )
+    .unwrap();
+}
+
 fn main() {
     // The binary's allocator settings, so that the native rows time what `maskomaly run` runs.
     maskomaly::tune_allocator();
@@ -143,6 +261,10 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     tch::set_num_threads(threads);
     let _g = tch::no_grad_guard();
+    if args.iter().any(|a| a == "--native-only") {
+        native_only(&sizes, threads, reps, &out);
+        return;
+    }
 
     let peak32 = matmul_gflops(Kind::Float, 2048, 5);
     let peak16 = matmul_gflops(Kind::BFloat16, 512, 3);

@@ -8,6 +8,10 @@
 #      there and how large the trimmed set is against a copy of every library of every wheel.
 #
 #   scripts/cuda-libs.sh DEST
+#
+# CUDA_LIBS_FROM="DIR:DIR..." takes the libraries from those folders instead (a GPU machine's own
+# torch/lib and nvidia/*/lib, see scripts/gpu-check.sh), so that the same trimmed set can be proven
+# there without the wheels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=${1:?usage: scripts/cuda-libs.sh DEST}
@@ -37,17 +41,20 @@ KEEP_DLOPEN=(libcaffe2_nvrtc.so libnvrtc-builtins.so.13.0 libcudnn_graph.so.9 li
 # Provided by the host's driver, never copied.
 HOST=(libcuda.so.1)
 
-if [ ! -f "$stamp" ]; then
-  echo "cuda-libs: installing ${#PINS[@]} CUDA wheels into $wheels (~2.7 GB, once)" >&2
-  rm -rf "$wheels.tmp"
-  python3 -m pip install -q --no-deps --no-compile --target "$wheels.tmp" "${PINS[@]}"
-  rm -rf "$wheels"
-  mv "$wheels.tmp" "$wheels"
-  touch "$stamp"
+if [ -n "${CUDA_LIBS_FROM:-}" ]; then
+  IFS=: read -ra dirs <<<"$CUDA_LIBS_FROM"
+else
+  if [ ! -f "$stamp" ]; then
+    echo "cuda-libs: installing ${#PINS[@]} CUDA wheels into $wheels (~2.7 GB, once)" >&2
+    rm -rf "$wheels.tmp"
+    python3 -m pip install -q --no-deps --no-compile --target "$wheels.tmp" "${PINS[@]}"
+    rm -rf "$wheels"
+    mv "$wheels.tmp" "$wheels"
+    touch "$stamp"
+  fi
+  dirs=("$torch_lib")
+  for d in "$wheels"/nvidia/*/lib; do dirs+=("$d"); done
 fi
-
-dirs=("$torch_lib")
-for d in "$wheels"/nvidia/*/lib; do dirs+=("$d"); done
 find_lib() {
   local d
   for d in "${dirs[@]}"; do
@@ -91,12 +98,14 @@ for lib in $(printf '%s\n' "${!why[@]}" | LC_ALL=C sort); do
   kept=$((kept + size))
   printf '%-45s %6d MiB  %s\n' "$lib" $((size / 1048576)) "${why[$lib]}" >>"$report"
 done
-naive=$(find "$torch_lib" "$wheels"/nvidia/*/lib -maxdepth 1 -name '*.so*' -print0 | du -cbL --files0-from=- | tail -1 | cut -f1)
-whole=$(du -scb "$wheels" "$PWD/.deps/libtorch" | tail -1 | cut -f1)
+naive=$(find "${dirs[@]}" -maxdepth 1 -name '*.so*' -print0 | du -cbL --files0-from=- | tail -1 | cut -f1)
 {
   echo
   echo "kept: ${#why[@]} libraries, $((kept / 1048576)) MiB"
   echo "every library of libtorch and of every CUDA wheel: $((naive / 1048576)) MiB"
-  echo "the torch wheel and every CUDA wheel copied whole: $((whole / 1048576)) MiB"
+  if [ -z "${CUDA_LIBS_FROM:-}" ]; then
+    whole=$(du -scb "$wheels" "$PWD/.deps/libtorch" | tail -1 | cut -f1)
+    echo "the torch wheel and every CUDA wheel copied whole: $((whole / 1048576)) MiB"
+  fi
 } >>"$report"
 cat "$report" >&2

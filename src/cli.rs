@@ -189,6 +189,10 @@ pub struct RunArgs {
     /// Print the run's summary as JSON on stdout (counts, items/s, mean ms per stage, queues).
     #[arg(long)]
     pub json: bool,
+    /// Wait for the GPU around each stage so that its time is its own (the stages then no longer
+    /// overlap on the device; no effect on the CPU).
+    #[arg(long)]
+    pub profile: bool,
     #[command(flatten)]
     pub shard: crate::provenance::shard::ShardArgs,
 }

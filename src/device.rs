@@ -11,28 +11,64 @@ use tch::Device;
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     #[error("runtime.device is `cuda`, but {reason}")]
-    CudaUnavailable { reason: String },
+    CudaUnavailable { reason: String, hint: String },
 }
 
 impl Diagnose for DeviceError {
     fn exit_code(&self) -> ExitCode {
         ExitCode::Config
     }
+    fn hint(&self) -> Option<String> {
+        match self {
+            DeviceError::CudaUnavailable { hint, .. } => Some(hint.clone()),
+        }
+    }
 }
 
-/// Resolves `auto` to CUDA when libtorch sees a GPU.
+/// Resolves `auto` to CUDA when libtorch sees a GPU. When it does not although an NVIDIA GPU is
+/// visible, `auto` warns (the run would otherwise be slow without a word why) and `cuda` fails.
 pub fn resolve_device(choice: DeviceChoice) -> Result<Device, DeviceError> {
+    let (device, warning) =
+        resolve_with(choice, tch::Cuda::is_available(), crate::cuda::unavailable)?;
+    if let Some(w) = warning {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| log::warn!("{w}"));
+    }
+    Ok(device)
+}
+
+/// [`resolve_device`] with what it asks the machine passed in: whether libtorch sees a GPU, and
+/// why not when it does not. Returns the device and the warning for `auto`, if any.
+pub fn resolve_with(
+    choice: DeviceChoice,
+    cuda_available: bool,
+    why_not: impl FnOnce() -> crate::cuda::Unavailable,
+) -> Result<(Device, Option<String>), DeviceError> {
     match choice {
-        DeviceChoice::Cpu => Ok(Device::Cpu),
-        DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-        DeviceChoice::Cuda => Err(DeviceError::CudaUnavailable {
-            reason: crate::cuda::unavailable_reason(),
-        }),
-        DeviceChoice::Auto => Ok(if tch::Cuda::is_available() {
-            Device::Cuda(0)
-        } else {
-            Device::Cpu
-        }),
+        DeviceChoice::Cpu => Ok((Device::Cpu, None)),
+        DeviceChoice::Cuda | DeviceChoice::Auto if cuda_available => Ok((Device::Cuda(0), None)),
+        DeviceChoice::Cuda => {
+            let u = why_not();
+            Err(DeviceError::CudaUnavailable {
+                reason: u.reason,
+                hint: u.hint,
+            })
+        }
+        DeviceChoice::Auto => {
+            let u = why_not();
+            if u.gpu_visible {
+                Ok((
+                    Device::Cpu,
+                    Some(format!(
+                        "running on the CPU: {} (hint: {})",
+                        u.reason, u.hint
+                    )),
+                ))
+            } else {
+                log::debug!("runtime.device auto: CPU ({})", u.reason);
+                Ok((Device::Cpu, None))
+            }
+        }
     }
 }
 
@@ -207,6 +243,40 @@ mod tests {
         let plain = "Internal torch error: shape mismatch\nException raised from f at a.cpp:1 \
                      (most recent call first):\nframe #0: c10::Error::Error()";
         assert_eq!(error_line(plain), "Internal torch error: shape mismatch");
+    }
+
+    /// A simulated GPU machine whose CUDA half does not load: `auto` warns with the loader's
+    /// error and the driver, `cuda` fails with the reason and a hint; without a GPU `auto` is
+    /// quiet.
+    #[test]
+    fn a_visible_gpu_is_never_dropped_silently() {
+        let gpu = crate::cuda::NvidiaHost {
+            driver: Some("580.65.06".into()),
+            device_nodes: vec!["/dev/nvidia0".into()],
+        };
+        let failed: Result<std::path::PathBuf, String> =
+            Err("/l/libtorch_cuda.so: libcublas.so.13: cannot open shared object file".into());
+        let why = || crate::cuda::diagnose(Some(&failed), &gpu);
+        let (d, w) = resolve_with(DeviceChoice::Auto, false, why).unwrap();
+        assert_eq!(d, Device::Cpu);
+        let w = w.expect("a warning");
+        assert!(
+            w.contains("libcublas.so.13") && w.contains("580.65.06"),
+            "{w}"
+        );
+        assert_eq!(w.lines().count(), 1, "{w}");
+        let e = resolve_with(DeviceChoice::Cuda, false, why).unwrap_err();
+        assert_eq!(e.exit_code(), ExitCode::Config);
+        assert!(e.to_string().contains("libcublas.so.13"), "{e}");
+        assert_eq!(e.to_string().lines().count(), 1, "{e}");
+        assert!(e.hint().unwrap().contains("DEVICE=cuda"));
+        let none = || crate::cuda::diagnose(Some(&failed), &Default::default());
+        assert_eq!(
+            resolve_with(DeviceChoice::Auto, false, none).unwrap(),
+            (Device::Cpu, None)
+        );
+        let (d, w) = resolve_with(DeviceChoice::Auto, true, why).unwrap();
+        assert_eq!((d, w), (Device::Cuda(0), None));
     }
 
     #[test]

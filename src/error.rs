@@ -147,7 +147,7 @@ impl Diagnose for RunError {
             RunError::Dataset(e) => e.hint(),
             RunError::Evaluation(e) => e.hint(),
             RunError::NoInput(_) => Some(NO_INPUT_HINT.into()),
-            RunError::Device(_) => Some("run with --device cpu (or runtime.device: cpu)".into()),
+            RunError::Device(e) => e.hint(),
             _ => None,
         }
     }

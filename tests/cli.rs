@@ -577,3 +577,111 @@ fn info_states_the_build_it_comes_from() {
         None => assert!(!libtorch.is_empty(), "{text}"),
     }
 }
+
+/// A GPU machine whose CUDA half cannot load, simulated: a driver version file and a device node
+/// under `MASKOMALY_NVIDIA_ROOT`, and libtorch's own CUDA library opened from a folder of links to
+/// libtorch's libraries that holds no cuBLAS. `device: auto` warns at the default log level with
+/// the loader's error and the driver version, `device: cuda` stops with one line and a hint, and
+/// `info` prints all of it.
+#[test]
+fn a_visible_gpu_whose_cuda_libraries_cannot_load_is_reported() {
+    let Some(torch_lib) = option_env!("LIBTORCH")
+        .map(|d| Path::new(d).join("lib"))
+        .filter(|d| d.join("libtorch_cuda.so").is_file())
+    else {
+        eprintln!("skipped: this libtorch has no libtorch_cuda.so to load");
+        return;
+    };
+    let s = Setup::new();
+    let fake = s.root.join("machine");
+    std::fs::create_dir_all(fake.join("proc/driver/nvidia")).unwrap();
+    std::fs::write(
+        fake.join("proc/driver/nvidia/version"),
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build  \
+         (dvs-builder@U16-I2-C03-12-4)  Sun Jul 27 06:54:38 UTC 2025\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(fake.join("dev")).unwrap();
+    std::fs::write(fake.join("dev/nvidia0"), "").unwrap();
+    let lib = s.root.join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    for e in std::fs::read_dir(&torch_lib).unwrap().flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with("libcublas") {
+            std::os::unix::fs::symlink(e.path(), lib.join(&name)).unwrap();
+        }
+    }
+    let cmd = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_maskomaly"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env("MASKOMALY_CACHE", &s.cache)
+            .env("MASKOMALY_NVIDIA_ROOT", &fake)
+            .env("MASKOMALY_TORCH_CUDA", lib.join("libtorch_cuda.so"))
+            .output()
+            .expect("binary runs")
+    };
+    let loader = "cannot open shared object file";
+
+    let o = cmd(&["info"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(code(&o), 0, "{out}");
+    assert!(out.contains("cuda support: not loaded ("), "{out}");
+    assert!(out.contains(loader), "{out}");
+    assert!(
+        out.contains(&format!(
+            "nvidia: driver 580.65.06, {}",
+            fake.join("dev/nvidia0").display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("cuda unavailable: an NVIDIA GPU is visible"),
+        "{out}"
+    );
+    assert!(out.contains("hint: install the CUDA libraries"), "{out}");
+
+    let job = s.job(
+        "gpu",
+        &format!(
+            "{{format: torchscript, path: {}}}",
+            fixture("tiny_maskformer.pt").display()
+        ),
+        "",
+    );
+    let job = job.to_str().unwrap();
+    let o = cmd(&["run", "--overwrite", "--job", job, "--device", "auto"]);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    let warning = err
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("running on the CPU"))
+        .unwrap_or_else(|| panic!("no warning: {err}"));
+    assert!(
+        warning.contains(loader) && warning.contains("580.65.06"),
+        "{warning}"
+    );
+    // `--profile` (per-stage device waits) is accepted; on the CPU it changes nothing.
+    let o = cmd(&[
+        "run",
+        "--overwrite",
+        "--job",
+        job,
+        "--device",
+        "cpu",
+        "--profile",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    let o = cmd(&["run", "--overwrite", "--job", job, "--device", "cuda"]);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 78, "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("error: runtime.device is `cuda`, but an NVIDIA GPU is visible")
+            && lines[0].contains(loader),
+        "{err}"
+    );
+    assert!(lines[1].starts_with("hint: "), "{err}");
+}

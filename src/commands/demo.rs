@@ -18,6 +18,7 @@ pub fn demo(dir: &Path, quiet: bool) -> Result<ExitCode, Failure> {
             limit: None,
             overwrite: true,
             json: false,
+            profile: false,
             shard: Default::default(),
         },
         quiet,

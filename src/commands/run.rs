@@ -23,6 +23,7 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<ExitCode, Failure> {
         }
         Err(e) => return Err(e.into()),
     };
+    crate::model::set_profile(args.profile);
     let stop = Arc::new(AtomicUsize::new(0));
     install_signal_handlers(&stop).map_err(RunError::Signals)?;
     let opts = RunOptions {

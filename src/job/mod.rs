@@ -391,6 +391,9 @@ pub enum Precision {
     Fp32,
     /// float32 weights, TF32 allowed for CUDA matmuls and convolutions (same as `fp32` on CPU).
     Tf32,
+    /// PyTorch's own GPU defaults, which the reference ran with: cuDNN convolutions in TF32,
+    /// matmuls in float32 (same as `fp32` on CPU).
+    Pytorch,
     /// The network in bfloat16; outputs cast back to float32.
     Bf16,
     /// The network in float16; outputs cast back to float32.
@@ -398,9 +401,10 @@ pub enum Precision {
 }
 
 impl Precision {
-    pub const ALL: [Precision; 4] = [
+    pub const ALL: [Precision; 5] = [
         Precision::Fp32,
         Precision::Tf32,
+        Precision::Pytorch,
         Precision::Bf16,
         Precision::Fp16,
     ];
@@ -409,6 +413,7 @@ impl Precision {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Tf32 => "tf32",
+            Precision::Pytorch => "pytorch",
             Precision::Bf16 => "bf16",
             Precision::Fp16 => "fp16",
         }
@@ -427,7 +432,9 @@ impl std::str::FromStr for Precision {
         Precision::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown precision `{s}` (expected fp32, tf32, bf16 or fp16)"))
+            .ok_or_else(|| {
+                format!("unknown precision `{s}` (expected fp32, tf32, pytorch, bf16 or fp16)")
+            })
     }
 }
 
@@ -435,7 +442,7 @@ impl std::str::FromStr for Precision {
 #[serde(deny_unknown_fields, default)]
 pub struct Runtime {
     pub device: DeviceChoice,
-    /// `fp32` (default), `tf32`, `bf16` or `fp16`.
+    /// `fp32` (default), `tf32`, `pytorch`, `bf16` or `fp16`.
     pub precision: Precision,
     pub batch_size: usize,
     /// Decode threads; 0 = one per core, at most 8. Never more than the cores or the items to do.

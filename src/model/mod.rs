@@ -16,6 +16,7 @@ pub mod pickle;
 pub mod pixel_decoder;
 pub mod position_encoding;
 pub mod precision;
+pub mod shape_cache;
 pub mod swin;
 pub mod torchscript;
 pub mod transformer_decoder;
@@ -172,9 +173,25 @@ pub fn check_outputs(out: &RawOutput, batch: i64) -> Result<(i64, i64), ModelErr
     Ok((l[1], l[2]))
 }
 
-/// Waits for the device's queued work, so that a stage's time is its own.
+static PROFILE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns the per-stage synchronisation of [`sync`] on (`maskomaly run --profile`) or off.
+pub fn set_profile(on: bool) {
+    PROFILE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn profiling() -> bool {
+    PROFILE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// When profiling, waits for the device's queued work, so that a stage's time is its own. Off by
+/// default: a whole-device wait on the inference and scoring threads would make the forward wait
+/// for scoring and scoring for the next forward. Without it a GPU stage's time is the time to
+/// queue its work, and the copy back to the host (which waits for it) carries the rest.
 pub fn sync(device: Device) {
     if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
+        if profiling() {
+            tch::Cuda::synchronize(i as i64);
+        }
     }
 }

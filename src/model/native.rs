@@ -696,6 +696,39 @@ mod tests {
         }
     }
 
+    /// The forward with the shape caches is bit for bit the forward that rebuilds every
+    /// shape-only tensor, on a first and a repeated shape, with window padding and a batch of two;
+    /// a repeated shape builds nothing.
+    #[test]
+    fn shape_caches_keep_the_forward_bit_identical() {
+        tch::manual_seed(7);
+        let m = NativeModel::random(&Config::tiny(), Device::Cpu).unwrap();
+        let _g = tch::no_grad_guard();
+        let net = m.model();
+        let builds = || {
+            [
+                net.backbone.layout_cache().builds(),
+                net.pixel_decoder.constant_cache().builds(),
+            ]
+        };
+        for x in [
+            Tensor::randn([1, 3, 72, 104], (Kind::Float, Device::Cpu)),
+            Tensor::randn([2, 3, 64, 96], (Kind::Float, Device::Cpu)),
+        ] {
+            super::super::shape_cache::set_enabled(false);
+            let want = m.forward(&x).unwrap();
+            super::super::shape_cache::set_enabled(true);
+            let first = m.forward(&x).unwrap();
+            let before = builds();
+            let again = m.forward(&x).unwrap();
+            assert_eq!(builds(), before, "a repeated shape rebuilds");
+            for got in [&first, &again] {
+                assert!(got.pred_logits.equal(&want.pred_logits), "{:?}", x.size());
+                assert!(got.pred_masks.equal(&want.pred_masks), "{:?}", x.size());
+            }
+        }
+    }
+
     #[test]
     fn bad_inputs_are_errors_not_panics() {
         let m = NativeModel::random(&Config::tiny(), Device::Cpu).unwrap();

@@ -8,8 +8,9 @@
 
 use super::config::Config;
 use super::layers::{init, layer_norm, lin, linear, Conv2d, Conv2dNorm};
-use super::ms_deform_attn::MSDeformAttn;
+use super::ms_deform_attn::{Levels, MSDeformAttn};
 use super::position_encoding::PositionEmbeddingSine;
+use super::shape_cache::{LevelsKey, ShapeCache};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
@@ -42,17 +43,17 @@ impl MSDeformAttnTransformerEncoderLayer {
         }
     }
 
-    /// `src, pos [N, S, C]`, `reference_points [N, S, L, 2]`.
+    /// `src, pos [N, S, C]`, `reference_points [N, S, L, 2]`, `levels` for `src`'s shapes.
     pub fn forward(
         &self,
         src: &Tensor,
         pos: &Tensor,
         reference_points: &Tensor,
-        shapes: &[(i64, i64)],
+        levels: &Levels,
     ) -> Tensor {
         let src2 = self
             .self_attn
-            .forward(&(src + pos), reference_points, src, shapes);
+            .forward(&(src + pos), reference_points, src, levels);
         let src = self.norm1.forward(&(src + src2));
         let src2 = lin(&self.linear2, &lin(&self.linear1, &src).relu());
         self.norm2.forward(&(src + src2))
@@ -102,6 +103,20 @@ pub struct MSDeformAttnPixelDecoder {
     layer_1: Conv2dNorm,
     mask_features: Conv2d,
     pe_layer: PositionEmbeddingSine,
+    /// Per (batch, level shapes, dtype, device): each level's sine embedding `[1, H·W, C]`, the
+    /// reference points `[1, S, L, 2]` and the deformable attention's [`Levels`].
+    constants: ShapeCache<(i64, LevelsKey)>,
+}
+
+/// What the encoder needs for one input shape besides the features (see
+/// [`MSDeformAttnPixelDecoder::constants`]).
+#[derive(Debug)]
+pub struct EncoderConstants {
+    /// Per level `[1, H_l·W_l, C]`, without `level_embed` (a weight, added each forward).
+    pub pos: Vec<Tensor>,
+    /// `[1, S, L, 2]`
+    pub reference: Tensor,
+    pub levels: Levels,
 }
 
 impl MSDeformAttnPixelDecoder {
@@ -153,40 +168,102 @@ impl MSDeformAttnPixelDecoder {
             ),
             mask_features: Conv2d::new(&p / "mask_features", c, pd.mask_dim, 1, 1),
             pe_layer: PositionEmbeddingSine::new(c / 2),
+            constants: ShapeCache::default(),
         }
+    }
+
+    /// The encoder's shape-only inputs for `b` images whose levels are `shapes`, built fresh.
+    pub fn build_constants(
+        &self,
+        b: i64,
+        shapes: &[(i64, i64)],
+        kind: Kind,
+        dev: Device,
+    ) -> EncoderConstants {
+        let pos = shapes
+            .iter()
+            .map(|&(h, w)| {
+                // [1, C, H, W] -> [1, H·W, C]
+                self.pe_layer
+                    .forward(h, w, dev)
+                    .to_kind(kind)
+                    .flatten(2, 3)
+                    .transpose(1, 2)
+            })
+            .collect();
+        let s: i64 = shapes.iter().map(|&(h, w)| h * w).sum();
+        let attn = self.encoder_layers.first().map(|l| &l.self_attn);
+        EncoderConstants {
+            pos,
+            reference: reference_points(shapes, dev).to_kind(kind),
+            levels: match attn {
+                Some(a) => a.levels(shapes, b, s, kind, dev),
+                // No encoder layer: nothing samples.
+                None => Levels::new(shapes, (b, s, 1, 1), kind, dev),
+            },
+        }
+    }
+
+    /// [`MSDeformAttnPixelDecoder::build_constants`], built once per shape and kept.
+    pub fn constants(
+        &self,
+        b: i64,
+        shapes: &[(i64, i64)],
+        kind: Kind,
+        dev: Device,
+    ) -> EncoderConstants {
+        let n = shapes.len();
+        let mut t = self
+            .constants
+            .get_or_build((b, (shapes.to_vec(), kind, dev)), || {
+                let c = self.build_constants(b, shapes, kind, dev);
+                let mut v = c.pos;
+                v.push(c.reference);
+                v.extend(c.levels.into_tensors());
+                v
+            });
+        let levels = Levels::from_tensors(shapes, t.split_off(n + 1));
+        let reference = t.pop().expect("reference points are held");
+        EncoderConstants {
+            pos: t,
+            reference,
+            levels,
+        }
+    }
+
+    /// The constants' cache (for tests: a repeated shape builds nothing).
+    pub fn constant_cache(&self) -> &ShapeCache<(i64, LevelsKey)> {
+        &self.constants
     }
 
     /// `features = [res2, res3, res4, res5]` from the backbone.
     pub fn forward(&self, features: &[Tensor]) -> PixelDecoderOutput {
         let b = features[0].size()[0];
         let mut srcs = Vec::with_capacity(3);
-        let mut pos = Vec::with_capacity(3);
         let mut shapes = Vec::with_capacity(3);
         for (l, (conv, gn)) in self.input_proj.iter().enumerate() {
             let x = &features[3 - l];
             let (_, _, h, w) = x.size4().expect("backbone features are NCHW");
             let src = gn.forward(&conv.forward(x));
-            let c = src.size()[1];
             // [B, C, H, W] -> [B, H·W, C]
             srcs.push(src.flatten(2, 3).transpose(1, 2));
-            // [1, C, H, W] -> [1, H·W, C] + level_embed[l]
-            let p = self
-                .pe_layer
-                .forward(h, w, x.device())
-                .to_kind(src.kind())
-                .flatten(2, 3)
-                .transpose(1, 2);
-            pos.push(p + self.level_embed.get(l as i64).view([1, 1, c]));
             shapes.push((h, w));
         }
         // [B, S, C]
         let mut memory = Tensor::cat(&srcs, 1);
+        let (kind, dev) = (memory.kind(), memory.device());
+        let consts = self.constants(b, &shapes, kind, dev);
+        // Each level's [1, H·W, C] + level_embed[l]
+        let pos: Vec<Tensor> = consts
+            .pos
+            .iter()
+            .enumerate()
+            .map(|(l, p)| p + self.level_embed.get(l as i64).view([1, 1, -1]))
+            .collect();
         let lvl_pos = Tensor::cat(&pos, 1).expand([b, -1, -1], false);
-        let reference = reference_points(&shapes, memory.device())
-            .to_kind(memory.kind())
-            .expand([b, -1, -1, -1], false);
+        let reference = consts.reference.expand([b, -1, -1, -1], false);
         for layer in &self.encoder_layers {
-            memory = layer.forward(&memory, &lvl_pos, &reference, &shapes);
+            memory = layer.forward(&memory, &lvl_pos, &reference, &consts.levels);
         }
         // Split back into the three maps: [B, H_l·W_l, C] -> [B, C, H_l, W_l]
         let sizes: Vec<i64> = shapes.iter().map(|&(h, w)| h * w).collect();
@@ -207,5 +284,36 @@ impl MSDeformAttnPixelDecoder {
             mask_features,
             multi_scale_features: out,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The held constants are the ones a fresh build makes, and a repeated shape builds nothing.
+    #[test]
+    fn cached_constants_equal_rebuilt_ones() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = Config::tiny();
+        let pd = MSDeformAttnPixelDecoder::new(vs.root() / "pixel_decoder", &cfg);
+        let flat = |c: EncoderConstants| {
+            let mut v = c.pos;
+            v.push(c.reference);
+            v.extend(c.levels.into_tensors());
+            v
+        };
+        let shapes = [(3i64, 5i64), (5, 9), (9, 17)];
+        for b in [1, 2, 1] {
+            let fresh = flat(pd.build_constants(b, &shapes, Kind::Float, Device::Cpu));
+            let first = flat(pd.constants(b, &shapes, Kind::Float, Device::Cpu));
+            let again = flat(pd.constants(b, &shapes, Kind::Float, Device::Cpu));
+            assert_eq!(fresh.len(), 3 + 1 + 8);
+            for ((f, c), a) in fresh.iter().zip(&first).zip(&again) {
+                assert_eq!(f.kind(), c.kind());
+                assert!(f.equal(c) && f.equal(a), "batch {b}: {:?}", f.size());
+            }
+        }
+        assert_eq!(pd.constant_cache().builds(), 2, "batch 1 and batch 2");
     }
 }

@@ -13,6 +13,7 @@
 use super::{Backend, ModelError, RawOutput};
 use crate::job::Precision;
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, Once};
 use tch::{Device, Kind, Tensor};
 
@@ -35,12 +36,29 @@ mod ffi {
 
 /// Allows or forbids TF32 for cuBLAS matmuls and cuDNN convolutions (process-wide).
 pub fn set_tf32(allow: bool) {
+    set_tf32_switches(allow, allow);
+}
+
+/// What [`set_tf32_switches`] last set: bit 0 cuBLAS, bit 1 cuDNN (libtorch's own cuDNN getter
+/// takes a C++ `std::optional`, not callable from here).
+static TF32_SET: AtomicU8 = AtomicU8::new(0);
+
+/// Allows or forbids TF32 separately for cuBLAS matmuls and cuDNN convolutions (process-wide).
+pub fn set_tf32_switches(cublas: bool, cudnn: bool) {
     // SAFETY: `globalContext()` returns libtorch's static context, alive for the whole process.
     unsafe {
         let ctx = ffi::global_context();
-        ffi::set_allow_tf32_cublas(ctx, allow);
-        ffi::set_allow_tf32_cudnn(ctx, allow);
+        ffi::set_allow_tf32_cublas(ctx, cublas);
+        ffi::set_allow_tf32_cudnn(ctx, cudnn);
     }
+    TF32_SET.store(cublas as u8 | (cudnn as u8) << 1, Ordering::SeqCst);
+}
+
+/// Whether a product on `device` may run in TF32 now: a CUDA device with either switch on (set
+/// by this process, or cuBLAS's as libtorch reports it). Scoring then computes its products in
+/// float64, so that its float32 results do not depend on the network's precision.
+pub fn tf32_possible(device: Device) -> bool {
+    device.is_cuda() && (TF32_SET.load(Ordering::SeqCst) != 0 || tf32_cublas())
 }
 
 /// Whether TF32 is currently allowed for cuBLAS.
@@ -52,7 +70,7 @@ pub fn tf32_cublas() -> bool {
 /// The dtype the network runs in.
 pub fn kind(p: Precision) -> Kind {
     match p {
-        Precision::Fp32 | Precision::Tf32 => Kind::Float,
+        Precision::Fp32 | Precision::Tf32 | Precision::Pytorch => Kind::Float,
         Precision::Bf16 => Kind::BFloat16,
         Precision::Fp16 => Kind::Half,
     }
@@ -229,14 +247,25 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) 
 /// Serialises changes of the process-wide switches.
 static FLAGS: Mutex<()> = Mutex::new(());
 
-/// Sets the global switches a precision needs: TF32 on for `tf32`, off for every other mode.
+/// The TF32 switches `p` sets: (cuBLAS matmuls, cuDNN convolutions).
+pub fn tf32_switches(p: Precision) -> (bool, bool) {
+    match p {
+        Precision::Tf32 => (true, true),
+        Precision::Pytorch => (false, true),
+        Precision::Fp32 | Precision::Bf16 | Precision::Fp16 => (false, false),
+    }
+}
+
+/// Sets the global switches a precision needs: TF32 for matmuls and convolutions for `tf32`, for
+/// convolutions only for `pytorch` (PyTorch's own defaults), off for every other mode.
 pub fn apply_global_flags(p: Precision, device: Device) {
     let _l = FLAGS.lock().unwrap_or_else(|e| e.into_inner());
-    set_tf32(p == Precision::Tf32);
-    if p == Precision::Tf32 && device == Device::Cpu {
+    let (cublas, cudnn) = tf32_switches(p);
+    set_tf32_switches(cublas, cudnn);
+    if matches!(p, Precision::Tf32 | Precision::Pytorch) && device == Device::Cpu {
         static ONCE: Once = Once::new();
         ONCE.call_once(|| {
-            log::info!("runtime.precision tf32 only affects CUDA; on the CPU it runs as fp32")
+            log::info!("runtime.precision {p} only affects CUDA; on the CPU it runs as fp32")
         });
     }
     let reduced = match p {
@@ -379,6 +408,22 @@ mod tests {
         (a - b).abs().max().double_value(&[])
     }
 
+    /// `pytorch` is PyTorch's default: TF32 for cuDNN convolutions only; any TF32 switch makes
+    /// scoring's CUDA products leave float32 kernels, never on the CPU.
+    #[test]
+    fn pytorch_precision_is_tf32_for_convolutions_only() {
+        assert_eq!(tf32_switches(Precision::Pytorch), (false, true));
+        assert_eq!(tf32_switches(Precision::Tf32), (true, true));
+        assert_eq!(tf32_switches(Precision::Fp32), (false, false));
+        assert_eq!(kind(Precision::Pytorch), Kind::Float);
+        let _l = FLAGS.lock().unwrap();
+        set_tf32_switches(false, true);
+        assert!(!tf32_cublas());
+        assert!(tf32_possible(Device::Cuda(0)) && !tf32_possible(Device::Cpu));
+        set_tf32(false);
+        assert!(!tf32_possible(Device::Cuda(0)));
+    }
+
     #[test]
     fn tf32_flags_set_and_clear_without_cuda() {
         let _l = FLAGS.lock().unwrap();
@@ -406,7 +451,7 @@ mod tests {
     /// and tf32 (TF32 does not exist on the CPU); bfloat16 keeps 8 significant bits, float16 11.
     fn tolerance(p: Precision) -> f64 {
         match p {
-            Precision::Fp32 | Precision::Tf32 => 0.0,
+            Precision::Fp32 | Precision::Tf32 | Precision::Pytorch => 0.0,
             Precision::Bf16 => 0.06,
             Precision::Fp16 => 0.01,
         }

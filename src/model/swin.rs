@@ -15,6 +15,7 @@
 use super::config::Config;
 use super::layers::{init, layer_norm, lin, linear, Conv2d};
 use super::precision;
+use super::shape_cache::ShapeCache;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
@@ -248,7 +249,34 @@ impl WindowLayout {
             mask,
         }
     }
+
+    /// `[gather, scatter]` plus the mask if any, for the shape cache.
+    fn into_tensors(self) -> Vec<Tensor> {
+        let mut v = vec![self.gather, self.scatter];
+        v.extend(self.mask);
+        v
+    }
+
+    /// The inverse of [`WindowLayout::into_tensors`]: takes 2 tensors, or 3 when `masked`.
+    fn take(t: &mut std::vec::IntoIter<Tensor>, masked: bool) -> Self {
+        let mut next = || t.next().expect("a stage's layout tensors are complete");
+        WindowLayout {
+            gather: next(),
+            scatter: next(),
+            mask: masked.then(next),
+        }
+    }
 }
+
+/// One stage's two window layouts: unshifted (even blocks) and shifted with its mask (odd blocks).
+#[derive(Debug)]
+pub struct StageLayouts {
+    plain: WindowLayout,
+    shifted: WindowLayout,
+}
+
+/// The five tensors of a stage's layouts, in the order [`StageLayouts`] reads them back.
+const STAGE_TENSORS: usize = 5;
 
 /// `PatchMerging`: 2×2 neighbourhood → LayerNorm(4C) → Linear(4C → 2C, no bias).
 #[derive(Debug)]
@@ -345,15 +373,30 @@ impl BasicLayer {
         diff.ne(0.0).to_kind(Kind::Float) * -100.0
     }
 
-    /// Returns (stage output before downsampling, its H, W, downsampled tokens, their H, W).
-    pub fn forward(&self, x: &Tensor, h: i64, w: i64) -> (Tensor, Tensor, i64, i64) {
-        let (b, dev, ws) = (x.size()[0], x.device(), self.window_size);
-        let mask = self.shift_mask(h, w, dev).to_kind(x.kind());
-        let plain = WindowLayout::new(b, h, w, ws, 0, None, dev);
-        let shifted = WindowLayout::new(b, h, w, ws, self.shift_size, Some(mask), dev);
+    /// This stage's window layouts for `b` maps of `h × w` tokens in `kind` on `dev`, built on
+    /// the host and uploaded (5 tensors, see [`StageLayouts`]).
+    pub fn layouts(&self, b: i64, h: i64, w: i64, kind: Kind, dev: Device) -> StageLayouts {
+        let ws = self.window_size;
+        let mask = self.shift_mask(h, w, dev).to_kind(kind);
+        StageLayouts {
+            plain: WindowLayout::new(b, h, w, ws, 0, None, dev),
+            shifted: WindowLayout::new(b, h, w, ws, self.shift_size, Some(mask), dev),
+        }
+    }
+
+    /// Returns (stage output before downsampling, downsampled tokens, their H, W); `layouts` are
+    /// [`BasicLayer::layouts`] for `x`'s shape.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        h: i64,
+        w: i64,
+        layouts: &StageLayouts,
+    ) -> (Tensor, Tensor, i64, i64) {
+        let (plain, shifted) = (&layouts.plain, &layouts.shifted);
         let mut x = x.shallow_clone();
         for blk in &self.blocks {
-            let layout = if blk.shift_size > 0 { &shifted } else { &plain };
+            let layout = if blk.shift_size > 0 { shifted } else { plain };
             x = blk.forward(&x, layout);
         }
         match &self.downsample {
@@ -404,6 +447,8 @@ pub struct SwinTransformer {
     layers: Vec<BasicLayer>,
     norms: Vec<nn::LayerNorm>,
     num_features: Vec<i64>,
+    /// Every stage's layouts per (batch, patch grid H, W, dtype, device).
+    layouts: ShapeCache<(i64, i64, i64, Kind, Device)>,
 }
 
 impl SwinTransformer {
@@ -419,7 +464,63 @@ impl SwinTransformer {
                 .map(|i| layer_norm(&p / format!("norm{i}"), cfg.stage_dim(i), cfg.norm_eps))
                 .collect(),
             num_features: (0..n).map(|i| cfg.stage_dim(i)).collect(),
+            layouts: ShapeCache::default(),
         }
+    }
+
+    /// Every stage's window layouts for `b` images whose patch grid is `h × w` (each stage
+    /// halves it, rounding up), built fresh.
+    pub fn build_layouts(
+        &self,
+        b: i64,
+        h: i64,
+        w: i64,
+        kind: Kind,
+        dev: Device,
+    ) -> Vec<StageLayouts> {
+        let (mut h, mut w) = (h, w);
+        self.layers
+            .iter()
+            .map(|layer| {
+                let l = layer.layouts(b, h, w, kind, dev);
+                (h, w) = ((h + 1) / 2, (w + 1) / 2);
+                l
+            })
+            .collect()
+    }
+
+    /// [`SwinTransformer::build_layouts`], built once per shape and kept.
+    pub fn cached_layouts(
+        &self,
+        b: i64,
+        h: i64,
+        w: i64,
+        kind: Kind,
+        dev: Device,
+    ) -> Vec<StageLayouts> {
+        let flat = self.layouts.get_or_build((b, h, w, kind, dev), || {
+            self.build_layouts(b, h, w, kind, dev)
+                .into_iter()
+                .flat_map(|s| {
+                    let mut v = s.plain.into_tensors();
+                    v.extend(s.shifted.into_tensors());
+                    v
+                })
+                .collect()
+        });
+        debug_assert_eq!(flat.len(), STAGE_TENSORS * self.layers.len());
+        let mut it = flat.into_iter();
+        (0..self.layers.len())
+            .map(|_| StageLayouts {
+                plain: WindowLayout::take(&mut it, false),
+                shifted: WindowLayout::take(&mut it, true),
+            })
+            .collect()
+    }
+
+    /// The layout cache (for tests: a repeated shape builds nothing).
+    pub fn layout_cache(&self) -> &ShapeCache<(i64, i64, i64, Kind, Device)> {
+        &self.layouts
     }
 
     /// `[B, 3, H, W]` -> `[res2, res3, res4, res5]`, each `[B, C_i, H_i, W_i]`.
@@ -428,9 +529,10 @@ impl SwinTransformer {
         let (_, _, mut h, mut w) = x.size4().expect("patch embed output is NCHW");
         // [B, C, H, W] -> [B, H·W, C]
         let mut x = x.flatten(2, 3).transpose(1, 2);
+        let layouts = self.cached_layouts(x.size()[0], h, w, x.kind(), x.device());
         let mut outs = Vec::with_capacity(self.layers.len());
-        for (i, layer) in self.layers.iter().enumerate() {
-            let (x_out, next, nh, nw) = layer.forward(&x, h, w);
+        for (i, (layer, layouts)) in self.layers.iter().zip(&layouts).enumerate() {
+            let (x_out, next, nh, nw) = layer.forward(&x, h, w, layouts);
             let x_out = self.norms[i].forward(&x_out);
             // [B, H·W, C] -> [B, H, W, C] -> [B, C, H, W]
             outs.push(
@@ -460,6 +562,38 @@ mod tests {
         assert_eq!(idx.int64_value(&[0, 143]), 0);
         assert_eq!(idx.int64_value(&[143, 0]), 22 * 23 + 22);
         assert_eq!(idx.max().int64_value(&[]), 23 * 23 - 1);
+    }
+
+    fn all_tensors(stages: Vec<StageLayouts>) -> Vec<Tensor> {
+        stages
+            .into_iter()
+            .flat_map(|s| {
+                let mut v = s.plain.into_tensors();
+                v.extend(s.shifted.into_tensors());
+                v
+            })
+            .collect()
+    }
+
+    /// The held layouts are the ones a fresh build makes (patch grids that need window padding,
+    /// and a batch of two), and a repeated shape builds nothing.
+    #[test]
+    fn cached_layouts_equal_rebuilt_ones() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let swin = SwinTransformer::new(vs.root() / "backbone", &Config::tiny());
+        let cache = swin.layout_cache();
+        for (b, h, w) in [(1, 18, 26), (2, 8, 8), (1, 18, 26)] {
+            let fresh = all_tensors(swin.build_layouts(b, h, w, Kind::Float, Device::Cpu));
+            let first = all_tensors(swin.cached_layouts(b, h, w, Kind::Float, Device::Cpu));
+            let again = all_tensors(swin.cached_layouts(b, h, w, Kind::Float, Device::Cpu));
+            assert_eq!(fresh.len(), STAGE_TENSORS * 4);
+            assert_eq!(first.len(), fresh.len());
+            for ((f, c), a) in fresh.iter().zip(&first).zip(&again) {
+                assert!(f.equal(c) && f.equal(a), "{b}×{h}×{w}: {:?}", f.size());
+            }
+        }
+        assert_eq!(cache.builds(), 2, "two distinct shapes");
+        assert_eq!(cache.len(), 2);
     }
 
     /// Window partition and reverse are inverse permutations.

@@ -12,8 +12,9 @@ use super::config::Config;
 use super::layers::{init, layer_norm, lin, linear, Mlp, MultiheadAttention};
 use super::position_encoding::PositionEmbeddingSine;
 use super::precision;
+use super::shape_cache::{LevelsKey, ShapeCache};
 use tch::nn::{self, Module};
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 /// `SelfAttentionLayer`: `norm(tgt + self_attn(q = k = tgt + query_pos, v = tgt))`.
 #[derive(Debug)]
@@ -112,6 +113,8 @@ pub struct MultiScaleMaskedTransformerDecoder {
     mask_embed: Mlp,
     pe_layer: PositionEmbeddingSine,
     num_queries: i64,
+    /// Each level's sine embedding `[1, H·W, C]` per (level sizes, dtype, device).
+    pos: ShapeCache<LevelsKey>,
 }
 
 impl MultiScaleMaskedTransformerDecoder {
@@ -144,7 +147,25 @@ impl MultiScaleMaskedTransformerDecoder {
             mask_embed: Mlp::new(&p / "mask_embed", d, d, cfg.pixel_decoder.mask_dim, 3),
             pe_layer: PositionEmbeddingSine::new(d / 2),
             num_queries: t.num_queries,
+            pos: ShapeCache::default(),
         }
+    }
+
+    /// Each level's position embedding `[1, H·W, C]` for `sizes`, built once per shape.
+    fn positions(&self, sizes: &[(i64, i64)], kind: Kind, dev: Device) -> Vec<Tensor> {
+        self.pos.get_or_build((sizes.to_vec(), kind, dev), || {
+            sizes
+                .iter()
+                .map(|&(h, w)| {
+                    // [1, C, H, W] -> [1, H·W, C]
+                    self.pe_layer
+                        .forward(h, w, dev)
+                        .to_kind(kind)
+                        .flatten(2, 3)
+                        .transpose(1, 2)
+                })
+                .collect()
+        })
     }
 
     /// `forward_prediction_heads`: class and mask logits of `output [B, Q, C]`, and the attention
@@ -171,24 +192,17 @@ impl MultiScaleMaskedTransformerDecoder {
     pub fn forward(&self, x: &[Tensor], mask_features: &Tensor) -> Vec<Prediction> {
         let b = mask_features.size()[0];
         let mut src = Vec::with_capacity(x.len());
-        let mut pos = Vec::with_capacity(x.len());
         let mut sizes = Vec::with_capacity(x.len());
         for (i, xi) in x.iter().enumerate() {
             let (_, c, h, w) = xi.size4().expect("multi-scale features are NCHW");
             sizes.push((h, w));
-            // [1, C, H, W] -> [1, H·W, C]
-            pos.push(
-                self.pe_layer
-                    .forward(h, w, xi.device())
-                    .to_kind(xi.kind())
-                    .flatten(2, 3)
-                    .transpose(1, 2),
-            );
             // [B, C, H, W] -> [B, C, H·W] + level_embed[i] -> [B, H·W, C]
             src.push(
                 (xi.flatten(2, 3) + self.level_embed.get(i as i64).view([1, c, 1])).transpose(1, 2),
             );
         }
+        let like = x.first().unwrap_or(mask_features);
+        let pos = self.positions(&sizes, like.kind(), like.device());
         let d = self.query_feat.size()[1];
         // [Q, C] -> [B, Q, C]
         let query_embed = self

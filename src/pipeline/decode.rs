@@ -74,7 +74,22 @@ fn decode_one(shared: &Shared, work: Work) -> ToInfer {
     };
     let decoded = decode_file_limited(&item.image, &bytes, shared.job.runtime.max_pixels);
     drop(bytes);
-    let prepared = decoded.and_then(|image| Ok((prepare(&image, &shared.job.preprocess)?, image)));
+    let pre = &shared.job.preprocess;
+    let prepared = decoded.and_then(|image| {
+        let p = if shared.device.is_cuda() {
+            // 3 bytes per pixel to upload, normalised on the device (see preprocess::device).
+            let px = crate::preprocess::device::resize(&image, pre, shared.device)?;
+            crate::preprocess::Prepared {
+                tensor: px.data,
+                original: px.original,
+                resized: px.resized,
+                padded: px.padded,
+            }
+        } else {
+            prepare(&image, pre)?
+        };
+        Ok((p, image))
+    });
     let (prepared, image) = match prepared {
         Ok(p) => p,
         Err(e) => return Err(fail(item, Some(id), e.to_string(), t0)),

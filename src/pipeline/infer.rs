@@ -8,7 +8,7 @@ use crate::error::model_fault;
 use crate::model::{check_outputs, sync, Backend, ModelError};
 use crossbeam_channel::{Receiver, Sender};
 use std::time::Instant;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 pub fn run(
     shared: &Shared,
@@ -19,6 +19,8 @@ pub fn run(
 ) {
     let _guard = tch::no_grad_guard();
     let batch_size = shared.job.runtime.batch_size;
+    // The normalisation table on the device, for items that arrive as 8-bit pixels.
+    let mut lut: Option<Tensor> = None;
     let mut pending: Option<Decoded> = None;
     loop {
         let first = match pending.take() {
@@ -53,7 +55,18 @@ pub fn run(
                 Err(_) => break,
             }
         }
-        match infer_batch(model, device, batch) {
+        let pixels = batch[0].prepared.tensor.kind() == Kind::Uint8;
+        let lut = pixels.then(|| {
+            lut.get_or_insert_with(|| {
+                crate::preprocess::device::lut(&shared.job.preprocess, device)
+            })
+            .shallow_clone()
+        });
+        let input = Input {
+            lut: lut.as_ref(),
+            preprocess: &shared.job.preprocess,
+        };
+        match infer_batch(model, device, batch, input) {
             Ok(outs) => {
                 for o in outs {
                     if tx.send(Ok(o)).is_err() {
@@ -86,26 +99,54 @@ pub fn run(
     }
 }
 
+/// How a batch becomes the network's input: normalised on the host already, or 8-bit pixels to
+/// normalise on the device with `lut`.
+struct Input<'a> {
+    lut: Option<&'a Tensor>,
+    preprocess: &'a crate::job::Preprocess,
+}
+
+impl Input<'_> {
+    /// `[B, 3, Hp, Wp]` float32 on `device`.
+    fn batch(&self, batch: &[Decoded], device: Device) -> Tensor {
+        let one = |d: &Decoded| match self.lut {
+            Some(lut) => crate::preprocess::device::normalise(
+                &d.prepared.tensor,
+                lut,
+                self.preprocess,
+                d.prepared.padded,
+            ),
+            None => d.prepared.tensor.to_device(device),
+        };
+        if let [d] = batch {
+            // A batch of one needs no stacking copy.
+            return one(d).unsqueeze(0);
+        }
+        let items: Vec<Tensor> = batch.iter().map(one).collect();
+        Tensor::stack(&items, 0)
+    }
+}
+
 fn infer_batch(
     model: &dyn Backend,
     device: Device,
     batch: Vec<Decoded>,
+    input: Input,
 ) -> Result<Vec<Inferred>, (ModelError, Vec<Decoded>)> {
     let t0 = Instant::now();
-    let inputs: Vec<&Tensor> = batch.iter().map(|d| &d.prepared.tensor).collect();
+    let n_items = batch.len() as i64;
     // A panic inside libtorch (an infallible tch call) fails this batch's items, not the run.
     let timed = super::guard_item(|| {
-        let x = Tensor::stack(&inputs, 0).to_device(device); // [B, 3, Hp, Wp]
+        let x = input.batch(&batch, device); // [B, 3, Hp, Wp]
         sync(device);
         let upload = if device == Device::Cpu { 0.0 } else { ms(t0) };
         let t1 = Instant::now();
         let out = model.forward(&x)?;
-        check_outputs(&out, inputs.len() as i64)?;
+        check_outputs(&out, n_items)?;
         sync(device);
         Ok((out, upload, ms(t1)))
     })
     .unwrap_or_else(|panic| Err(ModelError::Forward(panic)));
-    drop(inputs);
     let (out, upload, forward) = match timed {
         Ok(o) => o,
         Err(e) => return Err((e, batch)),

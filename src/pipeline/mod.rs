@@ -119,6 +119,9 @@ impl RunSummary {
 pub struct Shared {
     pub job: Job,
     pub input_root: PathBuf,
+    /// The model's device: on a GPU the decode workers stop at the 8-bit pixels (pinned) and the
+    /// inference stage normalises them there.
+    pub device: tch::Device,
     /// Set by SIGINT/SIGTERM (the signal number) or by a fatal error (usize::MAX).
     stop: Arc<AtomicUsize>,
     fatal: Mutex<Option<RunError>>,
@@ -199,6 +202,7 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
     let shared = Shared {
         job: job.clone(),
         input_root: job.dataset.root.clone(),
+        device,
         stop,
         fatal: Mutex::new(None),
         queue_samples: Default::default(),
@@ -363,7 +367,9 @@ fn manifest_header(plan: &RunPlan, model_desc: String) -> Manifest {
         model: model_desc,
         numerics: Numerics {
             precision: job.runtime.precision.to_string(),
-            tf32: job.runtime.precision == Precision::Tf32 && device != Device::Cpu,
+            // TF32 on for some products: matmuls and convolutions (tf32), convolutions (pytorch).
+            tf32: matches!(job.runtime.precision, Precision::Tf32 | Precision::Pytorch)
+                && device != Device::Cpu,
             deterministic: device == Device::Cpu,
         },
         checkpoint: CheckpointInfo {

@@ -3,6 +3,7 @@
 //! `(x − mean) / std` → zero-pad bottom/right to the size divisibility.
 
 use crate::job::{ColorFormat, Preprocess};
+pub mod device;
 pub mod jpeg;
 
 use crate::resize::pillow_bilinear;
@@ -270,7 +271,8 @@ pub fn pad_to(n: usize, d: usize) -> usize {
 /// The network input for one image and the sizes needed to map scores back.
 #[derive(Debug)]
 pub struct Prepared {
-    /// [3, Hp, Wp] float32, normalised, zero-padded bottom/right.
+    /// [3, Hp, Wp] float32, normalised, zero-padded bottom/right; or, where the model runs on a
+    /// GPU, the resized `[h, w, 3]` uint8 pixels that [`device::normalise`] turns into it there.
     pub tensor: Tensor,
     /// (H, W) of the decoded image.
     pub original: (usize, usize),
@@ -278,6 +280,21 @@ pub struct Prepared {
     pub resized: (usize, usize),
     /// (Hp, Wp) after padding.
     pub padded: (usize, usize),
+}
+
+/// `(v − mean) / std` of the model's channel `c` for each of the 256 byte values, computed as the
+/// reference does.
+pub fn channel_lut(p: &Preprocess, c: usize) -> Vec<f32> {
+    let (mean, std) = (p.pixel_mean[c], p.pixel_std[c]);
+    (0..=255u8).map(|v| (v as f32 - mean) / std).collect()
+}
+
+/// The source channel (of RGB bytes) that the model's channel `c` reads.
+pub fn source_channel(p: &Preprocess, c: usize) -> usize {
+    match p.format {
+        ColorFormat::Rgb => c,
+        ColorFormat::Bgr => 2 - c,
+    }
 }
 
 /// Applies the resize, normalisation and padding to a decoded RGB image. An image whose geometry
@@ -309,13 +326,8 @@ pub fn prepare(img: &Rgb8, p: &Preprocess) -> Result<Prepared, DecodeError> {
     let buf = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut f32, 3 * hp * wp) };
     for c in 0..3 {
         // The model's channel c reads source channel c (RGB) or 2 − c (BGR).
-        let src_c = match p.format {
-            ColorFormat::Rgb => c,
-            ColorFormat::Bgr => 2 - c,
-        };
-        let (mean, std) = (p.pixel_mean[c], p.pixel_std[c]);
-        // (v − mean) / std for each of the 256 byte values, computed as the reference does.
-        let lut: Vec<f32> = (0..=255u8).map(|v| (v as f32 - mean) / std).collect();
+        let src_c = source_channel(p, c);
+        let lut = channel_lut(p, c);
         let plane = &mut buf[c * hp * wp..(c + 1) * hp * wp];
         for y in 0..nh {
             let row = &resized[y * nw * 3..(y + 1) * nw * 3];

@@ -121,7 +121,7 @@ pub fn compute(out: &Outputs, semantic: bool, eam: bool) -> Shared {
             let s = upsample_rows(&masks, hp, wp, y0, y1)
                 .sigmoid()
                 .reshape([q, n]); // [Q, band]
-            acc.narrow(1, (y0 * wp) as i64, n).copy_(&wt.mm(&s)); // [R, band]
+            acc.narrow(1, (y0 * wp) as i64, n).copy_(&mm_f32(&wt, &s)); // [R, band]
         }
         acc
     });
@@ -133,7 +133,7 @@ pub fn compute(out: &Outputs, semantic: bool, eam: bool) -> Shared {
             let s = post(&u, out.resized, out.original)
                 .sigmoid()
                 .reshape([n, h * w]);
-            let _ = acc.addmm_(&max_p.narrow(0, start, n).transpose(0, 1), &s);
+            addmm_f32(&mut acc, &max_p.narrow(0, start, n).transpose(0, 1), &s);
         }
         acc
     });
@@ -156,6 +156,33 @@ pub fn compute(out: &Outputs, semantic: bool, eam: bool) -> Shared {
     Shared {
         semantic: semantic_map,
         eam: eam_map,
+    }
+}
+
+/// Scoring stays float32 whatever `runtime.precision` lets the network do: with a TF32 switch on
+/// (process-wide, so it would reach these products too) a CUDA product runs in float64 and is
+/// rounded to float32; otherwise, and always on a CPU, it runs in float32 as it is.
+fn f64_products(t: &Tensor) -> bool {
+    crate::model::precision::tf32_possible(t.device())
+}
+
+/// `a · b` in float32 or better (see [`f64_products`]).
+fn mm_f32(a: &Tensor, b: &Tensor) -> Tensor {
+    if f64_products(a) {
+        a.to_kind(Kind::Double)
+            .mm(&b.to_kind(Kind::Double))
+            .to_kind(Kind::Float)
+    } else {
+        a.mm(b)
+    }
+}
+
+/// `acc += a · b` in float32 or better (see [`f64_products`]).
+fn addmm_f32(acc: &mut Tensor, a: &Tensor, b: &Tensor) {
+    if f64_products(a) {
+        let _ = acc.g_add_(&mm_f32(a, b));
+    } else {
+        let _ = acc.addmm_(a, b);
     }
 }
 
@@ -192,7 +219,20 @@ pub fn gaussian_blur(t: &Tensor) -> Tensor {
     let pdf = (x.square() * -0.5).exp();
     let k1 = &pdf / pdf.sum(Kind::Float);
     let k2 = k1.unsqueeze(1).matmul(&k1.unsqueeze(0)); // [7, 7]
-    t.view([1, 1, size[0], size[1]])
+                                                       // Under TF32 (see [`f64_products`]) the kernel is built and the convolution runs in float64.
+    let kind = if f64_products(t) {
+        Kind::Double
+    } else {
+        Kind::Float
+    };
+    let k2 = if kind == Kind::Double {
+        let k1 = k1.to_kind(kind);
+        k1.unsqueeze(1) * k1.unsqueeze(0)
+    } else {
+        k2
+    };
+    t.to_kind(kind)
+        .view([1, 1, size[0], size[1]])
         .reflection_pad2d([3, 3, 3, 3])
         .conv2d(
             &k2.view([1, 1, 7, 7]),
@@ -203,6 +243,7 @@ pub fn gaussian_blur(t: &Tensor) -> Tensor {
             1,
         )
         .view([size[0], size[1]])
+        .to_kind(Kind::Float)
 }
 
 /// `argmax_k S'` as uint8 trainIds `[H, W]` (the first class wins ties).
