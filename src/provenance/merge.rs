@@ -237,9 +237,6 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
     };
     stream::remove_stale_spills(&args.output, SPILL_TAG);
     let (recorded, per_shard) = sort_records(&found, &args.output).map_err(sort_err)?;
-    if !report.listed_inputs {
-        report_cut_off_shards(&found, &per_shard, &mut report);
-    }
 
     let path = shard::manifest_path(&args.output, None);
     let write_err = |source| MergeError::Write {
@@ -270,6 +267,9 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
         WalkError::Write(source) => write_err(source),
     })?;
     let total = walk.total;
+    if !report.listed_inputs {
+        report_cut_off_shards(&found, &per_shard, &mut report);
+    }
     report.total = total;
     report.written = w.tally().written + w.tally().skipped;
     let clean = report.missing_shards.is_empty()
@@ -980,6 +980,56 @@ mod tests {
         assert_eq!(r.total, 2);
         let inputs: Vec<&str> = r.missing_items.iter().map(|m| m.input.as_str()).collect();
         assert_eq!(inputs, ["c.png", "(1 unnamed items)"]);
+    }
+
+    #[test]
+    fn a_thousand_shards_merge_sorted_by_input() {
+        let f = fixture();
+        let gone = f.input.path().join("nowhere");
+        // 20,000 records: more than one sorted run, so the sort spills and merges.
+        let (n, per) = (1000, 20);
+        assert!(n * per > crate::provenance::stream::SORT_CHUNK);
+        for k in 0..n {
+            let items = (0..per)
+                .map(|i| {
+                    let j = k * per + i;
+                    item(&format!("f{:03}/{j:05}.png", j % 997), "written", "h")
+                })
+                .collect();
+            put(&f, k, n, &shard_manifest(&gone, k, n, "complete", items));
+        }
+        let args = MergeArgs {
+            output: f.output.path().to_path_buf(),
+            input: None,
+        };
+        let r = merge(&args, &[]).unwrap();
+        assert!(r.is_clean(), "{}", r.render());
+        assert_eq!((r.total, r.written, r.found.len()), (n * per, n * per, n));
+        let m = ManifestReader::open(&f.output.path().join("manifest.json")).unwrap();
+        assert_eq!(m.header().status, RunStatus::Complete);
+        assert_eq!(m.header().counts.written, n * per);
+        let mut last: Option<PathBuf> = None;
+        let mut count = 0;
+        for it in m.items().unwrap() {
+            let it = it.unwrap();
+            if let Some(l) = &last {
+                assert!(
+                    stream::path_cmp(l, &it.input) == std::cmp::Ordering::Less,
+                    "{} after {}",
+                    it.input.display(),
+                    l.display()
+                );
+            }
+            last = Some(it.input);
+            count += 1;
+        }
+        assert_eq!(count, n * per);
+        let left: Vec<String> = std::fs::read_dir(f.output.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.') && n != ".maskomaly.lock")
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 
     #[test]
