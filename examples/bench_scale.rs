@@ -62,7 +62,10 @@ fn timed(bin: &Path, args: &[&str]) -> (Timed, String) {
         exit: num("Exit status") as i32,
     };
     if t.exit != 0 && t.exit != 1 {
-        eprintln!("{}", err.lines().rev().take(30).collect::<Vec<_>>().join("\n"));
+        eprintln!(
+            "{}",
+            err.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+        );
     }
     (t, String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -45,11 +45,7 @@ fn run(job: &Path, extra: &[&str]) -> Output {
 }
 
 fn verify(out: &Path) -> Output {
-    Command::new(bin())
-        .arg("verify")
-        .arg(out)
-        .output()
-        .unwrap()
+    Command::new(bin()).arg("verify").arg(out).output().unwrap()
 }
 
 #[test]

@@ -164,13 +164,17 @@ pub fn walk_folder(root: &Path) -> Result<Vec<Item>, DatasetError> {
                 .join(" ")
         );
     }
-    // Byte-wise order of the whole relative path (walkdir sorts per directory level).
-    items.sort_by(|a, b| {
+    // Byte-wise order of the whole relative path (walkdir sorts per directory level). Mostly
+    // in order already: the sort (and its scratch buffer, half the listing) only when needed.
+    let by_stem = |a: &Item, b: &Item| {
         a.stem
             .as_os_str()
             .as_encoded_bytes()
             .cmp(b.stem.as_os_str().as_encoded_bytes())
-    });
+    };
+    if !items.is_sorted_by(|a, b| by_stem(a, b) != std::cmp::Ordering::Greater) {
+        items.sort_by(by_stem);
+    }
     check_unique_stems(&items)?;
     Ok(items)
 }

@@ -36,7 +36,13 @@ impl ManifestWriter {
     /// The writer of a run whose starting manifest (`header` and the earlier records, `total`
     /// items of which `skipped` are this run's and complete) is at `path`; `started` is false
     /// when it could not be written.
-    pub fn new(header: Manifest, path: PathBuf, total: usize, skipped: usize, started: bool) -> Self {
+    pub fn new(
+        header: Manifest,
+        path: PathBuf,
+        total: usize,
+        skipped: usize,
+        started: bool,
+    ) -> Self {
         ManifestWriter {
             header,
             total,

@@ -246,8 +246,8 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
     let header = merged_header(first, &found, command_line);
     let merged_from = serde_json::to_value(merged_from(&found, count, &args.output))
         .map_err(|e| write_err(e.into()))?;
-    let mut w =
-        ManifestWriter::create(&path, &header, &[("merged_from", merged_from)]).map_err(write_err)?;
+    let mut w = ManifestWriter::create(&path, &header, &[("merged_from", merged_from)])
+        .map_err(write_err)?;
     let mut walk = Walk {
         found: &found,
         report: &mut report,
@@ -381,9 +381,8 @@ impl Walk<'_> {
                     _ => unreachable!("peeked an error"),
                 },
                 Some(Ok((input, _))) => {
-                    let take = before.is_none_or(|b| {
-                        stream::path_cmp(input, b) != std::cmp::Ordering::Greater
-                    });
+                    let take = before
+                        .is_none_or(|b| stream::path_cmp(input, b) != std::cmp::Ordering::Greater);
                     Ok(if take {
                         groups.next().and_then(Result::ok)
                     } else {
@@ -410,7 +409,10 @@ impl Walk<'_> {
     }
 
     /// Without a listing, the recorded inputs are the expected ones.
-    fn recorded_only(&mut self, recorded: stream::Stream<'static, Tagged>) -> Result<(), WalkError> {
+    fn recorded_only(
+        &mut self,
+        recorded: stream::Stream<'static, Tagged>,
+    ) -> Result<(), WalkError> {
         for g in groups(recorded) {
             let (input, recs) = g.map_err(WalkError::Read)?;
             self.total += 1;

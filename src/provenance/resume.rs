@@ -89,7 +89,9 @@ pub fn start_manifest(
             Ok(start) => break start,
             Err(PlanError::Unsorted) if !sort_manifest => sort_manifest = true,
             Err(PlanError::Unsorted) => {
-                return Err(std::io::Error::other("sorted records came back out of order"))
+                return Err(std::io::Error::other(
+                    "sorted records came back out of order",
+                ))
             }
             Err(PlanError::Earlier(e)) => {
                 log::warn!(
@@ -207,12 +209,12 @@ impl Pass<'_> {
                 .peekable(),
             None => (Box::new(std::iter::empty()) as Stream<'static, ItemRecord>).peekable(),
         };
-        let mut w =
-            ManifestWriter::create(self.manifest_path, self.header, &[]).map_err(PlanError::Write)?;
+        let mut w = ManifestWriter::create(self.manifest_path, self.header, &[])
+            .map_err(PlanError::Write)?;
         let mut start = Start::default();
         let mut changed_inputs = 0usize;
         let next_earlier = |earlier: &mut std::iter::Peekable<Stream<'static, ItemRecord>>,
-                                before: Option<&Path>|
+                            before: Option<&Path>|
          -> Result<Option<ItemRecord>, PlanError> {
             match earlier.peek() {
                 None => Ok(None),
@@ -221,9 +223,8 @@ impl Pass<'_> {
                     _ => unreachable!("peeked an error"),
                 },
                 Some(Ok(r)) => {
-                    let take = before.is_none_or(|stem| {
-                        stream::path_cmp(&r.stem, stem) != Ordering::Greater
-                    });
+                    let take = before
+                        .is_none_or(|stem| stream::path_cmp(&r.stem, stem) != Ordering::Greater);
                     Ok(if take {
                         earlier.next().and_then(Result::ok)
                     } else {

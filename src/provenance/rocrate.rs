@@ -120,7 +120,9 @@ type ItemSource<'s, 'a> = &'s dyn Fn() -> std::io::Result<ItemPass<'a>>;
 /// Builds the crate for a run from its manifest held in memory.
 pub fn from_manifest(m: &Manifest) -> Result<Value, RoCrateError> {
     let mut text = Vec::new();
-    write_crate(&mut text, m, &|| Ok(Box::new(m.items.iter().cloned().map(Ok))))?;
+    write_crate(&mut text, m, &|| {
+        Ok(Box::new(m.items.iter().cloned().map(Ok)))
+    })?;
     Ok(serde_json::from_slice(&text).expect("the crate writer writes JSON"))
 }
 

@@ -116,13 +116,19 @@ impl<R: BufRead> Scanner<R> {
     }
 
     fn skip_ws(&mut self) -> Result<(), ScanError> {
-        while let Some(b) = self.peek()? {
-            if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
-                break;
+        loop {
+            let buf = self.r.fill_buf()?;
+            let n = buf
+                .iter()
+                .take_while(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+                .count();
+            let more = n == buf.len() && n > 0;
+            self.r.consume(n);
+            self.pos += n as u64;
+            if !more {
+                return Ok(());
             }
-            self.bump();
         }
-        Ok(())
     }
 
     fn expect(&mut self, want: u8) -> Result<(), ScanError> {
@@ -136,53 +142,67 @@ impl<R: BufRead> Scanner<R> {
     }
 
     /// Reads one JSON value's bytes into `out` (or skips them when `out` is `None`). The value's
-    /// own syntax is checked by whoever parses the bytes; here only its extent is found.
+    /// own syntax is checked by whoever parses the bytes; here only its extent is found. Works on
+    /// the reader's buffer a block at a time.
     fn value(&mut self, mut out: Option<&mut Vec<u8>>) -> Result<(), ScanError> {
         self.skip_ws()?;
         let start = self.pos;
         let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
         loop {
-            let Some(b) = self.peek()? else {
+            let buf = self.r.fill_buf()?;
+            if buf.is_empty() {
                 return Err(syntax(self.pos, "unexpected end of file").into());
-            };
-            let scalar_end = !in_string
-                && depth == 0
-                && self.pos > start
-                && matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t');
-            if scalar_end {
-                return Ok(());
             }
-            self.bump();
-            if let Some(o) = out.as_deref_mut() {
-                o.push(b);
-            }
-            if in_string {
-                match (escaped, b) {
-                    (true, _) => escaped = false,
-                    (false, b'\\') => escaped = true,
-                    (false, b'"') => {
-                        in_string = false;
+            let (mut used, mut done) = (0usize, false);
+            for &b in buf {
+                let at = self.pos + used as u64;
+                if !in_string
+                    && depth == 0
+                    && at > start
+                    && matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
+                {
+                    done = true;
+                    break;
+                }
+                used += 1;
+                if in_string {
+                    match (escaped, b) {
+                        (true, _) => escaped = false,
+                        (false, b'\\') => escaped = true,
+                        (false, b'"') => {
+                            in_string = false;
+                            if depth == 0 {
+                                done = true;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
                         if depth == 0 {
-                            return Ok(());
+                            return Err(syntax(at, "unbalanced bracket").into());
+                        }
+                        depth -= 1;
+                        if depth == 0 {
+                            done = true;
+                            break;
                         }
                     }
                     _ => {}
                 }
-                continue;
             }
-            match b {
-                b'"' => in_string = true,
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => {
-                    if depth == 0 {
-                        return Err(syntax(self.pos - 1, "unbalanced bracket").into());
-                    }
-                    depth -= 1;
-                    if depth == 0 {
-                        return Ok(());
-                    }
-                }
-                _ => {}
+            if let Some(o) = out.as_deref_mut() {
+                o.extend_from_slice(&buf[..used]);
+            }
+            self.r.consume(used);
+            self.pos += used as u64;
+            if done {
+                return Ok(());
             }
         }
     }
@@ -258,12 +278,13 @@ impl ManifestReader {
         };
         let mut map = map;
         map.insert("items".into(), serde_json::Value::Array(vec![]));
-        let header: Manifest = serde_json::from_value(serde_json::Value::Object(map)).map_err(
-            |source| ManifestError::Parse {
-                path: path.to_path_buf(),
-                source,
-            },
-        )?;
+        let header: Manifest =
+            serde_json::from_value(serde_json::Value::Object(map)).map_err(|source| {
+                ManifestError::Parse {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
         Ok(ManifestReader {
             path: path.to_path_buf(),
             header,
@@ -698,7 +719,9 @@ impl<T: Serialize + DeserializeOwned + 'static> Sorter<T> {
         let cmp = self.cmp;
         if self.runs.is_empty() {
             self.chunk.sort_by(cmp);
-            return Ok(Box::new(std::mem::take(&mut self.chunk).into_iter().map(Ok)));
+            return Ok(Box::new(
+                std::mem::take(&mut self.chunk).into_iter().map(Ok),
+            ));
         }
         if !self.chunk.is_empty() {
             self.spill_chunk()?;
@@ -773,9 +796,7 @@ pub fn merge_sorted<'a, T: 'a>(
             if let Some(v) = h {
                 let better = match best {
                     None => true,
-                    Some(b) => {
-                        cmp(v, heads[b].as_ref().expect("a head")) == Ordering::Less
-                    }
+                    Some(b) => cmp(v, heads[b].as_ref().expect("a head")) == Ordering::Less,
                 };
                 if better {
                     best = Some(i);
@@ -976,7 +997,11 @@ mod tests {
             if cut >= end {
                 assert_eq!(got.unwrap().1.len(), 3);
             } else {
-                assert!(got.is_err(), "cut at {cut} of {} read as whole", whole.len());
+                assert!(
+                    got.is_err(),
+                    "cut at {cut} of {} read as whole",
+                    whole.len()
+                );
             }
         }
         // Nor is a manifest with something after it.
@@ -1031,14 +1056,23 @@ mod tests {
         let spilled = || {
             std::fs::read_dir(d.path())
                 .unwrap()
-                .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(SPILL_PREFIX))
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(SPILL_PREFIX)
+                })
                 .count()
         };
         let out: Vec<(u32, u32)> = s.finish().unwrap().map(Result::unwrap).collect();
         assert_eq!(spilled(), 0, "the spill folder goes with the stream");
         assert_eq!(out.len(), n);
         for w in out.windows(2) {
-            assert!(w[0].0 < w[1].0 || (w[0].0 == w[1].0 && w[0].1 < w[1].1), "{w:?}");
+            assert!(
+                w[0].0 < w[1].0 || (w[0].0 == w[1].0 && w[0].1 < w[1].1),
+                "{w:?}"
+            );
         }
     }
 
@@ -1052,9 +1086,8 @@ mod tests {
             record("b", ItemStatus::Failed),
             record("c", ItemStatus::Failed),
         ];
-        let stream = |v: Vec<ItemRecord>| -> Stream<'static, ItemRecord> {
-            Box::new(v.into_iter().map(Ok))
-        };
+        let stream =
+            |v: Vec<ItemRecord>| -> Stream<'static, ItemRecord> { Box::new(v.into_iter().map(Ok)) };
         let got: Vec<(String, ItemStatus)> =
             latest_per_stem(merge_sorted(vec![stream(a), stream(b)], by_stem))
                 .map(|r| {
