@@ -2,7 +2,7 @@
 //! RO-Crate 1.1 "Process Run Crate" (<https://w3id.org/ro/wfrun/process/0.5>).
 //!
 //! The crate is a pure function of the manifest, written as it reads the manifest's items (four
-//! passes), so that it costs no memory per item but a small key per output: the run is a `CreateAction` whose `instrument` is
+//! passes), so that it costs no memory per item: the run is a `CreateAction` whose `instrument` is
 //! the program (a `SoftwareApplication` with its version), whose `object` lists the input images,
 //! the resolved job and the checkpoint, and whose `result` lists the output files with their
 //! SHA-256. Outputs live inside the crate (relative ids); inputs and the checkpoint live outside it
@@ -163,38 +163,29 @@ fn write_with_streams(
     out.write_all(text.as_bytes()).map_err(io_err)
 }
 
-/// A 128-bit key of an output path, to list every output once without holding the paths.
-fn out_key(p: &str) -> u128 {
-    use std::hash::{Hash, Hasher};
-    let half = |seed: u8| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        seed.hash(&mut h);
-        p.hash(&mut h);
-        h.finish() as u128
-    };
-    (half(0) << 64) | half(1)
-}
-
 /// An input (path, sha256) or an output (path, sha256) met in a pass.
 enum Met<'a> {
     Input(&'a str, Option<&'a str>),
     Output(&'a str, &'a str),
 }
 
-/// One pass over the records: `f` meets each input, and each output once.
+/// One pass over the records: `f` meets each input and each output. Outputs are listed once:
+/// every item of a manifest has its own stem, so only a record repeating an output path, which
+/// would come right after it, is passed over (no set of every path is held).
 fn pass(
     items: ItemSource<'_, '_>,
     f: &mut dyn FnMut(Met) -> Result<(), RoCrateError>,
 ) -> Result<(), RoCrateError> {
-    let mut seen = std::collections::HashSet::new();
+    let mut last = String::new();
     for it in items().map_err(io_err)? {
         let it = it.map_err(io_err)?;
         let input = pathtext::encode(&it.input).0;
         f(Met::Input(&input, it.input_sha256.as_deref()))?;
         for o in &it.outputs {
             let p = pathtext::encode(&o.path).0;
-            if seen.insert(out_key(&p)) {
+            if p != last {
                 f(Met::Output(&p, &o.sha256))?;
+                last = p;
             }
         }
     }
@@ -202,8 +193,7 @@ fn pass(
 }
 
 /// Writes the crate for a run: `m` gives the header, `items` the records. The lists of inputs and
-/// outputs stream (four passes over the records); per item, only a 16-byte key per output is
-/// held for the length of a pass.
+/// outputs stream (four passes over the records); nothing is held per item.
 fn write_crate(
     out: &mut dyn Write,
     m: &Manifest,
