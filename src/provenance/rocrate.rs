@@ -154,7 +154,7 @@ fn write_with_streams(
     for name in names {
         let m = serde_json::to_string(&marker(name)).expect("a string");
         let at = text.find(&m).expect("the marker is in the text");
-        out.write_all(text[..at].as_bytes()).map_err(io_err)?;
+        out.write_all(&text.as_bytes()[..at]).map_err(io_err)?;
         out.write_all(b"[").map_err(io_err)?;
         fill(out, name)?;
         out.write_all(b"\n]").map_err(io_err)?;
