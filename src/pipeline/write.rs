@@ -300,3 +300,62 @@ fn write_item(shared: &Shared, s: Scored) -> Result<ItemRecord, Box<WriteFailure
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::Job;
+    use crate::provenance::manifest::tests::header;
+
+    fn record(stem: &str) -> ItemRecord {
+        ItemRecord {
+            input: format!("{stem}.png").into(),
+            input_sha256: Some("i".into()),
+            input_size: Some(1),
+            input_mtime_ns: Some(2),
+            stem: stem.into(),
+            status: ItemStatus::Written,
+            error: None,
+            outputs: vec![],
+            nan_values: 0,
+            timings_ms: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_final_write_cut_short_keeps_the_starting_manifest_and_the_journal() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("manifest.json");
+        let h = header(&Job::default());
+        // The starting manifest holds one earlier record; this run records two more.
+        let mut w = stream::ManifestWriter::create(&path, &h, &[]).unwrap();
+        w.push(&record("b")).unwrap();
+        w.commit(3, None).unwrap();
+        let mut mw = ManifestWriter::new(h.clone(), path.clone(), 3, 0, true);
+        mw.record(record("c")).unwrap();
+        mw.record(record("a")).unwrap();
+        // The final manifest cannot be written (its temporary name is taken by a folder).
+        let temp = crate::output::temp_path(&path);
+        std::fs::create_dir(&temp).unwrap();
+        assert!(mw.finish(RunStatus::Complete).is_err());
+        std::fs::remove_dir(&temp).unwrap();
+        let m = Manifest::read(&path).unwrap();
+        assert_eq!((m.status, m.items.len()), (RunStatus::Running, 1));
+        assert_eq!(journal::records(&journal_path(&path)).count(), 2);
+        // The next final write has every record, in stem order, and ends the journal.
+        let mut mw = ManifestWriter::new(h, path.clone(), 3, 0, true);
+        mw.finish(RunStatus::Complete).unwrap();
+        let m = Manifest::read(&path).unwrap();
+        let stems: Vec<String> = m
+            .items
+            .iter()
+            .map(|r| r.stem.display().to_string())
+            .collect();
+        assert_eq!(stems, ["a", "b", "c"]);
+        assert_eq!(
+            (m.status, m.counts.written, m.counts.total),
+            (RunStatus::Complete, 3, 3)
+        );
+        assert!(!journal_path(&path).exists());
+    }
+}
