@@ -224,6 +224,7 @@ fn list_work(job: &Job, opts: &RunOptions) -> Result<Vec<Item>, RunError> {
     }
     if let Some(n) = opts.limit {
         items.truncate(n);
+        items.shrink_to_fit();
     }
     // A shard may be empty (more shards than items): it still records a complete, empty manifest.
     if let Some(s) = &opts.shard {
@@ -268,14 +269,12 @@ fn run_stages<'scope>(
     // From here on the run writes into the output folder.
     guard.committed = true;
     let (job, items) = (plan.job, plan.items);
-    // A few thousand items at a time, so that the names looked for stay few.
-    for chunk in items.chunks(4096) {
-        crate::output::remove_stale_temps_of(
-            chunk
-                .iter()
-                .flat_map(|i| paths_for(job, &i.stem).all().cloned().collect::<Vec<_>>()),
-        );
-    }
+    // The outputs are listed as they are looked for, not held.
+    crate::output::remove_stale_temps_among(|| {
+        items
+            .iter()
+            .flat_map(|i| paths_for(job, &i.stem).all().cloned().collect::<Vec<_>>())
+    });
     crate::output::remove_stale_temps_of([
         plan.manifest_path.to_path_buf(),
         job.output.root.join(provenance::rocrate::FILE_NAME),
