@@ -2,8 +2,8 @@
 //! program. Written atomically when a run starts and when it ends; in between, each finished item's
 //! record is appended to the journal beside it, so a killed run loses at most the items in flight.
 //! Every reader (resume, merge, verify, the RO-Crate, the report) goes through the types here and
-//! [`super::stream`]; [`Manifest::differing_settings`] is the one rule for which settings two runs
-//! must share.
+//! the streaming reader and writer beside them; [`Manifest::differing_settings`] is the one rule
+//! for which settings two runs must share.
 
 use super::shard::Shard;
 use crate::exit::{Diagnose, ExitCode};
@@ -250,17 +250,6 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Reads a whole manifest (a run's, a shard's or a merged one) into memory and checks its
-    /// format. For small manifests; large ones are read with [`super::stream::ManifestReader`].
-    pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
-        super::stream::read_all(path)
-    }
-
-    /// Writes the manifest as it is (counts included), atomically.
-    pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        super::stream::write_all(path, self)
-    }
-
     /// The recorded job as a [`Job`].
     pub fn job(&self) -> Result<Job, serde_json::Error> {
         serde_json::from_value(self.job.clone())

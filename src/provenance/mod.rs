@@ -5,12 +5,14 @@
 //! * [`resume`]: what an earlier run in the same output folder left that a rerun can keep.
 //! * [`shard`]: which slice of the listing an array task processes; where its manifest goes.
 //! * [`merge`]: shard manifests into one; [`verify`]: re-checking a run; [`rocrate`]: the RO-Crate.
-//! * [`stream`]: manifests and journals read and written one record at a time.
+//! * [`stream`]: manifests and journals read and written one record at a time; [`sort`]: external
+//!   sorting of records.
 
 pub mod manifest;
 pub mod merge;
 pub mod resume;
 pub mod rocrate;
 pub mod shard;
+pub mod sort;
 pub mod stream;
 pub mod verify;
