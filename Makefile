@@ -77,6 +77,8 @@ bench: setup
 	./target/release/examples/bench_precision --out target/bench
 	./target/release/examples/bench_precision --preset --images 4 --width 256 --height 128 --out target/bench/swin-large
 	./target/release/examples/bench_scores --forwards 1 --repeats 3 --out target/bench
+	./target/release/examples/bench_scale --frames 10000 --out target/bench
+	./target/release/examples/bench_scale --frames 100000 --out target/bench
 
 # Stripped release binaries + HDF5 libraries for scripts/gpu-check.sh on a GPU machine (< 64 MiB).
 gpu-bundle: setup

@@ -17,3 +17,8 @@ if [ ! -f "$mdir/.done" ]; then
   python3 -m pip install -q --no-compile --target "$mdir" torch==2.11.0 transformers==5.24.0 scipy
   touch "$mdir/.done"
 fi
+# GNU time (`/usr/bin/time -v`: peak RSS and file-system writes) for the scale benchmark.
+if [ ! -x /usr/bin/time ]; then
+  echo "bench: installing GNU time (Debian package time)" >&2
+  if [ "$(id -u)" = 0 ]; then apt-get install -y -q time; else sudo apt-get install -y -q time; fi
+fi

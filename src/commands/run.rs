@@ -36,10 +36,11 @@ pub fn run(args: RunArgs, quiet: bool) -> Result<ExitCode, Failure> {
     let summary = pipeline::run(&job, &opts, stop)?;
     // Shard runs get their crate from `maskomaly merge`.
     if shard.is_none() {
-        let crate_written = crate::provenance::manifest::Manifest::read(&summary.manifest)
+        let crate_written = crate::provenance::stream::ManifestReader::open(&summary.manifest)
             .map_err(|e| e.to_string())
             .and_then(|m| {
-                crate::provenance::rocrate::write(&job.output.root, &m).map_err(|e| e.to_string())
+                crate::provenance::rocrate::write_from(&job.output.root, &m)
+                    .map_err(|e| e.to_string())
             });
         if let Err(e) = crate_written {
             log::warn!("no RO-Crate metadata: {e}");

@@ -25,20 +25,16 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
 /// `run_id` and `checkpoint` of the run that wrote the predictions (`<predictions>/manifest.json`).
 pub fn run_info(predictions: &Path) -> Option<serde_json::Value> {
     let path = predictions.join("manifest.json");
-    let text = std::fs::read_to_string(&path).ok()?;
-    let v: serde_json::Value = match serde_json::from_str(&text) {
-        Ok(v) => v,
+    // Two header members only: the items (one per frame) are skipped as they are read.
+    let run = match crate::provenance::stream::top_level(&path, &["run_id", "checkpoint"]) {
+        Ok(m) => m,
+        Err(e) if e.is_not_found() => return None,
         Err(e) => {
-            log::warn!("ignoring unreadable {}: {e}", path.display());
+            let why = std::error::Error::source(&e).map_or(e.to_string(), |c| c.to_string());
+            log::warn!("ignoring unreadable {}: {why}", path.display());
             return None;
         }
     };
-    let mut run = serde_json::Map::new();
-    for key in ["run_id", "checkpoint"] {
-        if let Some(x) = v.get(key) {
-            run.insert(key.to_string(), x.clone());
-        }
-    }
     (!run.is_empty()).then_some(serde_json::Value::Object(run))
 }
 

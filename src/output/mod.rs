@@ -226,26 +226,52 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// nothing else: another program's hidden files are not ours to delete, and the tasks of an array
 /// share one output tree. Each folder is read once.
 pub fn remove_stale_temps_of(files: impl IntoIterator<Item = PathBuf>) {
-    let mut by_dir: HashMap<PathBuf, HashSet<OsString>> = HashMap::new();
-    for f in files {
-        if let (Some(dir), Some(name)) = (f.parent(), f.file_name()) {
-            by_dir
-                .entry(dir.to_path_buf())
-                .or_default()
-                .insert(temp_key(name));
+    let files: Vec<PathBuf> = files.into_iter().collect();
+    remove_stale_temps_among(|| files.iter().cloned());
+}
+
+/// [`remove_stale_temps_of`] for a run's many files: `files` gives the same files each time it is
+/// called (twice: for their folders, then for the temporary names found there). What is held is the
+/// folders and the temporary names found, never the files, so that a million outputs cost no
+/// memory; each folder is still read once.
+pub fn remove_stale_temps_among<I: IntoIterator<Item = PathBuf>>(files: impl Fn() -> I) {
+    let mut dirs: HashSet<PathBuf> = HashSet::new();
+    for f in files() {
+        if let Some(dir) = f.parent() {
+            if !dirs.contains(dir) {
+                dirs.insert(dir.to_path_buf());
+            }
         }
     }
-    for (dir, keys) in by_dir {
+    // (folder, target key) -> the temporary files for that target.
+    let mut found: HashMap<(PathBuf, Vec<u8>), Vec<PathBuf>> = HashMap::new();
+    for dir in dirs {
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries.filter_map(Result::ok) {
             let name = entry.file_name();
-            let ours = temp_target_key(&name).is_some_and(|k| keys.contains(OsStr::from_bytes(k)));
-            if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
-                log::debug!("removing stale temporary file {}", entry.path().display());
-                let _ = fs::remove_file(entry.path());
+            if let Some(k) = temp_target_key(&name) {
+                if entry.file_type().is_ok_and(|t| t.is_file()) {
+                    found
+                        .entry((dir.clone(), k.to_vec()))
+                        .or_default()
+                        .push(entry.path());
+                }
             }
+        }
+    }
+    if found.is_empty() {
+        return;
+    }
+    for f in files() {
+        let (Some(dir), Some(name)) = (f.parent(), f.file_name()) else {
+            continue;
+        };
+        let key = (dir.to_path_buf(), temp_key(name).as_bytes().to_vec());
+        for p in found.remove(&key).unwrap_or_default() {
+            log::debug!("removing stale temporary file {}", p.display());
+            let _ = fs::remove_file(p);
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::job::{Job, Precision};
 use crate::model::fetch::resolve_checkpoint;
 use crate::output::paths_for;
 use crate::provenance::manifest::{
-    self, CheckpointInfo, Counts, ItemRecord, ItemStatus, Manifest, Numerics, Program, RunStatus,
+    self, CheckpointInfo, Counts, Manifest, Numerics, Program, RunStatus,
 };
 use crate::provenance::{self, shard, shard::Shard};
 use crossbeam_channel::bounded;
@@ -102,6 +102,7 @@ impl RunSummary {
             "queue_depth": queue_depth,
             "signal": self.signal,
             "manifest": self.manifest,
+            "manifest_bytes_written": crate::provenance::stream::bytes_written(),
         })
     }
 
@@ -212,7 +213,7 @@ pub fn run(job: &Job, opts: &RunOptions, stop: Arc<AtomicUsize>) -> Result<RunSu
     progress.finish_and_clear();
     // An error before the first write: the guard leaves the folder as it was.
     let mw = written?;
-    summarise(mw, guard, &shared, &manifest_path, started)
+    summarise(mw, guard, &shared, &manifest_path, started, items.len())
 }
 
 /// The items this run covers: the dataset's listing, limited, then this shard's part of it.
@@ -228,9 +229,16 @@ fn list_work(job: &Job, opts: &RunOptions) -> Result<Vec<Item>, RunError> {
     }
     if let Some(n) = opts.limit {
         items.truncate(n);
+        items.shrink_to_fit();
     }
     // A shard may be empty (more shards than items): it still records a complete, empty manifest.
-    Ok(shard::select(&items, opts.shard.as_ref()))
+    if let Some(s) = &opts.shard {
+        let range = shard::range(items.len(), s.index, s.count);
+        items.truncate(range.end);
+        items.drain(..range.start);
+        items.shrink_to_fit();
+    }
+    Ok(items)
 }
 
 /// What a run decided before its stages start.
@@ -245,9 +253,9 @@ struct RunPlan<'a> {
     manifest_path: &'a Path,
 }
 
-/// Starts the model, then (once it is ready) writes the manifest header and runs the other stages
+/// Starts the model, then (once it is ready) writes the starting manifest and runs the other stages
 /// to the end. An error means nothing was written; otherwise the manifest writer comes back, its
-/// records complete, for the final flush.
+/// journal complete, for the final manifest.
 fn run_stages<'scope>(
     s: &'scope std::thread::Scope<'scope, '_>,
     plan: &'scope RunPlan,
@@ -266,18 +274,34 @@ fn run_stages<'scope>(
     // From here on the run writes into the output folder.
     guard.committed = true;
     let (job, items) = (plan.job, plan.items);
-    crate::output::remove_stale_temps_of(
+    // The outputs are listed as they are looked for, not held.
+    crate::output::remove_stale_temps_among(|| {
         items
             .iter()
             .flat_map(|i| paths_for(job, &i.stem).all().cloned().collect::<Vec<_>>())
-            .chain([
-                plan.manifest_path.to_path_buf(),
-                job.output.root.join(provenance::rocrate::FILE_NAME),
-                job.output.root.join(guard::WRITE_TEST),
-            ]),
-    );
+    });
+    crate::output::remove_stale_temps_of([
+        plan.manifest_path.to_path_buf(),
+        job.output.root.join(provenance::rocrate::FILE_NAME),
+        job.output.root.join(guard::WRITE_TEST),
+    ]);
     let header = manifest_header(plan, model_desc.clone());
-    let (records, todo, carried) = plan_items(plan, &header);
+    let manifest_path = plan.manifest_path.to_path_buf();
+    let start = provenance::resume::start_manifest(
+        &header,
+        job,
+        plan.manifest_path,
+        items,
+        !plan.opts.overwrite,
+    );
+    let (start, started) = match start {
+        Ok(s) => (s, true),
+        Err(e) => {
+            shared.fail(RunError::io("cannot write", &manifest_path, e));
+            (Default::default(), false)
+        }
+    };
+    let todo = start.todo;
     let decode_workers = job.decode_workers(todo.len());
     progress.set_length(todo.len() as u64);
     log::info!(
@@ -287,66 +311,15 @@ fn run_stages<'scope>(
         todo.len()
     );
 
-    let manifest_path = plan.manifest_path.to_path_buf();
-    let mut mw = ManifestWriter::new(header, records, carried, manifest_path.clone());
-    if let Err(e) = mw.flush(RunStatus::Running) {
-        shared.fail(RunError::io("cannot write", &manifest_path, e));
-    }
+    let mut mw = ManifestWriter::new(header, manifest_path, start.total, start.skipped, started);
     let channels = ((work_tx, work_rx), dec_tx, (inf_rx, sc_tx));
     let (work, dec_tx, score) = channels;
-    if let Err(e) = start::start_stages(s, shared, todo, decode_workers, work, dec_tx, score) {
+    if let Err(e) = start::start_stages(s, shared, items, todo, decode_workers, work, dec_tx, score)
+    {
         shared.fail(e);
     }
     write::run(shared, sc_rx, &mut mw, progress);
     Ok(mw)
-}
-
-/// Sorts the run's items into records kept from an earlier run (complete and unchanged: skipped)
-/// and work to do. Returns the records by item (`None`: not yet recorded), the work, and the
-/// records of items outside this run (another `--limit`, a shard's neighbours), which are kept.
-fn plan_items(
-    plan: &RunPlan,
-    header: &Manifest,
-) -> (Vec<Option<ItemRecord>>, Vec<Work>, Vec<ItemRecord>) {
-    let (job, items, opts) = (plan.job, plan.items, plan.opts);
-    let earlier = provenance::resume::earlier_records(
-        header,
-        job,
-        plan.manifest_path,
-        items,
-        !opts.overwrite,
-    );
-    let provenance::resume::Earlier {
-        records: mut previous,
-        reusable,
-    } = earlier;
-    let mut records: Vec<Option<ItemRecord>> = vec![None; items.len()];
-    let mut todo = Vec::new();
-    for (idx, item) in items.iter().enumerate() {
-        let prev = previous.remove(&item.stem);
-        if reusable.contains(&item.stem) {
-            records[idx] = prev.map(|r| ItemRecord {
-                status: ItemStatus::Skipped,
-                ..r
-            });
-        } else {
-            // An earlier record stays until this run replaces it: its outputs are on disk.
-            records[idx] = prev;
-            todo.push(Work {
-                idx,
-                item: item.clone(),
-            });
-        }
-    }
-    let skipped = items.len() - todo.len();
-    if skipped > 0 {
-        log::info!(
-            "{skipped} of {} items are complete from an earlier run and are skipped",
-            items.len()
-        );
-    }
-    let carried: Vec<ItemRecord> = previous.into_values().collect();
-    (records, todo, carried)
 }
 
 /// The manifest as the run starts: what ran, on what, with which settings; no items yet.
@@ -394,8 +367,9 @@ fn summarise(
     shared: &Shared,
     manifest_path: &Path,
     started: Instant,
+    items: usize,
 ) -> Result<RunSummary, RunError> {
-    let run_counts = mw.run_counts();
+    let run_counts = mw.run_counts(items);
     let fatal = shared
         .fatal
         .lock()
@@ -410,24 +384,13 @@ fn summarise(
         (None, Some(_)) => RunStatus::Interrupted,
         (None, None) => RunStatus::Complete,
     };
-    let flushed = mw.flush(status);
+    let flushed = mw.finish(status);
     drop(guard);
     if let Some(e) = fatal {
         return Err(e);
     }
     flushed.map_err(|e| RunError::io("cannot write", manifest_path, e))?;
-    let mut stage_busy_s = [0f64; 6];
-    for r in mw.records.iter().flatten() {
-        if r.status != ItemStatus::Skipped {
-            let t = &r.timings_ms;
-            for (b, v) in stage_busy_s
-                .iter_mut()
-                .zip([t.decode, t.upload, t.infer, t.score, t.download, t.write])
-            {
-                *b += v / 1e3;
-            }
-        }
-    }
+    let stage_busy_s = mw.busy_ms.map(|b| b / 1e3);
     Ok(RunSummary {
         stage_busy_s,
         queue_mean: shared.queue_means(),

@@ -84,19 +84,26 @@ pub fn start_model<'scope>(
     })
 }
 
-/// Starts the feeder (which sends `todo`), `decode_workers` decode workers and the scorer. Fewer
-/// decode workers than asked for still run; none is an error.
+/// Starts the feeder (which sends the items of `items` at the positions `todo`), `decode_workers`
+/// decode workers and the scorer. Fewer decode workers than asked for still run; none is an error.
+#[allow(clippy::too_many_arguments)]
 pub fn start_stages<'scope>(
     s: &'scope Scope<'scope, '_>,
     shared: &'scope Shared,
-    todo: Vec<Work>,
+    items: &'scope [crate::dataset::Item],
+    todo: Vec<u32>,
     decode_workers: usize,
     (work_tx, work_rx): (Sender<Work>, Receiver<Work>),
     dec_tx: Sender<ToInfer>,
     (inf_rx, sc_tx): (Receiver<ToScore>, Sender<ToWrite>),
 ) -> Result<(), RunError> {
     spawn_stage(s, "feed", move || {
-        for w in todo {
+        for idx in todo {
+            let idx = idx as usize;
+            let w = Work {
+                idx,
+                item: items[idx].clone(),
+            };
             if shared.stopping() || work_tx.send(w).is_err() {
                 break;
             }

@@ -1,6 +1,8 @@
 //! Writer stage: one thread writes every output (temp name + rename), hashes it, and records the
-//! outcome in the manifest. Each record is also appended to a journal at once, so a killed run
-//! loses at most the items in flight; `manifest.json` itself is rewritten at most once a second.
+//! outcome: each record is appended to the manifest's journal at once, so a killed run loses at
+//! most the items in flight. `manifest.json` itself is written twice: when the run starts (with the
+//! earlier run's records, see [`crate::provenance::resume`]) and when it ends, from that manifest
+//! and the journal, streaming. The bytes written for the manifest grow linearly with the items.
 
 use super::decode::ms;
 use super::message::{InputId, Scored, ToWrite};
@@ -8,113 +10,127 @@ use super::{RunError, Shared};
 use crate::output::digest::sha256_file;
 use crate::output::{hdf5, image, paths_for};
 use crate::provenance::manifest::{
-    Counts, ItemRecord, ItemStatus, Manifest, OutputFile, RunStatus,
+    journal_path, Counts, ItemRecord, ItemStatus, Manifest, OutputFile, RunStatus,
 };
+use crate::provenance::stream::{self, journal, ManifestReader, Sorter};
 use crossbeam_channel::Receiver;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub struct ManifestWriter {
-    pub manifest: Manifest,
-    /// Records by item index: an earlier run's until this run records the item.
-    pub records: Vec<Option<ItemRecord>>,
-    /// Records of items outside this run, kept as they were.
-    carried: Vec<ItemRecord>,
+    header: Manifest,
+    /// Items the manifest counts (this run's and carried ones).
+    total: usize,
     /// Written and failed items of this run.
     this_run: Counts,
+    /// Summed per-stage times of the items this run processed, in milliseconds.
+    pub busy_ms: [f64; 6],
     path: PathBuf,
-    journal: Option<std::fs::File>,
-    last_flush: Instant,
+    journal: Option<std::io::BufWriter<std::fs::File>>,
+    /// Whether the run's starting manifest was written (else there is nothing to end).
+    started: bool,
 }
 
 impl ManifestWriter {
+    /// The writer of a run whose starting manifest (`header` and the earlier records, `total`
+    /// items of which `skipped` are this run's and complete) is at `path`; `started` is false
+    /// when it could not be written.
     pub fn new(
-        manifest: Manifest,
-        records: Vec<Option<ItemRecord>>,
-        carried: Vec<ItemRecord>,
+        header: Manifest,
         path: PathBuf,
+        total: usize,
+        skipped: usize,
+        started: bool,
     ) -> Self {
-        let skipped = records
-            .iter()
-            .flatten()
-            .filter(|r| r.status == ItemStatus::Skipped)
-            .count();
         ManifestWriter {
-            manifest,
+            header,
+            total,
             this_run: Counts {
-                total: records.len(),
+                total: 0,
                 skipped,
                 ..Counts::default()
             },
-            records,
-            carried,
+            busy_ms: [0.0; 6],
             path,
             journal: None,
-            last_flush: Instant::now() - Duration::from_secs(10),
+            started,
         }
     }
 
     /// What this run did with its own items (the manifest may also hold carried records).
-    pub fn run_counts(&self) -> Counts {
-        self.this_run.clone()
+    pub fn run_counts(&self, items: usize) -> Counts {
+        Counts {
+            total: items,
+            ..self.this_run.clone()
+        }
     }
 
-    /// Records an item's outcome: appended to the journal now, the manifest rewritten soon.
-    pub fn record(&mut self, idx: usize, rec: ItemRecord) -> std::io::Result<()> {
+    /// Records an item's outcome: appended to the journal now, in the manifest when the run ends.
+    pub fn record(&mut self, rec: ItemRecord) -> std::io::Result<()> {
         if self.journal.is_none() {
-            self.journal = Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(crate::provenance::manifest::journal_path(&self.path))?,
-            );
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(journal_path(&self.path))?;
+            self.journal = Some(std::io::BufWriter::with_capacity(1 << 14, f));
         }
-        let line = serde_json::to_string(&rec).map_err(std::io::Error::other)?;
+        let mut line = serde_json::to_vec(&rec).map_err(std::io::Error::other)?;
+        line.push(b'\n');
         if let Some(j) = self.journal.as_mut() {
-            writeln!(j, "{line}")?;
+            // One write per record: a kill leaves at most a torn last line, which readers skip.
+            j.write_all(&line)?;
             j.flush()?;
+            stream::count_written(line.len() as u64);
         }
         match rec.status {
             ItemStatus::Written => self.this_run.written += 1,
             ItemStatus::Failed => self.this_run.failed += 1,
             ItemStatus::Skipped => self.this_run.skipped += 1,
         }
-        self.records[idx] = Some(rec);
-        if self.last_flush.elapsed() >= Duration::from_secs(1) {
-            self.flush(RunStatus::Running)?;
+        let t = &rec.timings_ms;
+        for (b, v) in self
+            .busy_ms
+            .iter_mut()
+            .zip([t.decode, t.upload, t.infer, t.score, t.download, t.write])
+        {
+            *b += v;
         }
         Ok(())
     }
 
-    /// Rewrites `manifest.json` with every finished record; a final status also ends the journal.
-    pub fn flush(&mut self, status: RunStatus) -> std::io::Result<()> {
-        let mut items: Vec<ItemRecord> = self.records.iter().flatten().cloned().collect();
-        items.extend(self.carried.iter().cloned());
-        // Listing order: byte-wise by stem.
-        items.sort_by(|a, b| {
-            a.stem
-                .as_os_str()
-                .as_encoded_bytes()
-                .cmp(b.stem.as_os_str().as_encoded_bytes())
-        });
-        self.manifest.items = items;
-        self.manifest.status = status;
-        if status != RunStatus::Running {
-            self.manifest.finished = Some(crate::provenance::manifest::now_rfc3339());
+    /// Writes the final `manifest.json` with `status`: the starting manifest's records with this
+    /// run's (from the journal, sorted by stem) in place of the earlier ones, streaming; then
+    /// removes the journal. A kill before the new file is in place leaves the starting manifest
+    /// and the journal, which a rerun reads together.
+    pub fn finish(&mut self, status: RunStatus) -> std::io::Result<()> {
+        if !self.started {
+            return Ok(());
         }
-        self.manifest.counts.total = self.records.len() + self.carried.len();
-        self.manifest.recount();
-        self.manifest.write(&self.path)?;
-        self.last_flush = Instant::now();
-        if status != RunStatus::Running {
-            self.journal = None;
-            match std::fs::remove_file(crate::provenance::manifest::journal_path(&self.path)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
+        self.journal = None;
+        let mut header = self.header.clone();
+        header.status = status;
+        header.finished = Some(crate::provenance::manifest::now_rfc3339());
+        let start = ManifestReader::open(&self.path).map_err(std::io::Error::other)?;
+        let (dir, tag) = crate::provenance::resume::spill_place(&self.path);
+        let mut sorter = Sorter::new(&dir, &tag, stream::by_stem);
+        let journal = journal_path(&self.path);
+        for rec in journal::records(&journal) {
+            sorter.push(rec)?;
         }
-        Ok(())
+        let merged = stream::merge_sorted(
+            vec![stream::items_stream(&start)?, sorter.finish()?],
+            stream::by_stem,
+        );
+        let mut w = stream::ManifestWriter::create(&self.path, &header, &[])?;
+        for rec in stream::latest_per_stem(merged) {
+            w.push(&rec?)?;
+        }
+        w.commit(self.total, None)?;
+        match std::fs::remove_file(&journal) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -130,9 +146,8 @@ pub fn run(
     let total = progress.length().unwrap_or(0);
     while let Ok(msg) = rx.recv() {
         shared.sample_queue(3, rx.len());
-        let (idx, rec) = match msg {
+        let rec = match msg {
             Ok(scored) => {
-                let idx = scored.idx;
                 let (image, stem, id) = (
                     scored.item.image.clone(),
                     scored.item.stem.clone(),
@@ -145,16 +160,16 @@ pub fn run(
                         Err(Box::new((rec, panic, None)))
                     });
                 match written.map_err(|b| *b) {
-                    Ok(rec) => (idx, rec),
+                    Ok(rec) => rec,
                     Err((rec, _, Some(e))) => {
                         // No space, a read-only or failing file system: every later item too.
-                        let _ = mw.record(idx, rec);
+                        let _ = mw.record(rec);
                         shared.fail(RunError::io("cannot write the outputs of", &image, e));
                         return;
                     }
                     Err((rec, e, None)) => {
                         log::warn!("{e}");
-                        (idx, rec)
+                        rec
                     }
                 }
             }
@@ -164,10 +179,10 @@ pub fn run(
                 let mut rec =
                     failed_record(shared, &f.item.image, f.item.stem, f.input_id, f.error);
                 rec.timings_ms = f.timings;
-                (f.idx, rec)
+                rec
             }
         };
-        if let Err(e) = mw.record(idx, rec) {
+        if let Err(e) = mw.record(rec) {
             shared.fail(RunError::io("cannot update the manifest", &mw.path, e));
             return;
         }
@@ -277,5 +292,64 @@ fn write_item(shared: &Shared, s: Scored) -> Result<ItemRecord, Box<WriteFailure
             let fatal = crate::output::is_fatal_write_error(&e);
             Err(Box::new((rec, msg, fatal.then_some(e))))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::Job;
+    use crate::provenance::manifest::tests::header;
+
+    fn record(stem: &str) -> ItemRecord {
+        ItemRecord {
+            input: format!("{stem}.png").into(),
+            input_sha256: Some("i".into()),
+            input_size: Some(1),
+            input_mtime_ns: Some(2),
+            stem: stem.into(),
+            status: ItemStatus::Written,
+            error: None,
+            outputs: vec![],
+            nan_values: 0,
+            timings_ms: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_final_write_cut_short_keeps_the_starting_manifest_and_the_journal() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("manifest.json");
+        let h = header(&Job::default());
+        // The starting manifest holds one earlier record; this run records two more.
+        let mut w = stream::ManifestWriter::create(&path, &h, &[]).unwrap();
+        w.push(&record("b")).unwrap();
+        w.commit(3, None).unwrap();
+        let mut mw = ManifestWriter::new(h.clone(), path.clone(), 3, 0, true);
+        mw.record(record("c")).unwrap();
+        mw.record(record("a")).unwrap();
+        // The final manifest cannot be written (its temporary name is taken by a folder).
+        let temp = crate::output::temp_path(&path);
+        std::fs::create_dir(&temp).unwrap();
+        assert!(mw.finish(RunStatus::Complete).is_err());
+        std::fs::remove_dir(&temp).unwrap();
+        let m = Manifest::read(&path).unwrap();
+        assert_eq!((m.status, m.items.len()), (RunStatus::Running, 1));
+        assert_eq!(journal::records(&journal_path(&path)).count(), 2);
+        // The next final write has every record, in stem order, and ends the journal.
+        let mut mw = ManifestWriter::new(h, path.clone(), 3, 0, true);
+        mw.finish(RunStatus::Complete).unwrap();
+        let m = Manifest::read(&path).unwrap();
+        let stems: Vec<String> = m
+            .items
+            .iter()
+            .map(|r| r.stem.display().to_string())
+            .collect();
+        assert_eq!(stems, ["a", "b", "c"]);
+        assert_eq!(
+            (m.status, m.counts.written, m.counts.total),
+            (RunStatus::Complete, 3, 3)
+        );
+        assert!(!journal_path(&path).exists());
     }
 }

@@ -1,7 +1,9 @@
 //! `manifest.json`: what a run did, enough to tie every output to its input, job, checkpoint and
-//! program. Rewritten atomically as items finish, so a killed run loses at most the items in flight.
-//! Every reader (resume, merge, verify, the RO-Crate, the report) goes through [`read`] and the types
-//! here; [`Manifest::differing_settings`] is the one rule for which settings two runs must share.
+//! program. Written atomically when a run starts and when it ends; in between, each finished item's
+//! record is appended to the journal beside it, so a killed run loses at most the items in flight.
+//! Every reader (resume, merge, verify, the RO-Crate, the report) goes through the types here and
+//! the streaming reader and writer beside them; [`Manifest::differing_settings`] is the one rule
+//! for which settings two runs must share.
 
 use super::shard::Shard;
 use crate::exit::{Diagnose, ExitCode};
@@ -248,31 +250,6 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Reads a manifest (a whole run's, a shard's or a merged one) and checks its format.
-    pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
-        let bytes = std::fs::read(path).map_err(|source| ManifestError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let m: Manifest =
-            serde_json::from_slice(&bytes).map_err(|source| ManifestError::Parse {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        if m.format != FORMAT {
-            return Err(ManifestError::Format {
-                path: path.to_path_buf(),
-                found: m.format,
-            });
-        }
-        Ok(m)
-    }
-
-    pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        crate::output::write_bytes_atomic(path, &json)
-    }
-
     /// The recorded job as a [`Job`].
     pub fn job(&self) -> Result<Job, serde_json::Error> {
         serde_json::from_value(self.job.clone())

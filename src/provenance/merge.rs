@@ -12,9 +12,14 @@
 //!
 //! The merged manifest has the single-run schema with `shard: null`, items sorted by input path,
 //! recomputed counts, and a `merged_from` list naming each shard manifest and its run.
+//!
+//! Memory stays bounded at any number of items: the shards' records are read one manifest after
+//! another into an external sort by input path ([`Sorter`]), then walked once beside the expected
+//! inputs, the merged manifest written as they go. Only the input listing is held.
 
-use super::manifest::{Counts, ItemRecord, Manifest, ManifestError, RunStatus};
+use super::manifest::{ItemRecord, Manifest, ManifestError, RunStatus};
 use super::shard::{self, Shard, ShardSource};
+use super::stream::{self, ManifestReader, ManifestWriter, Sorter};
 use crate::dataset;
 use crate::exit::{Diagnose, ExitCode};
 use crate::output::pathtext;
@@ -55,6 +60,12 @@ pub enum MergeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot sort the shards' records in {dir}")]
+    Sort {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Diagnose for MergeError {
@@ -63,7 +74,9 @@ impl Diagnose for MergeError {
             MergeError::NoManifests(_) => ExitCode::NoInput,
             MergeError::MixedCounts { .. } => ExitCode::Data,
             MergeError::Manifest(e) => e.exit_code(),
-            MergeError::List { .. } | MergeError::Write { .. } => ExitCode::Io,
+            MergeError::List { .. } | MergeError::Write { .. } | MergeError::Sort { .. } => {
+                ExitCode::Io
+            }
             MergeError::Lock(e) => e.exit_code(),
         }
     }
@@ -170,16 +183,6 @@ impl MergeReport {
     }
 }
 
-/// Reads a manifest file (see [`Manifest::read`]); kept for the `run` command.
-/// Writes JSON to `path` atomically, keys sorted and with a final newline: the form the merged
-/// manifest has always had.
-fn write_json_atomic<T: Serialize>(path: &Path, v: &T) -> std::io::Result<()> {
-    let value = serde_json::to_value(v).map_err(std::io::Error::other)?;
-    let mut text = serde_json::to_vec_pretty(&value).map_err(std::io::Error::other)?;
-    text.push(b'\n');
-    crate::output::write_bytes_atomic(path, &text)
-}
-
 /// One shard run named in the merged manifest.
 #[derive(Debug, Serialize)]
 struct MergedFrom {
@@ -198,16 +201,8 @@ struct ShardRef {
     count: usize,
 }
 
-/// The merged `manifest.json`: the single-run schema plus `merged_from`.
-#[derive(Debug, Serialize)]
-struct Merged<'a> {
-    #[serde(flatten)]
-    manifest: &'a Manifest,
-    merged_from: Vec<MergedFrom>,
-}
-
 /// The shard manifests found, by shard index, with their file.
-type Shards = BTreeMap<usize, (PathBuf, Manifest)>;
+type Shards = BTreeMap<usize, (PathBuf, ManifestReader)>;
 
 /// Merges the shard manifests under `args.output`; writes `manifest.json` and its RO-Crate.
 /// `command_line` is recorded in the merged manifest.
@@ -227,47 +222,272 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
     };
     check_shards(&found, count, &mut report);
 
-    let first = &found.values().next().expect("at least one manifest").1;
+    let first = found
+        .values()
+        .next()
+        .expect("at least one manifest")
+        .1
+        .header();
     // Expected items: the input listing split as the runner splits it, when the root is readable.
     let listed = expected_items(first, args.input.as_deref(), count);
     report.listed_inputs = listed.is_some();
-    let recorded = recorded_items(&found);
-    let expected: Vec<(PathBuf, Option<usize>)> =
-        listed.unwrap_or_else(|| recorded.keys().map(|k| (k.clone(), None)).collect());
-    let mut items = collect_items(&expected, &recorded, &found, &mut report);
-    let expected_set: BTreeSet<&PathBuf> = expected.iter().map(|(i, _)| i).collect();
-    for input in recorded.keys().filter(|i| !expected_set.contains(i)) {
-        report.conflicts.push(format!(
+    let sort_err = |source| MergeError::Sort {
+        dir: args.output.clone(),
+        source,
+    };
+    stream::remove_stale_spills(&args.output, SPILL_TAG);
+    let (recorded, per_shard) = sort_records(&found, &args.output).map_err(sort_err)?;
+
+    let path = shard::manifest_path(&args.output, None);
+    let write_err = |source| MergeError::Write {
+        path: path.clone(),
+        source,
+    };
+    let header = merged_header(first, &found, command_line);
+    let merged_from = serde_json::to_value(merged_from(&found, count, &args.output))
+        .map_err(|e| write_err(e.into()))?;
+    let mut w = ManifestWriter::create(&path, &header, &[("merged_from", merged_from)])
+        .map_err(write_err)?;
+    let mut walk = Walk {
+        found: &found,
+        report: &mut report,
+        out: &mut w,
+        total: 0,
+    };
+    match listed {
+        Some(mut expected) => {
+            expected.sort_by(|a, b| stream::path_cmp(&a.0, &b.0));
+            walk.total = expected.len();
+            walk.listed(expected.into_iter(), recorded)
+        }
+        None => walk.recorded_only(recorded),
+    }
+    .map_err(|e| match e {
+        WalkError::Read(source) => sort_err(source),
+        WalkError::Write(source) => write_err(source),
+    })?;
+    let total = walk.total;
+    if !report.listed_inputs {
+        report_cut_off_shards(&found, &per_shard, &mut report);
+    }
+    report.total = total;
+    report.written = w.tally().written + w.tally().skipped;
+    let clean = report.missing_shards.is_empty()
+        && report.unfinished.is_empty()
+        && report.conflicts.is_empty();
+    w.set_status(if clean {
+        RunStatus::Complete
+    } else {
+        RunStatus::Failed
+    });
+    w.commit(total, None).map_err(write_err)?;
+    match ManifestReader::open(&path) {
+        Ok(r) => {
+            if let Err(e) = super::rocrate::write_from(&args.output, &r) {
+                log::warn!("{e}");
+            }
+        }
+        Err(e) => log::warn!("{e}"),
+    }
+    report.manifest = path;
+    Ok(report)
+}
+
+/// Names the spill folder of a merge's sort.
+const SPILL_TAG: &str = "merge";
+
+/// A shard's record, tagged with the shard.
+type Tagged = (usize, ItemRecord);
+
+fn by_input_then_shard(a: &Tagged, b: &Tagged) -> std::cmp::Ordering {
+    stream::path_cmp(&a.1.input, &b.1.input).then(a.0.cmp(&b.0))
+}
+
+/// Every shard's records, sorted by input path (then shard), read one manifest after another;
+/// and how many records each shard holds.
+fn sort_records(
+    found: &Shards,
+    dir: &Path,
+) -> std::io::Result<(stream::Stream<'static, Tagged>, BTreeMap<usize, usize>)> {
+    let mut sorter = Sorter::new(dir, SPILL_TAG, by_input_then_shard);
+    let mut per_shard = BTreeMap::new();
+    for (k, (_, r)) in found {
+        let mut n = 0usize;
+        for it in r.items().map_err(std::io::Error::other)? {
+            sorter.push((*k, it.map_err(std::io::Error::other)?))?;
+            n += 1;
+        }
+        per_shard.insert(*k, n);
+    }
+    Ok((sorter.finish()?, per_shard))
+}
+
+enum WalkError {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+/// The walk over the sorted records (grouped by input) beside the expected inputs.
+struct Walk<'a> {
+    found: &'a Shards,
+    report: &'a mut MergeReport,
+    out: &'a mut ManifestWriter,
+    total: usize,
+}
+
+/// The records of one input, in shard order.
+type Group = (PathBuf, Vec<Tagged>);
+
+/// Groups a sorted stream of tagged records by input.
+fn groups(
+    records: stream::Stream<'static, Tagged>,
+) -> impl Iterator<Item = std::io::Result<Group>> {
+    let mut records = records.peekable();
+    std::iter::from_fn(move || {
+        let first = match records.next()? {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
+        let input = first.1.input.clone();
+        let mut group = vec![first];
+        while let Some(Ok(next)) = records.peek() {
+            if next.1.input != input {
+                break;
+            }
+            group.push(records.next().and_then(Result::ok).expect("peeked"));
+        }
+        if let Some(Err(_)) = records.peek() {
+            if let Some(Err(e)) = records.next() {
+                return Some(Err(e));
+            }
+        }
+        Some(Ok((input, group)))
+    })
+}
+
+impl Walk<'_> {
+    /// Expected inputs (sorted by path) against the recorded ones.
+    fn listed(
+        &mut self,
+        expected: impl Iterator<Item = (PathBuf, Option<usize>)>,
+        recorded: stream::Stream<'static, Tagged>,
+    ) -> Result<(), WalkError> {
+        let mut groups = groups(recorded).peekable();
+        let mut next_group = |before: Option<&Path>| -> Result<Option<Group>, WalkError> {
+            match groups.peek() {
+                None => Ok(None),
+                Some(Err(_)) => match groups.next() {
+                    Some(Err(e)) => Err(WalkError::Read(e)),
+                    _ => unreachable!("peeked an error"),
+                },
+                Some(Ok((input, _))) => {
+                    let take = before
+                        .is_none_or(|b| stream::path_cmp(input, b) != std::cmp::Ordering::Greater);
+                    Ok(if take {
+                        groups.next().and_then(Result::ok)
+                    } else {
+                        None
+                    })
+                }
+            }
+        };
+        for (input, want) in expected {
+            let mut mine = Vec::new();
+            while let Some((other, recs)) = next_group(Some(&input))? {
+                if other == input {
+                    mine = recs;
+                    break;
+                }
+                self.unlisted(&other);
+            }
+            self.item(&input, want, &mine)?;
+        }
+        while let Some((other, _)) = next_group(None)? {
+            self.unlisted(&other);
+        }
+        Ok(())
+    }
+
+    /// Without a listing, the recorded inputs are the expected ones.
+    fn recorded_only(
+        &mut self,
+        recorded: stream::Stream<'static, Tagged>,
+    ) -> Result<(), WalkError> {
+        for g in groups(recorded) {
+            let (input, recs) = g.map_err(WalkError::Read)?;
+            self.total += 1;
+            self.item(&input, None, &recs)?;
+        }
+        Ok(())
+    }
+
+    fn unlisted(&mut self, input: &Path) {
+        self.report.conflicts.push(format!(
             "{} is recorded by a shard but is not in the input listing",
             text(input)
         ));
     }
-    if !report.listed_inputs {
-        report_cut_off_shards(&found, &mut report);
-    }
-    items.sort_by(|a, b| {
-        let key = |r: &ItemRecord| r.input.as_os_str().as_encoded_bytes().to_vec();
-        key(a).cmp(&key(b))
-    });
-    report.total = expected.len();
-    report.written = items.iter().filter(|it| it.status.produced()).count();
 
-    let merged = merged_manifest(first, &found, items, &report, command_line);
-    let merged_from = merged_from(&found, count, &args.output);
-    let path = shard::manifest_path(&args.output, None);
-    let doc = Merged {
-        manifest: &merged,
-        merged_from,
-    };
-    write_json_atomic(&path, &doc).map_err(|source| MergeError::Write {
-        path: path.clone(),
-        source,
-    })?;
-    if let Err(e) = super::rocrate::write(&args.output, &merged) {
-        log::warn!("{e}");
+    /// One expected input and the shards' records of it: the merged record (if any) is written;
+    /// what is missing or in conflict goes to the report.
+    fn item(
+        &mut self,
+        input: &Path,
+        want_shard: Option<usize>,
+        recs: &[Tagged],
+    ) -> Result<(), WalkError> {
+        let report = &mut *self.report;
+        if let Some(want) = want_shard {
+            if let Some((k, _)) = recs.iter().find(|(k, _)| *k != want) {
+                report.conflicts.push(format!(
+                    "{} was processed by shard {k} but belongs to shard {want} (did the input listing change?)",
+                    text(input)
+                ));
+            }
+        }
+        let producers: Vec<&Tagged> = recs.iter().filter(|(_, it)| it.status.produced()).collect();
+        if producers
+            .iter()
+            .any(|(_, it)| it.outputs != producers[0].1.outputs)
+        {
+            let ks: Vec<String> = producers.iter().map(|(k, _)| k.to_string()).collect();
+            report.conflicts.push(format!(
+                "{} was produced with different outputs by shards {}",
+                text(input),
+                ks.join(", ")
+            ));
+        }
+        let missing = |shard, why| MissingItem {
+            input: text(input),
+            shard,
+            why,
+        };
+        let merged = match (producers.first(), recs.first()) {
+            (Some((_, it)), _) => Some(it),
+            (None, Some((k, it))) => {
+                let why = match &it.error {
+                    Some(e) => format!("{}: {e}", it.status.as_str()),
+                    None => it.status.as_str().to_string(),
+                };
+                report.missing_items.push(missing(Some(*k), why));
+                Some(it)
+            }
+            (None, None) => {
+                let why = match want_shard {
+                    Some(k) if !self.found.contains_key(&k) => "its shard wrote no manifest",
+                    _ => "not reached",
+                };
+                report
+                    .missing_items
+                    .push(missing(want_shard, why.to_string()));
+                None
+            }
+        };
+        if let Some(it) = merged {
+            self.out.push(it).map_err(WalkError::Write)?;
+        }
+        Ok(())
     }
-    report.manifest = path;
-    Ok(report)
 }
 
 /// Reads every shard manifest in `dir`; all must name one shard count.
@@ -296,7 +516,7 @@ fn read_shards(dir: &Path) -> Result<(usize, Shards), MergeError> {
             continue;
         };
         let path = entry.path();
-        let m = Manifest::read(&path)?;
+        let m = ManifestReader::open(&path)?;
         counts.insert(n);
         found.insert(k, (path, m));
     }
@@ -317,7 +537,9 @@ fn read_shards(dir: &Path) -> Result<(usize, Shards), MergeError> {
 /// Status, recorded shard and settings of every shard against the first.
 fn check_shards(found: &Shards, count: usize, report: &mut MergeReport) {
     let (first_k, (_, first)) = found.iter().next().expect("at least one manifest");
+    let first = first.header();
     for (k, (_, m)) in found {
+        let m = m.header();
         if m.status != RunStatus::Complete {
             report.unfinished.push((*k, m.status.as_str().to_string()));
         }
@@ -335,88 +557,20 @@ fn check_shards(found: &Shards, count: usize, report: &mut MergeReport) {
     }
 }
 
-/// Items recorded by the shards, by input path.
-fn recorded_items(found: &Shards) -> BTreeMap<PathBuf, Vec<(usize, &ItemRecord)>> {
-    let mut recorded: BTreeMap<PathBuf, Vec<(usize, &ItemRecord)>> = BTreeMap::new();
-    for (k, (_, m)) in found {
-        for it in &m.items {
-            recorded.entry(it.input.clone()).or_default().push((*k, it));
-        }
-    }
-    recorded
-}
-
 /// An input path as the manifest writes it.
 fn text(p: &Path) -> String {
     pathtext::encode(p).0
 }
 
-/// The merged items, one per expected input that a shard recorded; what is missing or in conflict
-/// goes to `report`.
-fn collect_items(
-    expected: &[(PathBuf, Option<usize>)],
-    recorded: &BTreeMap<PathBuf, Vec<(usize, &ItemRecord)>>,
-    found: &Shards,
-    report: &mut MergeReport,
-) -> Vec<ItemRecord> {
-    let mut items = Vec::new();
-    for (input, want_shard) in expected {
-        let recs = recorded.get(input).map(Vec::as_slice).unwrap_or(&[]);
-        if let Some(want) = want_shard {
-            if let Some((k, _)) = recs.iter().find(|(k, _)| k != want) {
-                report.conflicts.push(format!(
-                    "{} was processed by shard {k} but belongs to shard {want} (did the input listing change?)",
-                    text(input)
-                ));
-            }
-        }
-        let producers: Vec<&(usize, &ItemRecord)> =
-            recs.iter().filter(|(_, it)| it.status.produced()).collect();
-        if producers
-            .iter()
-            .any(|(_, it)| it.outputs != producers[0].1.outputs)
-        {
-            let ks: Vec<String> = producers.iter().map(|(k, _)| k.to_string()).collect();
-            report.conflicts.push(format!(
-                "{} was produced with different outputs by shards {}",
-                text(input),
-                ks.join(", ")
-            ));
-        }
-        let missing = |shard, why| MissingItem {
-            input: text(input),
-            shard,
-            why,
-        };
-        match (producers.first(), recs.first()) {
-            (Some((_, it)), _) => items.push((*it).clone()),
-            (None, Some((k, it))) => {
-                let why = match &it.error {
-                    Some(e) => format!("{}: {e}", it.status.as_str()),
-                    None => it.status.as_str().to_string(),
-                };
-                report.missing_items.push(missing(Some(*k), why));
-                items.push((*it).clone());
-            }
-            (None, None) => {
-                let why = match want_shard {
-                    Some(k) if !found.contains_key(k) => "its shard wrote no manifest",
-                    _ => "not reached",
-                };
-                report
-                    .missing_items
-                    .push(missing(*want_shard, why.to_string()));
-            }
-        }
-    }
-    items
-}
-
 /// A shard that recorded fewer items than it counted was cut off before listing them all; only
 /// visible this way when the input root cannot be listed.
-fn report_cut_off_shards(found: &Shards, report: &mut MergeReport) {
+fn report_cut_off_shards(
+    found: &Shards,
+    per_shard: &BTreeMap<usize, usize>,
+    report: &mut MergeReport,
+) {
     for (k, (_, m)) in found {
-        let (total, n) = (m.counts.total, m.items.len());
+        let (total, n) = (m.header().counts.total, per_shard[k]);
         if total > n {
             report.missing_items.push(MissingItem {
                 input: format!("({} unnamed items)", total - n),
@@ -427,28 +581,10 @@ fn report_cut_off_shards(found: &Shards, report: &mut MergeReport) {
     }
 }
 
-/// The merged manifest: the first shard's settings, the merged items and counts, the shards' time
-/// span, and a status that is `complete` only when every shard is there, finished and consistent.
-fn merged_manifest(
-    first: &Manifest,
-    found: &Shards,
-    items: Vec<ItemRecord>,
-    report: &MergeReport,
-    command_line: &[String],
-) -> Manifest {
-    let count_of = |st| items.iter().filter(|it| it.status == st).count();
-    use super::manifest::ItemStatus;
-    let counts = Counts {
-        total: report.total,
-        written: count_of(ItemStatus::Written),
-        // Items never reached count in `total` only: total - written - failed - skipped.
-        failed: count_of(ItemStatus::Failed),
-        skipped: count_of(ItemStatus::Skipped),
-    };
-    let clean = report.missing_shards.is_empty()
-        && report.unfinished.is_empty()
-        && report.conflicts.is_empty();
-    let shards = || found.values().map(|(_, m)| m);
+/// The merged manifest's header: the first shard's settings and the shards' time span. Its
+/// counts and status are settled when its items have been written.
+fn merged_header(first: &Manifest, found: &Shards, command_line: &[String]) -> Manifest {
+    let shards = || found.values().map(|(_, m)| m.header());
     let run_ids: Vec<&str> = shards().map(|m| m.run_id.as_str()).collect();
     Manifest {
         run_id: merged_run_id(&run_ids),
@@ -459,13 +595,9 @@ fn merged_manifest(
             .min()
             .unwrap_or_default(),
         finished: shards().filter_map(|m| m.finished.clone()).max(),
-        status: if clean {
-            RunStatus::Complete
-        } else {
-            RunStatus::Failed
-        },
-        counts,
-        items,
+        status: RunStatus::Running,
+        counts: Default::default(),
+        items: vec![],
         ..first.clone()
     }
 }
@@ -474,7 +606,8 @@ fn merged_manifest(
 fn merged_from(found: &Shards, count: usize, output: &Path) -> Vec<MergedFrom> {
     found
         .iter()
-        .map(|(k, (path, m))| MergedFrom {
+        .map(|(k, (path, m))| (k, path, m.header()))
+        .map(|(k, path, m)| MergedFrom {
             manifest: path
                 .strip_prefix(output)
                 .unwrap_or(path)
@@ -543,7 +676,7 @@ fn expected_items(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provenance::manifest::{OutputFile, Timings};
+    use crate::provenance::manifest::{Counts, OutputFile, Timings};
     use serde_json::{json, Value};
 
     fn item(input: &str, status: &str, hash: &str) -> ItemRecord {
@@ -851,6 +984,56 @@ mod tests {
         assert_eq!(r.total, 2);
         let inputs: Vec<&str> = r.missing_items.iter().map(|m| m.input.as_str()).collect();
         assert_eq!(inputs, ["c.png", "(1 unnamed items)"]);
+    }
+
+    #[test]
+    fn a_thousand_shards_merge_sorted_by_input() {
+        let f = fixture();
+        let gone = f.input.path().join("nowhere");
+        // 20,000 records: more than one sorted run, so the sort spills and merges.
+        let (n, per) = (1000, 20);
+        assert!(n * per > crate::provenance::stream::SORT_CHUNK);
+        for k in 0..n {
+            let items = (0..per)
+                .map(|i| {
+                    let j = k * per + i;
+                    item(&format!("f{:03}/{j:05}.png", j % 997), "written", "h")
+                })
+                .collect();
+            put(&f, k, n, &shard_manifest(&gone, k, n, "complete", items));
+        }
+        let args = MergeArgs {
+            output: f.output.path().to_path_buf(),
+            input: None,
+        };
+        let r = merge(&args, &[]).unwrap();
+        assert!(r.is_clean(), "{}", r.render());
+        assert_eq!((r.total, r.written, r.found.len()), (n * per, n * per, n));
+        let m = ManifestReader::open(&f.output.path().join("manifest.json")).unwrap();
+        assert_eq!(m.header().status, RunStatus::Complete);
+        assert_eq!(m.header().counts.written, n * per);
+        let mut last: Option<PathBuf> = None;
+        let mut count = 0;
+        for it in m.items().unwrap() {
+            let it = it.unwrap();
+            if let Some(l) = &last {
+                assert!(
+                    stream::path_cmp(l, &it.input) == std::cmp::Ordering::Less,
+                    "{} after {}",
+                    it.input.display(),
+                    l.display()
+                );
+            }
+            last = Some(it.input);
+            count += 1;
+        }
+        assert_eq!(count, n * per);
+        let left: Vec<String> = std::fs::read_dir(f.output.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.') && n != ".maskomaly.lock")
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 
     #[test]

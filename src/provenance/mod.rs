@@ -6,6 +6,8 @@
 //! * [`shard`]: which slice of the listing an array task processes; where its manifest goes.
 //! * [`merge`]: shard manifests into one; [`verify`]: re-checking a run; [`rocrate`]: the RO-Crate.
 //! * [`outputs`]: what marks a folder as a run's output folder, which listings never read.
+//! * [`stream`]: manifests and journals read and written one record at a time; [`sort`]: external
+//!   sorting of records.
 
 pub mod manifest;
 pub mod merge;
@@ -13,4 +15,6 @@ pub mod outputs;
 pub mod resume;
 pub mod rocrate;
 pub mod shard;
+pub mod sort;
+pub mod stream;
 pub mod verify;

@@ -1,7 +1,8 @@
 //! RO-Crate provenance: `ro-crate-metadata.json` next to `manifest.json`, describing the run as an
 //! RO-Crate 1.1 "Process Run Crate" (<https://w3id.org/ro/wfrun/process/0.5>).
 //!
-//! The crate is a pure function of the manifest: the run is a `CreateAction` whose `instrument` is
+//! The crate is a pure function of the manifest, written as it reads the manifest's items (four
+//! passes), so that it costs no memory per item: the run is a `CreateAction` whose `instrument` is
 //! the program (a `SoftwareApplication` with its version), whose `object` lists the input images,
 //! the resolved job and the checkpoint, and whose `result` lists the output files with their
 //! SHA-256. Outputs live inside the crate (relative ids); inputs and the checkpoint live outside it
@@ -9,9 +10,11 @@
 //! crate summarises (timings, numerics, libtorch).
 
 use super::manifest::{ItemRecord, Manifest, RunStatus};
+use super::stream::{manifest_error, ManifestReader};
 use crate::exit::{Diagnose, ExitCode};
 use crate::output::pathtext;
 use serde_json::{json, Map, Value};
+use std::io::Write;
 use std::path::Path;
 
 pub const FILE_NAME: &str = "ro-crate-metadata.json";
@@ -28,13 +31,15 @@ pub enum RoCrateError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read the manifest's items")]
+    Items(#[source] std::io::Error),
 }
 
 impl Diagnose for RoCrateError {
     fn exit_code(&self) -> ExitCode {
         match self {
             RoCrateError::Job(_) => ExitCode::Data,
-            RoCrateError::Write { .. } => ExitCode::Io,
+            RoCrateError::Write { .. } | RoCrateError::Items(_) => ExitCode::Io,
         }
     }
 }
@@ -106,31 +111,112 @@ fn file_entity(id: String, name: &str, sha256: Option<&str>) -> Value {
     Value::Object(e)
 }
 
-/// Builds the crate for a run from its manifest.
-pub fn from_manifest(m: &Manifest) -> Result<Value, RoCrateError> {
-    let job = m.job().map_err(RoCrateError::Job)?;
-    let run_id = &m.run_id;
-    let program_id = format!("#program-{}-{}", m.program.name, m.program.version);
-    let (mut objects, results, mut entities) = files(&m.items, &job.dataset.root);
+/// A pass over a manifest's item records (the crate reads them four times).
+type ItemPass<'a> = Box<dyn Iterator<Item = std::io::Result<ItemRecord>> + 'a>;
 
-    // The resolved job is a parameter of the run; its text is the manifest's `job`.
-    objects.insert(0, json!({"@id": "#job"}));
-    entities.push(job_entity(m));
+/// A fresh pass over the records, each time it is called.
+type ItemSource<'s, 'a> = &'s dyn Fn() -> std::io::Result<ItemPass<'a>>;
+
+/// Builds the crate for a run from its manifest held in memory.
+pub fn from_manifest(m: &Manifest) -> Result<Value, RoCrateError> {
+    let mut text = Vec::new();
+    write_crate(&mut text, m, &|| {
+        Ok(Box::new(m.items.iter().cloned().map(Ok)))
+    })?;
+    Ok(serde_json::from_slice(&text).expect("the crate writer writes JSON"))
+}
+
+/// A marker for a list whose members are written as a stream.
+fn marker(name: &str) -> Value {
+    json!(format!("@@stream:{name}@@"))
+}
+
+fn io_err(source: std::io::Error) -> RoCrateError {
+    RoCrateError::Items(source)
+}
+
+/// Writes one list member; `first` is false once a member has been written.
+fn member(out: &mut dyn Write, first: &mut bool, v: &Value) -> Result<(), RoCrateError> {
+    out.write_all(if *first { b"\n" } else { b",\n" })
+        .map_err(io_err)?;
+    *first = false;
+    serde_json::to_writer(&mut *out, v).map_err(|e| io_err(e.into()))
+}
+
+/// Writes `value` with the lists marked by `names` filled by `fill`, in order.
+fn write_with_streams(
+    out: &mut dyn Write,
+    value: &Value,
+    names: &[&str],
+    fill: &mut dyn FnMut(&mut dyn Write, &str) -> Result<(), RoCrateError>,
+) -> Result<(), RoCrateError> {
+    let mut text = serde_json::to_string(value).expect("JSON values always serialise");
+    for name in names {
+        let m = serde_json::to_string(&marker(name)).expect("a string");
+        let at = text.find(&m).expect("the marker is in the text");
+        out.write_all(&text.as_bytes()[..at]).map_err(io_err)?;
+        out.write_all(b"[").map_err(io_err)?;
+        fill(out, name)?;
+        out.write_all(b"\n]").map_err(io_err)?;
+        text = text[at + m.len()..].to_string();
+    }
+    out.write_all(text.as_bytes()).map_err(io_err)
+}
+
+/// An input (path, sha256) or an output (path, sha256) met in a pass.
+enum Met<'a> {
+    Input(&'a str, Option<&'a str>),
+    Output(&'a str, &'a str),
+}
+
+/// One pass over the records: `f` meets each input and each output. Outputs are listed once:
+/// every item of a manifest has its own stem, so only a record repeating an output path, which
+/// would come right after it, is passed over (no set of every path is held).
+fn pass(
+    items: ItemSource<'_, '_>,
+    f: &mut dyn FnMut(Met) -> Result<(), RoCrateError>,
+) -> Result<(), RoCrateError> {
+    let mut last = String::new();
+    for it in items().map_err(io_err)? {
+        let it = it.map_err(io_err)?;
+        let input = pathtext::encode(&it.input).0;
+        f(Met::Input(&input, it.input_sha256.as_deref()))?;
+        for o in &it.outputs {
+            let p = pathtext::encode(&o.path).0;
+            if p != last {
+                f(Met::Output(&p, &o.sha256))?;
+                last = p;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the crate for a run: `m` gives the header, `items` the records. The lists of inputs and
+/// outputs stream (four passes over the records); nothing is held per item.
+fn write_crate(
+    out: &mut dyn Write,
+    m: &Manifest,
+    items: ItemSource<'_, '_>,
+) -> Result<(), RoCrateError> {
+    let job = m.job().map_err(RoCrateError::Job)?;
+    let input_root = job.dataset.root.clone();
+    let run_id = &m.run_id;
+    let action_id = format!("#run-{run_id}");
+    let program_id = format!("#program-{}-{}", m.program.name, m.program.version);
     let ck = &m.checkpoint;
     let ck_path = ck.path.to_string_lossy();
     let ck_id = file_id(Path::new("/"), &ck_path);
     let mut ck_entity = file_entity(ck_id.clone(), &ck_path, Some(&ck.sha256));
     ck_entity["description"] = json!(format!("model checkpoint ({})", ck.format));
-    objects.insert(1, json!({"@id": ck_id}));
-    entities.push(ck_entity);
 
     let mut action = json!({
-        "@id": format!("#run-{run_id}"),
+        "@id": action_id,
         "@type": "CreateAction",
         "name": format!("{} run {run_id}", m.program.name),
         "instrument": {"@id": program_id},
-        "object": objects,
-        "result": results,
+        "object": marker("object"),
+        "result": marker("result"),
         "startTime": m.started,
         "actionStatus": match m.status {
             RunStatus::Complete => "http://schema.org/CompletedActionStatus",
@@ -145,20 +231,17 @@ pub fn from_manifest(m: &Manifest) -> Result<Value, RoCrateError> {
     if m.status != RunStatus::Complete {
         action["error"] = json!(format!("run status: {}", m.status.as_str()));
     }
-
-    let mut has_part: Vec<Value> = vec![json!({"@id": "manifest.json"})];
-    has_part.extend(results);
     let root = json!({
         "@id": "./",
         "@type": "Dataset",
         "name": format!("{} outputs ({run_id})", job.name),
         "description": "Anomaly maps written by a Maskomaly batch run, with the run's provenance.",
         "conformsTo": {"@id": PROCESS_PROFILE},
-        "hasPart": has_part,
-        "mentions": {"@id": format!("#run-{run_id}")},
+        "hasPart": marker("hasPart"),
+        "mentions": {"@id": action_id},
         "datePublished": m.finished.as_ref().unwrap_or(&m.started),
     });
-    let mut graph = vec![
+    let mut head = vec![
         json!({
             "@id": FILE_NAME,
             "@type": "CreativeWork",
@@ -174,38 +257,59 @@ pub fn from_manifest(m: &Manifest) -> Result<Value, RoCrateError> {
         }),
         action,
     ];
-    graph.extend(software(m, &program_id));
-    graph.push(json!({
+    head.extend(software(m, &program_id));
+    head.push(json!({
         "@id": "manifest.json",
         "@type": "File",
         "name": "manifest.json",
         "encodingFormat": "application/json",
         "description": "Run manifest (maskomaly-manifest/1): job, numerics, per-item timings and hashes.",
     }));
-    graph.extend(entities);
-    Ok(json!({"@context": "https://w3id.org/ro/crate/1.1/context", "@graph": graph}))
-}
+    head.push(job_entity(m));
+    head.push(ck_entity);
 
-/// The inputs (`object`, outside the crate under `input_root`), the outputs (`result`, inside it,
-/// each once) and their entities, in item order.
-fn files(items: &[ItemRecord], input_root: &Path) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
-    let (mut objects, mut results, mut entities) = (vec![], vec![], vec![]);
-    let mut seen_out = std::collections::BTreeSet::new();
-    for it in items {
-        let input = pathtext::encode(&it.input).0;
-        let id = file_id(input_root, &input);
-        objects.push(json!({"@id": id}));
-        entities.push(file_entity(id, &input, it.input_sha256.as_deref()));
-        for o in &it.outputs {
-            let p = pathtext::encode(&o.path).0;
-            if seen_out.insert(p.clone()) {
-                let id = uri_path(&p);
-                results.push(json!({"@id": id}));
-                entities.push(file_entity(id, &p, Some(&o.sha256)));
-            }
+    let mut fill = |out: &mut dyn Write, name: &str| -> Result<(), RoCrateError> {
+        let mut first = true;
+        if name == "hasPart" {
+            member(out, &mut first, &json!({"@id": "manifest.json"}))?;
         }
+        if name == "object" {
+            // The resolved job is a parameter of the run; its text is the manifest's `job`.
+            member(out, &mut first, &json!({"@id": "#job"}))?;
+            member(out, &mut first, &json!({"@id": ck_id}))?;
+        }
+        pass(items, &mut |met| match (name, met) {
+            ("object", Met::Input(p, _)) => {
+                member(out, &mut first, &json!({"@id": file_id(&input_root, p)}))
+            }
+            ("hasPart" | "result", Met::Output(p, _)) => {
+                member(out, &mut first, &json!({"@id": uri_path(p)}))
+            }
+            _ => Ok(()),
+        })
+    };
+    out.write_all(b"{\"@context\":\"https://w3id.org/ro/crate/1.1/context\",\"@graph\":[")
+        .map_err(io_err)?;
+    let mut first = true;
+    for v in &head {
+        let names: &[&str] = match v["@id"].as_str() {
+            Some("./") => &["hasPart"],
+            Some(id) if id == action_id => &["object", "result"],
+            _ => &[],
+        };
+        out.write_all(if first { b"\n" } else { b",\n" })
+            .map_err(io_err)?;
+        first = false;
+        write_with_streams(out, v, names, &mut fill)?;
     }
-    (objects, results, entities)
+    pass(items, &mut |met| {
+        let e = match met {
+            Met::Input(p, h) => file_entity(file_id(&input_root, p), p, h),
+            Met::Output(p, h) => file_entity(uri_path(p), p, Some(h)),
+        };
+        member(out, &mut first, &e)
+    })?;
+    out.write_all(b"\n]}\n").map_err(io_err)
 }
 
 /// The resolved job as an entity; `url` is the job file named on the command line, if any.
@@ -258,13 +362,41 @@ fn job_file_argument(cl: &[String]) -> Option<String> {
     })
 }
 
-/// Writes `<output>/ro-crate-metadata.json` for a manifest (atomically, like every output).
+/// Writes `<output>/ro-crate-metadata.json` for a manifest held in memory (atomically, like every
+/// output).
 pub fn write(output: &Path, manifest: &Manifest) -> Result<(), RoCrateError> {
-    let crate_json = from_manifest(manifest)?;
+    write_file(output, manifest, &|| {
+        Ok(Box::new(manifest.items.iter().cloned().map(Ok)))
+    })
+}
+
+/// Writes `<output>/ro-crate-metadata.json` for the manifest `reader` reads, its items streaming.
+pub fn write_from(output: &Path, reader: &ManifestReader) -> Result<(), RoCrateError> {
+    write_file(output, reader.header(), &|| {
+        let items = reader.items().map_err(std::io::Error::other)?;
+        Ok(Box::new(items.map(|r| r.map_err(std::io::Error::other))))
+    })
+}
+
+fn write_file(output: &Path, m: &Manifest, items: ItemSource<'_, '_>) -> Result<(), RoCrateError> {
     let path = output.join(FILE_NAME);
-    let text = serde_json::to_vec_pretty(&crate_json).expect("JSON values always serialise");
-    crate::output::write_bytes_atomic(&path, &text)
-        .map_err(|source| RoCrateError::Write { path, source })
+    let wrap = |source| RoCrateError::Write {
+        path: path.clone(),
+        source,
+    };
+    let staged = crate::output::Staged::new(&path).map_err(wrap)?;
+    let file = std::fs::File::create(staged.path()).map_err(wrap)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+    match write_crate(&mut out, m, items) {
+        // A failed write is the crate's own; a failed read is the manifest's.
+        Err(RoCrateError::Items(source)) if manifest_error(&source).is_none() => {
+            return Err(wrap(source))
+        }
+        other => other?,
+    }
+    out.flush().map_err(wrap)?;
+    drop(out);
+    staged.commit().map_err(wrap)
 }
 
 #[cfg(test)]

@@ -16,11 +16,11 @@
 
 use super::manifest::{ItemStatus, Manifest, ManifestError, RunStatus};
 use super::shard;
+use super::stream::ManifestReader;
 use crate::exit::{Diagnose, ExitCode};
 use crate::output::digest::sha256_file;
 use crate::output::hdf5::read_score;
 use crate::output::pathtext;
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// `maskomaly verify` arguments.
@@ -216,24 +216,37 @@ struct Listed {
     sha256: String,
 }
 
-/// Every output the manifest lists.
-fn manifest_outputs(m: &Manifest) -> Vec<Listed> {
-    m.items
-        .iter()
-        .flat_map(|it| &it.outputs)
-        .map(|o| Listed {
-            text: pathtext::encode(&o.path).0,
-            path: o.path.clone(),
-            sha256: o.sha256.clone(),
-        })
-        .collect()
+/// Calls `f` with every output the manifest lists, reading its items one at a time.
+fn for_each_output(
+    r: &ManifestReader,
+    mut f: impl FnMut(Listed) -> Result<(), VerifyError>,
+) -> Result<(), VerifyError> {
+    for it in r.items()? {
+        for o in it?.outputs {
+            f(Listed {
+                text: pathtext::encode(&o.path).0,
+                path: o.path,
+                sha256: o.sha256,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// A 128-bit digest of a relative path: the set of listed outputs is held as these, sorted, so
+/// that it stays small at a million outputs.
+fn path_key(p: &Path) -> u128 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(p.as_os_str().as_encoded_bytes());
+    u128::from_le_bytes(d[..16].try_into().expect("16 bytes"))
 }
 
 /// Checks every recorded input under `root` against its record: same size and modification time,
 /// else the same SHA-256. Returns the inputs that changed or are gone.
-fn changed_inputs(m: &Manifest, root: &Path) -> Vec<String> {
+fn changed_inputs(r: &ManifestReader, root: &Path) -> Result<Vec<String>, VerifyError> {
     let mut out = Vec::new();
-    for it in &m.items {
+    for it in r.items()? {
+        let it = it?;
         let Some(want) = &it.input_sha256 else {
             continue;
         };
@@ -261,7 +274,7 @@ fn changed_inputs(m: &Manifest, root: &Path) -> Vec<String> {
             Err(e) => out.push(format!("{text} ({e})")),
         }
     }
-    out
+    Ok(out)
 }
 
 /// Checks the files under `args.output` against its manifest; with `--rerun`, also the maps.
@@ -271,7 +284,8 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, VerifyError> {
         let shards = args.output.join(crate::output::MANIFESTS_DIR).is_dir();
         return Err(VerifyError::NoManifest { path, shards });
     }
-    let m = Manifest::read(&path)?;
+    let reader = ManifestReader::open(&path)?;
+    let m = reader.header();
     let mut report = VerifyReport {
         status_ok: m.status == RunStatus::Complete,
         ..Default::default()
@@ -288,18 +302,22 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, VerifyError> {
             m.counts.failed
         ));
     }
-    check_outputs(&args.output, &m, &mut report)?;
-    check_inputs(args.input.as_deref(), &m, &mut report);
+    check_outputs(&args.output, &reader, &mut report)?;
+    check_inputs(args.input.as_deref(), &reader, &mut report)?;
     if args.rerun {
-        report.rerun = Some(rerun(args, &m)?);
+        report.rerun = Some(rerun(args, &reader)?);
     }
     Ok(report)
 }
 
 /// Re-hashes every listed output, and lists the files that are not outputs.
-fn check_outputs(root: &Path, m: &Manifest, report: &mut VerifyReport) -> Result<(), VerifyError> {
-    let mut known = BTreeSet::new();
-    for o in manifest_outputs(m) {
+fn check_outputs(
+    root: &Path,
+    r: &ManifestReader,
+    report: &mut VerifyReport,
+) -> Result<(), VerifyError> {
+    let mut known = Vec::new();
+    for_each_output(r, |o| {
         report.checked += 1;
         let p = root.join(&o.path);
         match sha256_file(&p) {
@@ -310,8 +328,10 @@ fn check_outputs(root: &Path, m: &Manifest, report: &mut VerifyReport) -> Result
             }
             Err(source) => return Err(VerifyError::Io { path: p, source }),
         }
-        known.insert(o.path);
-    }
+        known.push(path_key(&o.path));
+        Ok(())
+    })?;
+    known.sort_unstable();
     for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
         let entry = entry.map_err(|e| VerifyError::Io {
             path: e.path().unwrap_or(root).to_path_buf(),
@@ -323,7 +343,7 @@ fn check_outputs(root: &Path, m: &Manifest, report: &mut VerifyReport) -> Result
             continue;
         }
         let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
-        if !known.contains(rel) && !is_bookkeeping(rel) {
+        if known.binary_search(&path_key(rel)).is_err() && !is_bookkeeping(rel) {
             report.extra.push(rel.to_string_lossy().into_owned());
         }
     }
@@ -332,13 +352,17 @@ fn check_outputs(root: &Path, m: &Manifest, report: &mut VerifyReport) -> Result
 
 /// Inputs: only where their folder can be read (a run checked on another machine may not have
 /// them; that is said, not counted as a change).
-fn check_inputs(input: Option<&Path>, m: &Manifest, report: &mut VerifyReport) {
+fn check_inputs(
+    input: Option<&Path>,
+    r: &ManifestReader,
+    report: &mut VerifyReport,
+) -> Result<(), VerifyError> {
     let root = match input {
         Some(root) => Ok(root.to_path_buf()),
-        None => m.job().map(|j| j.dataset.root),
+        None => r.header().job().map(|j| j.dataset.root),
     };
     match root {
-        Ok(root) if root.is_dir() => report.changed_inputs = changed_inputs(m, &root),
+        Ok(root) if root.is_dir() => report.changed_inputs = changed_inputs(r, &root)?,
         Ok(root) => report.notes.push(format!(
             "inputs not checked: {} is not a readable folder (pass --input DIR)",
             root.display()
@@ -347,10 +371,12 @@ fn check_inputs(input: Option<&Path>, m: &Manifest, report: &mut VerifyReport) {
             "inputs not checked: the manifest's job cannot be read ({e}); pass --input DIR"
         )),
     }
+    Ok(())
 }
 
 /// Runs the recorded job again into a fresh folder and compares its maps with the recorded ones.
-fn rerun(args: &VerifyArgs, m: &Manifest) -> Result<RerunReport, VerifyError> {
+fn rerun(args: &VerifyArgs, r: &ManifestReader) -> Result<RerunReport, VerifyError> {
+    let m = r.header();
     let tolerance = args
         .tolerance
         .unwrap_or(if args.device == "cpu" { 0.0 } else { 1e-3 });
@@ -379,16 +405,14 @@ fn rerun(args: &VerifyArgs, m: &Manifest) -> Result<RerunReport, VerifyError> {
             .mismatches
             .push(format!("the rerun exited with {status}"));
     }
-    if let Ok(rm) = Manifest::read(&out.join("manifest.json")) {
-        if rm.checkpoint.sha256 != m.checkpoint.sha256 {
+    if let Ok(rm) = ManifestReader::open(&out.join("manifest.json")) {
+        if rm.header().checkpoint.sha256 != m.checkpoint.sha256 {
             report
                 .mismatches
                 .push("the rerun used a checkpoint with a different SHA-256".into());
         }
     }
-    for o in manifest_outputs(m) {
-        compare_output(&args.output, &out, &o, &mut report)?;
-    }
+    for_each_output(r, |o| compare_output(&args.output, &out, &o, &mut report))?;
     if !args.keep && report.mismatches.is_empty() {
         drop(folder);
     } else {
