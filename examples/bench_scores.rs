@@ -30,8 +30,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// CPU seconds this process has used (user + system, all threads): unlike wall time, it does not
 /// grow when other processes share the cores.
 fn cpu_s() -> f64 {
-    // SAFETY: getrusage only writes the struct it is given.
+    // SAFETY: rusage is plain integers, for which all-zero bytes are a valid value.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes the struct it is given.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
     t(u.ru_utime) + t(u.ru_stime)

@@ -277,6 +277,7 @@ fn run_measured(args: &[&str], dir: &Path) -> (i32, String, u64) {
     let mut status = 0;
     // SAFETY: plain wait4 on our own child; rusage is written by the kernel.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; `status` and `usage` are valid for the kernel to write.
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32);
     let code = if libc::WIFEXITED(status) {

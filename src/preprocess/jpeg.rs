@@ -261,8 +261,12 @@ pub fn decode(bytes: &[u8]) -> Result<(Rgb8, Option<String>), DecodeError> {
     let d = Decompressor::new()?;
     // Width and height as in the frame header select scale 1/1. Flags 0: accurate integer IDCT
     // and fancy upsampling, libjpeg's defaults, which cv2.imread keeps.
-    // SAFETY: `bytes` is read-only input of the given length; `out` holds exactly
-    // pitch × height bytes for the requested pixel format.
+    // SAFETY: TurboJPEG reads at most `bytes.len()` bytes of `bytes`. It writes the image scaled
+    // by the largest of its scaling factors whose result fits in `w × h` (an error when none does),
+    // so at most `h` rows of `pitch` bytes, whatever the file's own header says; with `w` and `h`
+    // read from that header the factor is 1/1. The pitch is `w × channels`, and `channels` is the
+    // pixel size of `format` (3 for RGB, which grey input is converted to; 4 for CMYK). `out` holds
+    // `n = w × h × channels` bytes: every byte TurboJPEG may write.
     let rc = unsafe {
         tj::tjDecompress2(
             d.0,
