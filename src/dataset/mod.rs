@@ -277,7 +277,7 @@ fn stem_clash(prev: &Path, it: &Item) -> DatasetError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -341,7 +341,7 @@ mod tests {
     }
 
     /// Writes a small image at each of `files` under `root`.
-    fn touch(root: &Path, files: &[&str]) {
+    pub(crate) fn touch(root: &Path, files: &[&str]) {
         for f in files {
             let p = root.join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -349,7 +349,7 @@ mod tests {
         }
     }
 
-    fn stems(items: &[Item]) -> Vec<String> {
+    pub(crate) fn stems(items: &[Item]) -> Vec<String> {
         items
             .iter()
             .map(|i| i.stem.to_str().unwrap().to_string())

@@ -182,14 +182,7 @@ impl MSDeformAttnPixelDecoder {
     ) -> EncoderConstants {
         let pos = shapes
             .iter()
-            .map(|&(h, w)| {
-                // [1, C, H, W] -> [1, H·W, C]
-                self.pe_layer
-                    .forward(h, w, dev)
-                    .to_kind(kind)
-                    .flatten(2, 3)
-                    .transpose(1, 2)
-            })
+            .map(|&(h, w)| self.pe_layer.tokens(h, w, kind, dev))
             .collect();
         let s: i64 = shapes.iter().map(|&(h, w)| h * w).sum();
         let attn = self.encoder_layers.first().map(|l| &l.self_attn);

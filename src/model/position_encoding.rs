@@ -24,6 +24,14 @@ impl PositionEmbeddingSine {
         }
     }
 
+    /// [`Self::forward`] as tokens: `[1, h·w, 2·num_pos_feats]` in `kind`.
+    pub fn tokens(&self, h: i64, w: i64, kind: Kind, device: Device) -> Tensor {
+        self.forward(h, w, device)
+            .to_kind(kind)
+            .flatten(2, 3)
+            .transpose(1, 2)
+    }
+
     /// Returns `[1, 2·num_pos_feats, h, w]` (channels 0..F from y, F..2F from x).
     pub fn forward(&self, h: i64, w: i64, device: Device) -> Tensor {
         let eps = 1e-6;

@@ -156,14 +156,7 @@ impl MultiScaleMaskedTransformerDecoder {
         self.pos.get_or_build((sizes.to_vec(), kind, dev), || {
             sizes
                 .iter()
-                .map(|&(h, w)| {
-                    // [1, C, H, W] -> [1, H·W, C]
-                    self.pe_layer
-                        .forward(h, w, dev)
-                        .to_kind(kind)
-                        .flatten(2, 3)
-                        .transpose(1, 2)
-                })
+                .map(|&(h, w)| self.pe_layer.tokens(h, w, kind, dev))
                 .collect()
         })
     }

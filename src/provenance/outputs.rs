@@ -64,22 +64,8 @@ impl FileId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::{walk_folder_excluding, DatasetError, Item};
-
-    fn touch(root: &Path, files: &[&str]) {
-        for f in files {
-            let p = root.join(f);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, b"x").unwrap();
-        }
-    }
-
-    fn stems(items: &[Item]) -> Vec<String> {
-        items
-            .iter()
-            .map(|i| i.stem.to_str().unwrap().to_string())
-            .collect()
-    }
+    use crate::dataset::tests::{stems, touch};
+    use crate::dataset::{walk_folder_excluding, DatasetError};
 
     #[test]
     fn output_folders_are_never_listed() {
