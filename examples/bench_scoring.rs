@@ -9,7 +9,7 @@ mod common;
 
 use maskomaly::job::Method;
 use maskomaly::output::npy;
-use maskomaly::scoring;
+use maskomaly::scores::maskomaly as scoring;
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};

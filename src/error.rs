@@ -358,12 +358,10 @@ mod tests {
             "error: temporary failure, retry later: cannot start the decode-0 thread\n  \
              caused by: Resource temporarily unavailable (os error 11)\n"
         );
-        let e = RunError::Config(crate::scores::ScoreError::Maskomaly(
-            crate::scoring::ScoreError::VoidOutOfRange {
-                void: 19,
-                classes: 5,
-            },
-        ));
+        let e = RunError::Config(crate::scores::ScoreError::VoidOutOfRange {
+            void: 19,
+            classes: 5,
+        });
         assert_eq!(e.exit_code(), ExitCode::Config);
         let text = Failure::from(e).render();
         assert!(

@@ -11,8 +11,8 @@
 //!   detectron2's exact resize (Pillow bilinear), normalise, pad;
 //!   OpenCV's INTER_AREA back to the input size.
 //! * [`model`]: backends producing `pred_logits` / `pred_masks`.
-//! * [`scoring`]: the Maskomaly rule; [`scores`]: every training-free score from one forward pass
-//!   (Maskomaly, RbA, EAM, energy, MSP, entropy).
+//! * [`scores`]: every training-free score from one forward pass (Maskomaly, RbA, EAM, energy, MSP,
+//!   entropy); the Maskomaly rule in [`scores::maskomaly`].
 //! * [`output`]: HDF5, PNG, heatmap and `.npy` writers; the atomic writer; SHA-256.
 //! * [`pipeline`]: the stages and their wiring.
 //! * [`commands`]: one file per subcommand; the one way to override a job and find its checkpoint.
@@ -42,7 +42,6 @@ pub mod progress;
 pub mod provenance;
 pub mod resize;
 pub mod scores;
-pub mod scoring;
 
 /// Sets glibc's allocator up for large tensors. By default every buffer over its mmap threshold
 /// (the network's activations, the input tensors, the mask logits) is a fresh mapping that the

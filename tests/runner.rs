@@ -82,16 +82,16 @@ fn expected_score(job: &Job, image: &Path) -> (Vec<f32>, usize, usize) {
     let _g = tch::no_grad_guard();
     let out = model.forward(&prepared.tensor.unsqueeze(0)).unwrap();
     let logits = out.pred_logits.get(0);
-    let cls = maskomaly::scoring::class_probs(&logits);
-    let plan = maskomaly::scoring::plan(&cls, 20, &job.method);
+    let cls = maskomaly::scores::maskomaly::class_probs(&logits);
+    let plan = maskomaly::scores::maskomaly::plan(&cls, 20, &job.method);
     let (hp, wp) = prepared.padded;
-    let masks = maskomaly::scoring::needed_masks(
+    let masks = maskomaly::scores::maskomaly::needed_masks(
         &out.pred_masks.get(0),
         &plan.needed(),
         hp as i64,
         wp as i64,
     );
-    let map = maskomaly::scoring::score(&plan, &masks, &job.method);
+    let map = maskomaly::scores::maskomaly::score(&plan, &masks, &job.method);
     let padded = Vec::<f32>::try_from(map.flatten(0, -1)).unwrap();
     let s = maskomaly::resize::opencv_area(&padded, wp, hp, img.width, img.height);
     (s, img.height, img.width)

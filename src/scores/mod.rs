@@ -4,7 +4,7 @@
 //!
 //! | name | score at each pixel of the H × W input | official source |
 //! |---|---|---|
-//! | `maskomaly` | the Maskomaly rule ([`crate::scoring`]) at the padded size, then INTER_AREA | jan-ackermann/Maskomaly `maskomaly/model.py` |
+//! | `maskomaly` | the Maskomaly rule ([`maskomaly`]) at the padded size, then INTER_AREA | jan-ackermann/Maskomaly `maskomaly/model.py` |
 //! | `rba` | `−Σ_k tanh(S'_k)`, optionally a 7×7 Gaussian blur (σ = 1) | NazirNayal8/RbA `evaluate_ood.py::get_RbA`, `support.py` |
 //! | `energy` | `−logsumexp_k S'_k` | NazirNayal8/RbA `evaluate_ood.py::get_energy` |
 //! | `eam` | `1 − Σ_q σ(post(up(m_q))) · max_k p̃_q,k` | matejgrcic/Open-set-M2F `ood_detection_evaluation.py` |
@@ -16,11 +16,11 @@
 //! float32 on the model's device; only the Maskomaly map's final INTER_AREA runs on the host.
 //! Higher is more anomalous for every score.
 
+pub mod maskomaly;
 pub mod semantic;
 
 use crate::job::Method;
 pub use crate::job::ScoreKind;
-use crate::scoring;
 use std::borrow::Cow;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -44,8 +44,18 @@ pub fn display(kind: ScoreKind, classes: usize, values: &[f32]) -> Cow<'_, [f32]
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
-    #[error(transparent)]
-    Maskomaly(#[from] scoring::ScoreError),
+    #[error(
+        "`method.{key}` names query {index}, but the model has {queries} queries (0..{queries}-1)"
+    )]
+    QueryOutOfRange {
+        key: &'static str,
+        index: i64,
+        queries: i64,
+    },
+    #[error(
+        "`method.void_class` is {void}, but the model predicts {classes} classes (0..{classes}-1)"
+    )]
+    VoidOutOfRange { void: i64, classes: i64 },
     #[error(
         "the model's outputs do not fit together: pred_logits {logits:?}, pred_masks {masks:?} \
          (expected [Q, K+1] with K >= 1 and [Q, h, w])"
@@ -88,7 +98,7 @@ pub struct ItemScores {
 /// Checks what does not change between items: the Maskomaly indices against the model's sizes.
 pub fn check(method: &Method, queries: i64, classes: i64) -> Result<(), ScoreError> {
     if method.scores.contains(&ScoreKind::Maskomaly) {
-        scoring::check_indices(method, queries, classes)?;
+        maskomaly::check_indices(method, queries, classes)?;
     }
     Ok(())
 }
@@ -138,7 +148,7 @@ pub fn compute(
     let mut pending = Vec::with_capacity(method.scores.len());
     for &kind in &method.scores {
         let map = match kind {
-            ScoreKind::Maskomaly => maskomaly(method, out),
+            ScoreKind::Maskomaly => maskomaly_map(method, out),
             ScoreKind::Eam => {
                 Pending::Device(shared.eam.as_ref().expect("computed").shallow_clone())
             }
@@ -166,8 +176,8 @@ pub fn compute(
         // Padded maps are put back at their position `i` below.
         match p {
             Pending::PaddedHost(v) => padded_maps.push((i, v)),
-            Pending::PaddedDevice(t) => padded_maps.push((i, scoring::to_host(&t))),
-            Pending::Device(t) => maps.push((kind, scoring::to_host(&t))),
+            Pending::PaddedDevice(t) => padded_maps.push((i, maskomaly::to_host(&t))),
+            Pending::Device(t) => maps.push((kind, maskomaly::to_host(&t))),
         }
     }
     let segmentation = seg.map(|t| {
@@ -197,19 +207,19 @@ pub fn compute(
 }
 
 /// The Maskomaly map at the padded size: the fused row pass on the CPU, tensor ops elsewhere.
-fn maskomaly(method: &Method, out: &Outputs) -> Pending {
+fn maskomaly_map(method: &Method, out: &Outputs) -> Pending {
     let classes = out.pred_logits.size()[1] as usize;
-    let cls = scoring::class_probs(out.pred_logits);
-    let plan = scoring::plan(&cls, classes, method);
+    let cls = maskomaly::class_probs(out.pred_logits);
+    let plan = maskomaly::plan(&cls, classes, method);
     if out.pred_masks.device() == Device::Cpu {
-        Pending::PaddedHost(scoring::score_image(
+        Pending::PaddedHost(maskomaly::score_cpu(
             &plan,
             out.pred_masks,
             out.padded,
             method,
         ))
     } else {
-        Pending::PaddedDevice(scoring::score_device(
+        Pending::PaddedDevice(maskomaly::score_device(
             &plan,
             out.pred_masks,
             out.padded,

@@ -1,6 +1,21 @@
 use super::*;
 use tch::{Kind, Tensor};
 
+/// The fused host pass on the CPU masks of `plan.needed()` (`[n, H, W]`, that order).
+fn score_map(plan: &QueryPlan, masks: &Tensor, method: &Method) -> Vec<f32> {
+    let size = masks.size();
+    let (h, w) = (size[1] as usize, size[2] as usize);
+    let data = Vec::<f32>::try_from(masks.to_kind(Kind::Float).flatten(0, -1)).unwrap();
+    let needed = plan.needed();
+    let plane = |q: i64| {
+        let i = needed
+            .binary_search(&q)
+            .expect("plan.needed() covers every role");
+        &data[i * h * w..(i + 1) * h * w]
+    };
+    score_host(plan, plane, h, w, method)
+}
+
 /// docs/method.md §14.1 golden inputs: Q = 100, 20 classes, 6×8.
 fn golden_inputs() -> (Vec<f32>, Tensor) {
     let s = [3, 19, 24, 31, 49, 70, 83];
@@ -219,7 +234,7 @@ fn fused_pass_from_logits_matches_upsample_then_rule() {
             assert!(p.border.len() >= 2 && !p.reject.is_empty());
             let masks = needed_masks(&logits, &p.needed(), hp as i64, wp as i64);
             let want = score_map(&p, &masks, &method);
-            let got = score_image(&p, &logits, (hp, wp), &method);
+            let got = score_cpu(&p, &logits, (hp, wp), &method);
             assert_eq!(got.len(), want.len());
             let max = got
                 .iter()

@@ -11,8 +11,9 @@
 //! All arithmetic is float32 as numpy does it. Only the queries the rule reads are upsampled, which
 //! gives the same numbers as upsampling all of them (bilinear resizing is per channel).
 //!
-//! Here: the rule's inputs (the query roles, [`plan`]) and the choice of path; [`tensor`] holds the
-//! rule as tensor operations on the model's device, [`fused`] the one-pass form for CPU runs.
+//! Here: the rule's inputs (the query roles, [`plan`]) and the CPU entry point [`score_cpu`];
+//! [`tensor`] holds the rule as tensor operations on the model's device, [`fused`] the one-pass form
+//! for CPU runs.
 
 mod fused;
 mod tensor;
@@ -22,24 +23,9 @@ mod tests;
 pub use fused::{score_from_logits, score_host, sigmoid_row};
 pub use tensor::{needed_masks, score, score_device, to_host};
 
+use super::ScoreError;
 use crate::job::Method;
 use tch::{Kind, Tensor};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ScoreError {
-    #[error(
-        "`method.{key}` names query {index}, but the model has {queries} queries (0..{queries}-1)"
-    )]
-    QueryOutOfRange {
-        key: &'static str,
-        index: i64,
-        queries: i64,
-    },
-    #[error(
-        "`method.void_class` is {void}, but the model predicts {classes} classes (0..{classes}-1)"
-    )]
-    VoidOutOfRange { void: i64, classes: i64 },
-}
 
 /// Which queries play which role in one image, decided from the class probabilities alone.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,55 +140,27 @@ pub fn class_probs(pred_logits: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(p.flatten(0, -1)).expect("float tensor converts to Vec<f32>")
 }
 
-/// The score map on the host, from the masks of `plan.needed()` (`[n, H, W]`, that order): the fused
-/// pass for CPU tensors, the tensor ops on other devices.
-pub fn score_map(plan: &QueryPlan, masks: &Tensor, method: &Method) -> Vec<f32> {
-    let size = masks.size();
-    let (h, w) = (size[1] as usize, size[2] as usize);
-    if masks.device() == tch::Device::Cpu {
-        let m = masks.to_kind(Kind::Float).contiguous();
-        let n = m.numel();
-        // SAFETY: `m` is a contiguous float32 CPU tensor of `n` elements that outlives the slice.
-        let data = unsafe { std::slice::from_raw_parts(m.data_ptr() as *const f32, n) };
-        let needed = plan.needed();
-        let plane = |q: i64| {
-            let i = needed
-                .binary_search(&q)
-                .expect("plan.needed() covers every role");
-            &data[i * h * w..(i + 1) * h * w]
-        };
-        score_host(plan, plane, h, w, method)
-    } else {
-        to_host(&score(plan, masks, method))
-    }
-}
-
-/// The padded-size score map of one image from its mask logits `[Q, h, w]`: on the CPU the fused
-/// row pass of [`score_from_logits`], elsewhere the tensor ops on the model's device.
-pub fn score_image(
+/// The padded-size score map of one image from its CPU mask logits `[Q, h, w]`, by the fused row
+/// pass of [`score_from_logits`]. Other devices use [`score_device`].
+pub fn score_cpu(
     plan: &QueryPlan,
     pred_masks: &Tensor,
     padded: (usize, usize),
     method: &Method,
 ) -> Vec<f32> {
-    let needed = plan.needed();
-    if pred_masks.device() == tch::Device::Cpu {
-        let idx = Tensor::from_slice(&needed);
-        let sel = pred_masks
-            .index_select(0, &idx)
-            .to_kind(Kind::Float)
-            .contiguous();
-        let size = sel.size();
-        let logits =
-            Vec::<f32>::try_from(sel.flatten(0, -1)).expect("float tensor converts to Vec<f32>");
-        score_from_logits(
-            plan,
-            &logits,
-            (size[1] as usize, size[2] as usize),
-            padded,
-            method,
-        )
-    } else {
-        to_host(&score_device(plan, pred_masks, padded, method))
-    }
+    let idx = Tensor::from_slice(&plan.needed());
+    let sel = pred_masks
+        .index_select(0, &idx)
+        .to_kind(Kind::Float)
+        .contiguous();
+    let size = sel.size();
+    let logits =
+        Vec::<f32>::try_from(sel.flatten(0, -1)).expect("float tensor converts to Vec<f32>");
+    score_from_logits(
+        plan,
+        &logits,
+        (size[1] as usize, size[2] as usize),
+        padded,
+        method,
+    )
 }
