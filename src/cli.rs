@@ -14,7 +14,7 @@ use std::path::PathBuf;
                   image to /output (the published container's contract). A job file (YAML) chooses the dataset, \
                   checkpoint, method parameters and outputs; flags override it. Logs and progress go to stderr \
                   (RUST_LOG=debug for more).",
-    after_help = crate::exit::help_table(),
+    after_help = crate::diagnostic::help_table(),
 )]
 pub struct Cli {
     /// Only errors on stderr; no progress bar.
@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Score every input image and write HDF5 / PNG maps and a manifest.
-    #[command(after_help = crate::exit::help_table())]
+    #[command(after_help = crate::diagnostic::help_table())]
     Run(RunArgs),
     /// Generate sample images and a tiny model, then run the whole pipeline on them (no network).
     Demo {

@@ -2,6 +2,7 @@
 //! their anomaly labels, and a scripted stand-in model whose masks follow the scenes' regions, so a
 //! run finds the obstacle. Tests use the same pieces, and the tiny random-weight model.
 
+use crate::diagnostic::{Diagnose, ExitCode};
 use crate::job::{CheckpointFormat, DatasetKind, DeviceChoice, Job};
 use crate::preprocess::Rgb8;
 use std::path::{Path, PathBuf};
@@ -85,6 +86,12 @@ pub struct DemoError {
     pub path: PathBuf,
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl Diagnose for DemoError {
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::CantCreate
+    }
 }
 
 impl DemoError {

@@ -3,7 +3,7 @@
 //! a libtorch failure for what it says about the device (out of memory, a CUDA set-up problem, a
 //! CUDA fault). Used by the pipeline, the model and the commands alike.
 
-use crate::exit::{Diagnose, ExitCode};
+use crate::diagnostic::{Diagnose, ExitCode};
 use crate::job::DeviceChoice;
 use tch::Device;
 

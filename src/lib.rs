@@ -16,7 +16,8 @@
 //! * [`output`]: HDF5, PNG, heatmap and `.npy` writers; the atomic writer; SHA-256.
 //! * [`pipeline`]: the stages and their wiring.
 //! * [`commands`]: one file per subcommand; the one way to override a job and find its checkpoint.
-//! * [`exit`], [`error`]: exit codes, the error policy ([`exit::Diagnose`]) and the run's errors.
+//! * [`diagnostic`]: the one exit-code table, the error policy ([`diagnostic::Diagnose`], each impl
+//!   beside its error type) and [`diagnostic::Failure`]; [`run_error`]: the failure that ends a command.
 //! * [`device`]: device resolution and naming, libtorch faults; [`cuda`]: loading CUDA support.
 //! * [`progress`]: the one progress-bar set-up (hidden under `--quiet`).
 //! * [`provenance`]: the typed manifest, resuming, shards, merge, verify and the RO-Crate.
@@ -28,9 +29,8 @@ pub mod cuda;
 pub mod dataset;
 pub mod demo;
 pub mod device;
-pub mod error;
+pub mod diagnostic;
 pub mod eval;
-pub mod exit;
 pub mod job;
 pub mod model;
 pub mod output;
@@ -41,6 +41,7 @@ pub mod preprocess;
 pub mod progress;
 pub mod provenance;
 pub mod resize;
+pub mod run_error;
 pub mod scores;
 
 /// Sets glibc's allocator up for large tensors. By default every buffer over its mmap threshold

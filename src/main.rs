@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use maskomaly::cli::Cli;
-use maskomaly::exit::ExitCode;
+use maskomaly::diagnostic::ExitCode;
 
 fn main() {
     maskomaly::tune_allocator();

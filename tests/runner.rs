@@ -754,9 +754,9 @@ fn help_lists_exit_codes() {
     for needle in ["--input", "--overwrite", "75", "143"] {
         assert!(out.contains(needle), "{needle} missing from --help");
     }
-    // The one table, as `exit::help_table` lays it out.
+    // The one table, as `diagnostic::help_table` lays it out.
     assert!(
-        out.contains(&maskomaly::exit::help_table()),
+        out.contains(&maskomaly::diagnostic::help_table()),
         "--help shows another exit-code table:\n{out}"
     );
 }

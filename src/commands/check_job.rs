@@ -1,7 +1,7 @@
 //! `maskomaly check-job`: validate a job file and print it with every default filled in.
 
-use crate::error::RunError;
-use crate::exit::{ExitCode, Failure};
+use crate::diagnostic::{ExitCode, Failure};
+use crate::run_error::RunError;
 use std::path::Path;
 
 pub fn check_job(path: &Path) -> Result<ExitCode, Failure> {

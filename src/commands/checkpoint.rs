@@ -1,9 +1,9 @@
 //! `maskomaly checkpoint inspect`: compare a checkpoint's tensors with the model it is meant for.
 
 use crate::cli::{CheckpointCommand, FormatArg};
-use crate::error::RunError;
-use crate::exit::{ExitCode, Failure};
+use crate::diagnostic::{ExitCode, Failure};
 use crate::job::CheckpointFormat;
+use crate::run_error::RunError;
 
 pub fn checkpoint(command: CheckpointCommand) -> Result<ExitCode, Failure> {
     let CheckpointCommand::Inspect { file, format } = command;

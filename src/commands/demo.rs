@@ -2,8 +2,8 @@
 //! hidden `tiny-model` command that writes the tiny test model.
 
 use crate::cli::RunArgs;
-use crate::error::RunError;
-use crate::exit::{ExitCode, Failure};
+use crate::diagnostic::{ExitCode, Failure};
+use crate::run_error::RunError;
 use std::path::Path;
 
 pub fn demo(dir: &Path, quiet: bool) -> Result<ExitCode, Failure> {

@@ -6,11 +6,11 @@ use super::load_model;
 use crate::cli::DiscoverArgs;
 use crate::dataset::{self, label::read_label};
 use crate::device::resolve_device;
-use crate::error::RunError;
+use crate::diagnostic::{ExitCode, Failure};
 use crate::eval::discover::{discover, write_ranking, DiscoverOptions, IouVariant, Ranking};
-use crate::exit::{ExitCode, Failure};
 use crate::job::Job;
 use crate::preprocess::{decode_file_limited, prepare};
+use crate::run_error::RunError;
 use std::path::Path;
 
 pub fn command(args: DiscoverArgs) -> Result<ExitCode, Failure> {

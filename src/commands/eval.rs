@@ -2,8 +2,8 @@
 //! each evaluated and compared.
 
 use crate::cli::{EvalArgs, ModeArg};
+use crate::diagnostic::{ExitCode, Failure};
 use crate::eval::{EvalOptions, Mode};
-use crate::exit::{ExitCode, Failure};
 
 pub fn eval(args: EvalArgs, quiet: bool) -> Result<ExitCode, Failure> {
     let job = super::load_job(Some(&args.job))?;

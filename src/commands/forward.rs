@@ -4,11 +4,11 @@
 
 use super::{job_with, load_model, Overrides};
 use crate::device::resolve_device;
-use crate::error::RunError;
-use crate::exit::{ExitCode, Failure};
+use crate::diagnostic::{ExitCode, Failure};
 use crate::job::Job;
 use crate::model::check_outputs;
 use crate::preprocess::{decode_file_limited, prepare};
+use crate::run_error::RunError;
 use std::path::Path;
 
 pub fn forward(

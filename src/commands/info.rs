@@ -2,7 +2,7 @@
 //! and when CUDA cannot run, why and what to do.
 
 use crate::device::{git_commit, libtorch_version};
-use crate::exit::ExitCode;
+use crate::diagnostic::ExitCode;
 
 pub fn info() -> ExitCode {
     println!("maskomaly {}", env!("CARGO_PKG_VERSION"));

@@ -1,6 +1,6 @@
 //! `maskomaly merge`: combine the shard manifests of an array job.
 
-use crate::exit::{ExitCode, Failure};
+use crate::diagnostic::{ExitCode, Failure};
 
 pub fn merge(args: &crate::provenance::merge::MergeArgs) -> Result<ExitCode, Failure> {
     match crate::provenance::merge::merge(args, &std::env::args().collect::<Vec<_>>()) {

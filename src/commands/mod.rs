@@ -19,10 +19,10 @@ pub use forward::forward_to_file;
 pub use run::install_signal_handlers;
 
 use crate::cli::{Cli, Command, DeviceArg, RunArgs};
-use crate::error::RunError;
-use crate::exit::{ExitCode, Failure};
+use crate::diagnostic::{ExitCode, Failure};
 use crate::job::{CheckpointFormat, Job};
 use crate::model::{self, Backend};
+use crate::run_error::RunError;
 use std::path::{Path, PathBuf};
 
 /// Runs the command `cli` names; the exit status on success, the failure otherwise.

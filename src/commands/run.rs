@@ -3,9 +3,9 @@
 
 use super::{job_with, Overrides};
 use crate::cli::RunArgs;
-use crate::error::RunError;
-use crate::exit::{ExitCode, Failure};
+use crate::diagnostic::{ExitCode, Failure};
 use crate::pipeline::{self, RunOptions};
+use crate::run_error::RunError;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! `maskomaly verify`: re-hash every output a manifest lists.
 
-use crate::exit::{ExitCode, Failure};
+use crate::diagnostic::{ExitCode, Failure};
 
 pub fn verify(args: &crate::provenance::verify::VerifyArgs) -> Result<ExitCode, Failure> {
     match crate::provenance::verify::verify(args) {

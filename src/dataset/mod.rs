@@ -5,6 +5,7 @@
 //! the benchmark layouts live in their own modules and pair every image with its label by name
 //! (never by position): a missing or an extra label is an error that names the file.
 
+use crate::diagnostic::{Diagnose, ExitCode};
 use crate::job::{DatasetKind, DatasetSpec};
 use std::path::{Path, PathBuf};
 
@@ -58,6 +59,33 @@ pub enum DatasetError {
     /// The input folder is where maskomaly writes: its outputs would be listed as inputs.
     #[error("input folder {path} is {why}")]
     HoldsOutputs { path: PathBuf, why: &'static str },
+}
+
+/// Where an input folder can come from.
+pub(crate) const NO_INPUT_HINT: &str =
+    "pass --input DIR, set dataset.root in the job, or mount a folder at /input";
+
+impl Diagnose for DatasetError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            DatasetError::NoRoot(_) => ExitCode::NoInput,
+            DatasetError::Walk { .. } => ExitCode::Io,
+            DatasetError::Layout { .. } => ExitCode::Data,
+            DatasetError::HoldsOutputs { .. } => ExitCode::Config,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            DatasetError::NoRoot(_) => Some(NO_INPUT_HINT.into()),
+            DatasetError::HoldsOutputs { .. } => Some(
+                "choose an output folder outside the input folder (or inside it, in a subfolder \
+                 of its own), and an input folder that holds no maskomaly outputs"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// Says why a folder must not be listed (it holds a run's outputs), or `None`. The listing asks

@@ -11,6 +11,7 @@
 
 use super::chart::{score_colour, Chart, Line};
 use super::{run_eval, Curve, EvalError, EvalOptions, EvalResults, EvalSummary, Mode};
+use crate::diagnostic::{Diagnose, ExitCode};
 use crate::job::Job;
 use crate::scores::ScoreKind;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,24 @@ pub enum CompareError {
         #[source]
         source: super::Source,
     },
+}
+
+impl Diagnose for CompareError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            CompareError::Eval { source, .. } | CompareError::Single(source) => source.exit_code(),
+            CompareError::NoScore { .. } => ExitCode::NoInput,
+            CompareError::Write { .. } => ExitCode::Io,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            CompareError::Eval { source, .. } | CompareError::Single(source) => source.hint(),
+            CompareError::NoScore { .. } => Some("pass --score with one of those".into()),
+            CompareError::Write { .. } => None,
+        }
+    }
 }
 
 /// The score folders under `predictions`, in the job's `method.scores` order, then the others in

@@ -35,6 +35,7 @@ pub mod report;
 pub mod smiyc;
 
 use crate::dataset::{self, DatasetError, LabelError};
+use crate::diagnostic::{Diagnose, ExitCode};
 use crate::job::{DatasetKind, Job};
 use metrics::{CurveMetrics, Histogram, HistogramAccumulator, MetricError};
 use predictions::{PredDtype, PredictionError};
@@ -150,6 +151,45 @@ pub enum EvalError {
         #[source]
         source: Source,
     },
+}
+
+impl Diagnose for EvalError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            EvalError::Dataset(e) => e.exit_code(),
+            EvalError::Prediction(predictions::PredictionError::Missing { .. }) => {
+                ExitCode::NoInput
+            }
+            EvalError::ReadImage { source, .. } if source.is::<std::io::Error>() => {
+                ExitCode::NoInput
+            }
+            EvalError::NoLabel { .. } => ExitCode::Config,
+            EvalError::CreateDir { .. } => ExitCode::CantCreate,
+            EvalError::Write { .. } => ExitCode::Io,
+            EvalError::Label(_)
+            | EvalError::Prediction(_)
+            | EvalError::ReadImage { .. }
+            | EvalError::SizeMismatch { .. }
+            | EvalError::Metric { .. }
+            | EvalError::NoPositives { .. }
+            | EvalError::NoPixels => ExitCode::Data,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            EvalError::Dataset(e) => e.hint(),
+            EvalError::NoLabel { .. } => {
+                Some("evaluate a split that has labels (SMIYC: dataset.split: validation)".into())
+            }
+            EvalError::NoPositives { .. } => Some("check `dataset.label_value`".into()),
+            EvalError::Prediction(predictions::PredictionError::Missing { .. }) => Some(
+                "pass --predictions with the run's output folder (default: the job's output.root)"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// One row of `per_frame.csv`.

@@ -229,7 +229,7 @@ fn street_hazards_uses_image_mode_and_refuses_labels_without_anomalies() {
     job.dataset.label_value = Some(vec![255]);
     let err = run_eval(&job, &preds, &d.path().join("o"), &opts).unwrap_err();
     assert!(matches!(err, EvalError::NoPositives { .. }), "{err}");
-    let hint = crate::exit::Diagnose::hint(&err).unwrap();
+    let hint = crate::diagnostic::Diagnose::hint(&err).unwrap();
     assert!(hint.contains("label_value"), "{hint}");
 }
 
@@ -424,4 +424,33 @@ fn report_page_is_bounded_in_the_number_of_frames() {
     }
     assert_eq!(sizes[0], sizes[1], "the page grew with the frames");
     assert!(sizes[0].0 <= 4 * 2 * html::picks::GALLERY_FRAMES);
+}
+
+/// `eval`'s errors get the run's exit codes.
+#[test]
+fn eval_errors_follow_the_run_policy() {
+    let root = EvalError::Dataset(crate::dataset::DatasetError::NoRoot("/in".into()));
+    assert_eq!(root.exit_code(), ExitCode::NoInput);
+    assert!(root.hint().is_some());
+    let full = EvalError::Write {
+        path: "/out/results.json".into(),
+        source: std::io::Error::from_raw_os_error(libc::ENOSPC).into(),
+    };
+    assert_eq!(full.exit_code(), ExitCode::Io);
+    let gone = EvalError::ReadImage {
+        path: "/in/a.png".into(),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound).into(),
+    };
+    assert_eq!(gone.exit_code(), ExitCode::NoInput);
+    assert_eq!(gone.to_string(), "cannot read image /in/a.png");
+    let garbage = EvalError::ReadImage {
+        path: "/in/a.png".into(),
+        source: "not a PNG".into(),
+    };
+    assert_eq!(garbage.exit_code(), ExitCode::Data);
+    let scored = compare::CompareError::Eval {
+        score: crate::scores::ScoreKind::Rba,
+        source: full,
+    };
+    assert_eq!(scored.exit_code(), ExitCode::Io);
 }

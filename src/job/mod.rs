@@ -5,6 +5,7 @@
 //! `/input` and writing `/output`.
 
 mod score_kind;
+use crate::diagnostic::{Diagnose, ExitCode};
 pub use score_kind::ScoreKind;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -494,6 +495,12 @@ pub enum JobError {
         line: Option<usize>,
         message: String,
     },
+}
+
+impl Diagnose for JobError {
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::Config
+    }
 }
 
 fn line_suffix(line: Option<usize>) -> String {

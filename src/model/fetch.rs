@@ -297,7 +297,7 @@ mod tests {
         let text = e.to_string();
         assert!(matches!(e, ModelError::Download { .. }));
         assert!(text.contains(&url), "{text}");
-        let hint = crate::exit::Diagnose::hint(&e).unwrap();
+        let hint = crate::diagnostic::Diagnose::hint(&e).unwrap();
         assert!(hint.contains("checkpoint.path"), "{hint}");
     }
 

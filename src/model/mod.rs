@@ -24,6 +24,8 @@ pub mod transformer_decoder;
 pub use checkpoint::InspectReport;
 pub use inventory::{inspect, inspect_with};
 
+use crate::device::Fault;
+use crate::diagnostic::{Diagnose, ExitCode};
 use crate::job::{CheckpointFormat, Job};
 use std::path::PathBuf;
 use tch::{Device, Tensor};
@@ -73,6 +75,62 @@ pub enum ModelError {
         path: PathBuf,
         report: Box<InspectReport>,
     },
+}
+
+impl ModelError {
+    /// The device fault this error reports, if any (see [`crate::device::fault`]).
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            ModelError::Forward(message) => crate::device::fault(message),
+            _ => None,
+        }
+    }
+}
+
+impl Diagnose for ModelError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            ModelError::Forward(_) => self.fault().map_or(ExitCode::Software, Fault::exit_code),
+            // A path without a URL to fetch it from: nothing to retry until a person fixes it.
+            ModelError::Missing { .. } => ExitCode::NoInput,
+            e if e.is_temporary() => ExitCode::TempFail,
+            _ => ExitCode::Config,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            ModelError::Missing { .. } => Some(
+                "provide the checkpoint: mount it (docker: -v DIR:/models), pass --checkpoint FILE, \
+                 or set checkpoint.path in the job file; `make demo` runs with a generated tiny model"
+                    .into(),
+            ),
+            ModelError::Download { .. } => Some(
+                "fetch the file by other means and set `checkpoint.path` to it, or place it in \
+                 the cache folder ($MASKOMALY_CACHE, default ~/.cache/maskomaly)"
+                    .into(),
+            ),
+            ModelError::Checksum { .. } => Some(
+                "the file is not the one the job names: fetch it again, or correct \
+                 checkpoint.sha256 (a --checkpoint on the command line drops the job's checksum)"
+                    .into(),
+            ),
+            ModelError::Forward(_) => match self.fault()? {
+                Fault::OutOfMemory => Some(
+                    "lower runtime.batch_size or preprocess.max_size, use runtime.precision: \
+                     bf16, or a device with more free memory; the run resumes where it stopped"
+                        .into(),
+                ),
+                Fault::CudaSetup => Some(
+                    "the CUDA build does not fit this GPU or driver: use the image built for \
+                     it, or --device cpu"
+                        .into(),
+                ),
+                Fault::Cuda => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 impl ModelError {
@@ -193,5 +251,43 @@ pub fn sync(device: Device) {
         if profiling() {
             tch::Cuda::synchronize(i as i64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_errors_map_to_retryable_only_when_memory_ran_out() {
+        let forward = |m: &str| ModelError::Forward(m.into());
+        let oom = forward("Internal torch error: CUDA out of memory. Tried to allocate 2.00 GiB");
+        assert_eq!(oom.exit_code(), ExitCode::TempFail);
+        assert!(oom.hint().unwrap().contains("batch_size"));
+        let illegal = forward("CUDA error: an illegal memory access was encountered");
+        assert_eq!(illegal.exit_code(), ExitCode::Software);
+        assert_eq!(illegal.hint(), None);
+        assert_eq!(
+            forward("CUDA error: no kernel image is available for execution on the device")
+                .exit_code(),
+            ExitCode::Config
+        );
+        assert_eq!(forward("shape mismatch").exit_code(), ExitCode::Software);
+        let missing = ModelError::Missing {
+            path: "/models/x.pkl".into(),
+        };
+        assert_eq!(missing.exit_code(), ExitCode::NoInput);
+        assert!(missing.hint().unwrap().contains("--checkpoint"));
+        let download = ModelError::Download {
+            url: "http://x/y.pkl".into(),
+            message: "refused".into(),
+        };
+        assert_eq!(download.exit_code(), ExitCode::TempFail);
+        let sum = ModelError::Checksum {
+            path: "a".into(),
+            expected: "0".into(),
+            found: "1".into(),
+        };
+        assert_eq!(sum.exit_code(), ExitCode::Config);
     }
 }

@@ -25,11 +25,11 @@ pub enum LockError {
     },
 }
 
-impl crate::exit::Diagnose for LockError {
-    fn exit_code(&self) -> crate::exit::ExitCode {
+impl crate::diagnostic::Diagnose for LockError {
+    fn exit_code(&self) -> crate::diagnostic::ExitCode {
         match self {
-            LockError::Busy { .. } => crate::exit::ExitCode::TempFail,
-            LockError::Io { .. } => crate::exit::ExitCode::CantCreate,
+            LockError::Busy { .. } => crate::diagnostic::ExitCode::TempFail,
+            LockError::Io { .. } => crate::diagnostic::ExitCode::CantCreate,
         }
     }
 

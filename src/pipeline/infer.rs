@@ -4,7 +4,6 @@
 use super::decode::ms;
 use super::message::{Decoded, Failure, Inferred, ToInfer, ToScore};
 use super::{RunError, Shared};
-use crate::error::model_fault;
 use crate::model::{check_outputs, sync, Backend, ModelError};
 use crossbeam_channel::{Receiver, Sender};
 use std::time::Instant;
@@ -77,7 +76,7 @@ pub fn run(
             Err((e, items)) => {
                 // A device fault (out of memory, a CUDA error) ends the run: later batches would
                 // meet it too. Its exit code says whether a retry can help.
-                let fatal = matches!(e, ModelError::Contract(_)) || model_fault(&e).is_some();
+                let fatal = matches!(e, ModelError::Contract(_)) || e.fault().is_some();
                 if fatal {
                     shared.fail(RunError::Model(e));
                     return;

@@ -20,8 +20,7 @@ pub mod write;
 
 use crate::dataset::{self, Item};
 use crate::device::{device_name, git_commit, libtorch_version, resolve_device};
-use crate::error::RunError;
-use crate::exit::ExitCode;
+use crate::diagnostic::ExitCode;
 use crate::job::{Job, Precision};
 use crate::model::fetch::resolve_checkpoint;
 use crate::output::paths_for;
@@ -29,6 +28,7 @@ use crate::provenance::manifest::{
     self, CheckpointInfo, Counts, Manifest, Numerics, Program, RunStatus,
 };
 use crate::provenance::{self, shard, shard::Shard};
+use crate::run_error::RunError;
 use crossbeam_channel::bounded;
 use guard::OutputGuard;
 use message::Work;

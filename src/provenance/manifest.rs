@@ -6,7 +6,7 @@
 //! for which settings two runs must share.
 
 use super::shard::Shard;
-use crate::exit::{Diagnose, ExitCode};
+use crate::diagnostic::{Diagnose, ExitCode};
 use crate::job::{Job, Runtime};
 use crate::output::pathtext;
 use serde::{Deserialize, Serialize};

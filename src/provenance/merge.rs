@@ -21,7 +21,7 @@ use super::manifest::{ItemRecord, Manifest, ManifestError, RunStatus};
 use super::shard::{self, Shard, ShardSource};
 use super::stream::{self, ManifestReader, ManifestWriter, Sorter};
 use crate::dataset;
-use crate::exit::{Diagnose, ExitCode};
+use crate::diagnostic::{Diagnose, ExitCode};
 use crate::output::pathtext;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};

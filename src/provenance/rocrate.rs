@@ -11,7 +11,7 @@
 
 use super::manifest::{ItemRecord, Manifest, RunStatus};
 use super::stream::{manifest_error, ManifestReader};
-use crate::exit::{Diagnose, ExitCode};
+use crate::diagnostic::{Diagnose, ExitCode};
 use crate::output::pathtext;
 use serde_json::{json, Map, Value};
 use std::io::Write;

@@ -16,7 +16,7 @@
 //! output tree (sub-folders are split across at most two shards), which keeps partial results and
 //! per-shard manifests easy to read.
 
-use crate::exit::{Diagnose, ExitCode};
+use crate::diagnostic::{Diagnose, ExitCode};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

@@ -17,7 +17,7 @@
 use super::manifest::{ItemStatus, Manifest, ManifestError, RunStatus};
 use super::shard;
 use super::stream::ManifestReader;
-use crate::exit::{Diagnose, ExitCode};
+use crate::diagnostic::{Diagnose, ExitCode};
 use crate::output::digest::sha256_file;
 use crate::output::hdf5::read_score;
 use crate::output::pathtext;
