@@ -42,12 +42,12 @@ pub enum Command {
     #[command(
         after_help = "Exit codes: 0 every item produced once, 1 items missing or in conflict, 65/66/74 errors."
     )]
-    Merge(crate::provenance::merge::MergeArgs),
+    Merge(MergeArgs),
     /// Re-hash every output listed in OUTPUT/manifest.json; report missing, changed and extra files.
     #[command(
         after_help = "Exit codes: 0 clean, 1 mismatch (or the run is not complete), 66 no manifest."
     )]
-    Verify(crate::provenance::verify::VerifyArgs),
+    Verify(VerifyArgs),
     /// Print the version, the libtorch it runs on, and whether CUDA support loaded and sees a GPU.
     Info,
     /// Validate a job file and print it with every default filled in.
@@ -194,7 +194,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub profile: bool,
     #[command(flatten)]
-    pub shard: crate::provenance::shard::ShardArgs,
+    pub shard: ShardArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -212,6 +212,55 @@ impl From<DeviceArg> for DeviceChoice {
             DeviceArg::Auto => DeviceChoice::Auto,
         }
     }
+}
+
+/// `maskomaly merge` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MergeArgs {
+    /// Output root of the array job (holds `manifests/`).
+    pub output: PathBuf,
+    /// Input root to list for the expected items (default: the root recorded in the manifests).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+}
+
+/// `maskomaly verify` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// Output root holding `manifest.json`.
+    pub output: PathBuf,
+    /// Also run the job again into a temporary folder and compare the maps.
+    #[arg(long)]
+    pub rerun: bool,
+    /// Input root (default: the root recorded in the manifest): every input is checked against
+    /// its recorded size and time, else its SHA-256; `--rerun` reads it too.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Checkpoint for `--rerun` (default: the one recorded; its SHA-256 must match the record).
+    #[arg(long, requires = "rerun")]
+    pub checkpoint: Option<PathBuf>,
+    /// Device for `--rerun` (default: cpu).
+    #[arg(long, requires = "rerun", default_value = "cpu")]
+    pub device: String,
+    /// Largest accepted |difference| between map values (default: 0 on cpu, 1e-3 on cuda).
+    #[arg(long, requires = "rerun")]
+    pub tolerance: Option<f64>,
+    /// Keep the rerun's folder (its path is printed).
+    #[arg(long, requires = "rerun")]
+    pub keep: bool,
+}
+
+/// `--shard` / `--shards` of `maskomaly run` (flattened into its arguments).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ShardArgs {
+    /// Process only shard K of N (0-based) of the sorted input listing. Default: from the batch
+    /// system (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// Number of shards, for engines that export only an index (Kubernetes, AWS Batch); also
+    /// read from MASKOMALY_SHARDS.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<String>,
 }
 
 /// A score name of `method.scores`.

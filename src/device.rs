@@ -1,7 +1,6 @@
-//! The device a job runs on and what this binary runs against: resolving `runtime.device`,
-//! naming a device for logs and the manifest, the libtorch version and build commit, and reading
-//! a libtorch failure for what it says about the device (out of memory, a CUDA set-up problem, a
-//! CUDA fault). Used by the pipeline, the model and the commands alike.
+//! The device a job runs on: resolving `runtime.device`, naming a device for logs and the manifest,
+//! and reading a libtorch failure for what it says about the device (out of memory, a CUDA set-up
+//! problem, a CUDA fault). Used by the pipeline, the model and the commands alike.
 
 use crate::diagnostic::{Diagnose, ExitCode};
 use crate::job::DeviceChoice;
@@ -79,21 +78,6 @@ pub fn device_name(d: Device) -> String {
         Device::Cuda(i) => format!("cuda:{i}"),
         other => format!("{other:?}"),
     }
-}
-
-/// The commit this binary was built from (`-dirty` when tracked files differed), when the build
-/// knew it.
-pub fn git_commit() -> Option<String> {
-    option_env!("MASKOMALY_GIT_COMMIT").map(str::to_string)
-}
-
-/// The libtorch version this binary was built against, or "unknown" when the build could not read
-/// it: a reproducibility record never guesses.
-pub fn libtorch_version() -> String {
-    // The runtime library is the one the rpath or LD_LIBRARY_PATH resolves.
-    option_env!("MASKOMALY_LIBTORCH_VERSION")
-        .unwrap_or("unknown")
-        .to_string()
 }
 
 /// What a libtorch failure says about the device.

@@ -1,7 +1,7 @@
 //! How a failure is reported: exit codes (sysexits where they apply) from one table for `--help`, the
 //! README and the code; the [`Diagnose`] policy every error type implements beside its definition;
-//! [`Failure`], what `main` prints (`error:`, `caused by:`, `hint:`). Schedulers retry 75 and the signal exits (130, 143); everything else is permanent until a person
-//! changes something.
+//! [`Failure`], what `main` prints (`error:`, `caused by:`, `hint:`). Schedulers retry 75 and the
+//! signal exits (130, 143); everything else is permanent until a person changes something.
 
 /// Defines [`ExitCode`] and [`TABLE`] from one list, so the enum, `--help` and the README (checked
 /// by a test) never say different things.

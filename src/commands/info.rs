@@ -1,8 +1,8 @@
 //! `maskomaly info`: what this binary runs on (used by the container tests as the CUDA probe),
 //! and when CUDA cannot run, why and what to do.
 
-use crate::device::{git_commit, libtorch_version};
 use crate::diagnostic::ExitCode;
+use crate::provenance::build::{git_commit, libtorch_version};
 
 pub fn info() -> ExitCode {
     println!("maskomaly {}", env!("CARGO_PKG_VERSION"));

@@ -2,7 +2,7 @@
 
 use crate::diagnostic::{ExitCode, Failure};
 
-pub fn merge(args: &crate::provenance::merge::MergeArgs) -> Result<ExitCode, Failure> {
+pub fn merge(args: &crate::cli::MergeArgs) -> Result<ExitCode, Failure> {
     match crate::provenance::merge::merge(args, &std::env::args().collect::<Vec<_>>()) {
         Ok(r) => {
             eprint!("{}", r.render());

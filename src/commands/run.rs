@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 pub fn run(args: RunArgs, quiet: bool) -> Result<ExitCode, Failure> {
     let job = job_with(args.job.as_deref(), &Overrides::from_run(&args))?;
-    let shard = match args.shard.resolve() {
+    let shard = match crate::provenance::shard::from_env(
+        args.shard.shard.as_deref(),
+        args.shard.shards.as_deref(),
+    ) {
         Ok(r) => {
             // Said only when sharding, so that an ordinary run starts quietly.
             if r.shard.is_some() {

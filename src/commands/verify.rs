@@ -2,7 +2,7 @@
 
 use crate::diagnostic::{ExitCode, Failure};
 
-pub fn verify(args: &crate::provenance::verify::VerifyArgs) -> Result<ExitCode, Failure> {
+pub fn verify(args: &crate::cli::VerifyArgs) -> Result<ExitCode, Failure> {
     match crate::provenance::verify::verify(args) {
         Ok(r) => {
             eprint!("{}", r.render());

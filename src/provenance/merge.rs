@@ -20,22 +20,13 @@
 use super::manifest::{ItemRecord, Manifest, ManifestError, RunStatus};
 use super::shard::{self, Shard, ShardSource};
 use super::stream::{self, ManifestReader, ManifestWriter, Sorter};
+use crate::cli::MergeArgs;
 use crate::dataset;
 use crate::diagnostic::{Diagnose, ExitCode};
 use crate::output::pathtext;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-
-/// `maskomaly merge` arguments.
-#[derive(Debug, Clone, clap::Args)]
-pub struct MergeArgs {
-    /// Output root of the array job (holds `manifests/`).
-    pub output: PathBuf,
-    /// Input root to list for the expected items (default: the root recorded in the manifests).
-    #[arg(long)]
-    pub input: Option<PathBuf>,
-}
 
 /// A merge that cannot produce a manifest at all.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
 //! Provenance: what a run did and how to check it afterwards.
 //!
+//! * [`build`]: the commit and libtorch version this binary was built from.
 //! * [`manifest`]: the typed `manifest.json` (`maskomaly-manifest/1`), read and written here only,
 //!   and the one rule for which settings must match between two runs.
 //! * [`resume`]: what an earlier run in the same output folder left that a rerun can keep.
@@ -9,6 +10,7 @@
 //! * [`stream`]: manifests and journals read and written one record at a time; [`sort`]: external
 //!   sorting of records.
 
+pub mod build;
 pub mod manifest;
 pub mod merge;
 pub mod outputs;

@@ -111,26 +111,6 @@ impl Diagnose for ShardError {
     }
 }
 
-/// `--shard` / `--shards` of `maskomaly run` (flattened into its arguments).
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct ShardArgs {
-    /// Process only shard K of N (0-based) of the sorted input listing. Default: from the batch
-    /// system (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX).
-    #[arg(long, value_name = "K/N")]
-    pub shard: Option<String>,
-    /// Number of shards, for engines that export only an index (Kubernetes, AWS Batch); also
-    /// read from MASKOMALY_SHARDS.
-    #[arg(long, value_name = "N")]
-    pub shards: Option<String>,
-}
-
-impl ShardArgs {
-    /// The shard from these flags and the process environment.
-    pub fn resolve(&self) -> Result<Resolved, ShardError> {
-        from_env(self.shard.as_deref(), self.shards.as_deref())
-    }
-}
-
 /// The shard a task runs, with one line saying why (for the log).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {

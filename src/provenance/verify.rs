@@ -17,37 +17,12 @@
 use super::manifest::{ItemStatus, Manifest, ManifestError, RunStatus};
 use super::shard;
 use super::stream::ManifestReader;
+use crate::cli::VerifyArgs;
 use crate::diagnostic::{Diagnose, ExitCode};
 use crate::output::digest::sha256_file;
 use crate::output::hdf5::read_score;
 use crate::output::pathtext;
 use std::path::{Path, PathBuf};
-
-/// `maskomaly verify` arguments.
-#[derive(Debug, Clone, clap::Args)]
-pub struct VerifyArgs {
-    /// Output root holding `manifest.json`.
-    pub output: PathBuf,
-    /// Also run the job again into a temporary folder and compare the maps.
-    #[arg(long)]
-    pub rerun: bool,
-    /// Input root (default: the root recorded in the manifest): every input is checked against
-    /// its recorded size and time, else its SHA-256; `--rerun` reads it too.
-    #[arg(long)]
-    pub input: Option<PathBuf>,
-    /// Checkpoint for `--rerun` (default: the one recorded; its SHA-256 must match the record).
-    #[arg(long, requires = "rerun")]
-    pub checkpoint: Option<PathBuf>,
-    /// Device for `--rerun` (default: cpu).
-    #[arg(long, requires = "rerun", default_value = "cpu")]
-    pub device: String,
-    /// Largest accepted |difference| between map values (default: 0 on cpu, 1e-3 on cuda).
-    #[arg(long, requires = "rerun")]
-    pub tolerance: Option<f64>,
-    /// Keep the rerun's folder (its path is printed).
-    #[arg(long, requires = "rerun")]
-    pub keep: bool,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
