@@ -82,7 +82,7 @@ pub enum RunError {
     Queries {
         job: PathBuf,
         #[source]
-        source: crate::eval::discover::QueriesFileError,
+        source: crate::job::queries::QueriesFileError,
     },
     /// Query discovery found the data unusable.
     #[error("{what} failed")]

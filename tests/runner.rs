@@ -827,7 +827,7 @@ fn run_eval_and_discovered_queries_round_trip() {
         "3",
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let ranking = maskomaly::eval::discover::read_ranking(&queries).unwrap();
+    let ranking = maskomaly::job::queries::read_ranking(&queries).unwrap();
     assert_eq!(ranking.selected.len(), 3);
     assert_eq!(ranking.ranking.len(), 100);
     // The discovered queries are what a job including the file uses.

@@ -71,7 +71,7 @@ pub fn load_job(path: Option<&Path>) -> Result<Job, RunError> {
     {
         return Ok(job);
     }
-    crate::eval::discover::resolve_anomaly_queries(&mut job, p).map_err(|source| {
+    crate::job::queries::resolve_anomaly_queries(&mut job, p).map_err(|source| {
         RunError::Queries {
             job: p.to_path_buf(),
             source,

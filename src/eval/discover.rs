@@ -18,27 +18,18 @@
 //! it also computes `tp = ΣC / (ΣI + ΣC)`, the fraction of mask pixels outside the anomaly, kept here
 //! as `outside_fraction`.
 //!
-//! The ranking is written as YAML ([`QueriesFile`]) that a job includes with
-//! `method.anomaly_queries_file`; [`resolve_anomaly_queries`] turns it into `method.anomaly_queries`.
+//! The ranking is written as YAML ([`crate::job::queries::QueriesFile`]) that a job includes with
+//! `method.anomaly_queries_file`.
 
 use super::metrics::pairwise_sum_f64;
 use crate::dataset::Label;
-use crate::job::Job;
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use crate::job::queries::{IouVariant, QueryScore, Ranking};
 use tch::{Kind, Tensor};
 
 /// Mask threshold of the reference (`T_MASK`).
 pub const MASK_THRESHOLD: f32 = 0.9;
 /// How many queries a ranking selects by default: the size of the published set [49, 31, 83, 32].
 pub const DEFAULT_SELECTED: usize = 4;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IouVariant {
-    Reference,
-    Corrected,
-}
 
 #[derive(Debug, Clone)]
 pub struct DiscoverOptions {
@@ -84,36 +75,6 @@ pub enum DiscoverError {
     #[error("frame {frame}: {message}")]
     Source { frame: usize, message: String },
 }
-
-/// One query's overlap statistics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct QueryScore {
-    pub query: i64,
-    /// Mean IoU over frames (variant as in [`Ranking::iou`]); `null` for NaN.
-    pub iou: Option<f64>,
-    /// Σ |M ∩ A| over frames.
-    pub intersection: u64,
-    /// Σ |M \ A| over frames.
-    pub outside: u64,
-    /// `outside / (intersection + outside)` (the reference's `tp`); `null` when the mask is empty.
-    pub outside_fraction: Option<f64>,
-}
-
-/// The result of [`discover`], also the YAML file format ([`QueriesFile`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Ranking {
-    pub iou: IouVariant,
-    pub threshold: f32,
-    pub frames: usize,
-    /// The first `select` queries of `ranking`.
-    pub selected: Vec<i64>,
-    /// Every query, best first.
-    pub ranking: Vec<QueryScore>,
-}
-
-/// The file `method.anomaly_queries_file` names.
-pub type QueriesFile = Ranking;
 
 /// Per-query overlap of one frame: (IoU, I, C). `masks` is `[Q, mh, mw]` probabilities, row-major.
 pub fn frame_overlap(
@@ -282,84 +243,11 @@ fn rank(
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum QueriesFileError {
-    #[error("cannot read anomaly query file {path}: {message}")]
-    Read { path: PathBuf, message: String },
-    #[error("anomaly query file {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-    #[error("cannot write {path}: {message}")]
-    Write { path: PathBuf, message: String },
-}
-
-/// Writes a ranking as YAML, with a header comment saying what it is.
-pub fn write_ranking(path: &Path, ranking: &Ranking) -> Result<(), QueriesFileError> {
-    let err = |m: String| QueriesFileError::Write {
-        path: path.to_path_buf(),
-        message: m,
-    };
-    let body = serde_saphyr::to_string(ranking).map_err(|e| err(e.to_string()))?;
-    let text = format!(
-        "# Mask queries ranked by mean {:?} IoU with the anomaly labels over {} frame(s), masks > {}.\n\
-         # Use with `method.anomaly_queries_file`; `selected` is used unless `method.anomaly_queries_top` is set.\n{body}",
-        ranking.iou, ranking.frames, ranking.threshold
-    );
-    std::fs::write(path, text).map_err(|e| err(e.to_string()))
-}
-
-pub fn read_ranking(path: &Path) -> Result<Ranking, QueriesFileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| QueriesFileError::Read {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    serde_saphyr::from_str(&text).map_err(|e| QueriesFileError::Invalid {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
-}
-
-/// Replaces `method.anomaly_queries` by the queries of `method.anomaly_queries_file` (a path
-/// relative to the job file's folder): its first `method.anomaly_queries_top` ranked queries (NaN
-/// scores skipped) when that is set, else its `selected` list. No file: the job is left as it is.
-pub fn resolve_anomaly_queries(job: &mut Job, job_file: &Path) -> Result<(), QueriesFileError> {
-    let Some(file) = job.method.anomaly_queries_file.clone() else {
-        return Ok(());
-    };
-    let path = if file.is_absolute() {
-        file
-    } else {
-        job_file.parent().unwrap_or(Path::new(".")).join(file)
-    };
-    let ranking = read_ranking(&path)?;
-    let queries: Vec<i64> = match job.method.anomaly_queries_top {
-        Some(n) => ranking
-            .ranking
-            .iter()
-            .filter(|s| s.iou.is_some())
-            .take(n)
-            .map(|s| s.query)
-            .collect(),
-        None => ranking.selected.clone(),
-    };
-    if queries.is_empty() {
-        return Err(QueriesFileError::Invalid {
-            path,
-            message: "selects no query".into(),
-        });
-    }
-    if let Some(q) = queries.iter().find(|&&q| q < 0) {
-        return Err(QueriesFileError::Invalid {
-            path,
-            message: format!("query index {q} is negative"),
-        });
-    }
-    job.method.anomaly_queries = queries;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::queries::{read_ranking, resolve_anomaly_queries, write_ranking};
+    use crate::job::Job;
 
     /// Label 8×4: anomaly in columns 2..4 of rows 1..3; ignore at (7, 0).
     fn label() -> Label {

@@ -4,6 +4,7 @@
 //! With no file at all, the default job is the published Maskomaly Swin-L Cityscapes run reading
 //! `/input` and writing `/output`.
 
+pub mod queries;
 mod score_kind;
 use crate::diagnostic::{Diagnose, ExitCode};
 pub use score_kind::ScoreKind;
@@ -233,7 +234,7 @@ pub struct Method {
     pub rba: RbaSpec,
     pub anomaly_queries: Vec<i64>,
     /// A ranking written by `discover-queries` (path relative to the job file). When set, it
-    /// replaces `anomaly_queries` (`eval::discover::resolve_anomaly_queries`).
+    /// replaces `anomaly_queries` ([`queries::resolve_anomaly_queries`]).
     pub anomaly_queries_file: Option<PathBuf>,
     /// Take the first N ranked queries of `anomaly_queries_file` instead of its `selected` list.
     pub anomaly_queries_top: Option<usize>,
