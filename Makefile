@@ -37,7 +37,7 @@ test: setup
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	MASKOMALY_REQUIRE_BROWSER=1 $(CARGO) test --all-targets
-	ATEN_CPU_CAPABILITY=default $(CARGO) test --lib -- scores::tests::every_score_matches_its_official_formula scores::tests::rba_smoothing_is_torchvisions_gaussian_blur scoring::tests::golden model::native::tests::parity model::native::tests::layer_level_parity
+	ATEN_CPU_CAPABILITY=default $(CARGO) test --lib -- scores::tests::every_score_matches_its_official_formula scores::tests::rba_smoothing_is_torchvisions_gaussian_blur scores::maskomaly::tests::golden model::backend::native::tests::parity model::backend::native::tests::layer_level_parity
 	ATEN_CPU_CAPABILITY=default $(CARGO) test --test runner -- six_scores_from_one_run_match_the_fixtures
 	bash tests/slurm.sh
 	bash tests/podman.sh

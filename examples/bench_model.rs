@@ -143,10 +143,10 @@ fn cpu_seconds() -> f64 {
 /// Milliseconds to build the shape-only tensors of one `h × w` forward (mean of 10), without
 /// the network.
 fn rebuild_ms(preset: &str, h: i64, w: i64) -> f64 {
-    use maskomaly::model::{config::Config, pixel_decoder::MSDeformAttnPixelDecoder};
+    use maskomaly::model::{config::Config, network::pixel_decoder::MSDeformAttnPixelDecoder};
     let cfg = Config::preset(preset).expect("preset");
     let vs = tch::nn::VarStore::new(Device::Cpu);
-    let swin = maskomaly::model::swin::SwinTransformer::new(vs.root() / "backbone", &cfg);
+    let swin = maskomaly::model::network::swin::SwinTransformer::new(vs.root() / "backbone", &cfg);
     let pd = MSDeformAttnPixelDecoder::new(vs.root() / "pixel_decoder", &cfg);
     // Patch grid (patch 4, padded up) and the three encoder levels (strides 32, 16, 8).
     let (gh, gw) = ((h + 3) / 4, (w + 3) / 4);
@@ -164,7 +164,7 @@ fn rebuild_ms(preset: &str, h: i64, w: i64) -> f64 {
 
 /// `--native-only`: median seconds with and without the shape caches, alternating.
 fn native_only(sizes: &[(i64, i64)], threads: i32, reps: usize, out: &Path) {
-    use maskomaly::model::shape_cache::set_enabled;
+    use maskomaly::model::network::shape_cache::set_enabled;
     let preset = "mask2former_swin_large_cityscapes_semantic";
     let mut job = Job::default();
     job.model.preset = Some(preset.into());
@@ -268,7 +268,7 @@ fn main() {
 
     let peak32 = matmul_gflops(Kind::Float, 2048, 5);
     let peak16 = matmul_gflops(Kind::BFloat16, 512, 3);
-    let fast = maskomaly::model::precision::cpu_has_fast_kernels(Kind::BFloat16);
+    let fast = maskomaly::model::backend::precision::cpu_has_fast_kernels(Kind::BFloat16);
     println!(
         "matmul peak, {threads} threads: float32 2048² {peak32:.1} GFLOP/s; bfloat16 512² {peak16:.2} GFLOP/s; bfloat16 matrix instructions: {}",
         if fast { "yes" } else { "no (bf16 runs rounded in float32 kernels)" }

@@ -82,7 +82,8 @@ fn main() {
         None => {
             job.model.preset = Some("tiny".into());
             job.checkpoint.format = CheckpointFormat::Detectron2;
-            job.checkpoint.path = maskomaly::model::native::fixture_dir().join("tiny_d2.pkl");
+            job.checkpoint.path =
+                maskomaly::model::backend::native::fixture_dir().join("tiny_d2.pkl");
             // 8 queries, 4 classes + void.
             job.method.anomaly_queries = vec![1, 2];
             job.method.ground_queries = vec![0];

@@ -128,7 +128,7 @@ def relative_position_index(ws):
 
 
 def hf_to_d2(sd, cfg):
-    """The reverse of the loader's map (src/model/checkpoint.rs): HF names -> detectron2 names."""
+    """The reverse of the loader's map (src/model/weights/checkpoint.rs): HF names -> detectron2 names."""
     out = {}
     used = set()
 

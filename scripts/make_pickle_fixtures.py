@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Pickles of every protocol (0-5) and opcode family, each beside the JSON tree Python decodes
-from it, for the differential test of the checkpoint pickle reader (`src/model/pickle.rs`).
+from it, for the differential test of the checkpoint pickle reader (`src/model/weights/pickle.rs`).
 
     python3 -m pip install --target /tmp/np1 numpy==1.26.4
     python3 -m pip install --target /tmp/np2 numpy==2.2.6

@@ -139,7 +139,7 @@ pub fn job_with(path: Option<&Path>, overrides: &Overrides) -> Result<Job, RunEr
 /// SHA-256: the job pointing at the local file, and the file's SHA-256. The run does the same
 /// through the same function, inside the pipeline, after it has locked the output folder.
 pub fn checkpoint(job: &Job) -> Result<(Job, String), RunError> {
-    Ok(model::fetch::resolve_checkpoint(job)?)
+    Ok(model::weights::fetch::resolve_checkpoint(job)?)
 }
 
 /// [`checkpoint`], then the model on `device`.

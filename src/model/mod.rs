@@ -1,28 +1,22 @@
 //! Model backends: anything that maps a normalised, padded batch to Mask2Former's raw outputs.
 //!
+//! * [`network`]: Mask2Former's modules (Swin backbone, pixel decoder with multi-scale deformable
+//!   attention, transformer decoder) and their shared layers and per-shape cache.
+//! * [`weights`]: reading checkpoints (the safe pickle reader, key names, inventory) and fetching them.
+//! * [`backend`]: the backends (native, TorchScript) and the precision wrapper around them.
+//! * [`config`]: the network's sizes, from presets or a Hugging Face `config.json`.
+//!
 //! The contract (same for every backend): `forward(x: [B, 3, Hp, Wp] f32)` returns
 //! `pred_logits [B, Q, K+1]` (class logits, last index = void/no-object) and
 //! `pred_masks [B, Q, h, w]` (mask logits at any resolution; Mask2Former gives Hp/4 × Wp/4).
 
-pub mod checkpoint;
+pub mod backend;
 pub mod config;
-pub mod fetch;
-pub mod inventory;
-pub mod layers;
-pub mod ms_deform_attn;
-pub mod names;
-pub mod native;
-pub mod pickle;
-pub mod pixel_decoder;
-pub mod position_encoding;
-pub mod precision;
-pub mod shape_cache;
-pub mod swin;
-pub mod torchscript;
-pub mod transformer_decoder;
+pub mod network;
+pub mod weights;
 
-pub use checkpoint::InspectReport;
-pub use inventory::{inspect, inspect_with};
+pub use weights::checkpoint::InspectReport;
+pub use weights::inventory::{inspect, inspect_with};
 
 use crate::device::Fault;
 use crate::diagnostic::{Diagnose, ExitCode};
@@ -167,11 +161,11 @@ pub const RANDOM_SEED: i64 = 0;
 pub fn load(job: &Job, device: Device) -> Result<Box<dyn Backend>, ModelError> {
     let ck = &job.checkpoint;
     let m: Box<dyn Backend> = match ck.format {
-        CheckpointFormat::Torchscript => {
-            Box::new(torchscript::TorchScriptModel::load(&ck.path, device)?)
-        }
+        CheckpointFormat::Torchscript => Box::new(backend::torchscript::TorchScriptModel::load(
+            &ck.path, device,
+        )?),
         CheckpointFormat::Detectron2 | CheckpointFormat::Hf => {
-            Box::new(native::NativeModel::load(job, device)?)
+            Box::new(backend::native::NativeModel::load(job, device)?)
         }
         CheckpointFormat::Random => {
             let preset = job
@@ -181,14 +175,15 @@ pub fn load(job: &Job, device: Device) -> Result<Box<dyn Backend>, ModelError> {
                 .unwrap_or(config::DEFAULT_PRESET);
             log::warn!("random weights ({preset}, seed {RANDOM_SEED}): for benchmarks only, the scores mean nothing");
             tch::manual_seed(RANDOM_SEED);
-            let mut m = native::NativeModel::random(&config::Config::preset(preset)?, device)?;
+            let mut m =
+                backend::native::NativeModel::random(&config::Config::preset(preset)?, device)?;
             m.set_description(format!(
                 "native mask2former ({preset}, random weights, seed {RANDOM_SEED})"
             ));
             Box::new(m)
         }
     };
-    precision::wrap(m, job.runtime.precision, device)
+    backend::precision::wrap(m, job.runtime.precision, device)
 }
 
 /// Checks the shapes of a batch's outputs against the contract.

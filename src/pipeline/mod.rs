@@ -22,7 +22,7 @@ use crate::dataset::{self, Item};
 use crate::device::{device_name, resolve_device};
 use crate::diagnostic::ExitCode;
 use crate::job::{Job, Precision};
-use crate::model::fetch::resolve_checkpoint;
+use crate::model::weights::fetch::resolve_checkpoint;
 use crate::output::paths_for;
 use crate::provenance::build::{git_commit, libtorch_version};
 use crate::provenance::manifest::{

@@ -10,8 +10,8 @@
 //! reduced dtype and the products run in float32 kernels: the same numbers up to summation order,
 //! at float32 speed.
 
-use super::{Backend, ModelError, RawOutput};
 use crate::job::Precision;
+use crate::model::{Backend, ModelError, RawOutput};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, Once};
@@ -378,16 +378,16 @@ impl Backend for Precise {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::backend::native::NativeModel;
     use crate::model::config::Config;
-    use crate::model::native::NativeModel;
 
     /// The tiny fixture checkpoint (deterministic weights, unlike a seeded random model in tests
     /// that run in parallel).
     fn native() -> Box<dyn Backend> {
-        let file = crate::model::native::fixture_dir().join("tiny_d2.pkl");
+        let file = crate::model::backend::native::fixture_dir().join("tiny_d2.pkl");
         let m = NativeModel::from_file(
             &file,
-            crate::model::checkpoint::FileFormat::Detectron2Pickle,
+            crate::model::weights::checkpoint::FileFormat::Detectron2Pickle,
             &Config::tiny(),
             "tiny",
             Device::Cpu,
@@ -550,10 +550,10 @@ mod tests {
     /// bf16 converts only the matrix-product weights: norms, embeddings and tables stay float32.
     #[test]
     fn reduced_precision_converts_only_matrix_product_weights() {
-        use crate::model::layers::MATMUL_GROUP;
+        use crate::model::network::layers::MATMUL_GROUP;
         let mut m = NativeModel::from_file(
-            &crate::model::native::fixture_dir().join("tiny_d2.pkl"),
-            crate::model::checkpoint::FileFormat::Detectron2Pickle,
+            &crate::model::backend::native::fixture_dir().join("tiny_d2.pkl"),
+            crate::model::weights::checkpoint::FileFormat::Detectron2Pickle,
             &Config::tiny(),
             "tiny",
             Device::Cpu,
@@ -650,7 +650,10 @@ mod tests {
         let path = dir.path().join("tiny.pt");
         crate::demo::write_tiny_model(&path).unwrap();
         let load = || -> Box<dyn Backend> {
-            Box::new(crate::model::torchscript::TorchScriptModel::load(&path, Device::Cpu).unwrap())
+            Box::new(
+                crate::model::backend::torchscript::TorchScriptModel::load(&path, Device::Cpu)
+                    .unwrap(),
+            )
         };
         let _g = tch::no_grad_guard();
         let x = input();

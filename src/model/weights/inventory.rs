@@ -1,15 +1,15 @@
 //! The parameter inventory of a configuration, and checkpoint inspection against it: builds the
 //! native model on the CPU and compares a file's tensors with its variables
-//! ([`super::checkpoint::match_checkpoint`]).
+//! ([`crate::model::weights::checkpoint::match_checkpoint`]).
 
-use super::checkpoint::{
+use crate::job::CheckpointFormat;
+use crate::model::backend::native::Mask2Former;
+use crate::model::config::{ArchSummary, Config, PRESETS};
+use crate::model::weights::checkpoint::{
     hf_config_beside, match_checkpoint, read_file, resolve_file, InspectReport, Inventory,
     RawCheckpoint,
 };
-use super::config::{ArchSummary, Config, PRESETS};
-use super::native::Mask2Former;
-use super::ModelError;
-use crate::job::CheckpointFormat;
+use crate::model::ModelError;
 use std::path::Path;
 use tch::Device;
 
@@ -80,7 +80,7 @@ pub fn inspect_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::checkpoint::FileFormat;
+    use crate::model::weights::checkpoint::FileFormat;
     use std::path::PathBuf;
     use tch::{Kind, Tensor};
 

@@ -6,7 +6,7 @@
 //!
 //! Weights: `sampling_offsets`, `attention_weights`, `value_proj`, `output_proj`.
 
-use super::layers::{lin, linear};
+use crate::model::network::layers::{lin, linear};
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 

@@ -1,21 +1,21 @@
 //! Checkpoint files → the native model's parameters, strictly.
 //!
-//! * detectron2 `.pkl` (model zoo, read by [`super::pickle`]) or `.safetensors` with detectron2
+//! * detectron2 `.pkl` (model zoo, read by [`crate::model::weights::pickle`]) or `.safetensors` with detectron2
 //!   names; legacy names are normalised as `MaskFormerHead._load_from_state_dict` and
 //!   `MultiScaleMaskedTransformerDecoder._load_from_state_dict` do upstream
-//!   ([`super::names::normalize_d2_name`]).
+//!   ([`crate::model::weights::names::normalize_d2_name`]).
 //! * HF transformers safetensors (`Mask2FormerForUniversalSegmentation`), mapped to detectron2
-//!   names by the table [`super::names::HF_RULES`].
+//!   names by the table [`crate::model::weights::names::HF_RULES`].
 //!
 //! Before anything is copied, the file's inventory is compared with the model's (missing,
 //! unexpected, shape, dtype) and the outcome is an [`InspectReport`]. `tch`'s own
 //! `VarStore::load` is not used: it ignores extra keys and broadcasts shapes.
 
-use super::config::{ArchSummary, Config};
-use super::names::{hf_sources, normalize_d2_name};
-use super::pickle::{self, DType};
-use super::swin::relative_position_index;
-use super::ModelError;
+use crate::model::config::{ArchSummary, Config};
+use crate::model::network::swin::relative_position_index;
+use crate::model::weights::names::{hf_sources, normalize_d2_name};
+use crate::model::weights::pickle::{self, DType};
+use crate::model::ModelError;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};

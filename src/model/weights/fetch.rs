@@ -6,8 +6,8 @@
 //! checksum matched, so an interrupted or corrupt download never looks like a cached file.
 //! Network failures are [`ModelError::Download`]: a temporary condition worth retrying.
 
-use super::ModelError;
 use crate::job::{CheckpointFormat, Job};
+use crate::model::ModelError;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -183,7 +183,10 @@ pub fn download(url: &str, target: &Path, sha256: Option<&str>) -> Result<(), Mo
 pub fn resolve_checkpoint(job: &Job) -> Result<(Job, String), ModelError> {
     let ck = &job.checkpoint;
     if ck.format == CheckpointFormat::Random {
-        return Ok((job.clone(), format!("random-seed-{}", super::RANDOM_SEED)));
+        return Ok((
+            job.clone(),
+            format!("random-seed-{}", crate::model::RANDOM_SEED),
+        ));
     }
     let path = resolve(&ck.path, ck.effective_url(), None)?;
     let file = if path.is_dir() {

@@ -6,11 +6,11 @@
 //! position embedding of each level gets `level_embed[l]` added. One extra FPN level (res2, stride
 //! 4) is built from `adapter_1` + the upsampled 1/8 map, then `layer_1`; `mask_features` projects it.
 
-use super::config::Config;
-use super::layers::{init, layer_norm, lin, linear, Conv2d, Conv2dNorm};
-use super::ms_deform_attn::{Levels, MSDeformAttn};
-use super::position_encoding::PositionEmbeddingSine;
-use super::shape_cache::{LevelsKey, ShapeCache};
+use crate::model::config::Config;
+use crate::model::network::layers::{init, layer_norm, lin, linear, Conv2d, Conv2dNorm};
+use crate::model::network::ms_deform_attn::{Levels, MSDeformAttn};
+use crate::model::network::position_encoding::PositionEmbeddingSine;
+use crate::model::network::shape_cache::{LevelsKey, ShapeCache};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
@@ -132,7 +132,12 @@ impl MSDeformAttnPixelDecoder {
                 let seq = &pi / l;
                 (
                     Conv2d::new(&seq / 0, in_ch, c, 1, 1),
-                    super::layers::group_norm(&seq / 1, pd.num_groups, c, cfg.norm_eps),
+                    crate::model::network::layers::group_norm(
+                        &seq / 1,
+                        pd.num_groups,
+                        c,
+                        cfg.norm_eps,
+                    ),
                 )
             })
             .collect();

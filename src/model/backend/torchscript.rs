@@ -1,6 +1,6 @@
 //! TorchScript backend: a scripted or traced module that meets the contract in `model/mod.rs`.
 
-use super::{Backend, ModelError, RawOutput};
+use crate::model::{Backend, ModelError, RawOutput};
 use std::path::Path;
 use tch::{CModule, Device, IValue, Tensor};
 

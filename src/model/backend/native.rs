@@ -1,20 +1,21 @@
 //! The native Mask2Former backend: the network of `facebookresearch/Mask2Former:
 //! mask2former/maskformer_model.py` (`MaskFormer` minus pre- and post-processing: the input is the
 //! normalised, padded batch) built in a `VarStore`, weights copied from a checkpoint after a strict
-//! inventory check ([`super::checkpoint`]).
+//! inventory check ([`crate::model::weights::checkpoint`]).
 //!
 //! Parameter names follow upstream's `state_dict()`: `backbone.*`, `sem_seg_head.pixel_decoder.*`,
 //! `sem_seg_head.predictor.*`.
 
-use super::checkpoint::{self, FileFormat};
-use super::config::{ArchSummary, Config, DEFAULT_PRESET};
-use super::layers::MATMUL_GROUP;
-use super::pixel_decoder::{MSDeformAttnPixelDecoder, PixelDecoderOutput};
-use super::precision::{self, Compute};
-use super::swin::SwinTransformer;
-use super::transformer_decoder::{MultiScaleMaskedTransformerDecoder, Prediction};
-use super::{fetch, Backend, ModelError, RawOutput};
 use crate::job::{CheckpointFormat, Job};
+use crate::model::backend::precision::{self, Compute};
+use crate::model::config::{ArchSummary, Config, DEFAULT_PRESET};
+use crate::model::network::layers::MATMUL_GROUP;
+use crate::model::network::pixel_decoder::{MSDeformAttnPixelDecoder, PixelDecoderOutput};
+use crate::model::network::swin::SwinTransformer;
+use crate::model::network::transformer_decoder::{MultiScaleMaskedTransformerDecoder, Prediction};
+use crate::model::weights::checkpoint::{self, FileFormat};
+use crate::model::weights::fetch;
+use crate::model::{Backend, ModelError, RawOutput};
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -410,7 +411,7 @@ mod tests {
         let r = reference();
         let _g = tch::no_grad_guard();
         let out = model.forward(&r["input"]).unwrap();
-        super::super::check_outputs(&out, 1).unwrap();
+        crate::model::check_outputs(&out, 1).unwrap();
         check(
             &format!("{label} pred_logits"),
             &out.pred_logits,
@@ -543,7 +544,7 @@ mod tests {
                     let idx = n.replace("relative_position_bias_table", "relative_position_index");
                     v4.push((
                         idx,
-                        super::super::swin::relative_position_index(4, Device::Cpu),
+                        crate::model::network::swin::relative_position_index(4, Device::Cpu),
                     ));
                 }
             }
@@ -715,9 +716,9 @@ mod tests {
             Tensor::randn([1, 3, 72, 104], (Kind::Float, Device::Cpu)),
             Tensor::randn([2, 3, 64, 96], (Kind::Float, Device::Cpu)),
         ] {
-            super::super::shape_cache::set_enabled(false);
+            crate::model::network::shape_cache::set_enabled(false);
             let want = m.forward(&x).unwrap();
-            super::super::shape_cache::set_enabled(true);
+            crate::model::network::shape_cache::set_enabled(true);
             let first = m.forward(&x).unwrap();
             let before = builds();
             let again = m.forward(&x).unwrap();
