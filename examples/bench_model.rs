@@ -268,7 +268,7 @@ fn main() {
 
     let peak32 = matmul_gflops(Kind::Float, 2048, 5);
     let peak16 = matmul_gflops(Kind::BFloat16, 512, 3);
-    let fast = maskomaly::model::backend::precision::cpu_has_fast_kernels(Kind::BFloat16);
+    let fast = maskomaly::model::precision::cpu_has_fast_kernels(Kind::BFloat16);
     println!(
         "matmul peak, {threads} threads: float32 2048² {peak32:.1} GFLOP/s; bfloat16 512² {peak16:.2} GFLOP/s; bfloat16 matrix instructions: {}",
         if fast { "yes" } else { "no (bf16 runs rounded in float32 kernels)" }

@@ -349,8 +349,8 @@ fn modules(args: &[String]) -> i32 {
     let mut rows = Vec::new();
     for p in arg(args, "--precisions", "fp32,bf16").split(',') {
         let p: Precision = p.parse().unwrap();
-        maskomaly::model::backend::precision::apply_global_flags(p, device);
-        let kind = maskomaly::model::backend::precision::kind(p);
+        maskomaly::model::precision::apply_global_flags(p, device);
+        let kind = maskomaly::model::precision::kind(p);
         if let Err(e) = m.set_kind(kind) {
             println!("| {p} | {e} | | | |");
             continue;
@@ -358,12 +358,12 @@ fn modules(args: &[String]) -> i32 {
         // `--kernels reduced`: the reduced dtype's own kernels even on a CPU without matrix
         // instructions for it (to profile them).
         if kind != Kind::Float && arg(args, "--kernels", "") == "reduced" {
-            m.set_compute(maskomaly::model::backend::precision::Compute::Reduced(kind));
+            m.set_compute(maskomaly::model::precision::Compute::Reduced(kind));
         }
         let label = format!("{p} ({:?})", m.compute());
         // Float32 input and the model's mixed-precision policy, as in `NativeModel::trace`.
         let x = Tensor::randn([1, 3, h, w], (Kind::Float, device));
-        let _c = maskomaly::model::backend::precision::enter(m.compute());
+        let _c = maskomaly::model::precision::enter(m.compute());
         let net = m.model();
         let mut t = [0f64; 3];
         for rep in 0..=reps {

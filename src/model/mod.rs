@@ -3,7 +3,9 @@
 //! * [`network`]: Mask2Former's modules (Swin backbone, pixel decoder with multi-scale deformable
 //!   attention, transformer decoder) and their shared layers and per-shape cache.
 //! * [`weights`]: reading checkpoints (the safe pickle reader, key names, inventory) and fetching them.
-//! * [`backend`]: the backends (native, TorchScript) and the precision wrapper around them.
+//! * [`backend`]: the backends (native, TorchScript).
+//! * [`precision`]: `runtime.precision`, followed by the network's products and by the wrapper
+//!   around every backend.
 //! * [`config`]: the network's sizes, from presets or a Hugging Face `config.json`.
 //!
 //! The contract (same for every backend): `forward(x: [B, 3, Hp, Wp] f32)` returns
@@ -13,6 +15,7 @@
 pub mod backend;
 pub mod config;
 pub mod network;
+pub mod precision;
 pub mod weights;
 
 pub use weights::checkpoint::InspectReport;
@@ -183,7 +186,7 @@ pub fn load(job: &Job, device: Device) -> Result<Box<dyn Backend>, ModelError> {
             Box::new(m)
         }
     };
-    backend::precision::wrap(m, job.runtime.precision, device)
+    precision::wrap(m, job.runtime.precision, device)
 }
 
 /// Checks the shapes of a batch's outputs against the contract.

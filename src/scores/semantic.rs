@@ -163,7 +163,7 @@ pub fn compute(out: &Outputs, semantic: bool, eam: bool) -> Shared {
 /// (process-wide, so it would reach these products too) a CUDA product runs in float64 and is
 /// rounded to float32; otherwise, and always on a CPU, it runs in float32 as it is.
 fn f64_products(t: &Tensor) -> bool {
-    crate::model::backend::precision::tf32_possible(t.device())
+    crate::model::precision::tf32_possible(t.device())
 }
 
 /// `a · b` in float32 or better (see [`f64_products`]).

@@ -1,6 +1,4 @@
-//! The backends that run the network: native (Rust modules over libtorch kernels), TorchScript, and
-//! the precision wrapper around either.
+//! The backends that run the network: native (Rust modules over libtorch kernels) and TorchScript.
 
 pub mod native;
-pub mod precision;
 pub mod torchscript;

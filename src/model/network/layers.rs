@@ -7,7 +7,7 @@
 //! Every constructor takes the path of its own module; the weight names (`weight`, `bias`,
 //! `in_proj_weight`, `out_proj`, `layers.{i}`, `norm`) are those of upstream's `state_dict()`.
 
-use crate::model::backend::precision;
+use crate::model::precision;
 use tch::nn::{self, Module};
 use tch::Tensor;
 

@@ -12,10 +12,10 @@
 //! `relative_position_index` is not a weight here: it is recomputed (see
 //! [`relative_position_index`]) and the checkpoint's copy is only compared with it.
 
-use crate::model::backend::precision;
 use crate::model::config::Config;
 use crate::model::network::layers::{init, layer_norm, lin, linear, Conv2d};
 use crate::model::network::shape_cache::ShapeCache;
+use crate::model::precision;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 

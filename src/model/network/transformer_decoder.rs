@@ -8,11 +8,11 @@
 //! NOTE(upstream): the mask is computed as `sigmoid(x) < 0.5`, not `x < 0`; the two differ in fp32
 //! for x in (−1.8e-7, 0).
 
-use crate::model::backend::precision;
 use crate::model::config::Config;
 use crate::model::network::layers::{init, layer_norm, lin, linear, Mlp, MultiheadAttention};
 use crate::model::network::position_encoding::PositionEmbeddingSine;
 use crate::model::network::shape_cache::{LevelsKey, ShapeCache};
+use crate::model::precision;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 

@@ -3,8 +3,8 @@
 //! ([`crate::model::weights::checkpoint::match_checkpoint`]).
 
 use crate::job::CheckpointFormat;
-use crate::model::backend::native::Mask2Former;
 use crate::model::config::{ArchSummary, Config, PRESETS};
+use crate::model::network::Mask2Former;
 use crate::model::weights::checkpoint::{
     hf_config_beside, match_checkpoint, read_file, resolve_file, InspectReport, Inventory,
     RawCheckpoint,
