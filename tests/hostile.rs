@@ -804,38 +804,13 @@ fn nan_outputs_are_counted_warned_and_recorded() {
 }
 
 /// A run onto a file system that fills up: exit 74, nothing half-written, outputs described by the
-/// manifest, and after space is freed a rerun completes with a clean run's bytes. Needs a tmpfs
-/// mount (root and a kernel that allows it); skipped with the reason otherwise.
+/// manifest, and after space is freed a rerun completes with a clean run's bytes.
 #[test]
+#[ignore = "needs root: mounts a 4 MiB tmpfs to fill up (make test runs it)"]
 fn a_full_disk_stops_the_run_cleanly_and_a_rerun_completes() {
     let d = tempfile::tempdir().unwrap();
     let (input, mnt) = (d.path().join("in"), d.path().join("mnt"));
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&mnt)
-        .output();
-    match &mounted {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            eprintln!(
-                "skipped: cannot mount a tmpfs ({})",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            return;
-        }
-        Err(e) => {
-            eprintln!("skipped: cannot run mount ({e})");
-            return;
-        }
-    }
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.clone());
+    let _tmpfs = common::mount_tmpfs(&mnt, "4m");
     for i in 0..10 {
         scene(320, 240, i, &input.join(format!("f{i}.png")));
     }

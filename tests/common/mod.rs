@@ -33,3 +33,31 @@ pub fn code(o: &Output) -> i32 {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// A tmpfs mounted by [`mount_tmpfs`], unmounted at drop.
+pub struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Mounts a tmpfs of `size` (as `mount -o size=` takes it) at `dir`, creating the folder. Only
+/// root can, so the tests that call this are `#[ignore]`d and `make test` runs them; without the
+/// right the test fails here with the reason.
+pub fn mount_tmpfs(dir: &Path, size: &str) -> Tmpfs {
+    std::fs::create_dir_all(dir).unwrap();
+    let o = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run mount: {e}"));
+    assert!(
+        o.status.success(),
+        "cannot mount a tmpfs at {} (this test needs root): {}",
+        dir.display(),
+        String::from_utf8_lossy(&o.stderr).trim()
+    );
+    Tmpfs(dir.to_path_buf())
+}
