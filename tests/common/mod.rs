@@ -61,3 +61,82 @@ pub fn mount_tmpfs(dir: &Path, size: &str) -> Tmpfs {
     );
     Tmpfs(dir.to_path_buf())
 }
+
+/// Sends `sig` to a child process (not yet waited for).
+pub fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: kill(2) takes any pid and signal number; the pid is our own child's, which is not
+    // reaped before the caller waits for it, so it names no other process.
+    let r = unsafe { libc::kill(child.id() as i32, sig) };
+    assert_eq!(
+        r,
+        0,
+        "kill({}, {sig}): {}",
+        child.id(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// The items of a run's output folder that are finished (written or skipped), by input, and the
+/// run's total: the records of the manifest at `manifest` and of its journal (a line per item this
+/// run finished), each item once.
+pub fn finished_items(manifest: &Path) -> (usize, usize) {
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let m: serde_json::Value = serde_json::from_str(&read(manifest)).unwrap_or_default();
+    let total = m["counts"]["total"].as_u64().unwrap_or(0) as usize;
+    let journal = read(&PathBuf::from(format!("{}.journal", manifest.display())));
+    let mut done = std::collections::BTreeSet::new();
+    let from_journal = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+    for r in m["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .cloned()
+        .chain(from_journal)
+    {
+        if r["status"] == "written" || r["status"] == "skipped" {
+            done.insert(r["input"].to_string());
+        }
+    }
+    (done.len(), total)
+}
+
+/// Stops (SIGSTOP) a `maskomaly run` into a fresh output folder, whose manifest is at `manifest`,
+/// once it is mid-run: it has finished at least one item (the journal gets a line per finished
+/// item) and, checked while it is stopped, has not exited and has not finished every item. So a
+/// signal sent next lands mid-run however fast the machine. Returns the finished items. Fails the
+/// test if the run ends first or finishes nothing within two minutes.
+pub fn stop_mid_run(child: &mut std::process::Child, manifest: &Path) -> usize {
+    let t = std::time::Instant::now();
+    while finished_items(manifest).0 == 0 {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before it finished an item");
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(120),
+            "the run finished no item in two minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    signal(child, libc::SIGSTOP);
+    if let Some(status) = child.try_wait().unwrap() {
+        panic!("the run ended ({status}) before it could be stopped mid-run");
+    }
+    let (done, total) = finished_items(manifest);
+    assert!(
+        done >= 1 && done < total,
+        "stopped after the run had finished: {done} of {total} items done"
+    );
+    done
+}
+
+/// Sends `sig` to a `maskomaly run` into a fresh output folder while it is mid-run
+/// ([`stop_mid_run`]), then lets it go on (SIGCONT) to handle the signal. Returns the items it had
+/// finished when it was stopped.
+pub fn signal_mid_run(child: &mut std::process::Child, manifest: &Path, sig: i32) -> usize {
+    let done = stop_mid_run(child, manifest);
+    signal(child, sig);
+    signal(child, libc::SIGCONT);
+    done
+}
