@@ -10,10 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn exe() -> &'static str {
-    env!("CARGO_BIN_EXE_maskomaly")
-}
-
 /// Images (12, several sizes, two sub-folders), the tiny TorchScript model and a small-size job in
 /// a temp dir, removed at drop. Queues of one item keep the work in flight small, so a run stopped
 /// after its first item still has items left.
@@ -52,28 +48,12 @@ impl Demo {
     }
     /// `maskomaly run` over the demo images into `out`, with extra arguments.
     fn run_cmd(&self, out: &Path, extra: &[&str]) -> Command {
-        let mut c = Command::new(exe());
-        c.arg("run")
-            .arg("--job")
-            .arg(self.path("demo/job.yaml"))
-            .arg("--input")
-            .arg(self.images())
-            .arg("--output")
-            .arg(out)
-            .arg("--checkpoint")
-            .arg(self.path("demo/model.pt"))
-            .arg("--device")
-            .arg("cpu")
-            .args(extra);
-        for var in [
-            "SLURM_ARRAY_TASK_ID",
-            "JOB_COMPLETION_INDEX",
-            "AWS_BATCH_JOB_ARRAY_INDEX",
-            "MASKOMALY_SHARDS",
-        ] {
-            c.env_remove(var);
-        }
-        c
+        let (images, out, model) = (self.images(), out.to_path_buf(), self.path("demo/model.pt"));
+        let mut args = vec!["--input", images.to_str().unwrap()];
+        args.extend(["--output", out.to_str().unwrap()]);
+        args.extend(["--checkpoint", model.to_str().unwrap(), "--device", "cpu"]);
+        args.extend(extra);
+        common::run_cmd(self.path("demo/job.yaml"), &args)
     }
     fn run(&self, out: &Path, extra: &[&str]) -> Output {
         self.run_cmd(out, extra).output().unwrap()
@@ -237,11 +217,7 @@ fn sigkill_at_random_points_then_rerun_gives_identical_outputs() {
         "temporary files left: {:?}",
         hidden_files(&out)
     );
-    let v = Command::new(exe())
-        .arg("verify")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let v = common::verify(&out);
     assert_eq!(
         v.status.code(),
         Some(0),
@@ -348,7 +324,7 @@ fn shards_merge_into_the_single_run_result() {
     );
 
     // Before the last shard: merge names what is missing and fails.
-    let mg = Command::new(exe()).arg("merge").arg(&out).output().unwrap();
+    let mg = common::merge(&out);
     assert_eq!(mg.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&mg.stderr).contains("missing shard manifest: shard 2/3"));
 
@@ -372,7 +348,7 @@ fn shards_merge_into_the_single_run_result() {
     }
     assert_eq!(seen, total, "shards overlap or miss items");
 
-    let mg = Command::new(exe()).arg("merge").arg(&out).output().unwrap();
+    let mg = common::merge(&out);
     assert_eq!(
         mg.status.code(),
         Some(0),
@@ -381,11 +357,7 @@ fn shards_merge_into_the_single_run_result() {
     );
     assert_complete(&out, total);
     assert_same_outputs(&reference, &out);
-    let v = Command::new(exe())
-        .arg("verify")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let v = common::verify(&out);
     assert_eq!(
         v.status.code(),
         Some(0),
@@ -424,9 +396,7 @@ fn verify_detects_flipped_byte_deleted_output_and_extra_file() {
     let demo = Demo::new();
     let (out, _) = demo.reference();
     let verify = |extra: &[&str]| {
-        Command::new(exe())
-            .arg("verify")
-            .arg(&out)
+        common::command(["verify", out.to_str().unwrap()])
             .args(extra)
             .output()
             .unwrap()

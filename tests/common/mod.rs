@@ -4,8 +4,9 @@
 #[path = "../../src/parity.rs"]
 pub mod parity;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 /// The binary under test.
 pub fn bin() -> PathBuf {
@@ -22,6 +23,63 @@ pub fn fixture(name: &str) -> PathBuf {
 /// The tiny TorchScript model fixture.
 pub fn tiny_model() -> PathBuf {
     fixture("tiny_maskformer.pt")
+}
+
+/// `maskomaly ARGS` as a command: info logging, and none of the batch-system variables that would
+/// make a run one shard of an array.
+pub fn command<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Command {
+    let mut c = Command::new(bin());
+    c.args(args).env("RUST_LOG", "maskomaly=info");
+    for var in [
+        "SLURM_ARRAY_TASK_ID",
+        "JOB_COMPLETION_INDEX",
+        "AWS_BATCH_JOB_ARRAY_INDEX",
+        "MASKOMALY_SHARDS",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// What `maskomaly ARGS` ([`command`]) printed and returned.
+pub fn cli<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
+    command(args).output().expect("binary runs")
+}
+
+/// `maskomaly run --job JOB EXTRA` as a command ([`command`]).
+pub fn run_cmd(job: impl AsRef<Path>, extra: &[&str]) -> Command {
+    let mut c = command(["run", "--job"]);
+    c.arg(job.as_ref()).args(extra);
+    c
+}
+
+/// What `maskomaly run --job JOB EXTRA` printed and returned.
+pub fn run_job(job: impl AsRef<Path>, extra: &[&str]) -> Output {
+    run_cmd(job, extra).output().expect("binary runs")
+}
+
+/// What `maskomaly run --input INPUT --output OUTPUT --checkpoint MODEL --device cpu EXTRA` (no job
+/// file) printed and returned.
+pub fn run_on(input: &Path, output: &Path, model: &Path, extra: &[&str]) -> Output {
+    let mut c = command(["run", "--input"]);
+    c.arg(input)
+        .arg("--output")
+        .arg(output)
+        .arg("--checkpoint")
+        .arg(model)
+        .args(["--device", "cpu"])
+        .args(extra);
+    c.output().expect("binary runs")
+}
+
+/// What `maskomaly verify OUT` printed and returned.
+pub fn verify(out: &Path) -> Output {
+    cli([OsStr::new("verify"), out.as_os_str()])
+}
+
+/// What `maskomaly merge OUT` printed and returned.
+pub fn merge(out: &Path) -> Output {
+    cli([OsStr::new("merge"), out.as_os_str()])
 }
 
 /// A process's exit code (-1 when a signal ended it).
