@@ -577,8 +577,7 @@ fn info_states_the_build_it_comes_from() {
 fn a_visible_gpu_whose_cuda_libraries_cannot_load_is_reported() {
     // The build's libtorch (`.cargo/config.toml`, installed by scripts/setup.sh from the PyPI torch
     // wheel) always ships its CUDA half.
-    let torch_lib =
-        Path::new(option_env!("LIBTORCH").expect("LIBTORCH set by .cargo/config.toml")).join("lib");
+    let torch_lib = Path::new(env!("LIBTORCH")).join("lib");
     assert!(
         torch_lib.join("libtorch_cuda.so").is_file(),
         "{} holds no libtorch_cuda.so: this test needs the CUDA build of libtorch that \

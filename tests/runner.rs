@@ -202,10 +202,10 @@ fn rerun_skips_complete_items_and_redoes_missing_ones() {
     }
     let job = write_job(d.path(), &input, &output, "");
     let job = job.to_str().unwrap();
-    assert_eq!(code(&run_job(&job, &[])), 0);
+    assert_eq!(code(&run_job(job, &[])), 0);
     let first = std::fs::read(output.join("f1.hdf5")).unwrap();
     std::fs::remove_file(output.join("f1.png")).unwrap();
-    let o = run_job(&job, &[]);
+    let o = run_job(job, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let m = Manifest::read(&output.join("manifest.json")).unwrap();
     assert_eq!(
@@ -220,10 +220,10 @@ fn rerun_skips_complete_items_and_redoes_missing_ones() {
     );
     // A changed output is not trusted.
     std::fs::write(output.join("f2.png"), b"corrupted").unwrap();
-    assert_eq!(code(&run_job(&job, &[])), 0);
+    assert_eq!(code(&run_job(job, &[])), 0);
     let m = Manifest::read(&output.join("manifest.json")).unwrap();
     assert_eq!((m.counts.written, m.counts.skipped), (1, 2));
-    assert_eq!(code(&run_job(&job, &["--overwrite"])), 0);
+    assert_eq!(code(&run_job(job, &["--overwrite"])), 0);
     let m = Manifest::read(&output.join("manifest.json")).unwrap();
     assert_eq!((m.counts.written, m.counts.skipped), (3, 0));
 }
@@ -895,7 +895,7 @@ fn six_scores_from_one_run_match_the_fixtures() {
     )
     .unwrap();
     let job = job.to_str().unwrap();
-    let o = run_job(&job, &[]);
+    let o = run_job(job, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 
     let want: std::collections::HashMap<String, tch::Tensor> =
@@ -944,12 +944,12 @@ fn six_scores_from_one_run_match_the_fixtures() {
         assert_eq!(firsts.len(), 6, "{firsts:?}");
     }
     // Resume skips both items; verify re-hashes all 36 files.
-    let o = run_job(&job, &[]);
+    let o = run_job(job, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let m = Manifest::read(&output.join("manifest.json")).unwrap();
     assert_eq!((m.counts.written, m.counts.skipped), (0, 2));
     std::fs::remove_file(output.join("eam/portrait.png")).unwrap();
-    assert_eq!(code(&run_job(&job, &[])), 0);
+    assert_eq!(code(&run_job(job, &[])), 0);
     let m = Manifest::read(&output.join("manifest.json")).unwrap();
     assert_eq!((m.counts.written, m.counts.skipped), (1, 1));
     let o = verify(&output);
@@ -1016,7 +1016,7 @@ fn eval_compares_every_score_of_a_run() {
     )
     .unwrap();
     let job = job.to_str().unwrap();
-    let o = run_job(&job, &[]);
+    let o = run_job(job, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(out
         .join("rba/anomaly_p/cmp/AnomalyTrack-all/validation0001.hdf5")
