@@ -17,7 +17,10 @@
 //! `#[ignore]`d (they need Chromium) and `make test` runs them, where a missing Chromium fails.
 //! `MASKOMALY_REPORT_SCREENSHOT=FILE` keeps a copy of the screenshot.
 
-use maskomaly::eval::{browser, html};
+#[path = "common/browser.rs"]
+mod browser;
+
+use maskomaly::eval::html;
 use maskomaly::provenance::manifest::{
     CheckpointInfo, Counts, Manifest, Numerics, Program, RunStatus, FORMAT,
 };
