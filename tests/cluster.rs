@@ -1,6 +1,6 @@
 //! Batch-system behaviour of the real binary: sharding and merge, `verify`, and runs that are
-//! killed (SIGKILL at random points, SIGTERM mid-run) and then rerun. Every test works on images and
-//! a tiny TorchScript model made by `maskomaly demo` in a temp dir, on CPU.
+//! killed (SIGKILL while held mid-run and at random points, SIGTERM mid-run) and then rerun. Every
+//! test works on images and a tiny TorchScript model made by `maskomaly demo` in a temp dir, on CPU.
 
 mod common;
 
