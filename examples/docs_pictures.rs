@@ -10,11 +10,13 @@
 //! cargo run --example docs_pictures [-- --dir target/docs-demo --out docs]
 //! ```
 
+#[path = "../tests/common/browser.rs"]
+mod browser;
 mod common;
 use common::arg;
 
 use maskomaly::eval::compare::{run_compare, CompareOutcome};
-use maskomaly::eval::{browser, html, EvalOptions};
+use maskomaly::eval::{html, EvalOptions};
 use maskomaly::job::ScoreKind;
 use maskomaly::pipeline::{self, RunOptions};
 use std::path::{Path, PathBuf};

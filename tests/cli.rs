@@ -342,8 +342,8 @@ impl EvalSetup {
 }
 
 /// `eval` follows `run`'s error policy: a missing dataset root is 66, a bad job 78, a missing
-/// prediction 66, an image it cannot decode 65 and reported as a read, a full disk 74; each with
-/// its causes on their own lines.
+/// prediction 66, an image it cannot decode 65 and reported as a read (a full disk, 74:
+/// [`eval_on_a_full_disk_exits_74`]); each with its causes on their own lines.
 #[test]
 fn eval_exit_codes_follow_the_runs_policy() {
     let s = EvalSetup::new();
@@ -388,25 +388,15 @@ fn eval_exit_codes_follow_the_runs_policy() {
     assert!(lines[1].starts_with("  caused by: "), "{err}");
     assert!(!err.contains("cannot write"), "{err}");
     std::fs::write(&image, good).unwrap();
+}
 
-    // A full disk under the reports (a small tmpfs; needs root, skipped otherwise).
+/// `eval` onto a full disk (under the reports) exits 74 with the cause.
+#[test]
+#[ignore = "needs root: mounts a 64 KiB tmpfs to fill up (make test runs it)"]
+fn eval_on_a_full_disk_exits_74() {
+    let s = EvalSetup::new();
     let mnt = s.root.join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&mnt)
-        .output();
-    if !mounted.as_ref().is_ok_and(|o| o.status.success()) {
-        eprintln!("skipped the full-disk case: cannot mount a tmpfs ({mounted:?})");
-        return;
-    }
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.clone());
+    let _tmpfs = common::mount_tmpfs(&mnt, "64k");
     let full = mnt.join("eval");
     std::fs::create_dir_all(&full).unwrap();
     let mut filler = std::fs::File::create(mnt.join("filler")).unwrap();
@@ -585,13 +575,15 @@ fn info_states_the_build_it_comes_from() {
 /// `info` prints all of it.
 #[test]
 fn a_visible_gpu_whose_cuda_libraries_cannot_load_is_reported() {
-    let Some(torch_lib) = option_env!("LIBTORCH")
-        .map(|d| Path::new(d).join("lib"))
-        .filter(|d| d.join("libtorch_cuda.so").is_file())
-    else {
-        eprintln!("skipped: this libtorch has no libtorch_cuda.so to load");
-        return;
-    };
+    // The build's libtorch (`.cargo/config.toml`, installed by scripts/setup.sh from the PyPI torch
+    // wheel) always ships its CUDA half.
+    let torch_lib = Path::new(env!("LIBTORCH")).join("lib");
+    assert!(
+        torch_lib.join("libtorch_cuda.so").is_file(),
+        "{} holds no libtorch_cuda.so: this test needs the CUDA build of libtorch that \
+         scripts/setup.sh installs",
+        torch_lib.display()
+    );
     let s = Setup::new();
     let fake = s.root.join("machine");
     std::fs::create_dir_all(fake.join("proc/driver/nvidia")).unwrap();

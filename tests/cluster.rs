@@ -1,15 +1,14 @@
 //! Batch-system behaviour of the real binary: sharding and merge, `verify`, and runs that are
-//! killed (SIGKILL at random points, SIGTERM mid-run) and then rerun. Every test works on images and
-//! a tiny TorchScript model made by `maskomaly demo` in a temp dir, on CPU.
+//! killed (SIGKILL while held mid-run and at random points, SIGTERM mid-run) and then rerun. Every
+//! test works on images and a tiny TorchScript model made by `maskomaly demo` in a temp dir, on CPU.
+
+mod common;
 
 use serde_json::Value;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn exe() -> &'static str {
-    env!("CARGO_BIN_EXE_maskomaly")
-}
 
 /// Images (12, several sizes, two sub-folders), the tiny TorchScript model and a small-size job in
 /// a temp dir, removed at drop. Queues of one item keep the work in flight small, so a run stopped
@@ -49,28 +48,12 @@ impl Demo {
     }
     /// `maskomaly run` over the demo images into `out`, with extra arguments.
     fn run_cmd(&self, out: &Path, extra: &[&str]) -> Command {
-        let mut c = Command::new(exe());
-        c.arg("run")
-            .arg("--job")
-            .arg(self.path("demo/job.yaml"))
-            .arg("--input")
-            .arg(self.images())
-            .arg("--output")
-            .arg(out)
-            .arg("--checkpoint")
-            .arg(self.path("demo/model.pt"))
-            .arg("--device")
-            .arg("cpu")
-            .args(extra);
-        for var in [
-            "SLURM_ARRAY_TASK_ID",
-            "JOB_COMPLETION_INDEX",
-            "AWS_BATCH_JOB_ARRAY_INDEX",
-            "MASKOMALY_SHARDS",
-        ] {
-            c.env_remove(var);
-        }
-        c
+        let (images, out, model) = (self.images(), out.to_path_buf(), self.path("demo/model.pt"));
+        let mut args = vec!["--input", images.to_str().unwrap()];
+        args.extend(["--output", out.to_str().unwrap()]);
+        args.extend(["--checkpoint", model.to_str().unwrap(), "--device", "cpu"]);
+        args.extend(extra);
+        common::run_cmd(self.path("demo/job.yaml"), &args)
     }
     fn run(&self, out: &Path, extra: &[&str]) -> Output {
         self.run_cmd(out, extra).output().unwrap()
@@ -152,57 +135,16 @@ fn assert_complete(out: &Path, total: usize) {
     assert_eq!(m["items"].as_array().unwrap().len(), total);
 }
 
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} {pid}");
-}
-
-/// Waits until the run has recorded at least one item (the manifest's journal gets a line per
-/// finished item; the manifest itself is rewritten at most once a second), then stops the process
-/// (SIGSTOP) so that a signal sent next lands mid-run however fast the items are. Returns false if
-/// the run finished first.
-fn hold_mid_run(child: &mut Child, manifest_path: &Path) -> bool {
-    let journal = PathBuf::from(format!("{}.journal", manifest_path.display()));
-    let lines = |p: &Path| std::fs::read_to_string(p).map_or(0, |t| t.lines().count());
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(120) {
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
-        if lines(&journal) >= 1 {
-            signal(child.id(), "STOP");
-            let total = manifest(manifest_path)["counts"]["total"].as_u64().unwrap() as usize;
-            if journal.exists() && lines(&journal) < total {
-                return true;
-            }
-            signal(child.id(), "CONT");
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    panic!("the run never recorded an item");
-}
-
-/// xorshift64*, seeded from the clock unless MASKOMALY_TEST_SEED is set; the seed is printed so a
-/// failing sequence of kill points can be replayed.
+/// xorshift64* from a fixed seed, or MASKOMALY_TEST_SEED; the seed is printed so a failing
+/// sequence of kill points can be replayed.
 struct Rng(u64);
 impl Rng {
     fn new() -> Rng {
         let seed = std::env::var("MASKOMALY_TEST_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
+            .unwrap_or(0x6d61_736b_6f6d_616c)
+            | 1;
         eprintln!("MASKOMALY_TEST_SEED={seed}");
         Rng(seed)
     }
@@ -214,6 +156,11 @@ impl Rng {
     }
 }
 
+/// Five runs into one folder, each killed (SIGKILL): the first while it is held still mid-run
+/// (some items finished, not all), the others at random points of the run's length, start-up
+/// included. A round counts as killed mid-run when the process had not exited and it finished
+/// items without finishing them all; at least one must. Then a rerun completes with a clean run's
+/// bytes.
 #[test]
 fn sigkill_at_random_points_then_rerun_gives_identical_outputs() {
     let demo = Demo::new();
@@ -222,22 +169,40 @@ fn sigkill_at_random_points_then_rerun_gives_identical_outputs() {
         .as_u64()
         .unwrap() as usize;
     let out = demo.path("killed");
+    let manifest_path = out.join("manifest.json");
     let mut rng = Rng::new();
-    // Kill points spread over the whole run, start-up included.
-    let span = took.as_millis() as u64 + 1;
+    let span = took.as_millis() as u64;
+    let mut mid_run = 0;
     for round in 0..5 {
+        let before = common::finished_items(&manifest_path).0;
         let mut child = demo
             .run_cmd(&out, &[])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let at = rng.below(span);
-        std::thread::sleep(Duration::from_millis(at));
+        let at = if round == 0 {
+            common::stop_mid_run(&mut child, &manifest_path);
+            "held mid-run".to_string()
+        } else {
+            // A rerun skips the finished items: the span shrinks with the work left.
+            let span = span * (total - before.min(total) + 1) as u64 / (total + 1) as u64 + 1;
+            let at = rng.below(span);
+            std::thread::sleep(Duration::from_millis(at));
+            format!("{at} ms of ~{span} ms")
+        };
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
-        eprintln!("round {round}: killed at {at} ms of ~{span} ms ({status})");
+        let after = common::finished_items(&manifest_path).0;
+        let killed = status.signal() == Some(libc::SIGKILL);
+        let mid = killed && before < after && after < total;
+        mid_run += usize::from(mid);
+        eprintln!(
+            "round {round}: killed at {at} ({status}), {before} -> {after} of {total} items done{}",
+            if mid { ", mid-run" } else { "" }
+        );
     }
+    assert!(mid_run >= 1, "no round was killed mid-run");
     let o = demo.run(&out, &[]);
     assert_eq!(
         o.status.code(),
@@ -252,11 +217,7 @@ fn sigkill_at_random_points_then_rerun_gives_identical_outputs() {
         "temporary files left: {:?}",
         hidden_files(&out)
     );
-    let v = Command::new(exe())
-        .arg("verify")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let v = common::verify(&out);
     assert_eq!(
         v.status.code(),
         Some(0),
@@ -277,12 +238,7 @@ fn sigterm_mid_run_exits_143_with_a_consistent_manifest_and_rerun_completes() {
         .spawn()
         .unwrap();
     let manifest_path = out.join("manifest.json");
-    assert!(
-        hold_mid_run(&mut child, &manifest_path),
-        "the run finished before it could be signalled"
-    );
-    signal(child.id(), "TERM");
-    signal(child.id(), "CONT");
+    common::signal_mid_run(&mut child, &manifest_path, libc::SIGTERM);
     let o = child.wait_with_output().unwrap();
     assert_eq!(
         o.status.code(),
@@ -368,7 +324,7 @@ fn shards_merge_into_the_single_run_result() {
     );
 
     // Before the last shard: merge names what is missing and fails.
-    let mg = Command::new(exe()).arg("merge").arg(&out).output().unwrap();
+    let mg = common::merge(&out);
     assert_eq!(mg.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&mg.stderr).contains("missing shard manifest: shard 2/3"));
 
@@ -392,7 +348,7 @@ fn shards_merge_into_the_single_run_result() {
     }
     assert_eq!(seen, total, "shards overlap or miss items");
 
-    let mg = Command::new(exe()).arg("merge").arg(&out).output().unwrap();
+    let mg = common::merge(&out);
     assert_eq!(
         mg.status.code(),
         Some(0),
@@ -401,11 +357,7 @@ fn shards_merge_into_the_single_run_result() {
     );
     assert_complete(&out, total);
     assert_same_outputs(&reference, &out);
-    let v = Command::new(exe())
-        .arg("verify")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let v = common::verify(&out);
     assert_eq!(
         v.status.code(),
         Some(0),
@@ -444,9 +396,7 @@ fn verify_detects_flipped_byte_deleted_output_and_extra_file() {
     let demo = Demo::new();
     let (out, _) = demo.reference();
     let verify = |extra: &[&str]| {
-        Command::new(exe())
-            .arg("verify")
-            .arg(&out)
+        common::command(["verify", out.to_str().unwrap()])
             .args(extra)
             .output()
             .unwrap()

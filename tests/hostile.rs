@@ -4,7 +4,7 @@
 //! is left, and that a rerun completes. The model is the tiny TorchScript fixture.
 
 mod common;
-use common::{bin, code, stderr, tiny_model};
+use common::{bin, code, signal, stderr, tiny_model};
 use maskomaly::provenance::manifest::{ItemStatus, Manifest};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -616,11 +616,6 @@ fn wait_for_lock(child: &mut std::process::Child) -> bool {
     false
 }
 
-fn signal(child: &std::process::Child, sig: i32) {
-    // SAFETY: a signal to our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
-}
-
 fn spawn_run(job: &Path, log: &Path) -> std::process::Child {
     cmd(&[
         std::ffi::OsStr::new("run"),
@@ -687,6 +682,8 @@ fn a_second_run_on_the_same_folder_is_refused_at_once() {
     assert_eq!(code(&run_job(&j, &[])), 0);
 }
 
+/// SIGINT mid-run (SIGTERM: tests/cluster.rs): exit 130, an interrupted manifest that keeps every
+/// item finished before the signal, no temporary files, and a rerun that skips those items.
 #[test]
 fn a_signal_stops_cleanly_and_a_rerun_resumes() {
     let d = tempfile::tempdir().unwrap();
@@ -701,29 +698,18 @@ fn a_signal_stops_cleanly_and_a_rerun_resumes() {
         "runtime: {device: cpu, decode_workers: 1, queue_depth: 1}\n",
     );
     let mut child = spawn_run(&j, &d.path().join("run.log"));
-    // Stop it once at least one item is recorded.
-    let journal = out.join("manifest.json.journal");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_to_string(&journal).map_or(true, |t| t.lines().count() < 1) {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it could be stopped"
-        );
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    signal(&child, libc::SIGTERM);
+    let done = common::signal_mid_run(&mut child, &out.join("manifest.json"), libc::SIGINT);
     let status = child.wait().unwrap();
     let log = std::fs::read_to_string(d.path().join("run.log")).unwrap();
-    assert_eq!(status.code(), Some(143), "{log}");
+    assert_eq!(status.code(), Some(130), "{log}");
     let m = manifest(&out);
     assert_eq!(
         m.status,
         maskomaly::provenance::manifest::RunStatus::Interrupted
     );
     assert!(
-        m.counts.written >= 1 && m.counts.written < 12,
-        "{:?}",
+        m.counts.written >= done && m.counts.written < 12,
+        "{done} done when stopped: {:?}",
         m.counts
     );
     assert_no_temporary_files(&out);
@@ -804,38 +790,13 @@ fn nan_outputs_are_counted_warned_and_recorded() {
 }
 
 /// A run onto a file system that fills up: exit 74, nothing half-written, outputs described by the
-/// manifest, and after space is freed a rerun completes with a clean run's bytes. Needs a tmpfs
-/// mount (root and a kernel that allows it); skipped with the reason otherwise.
+/// manifest, and after space is freed a rerun completes with a clean run's bytes.
 #[test]
+#[ignore = "needs root: mounts a 4 MiB tmpfs to fill up (make test runs it)"]
 fn a_full_disk_stops_the_run_cleanly_and_a_rerun_completes() {
     let d = tempfile::tempdir().unwrap();
     let (input, mnt) = (d.path().join("in"), d.path().join("mnt"));
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&mnt)
-        .output();
-    match &mounted {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            eprintln!(
-                "skipped: cannot mount a tmpfs ({})",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            return;
-        }
-        Err(e) => {
-            eprintln!("skipped: cannot run mount ({e})");
-            return;
-        }
-    }
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.clone());
+    let _tmpfs = common::mount_tmpfs(&mnt, "4m");
     for i in 0..10 {
         scene(320, 240, i, &input.join(format!("f{i}.png")));
     }

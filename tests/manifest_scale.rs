@@ -3,10 +3,9 @@
 //! that did not finish would leave it) is never trusted for a shorter list.
 
 mod common;
-use common::{bin, code, stderr, tiny_model};
+use common::{code, run_job, stderr, tiny_model, verify};
 use maskomaly::provenance::manifest::{journal_path, Manifest, RunStatus};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 const N: usize = 5;
 
@@ -33,26 +32,11 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     (job, output)
 }
 
-fn run(job: &Path, extra: &[&str]) -> Output {
-    Command::new(bin())
-        .arg("run")
-        .arg("--job")
-        .arg(job)
-        .args(extra)
-        .env("RUST_LOG", "maskomaly=info")
-        .output()
-        .unwrap()
-}
-
-fn verify(out: &Path) -> Output {
-    Command::new(bin()).arg("verify").arg(out).output().unwrap()
-}
-
 #[test]
 fn a_kill_during_the_final_manifest_write_loses_nothing() {
     let d = tempfile::tempdir().unwrap();
     let (job, out) = setup(d.path());
-    let o = run(&job, &["--json"]);
+    let o = run_job(&job, &["--json"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let path = out.join("manifest.json");
     let done = Manifest::read(&path).unwrap();
@@ -84,7 +68,7 @@ fn a_kill_during_the_final_manifest_write_loses_nothing() {
     let temp = out.join(".manifest.json.tmp-4000000");
     std::fs::write(&temp, &whole[..whole.len() / 2]).unwrap();
 
-    let o = run(&job, &[]);
+    let o = run_job(&job, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let m = Manifest::read(&path).unwrap();
     assert_eq!(m.status, RunStatus::Complete);
@@ -102,7 +86,7 @@ fn a_kill_during_the_final_manifest_write_loses_nothing() {
     let items_at = whole.windows(9).position(|w| w == b"\"items\": ").unwrap();
     let cut = items_at + (whole.len() - items_at) * 2 / 3;
     std::fs::write(&path, &whole[..cut]).unwrap();
-    let o = run(&job, &[]);
+    let o = run_job(&job, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stderr(&o).contains("cannot be read"), "{}", stderr(&o));
     let m = Manifest::read(&path).unwrap();

@@ -13,10 +13,14 @@
 //!   and in its PR and ROC plots (each in the score's colour), show them side by side in the
 //!   gallery, make no request, not be blank and not overflow 1280 px.
 //!
-//! Without Chromium the test is skipped, unless `MASKOMALY_REQUIRE_BROWSER=1` (set by `make test`).
+//! The page checks that need no browser run with every `cargo test`; the rendering tests are
+//! `#[ignore]`d (they need Chromium) and `make test` runs them, where a missing Chromium fails.
 //! `MASKOMALY_REPORT_SCREENSHOT=FILE` keeps a copy of the screenshot.
 
-use maskomaly::eval::{browser, html};
+#[path = "common/browser.rs"]
+mod browser;
+
+use maskomaly::eval::html;
 use maskomaly::provenance::manifest::{
     CheckpointInfo, Counts, Manifest, Numerics, Program, RunStatus, FORMAT,
 };
@@ -225,16 +229,10 @@ fn page_requests(net_log: &Path) -> Vec<String> {
         .collect()
 }
 
-fn chromium_or_skip() -> Option<PathBuf> {
-    let found = browser::find_chromium();
-    if found.is_none() {
-        assert!(
-            std::env::var("MASKOMALY_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "chromium is not installed (scripts/ci-deps.sh installs Debian's chromium)"
-        );
-        eprintln!("SKIP: chromium not installed (scripts/ci-deps.sh installs it)");
-    }
-    found
+/// Chromium, or a failure saying how to get it.
+fn chromium() -> PathBuf {
+    browser::find_chromium()
+        .expect("chromium is not installed (scripts/ci-deps.sh installs Debian's chromium)")
 }
 
 /// Appended to a copy of the page: reports image loads, page width, and whether sorting works.
@@ -254,10 +252,10 @@ window.addEventListener("load", function () {
 });
 </script>"#;
 
-#[test]
-fn report_renders_offline_in_chromium() {
-    let d = tempfile::tempdir().unwrap();
-    let (job, preds) = synthetic_evaluation(d.path(), &[]);
+/// `eval` on the one-score evaluation in `d`; checks the page's text and references, and returns
+/// the eval folder, the page's path and the page.
+fn single_score_page(d: &Path) -> (PathBuf, PathBuf, String) {
+    let (job, preds) = synthetic_evaluation(d, &[]);
     let eval = preds.join("eval");
     let o = Command::new(env!("CARGO_BIN_EXE_maskomaly"))
         .args(["-q", "eval", "--job"])
@@ -280,9 +278,21 @@ fn report_renders_offline_in_chromium() {
         assert!(page.contains(needle), "{needle} missing from the page");
     }
 
-    let Some(chromium) = chromium_or_skip() else {
-        return;
-    };
+    (eval, page_path, page)
+}
+
+#[test]
+fn report_page_references_only_its_folder() {
+    let d = tempfile::tempdir().unwrap();
+    single_score_page(d.path());
+}
+
+#[test]
+#[ignore = "needs chromium: renders the page headless (make test runs it)"]
+fn report_renders_offline_in_chromium() {
+    let d = tempfile::tempdir().unwrap();
+    let (eval, page_path, page) = single_score_page(d.path());
+    let chromium = chromium();
     let shot = eval.join("shot.png");
     let net = d.path().join("net.json");
     let out = browser::screenshot(
@@ -395,12 +405,14 @@ window.addEventListener("load", function () {
 });
 </script>"#;
 
-/// The page of a multi-score evaluation, at the eval folder's root.
-#[test]
-fn comparison_report_renders_offline_in_chromium() {
-    let d = tempfile::tempdir().unwrap();
-    let names = ["maskomaly", "rba", "msp"];
-    let (job, preds) = synthetic_evaluation(d.path(), &names);
+const NAMES: [&str; 3] = ["maskomaly", "rba", "msp"];
+
+/// `eval` on the evaluation of [`NAMES`] in `d`: the page of several scores, at the eval folder's
+/// root; checks its references, its links to each score's page and each score's colour in the
+/// plots, and returns the eval folder, the page's path and the page.
+fn comparison_page(d: &Path) -> (PathBuf, PathBuf, String) {
+    let names = NAMES;
+    let (job, preds) = synthetic_evaluation(d, &names);
     let eval = preds.join("eval");
     let o = Command::new(env!("CARGO_BIN_EXE_maskomaly"))
         .args(["-q", "eval", "--job"])
@@ -430,9 +442,23 @@ fn comparison_report_renders_offline_in_chromium() {
         assert!(svgs.contains(&colour), "{name} not drawn in {colour}");
     }
 
-    let Some(chromium) = chromium_or_skip() else {
-        return;
-    };
+    (eval, page_path, page)
+}
+
+#[test]
+fn comparison_page_names_every_score() {
+    let d = tempfile::tempdir().unwrap();
+    comparison_page(d.path());
+}
+
+/// The page of a multi-score evaluation in Chromium.
+#[test]
+#[ignore = "needs chromium: renders the page headless (make test runs it)"]
+fn comparison_report_renders_offline_in_chromium() {
+    let d = tempfile::tempdir().unwrap();
+    let names = NAMES;
+    let (eval, page_path, page) = comparison_page(d.path());
+    let chromium = chromium();
     let shot = eval.join("shot.png");
     let net = d.path().join("net.json");
     let out = browser::screenshot(

@@ -3,26 +3,19 @@
 //! checks of every output, the manifest and the exit code.
 
 mod common;
-use common::{bin, code, parity, stderr, tiny_model};
+use common::{
+    cli, code, command, merge, parity, run_cmd, run_job, run_on, stderr, tiny_model, verify,
+};
 use maskomaly::job::Job;
 use maskomaly::preprocess::{decode_file, prepare};
 use maskomaly::provenance::manifest::{ItemStatus, Manifest};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 /// A written score map as (values, height, width), read by the evaluation's reader.
 fn read_score(
     path: &Path,
 ) -> Result<(Vec<f32>, usize, usize), maskomaly::eval::predictions::PredictionError> {
     maskomaly::eval::predictions::read(path).map(|p| (p.scores, p.height, p.width))
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .env("RUST_LOG", "maskomaly=info")
-        .output()
-        .expect("binary runs")
 }
 
 /// Writes a job with small preprocessing sizes (fast on CPU) and returns its path.
@@ -103,7 +96,7 @@ fn run_writes_every_output_and_records_failures() {
     let (input, output) = (d.path().join("in"), d.path().join("out"));
     make_inputs(&input);
     let job_path = write_job(d.path(), &input, &output, "");
-    let o = run(&["run", "--job", job_path.to_str().unwrap()]);
+    let o = run_job(&job_path, &[]);
     assert_eq!(code(&o), 1, "some items failed → exit 1\n{}", stderr(&o));
     let job = Job::load(&job_path).unwrap();
 
@@ -209,10 +202,10 @@ fn rerun_skips_complete_items_and_redoes_missing_ones() {
     }
     let job = write_job(d.path(), &input, &output, "");
     let job = job.to_str().unwrap();
-    assert_eq!(code(&run(&["run", "--job", job])), 0);
+    assert_eq!(code(&run_job(job, &[])), 0);
     let first = std::fs::read(output.join("f1.hdf5")).unwrap();
     std::fs::remove_file(output.join("f1.png")).unwrap();
-    let o = run(&["run", "--job", job]);
+    let o = run_job(job, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let m = Manifest::read(&output.join("manifest.json")).unwrap();
     assert_eq!(
@@ -227,10 +220,10 @@ fn rerun_skips_complete_items_and_redoes_missing_ones() {
     );
     // A changed output is not trusted.
     std::fs::write(output.join("f2.png"), b"corrupted").unwrap();
-    assert_eq!(code(&run(&["run", "--job", job])), 0);
+    assert_eq!(code(&run_job(job, &[])), 0);
     let m = Manifest::read(&output.join("manifest.json")).unwrap();
     assert_eq!((m.counts.written, m.counts.skipped), (1, 2));
-    assert_eq!(code(&run(&["run", "--job", job, "--overwrite"])), 0);
+    assert_eq!(code(&run_job(job, &["--overwrite"])), 0);
     let m = Manifest::read(&output.join("manifest.json")).unwrap();
     assert_eq!((m.counts.written, m.counts.skipped), (3, 0));
 }
@@ -250,11 +243,8 @@ fn an_output_folder_inside_the_input_is_never_listed() {
     }
     let job = write_job(d.path(), Path::new("/unused"), Path::new("/unused"), "");
     let run_in = |output: &str| {
-        Command::new(bin())
+        run_cmd(&job, &["--input", "data", "--output", output])
             .current_dir(d.path())
-            .args(["run", "--job", job.to_str().unwrap(), "--input", "data"])
-            .args(["--output", output])
-            .env("RUST_LOG", "maskomaly=info")
             .output()
             .expect("binary runs")
     };
@@ -281,23 +271,24 @@ fn an_output_folder_inside_the_input_is_never_listed() {
     assert!(stderr(&o).contains("holds a manifest"), "{}", stderr(&o));
     // Array tasks writing into the input folder side by side, then merged: the same listing.
     for shard in ["0/2", "1/2"] {
-        let mut c = Command::new(bin());
-        c.current_dir(d.path())
-            .args(["run", "--job", job.to_str().unwrap(), "--input", "data"])
-            .args(["--output", "data/sharded", "--shard", shard]);
-        for var in [
-            "SLURM_ARRAY_TASK_ID",
-            "JOB_COMPLETION_INDEX",
-            "MASKOMALY_SHARDS",
-        ] {
-            c.env_remove(var);
-        }
-        let o = c.output().unwrap();
+        let o = run_cmd(
+            &job,
+            &[
+                "--input",
+                "data",
+                "--output",
+                "data/sharded",
+                "--shard",
+                shard,
+            ],
+        )
+        .current_dir(d.path())
+        .output()
+        .unwrap();
         assert_eq!(code(&o), 0, "shard {shard}: {}", stderr(&o));
     }
-    let o = Command::new(bin())
+    let o = command(["merge", "data/sharded"])
         .current_dir(d.path())
-        .args(["merge", "data/sharded"])
         .output()
         .unwrap();
     assert_eq!(code(&o), 0, "merge: {}", stderr(&o));
@@ -336,21 +327,13 @@ fn each_score_is_checked_for_its_own_settings_only() {
         std::fs::write(&path, text).unwrap();
         path
     };
-    let o = run(&[
-        "run",
-        "--job",
-        job("semantic", "[energy, msp]").to_str().unwrap(),
-    ]);
+    let o = run_job(job("semantic", "[energy, msp]"), &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     for score in ["energy", "msp"] {
         let (_, h, w) = read_score(&d.path().join("semantic").join(score).join("a.hdf5")).unwrap();
         assert_eq!((h, w), (60, 90));
     }
-    let o = run(&[
-        "run",
-        "--job",
-        job("both", "[energy, maskomaly]").to_str().unwrap(),
-    ]);
+    let o = run_job(job("both", "[energy, maskomaly]"), &[]);
     assert_eq!(code(&o), 78, "{}", stderr(&o));
     let err = stderr(&o);
     let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with('[')).collect();
@@ -379,7 +362,7 @@ fn batching_gives_identical_outputs() {
     }
     let (o1, o4) = (d.path().join("o1"), d.path().join("o4"));
     let j1 = write_job(d.path(), &input, &o1, "");
-    assert_eq!(code(&run(&["run", "--job", j1.to_str().unwrap()])), 0);
+    assert_eq!(code(&run_job(&j1, &[])), 0);
     let j4 = d.path().join("job4.yaml");
     let text = std::fs::read_to_string(&j1).unwrap().replace(
         "runtime: {device: cpu}",
@@ -390,7 +373,7 @@ fn batching_gives_identical_outputs() {
         text.replace(o1.to_str().unwrap(), o4.to_str().unwrap()),
     )
     .unwrap();
-    assert_eq!(code(&run(&["run", "--job", j4.to_str().unwrap()])), 0);
+    assert_eq!(code(&run_job(&j4, &[])), 0);
     for i in 0..4 {
         let a = read_score(&o1.join(format!("i{i}.hdf5"))).unwrap();
         let b = read_score(&o4.join(format!("i{i}.hdf5"))).unwrap();
@@ -417,7 +400,7 @@ fn missing_checkpoint_fails_with_one_clear_message_and_writes_nothing() {
         "--device",
         "cpu",
     ];
-    let o = run(&[&["run", "--job", job.to_str().unwrap()][..], &args[..]].concat());
+    let o = run_job(&job, &args);
     assert_eq!(code(&o), 66, "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
@@ -435,8 +418,7 @@ fn missing_checkpoint_fails_with_one_clear_message_and_writes_nothing() {
         "checkpoint: {path: /models/absent.pkl, url: 'http://127.0.0.1:9/model.pkl'}\n",
     )
     .unwrap();
-    let o = Command::new(bin())
-        .args([&["run", "--job", job.to_str().unwrap()][..], &args[..]].concat())
+    let o = run_cmd(&job, &args)
         .env("MASKOMALY_CACHE", d.path().join("cache"))
         .output()
         .unwrap();
@@ -481,7 +463,7 @@ fn native_checkpoints_run_end_to_end_in_every_format() {
             out.display()
         );
         std::fs::write(&job, text).unwrap();
-        let o = run(&["run", "--job", job.to_str().unwrap()]);
+        let o = run_job(&job, &[]);
         assert_eq!(code(&o), 0, "{name}: {}", stderr(&o));
         let a = read_score(&out.join("a.hdf5")).unwrap();
         let b = read_score(&out.join("b.hdf5")).unwrap();
@@ -493,7 +475,7 @@ fn native_checkpoints_run_end_to_end_in_every_format() {
         maps[0], maps[1],
         "detectron2 and HF checkpoints give the same maps"
     );
-    let o = run(&[
+    let o = cli(&[
         "checkpoint",
         "inspect",
         fx.join("tiny_d2.pkl").to_str().unwrap(),
@@ -520,7 +502,7 @@ fn wrong_checksum_and_wrong_model_are_configuration_errors() {
         &format!("format: torchscript, sha256: {},", "0".repeat(64)),
     );
     std::fs::write(&job, text).unwrap();
-    let o = run(&["run", "--job", job.to_str().unwrap()]);
+    let o = run_job(&job, &[]);
     assert_eq!(code(&o), 78);
     assert!(stderr(&o).contains("SHA-256"), "{}", stderr(&o));
     assert!(!output.join("x.hdf5").exists());
@@ -528,17 +510,7 @@ fn wrong_checksum_and_wrong_model_are_configuration_errors() {
     // A file that is not TorchScript.
     let bogus = d.path().join("bogus.pt");
     std::fs::write(&bogus, b"not a model").unwrap();
-    let o = run(&[
-        "run",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-        "--checkpoint",
-        bogus.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
+    let o = run_on(&input, &output, &bogus, &[]);
     assert_eq!(code(&o), 78, "{}", stderr(&o));
     assert!(stderr(&o).contains("bogus.pt"));
     assert!(!output.join("x.hdf5").exists());
@@ -570,17 +542,7 @@ fn model_breaking_the_contract_is_refused_before_any_output() {
     .unwrap()
     .save(&one)
     .unwrap();
-    let o = run(&[
-        "run",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-        "--checkpoint",
-        one.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
+    let o = run_on(&input, &output, &one, &[]);
     assert_eq!(code(&o), 78, "{}", stderr(&o));
     assert!(stderr(&o).contains("contract"), "{}", stderr(&o));
     assert!(!output.join("x.hdf5").exists());
@@ -590,40 +552,24 @@ fn model_breaking_the_contract_is_refused_before_any_output() {
 fn no_input_and_bad_job_exit_codes() {
     let d = tempfile::tempdir().unwrap();
     let m = tiny_model();
-    let o = run(&[
-        "run",
-        "--input",
-        "/nonexistent/in",
-        "--output",
-        d.path().to_str().unwrap(),
-        "--checkpoint",
-        m.to_str().unwrap(),
-    ]);
+    let o = run_on(Path::new("/nonexistent/in"), d.path(), &m, &[]);
     assert_eq!(code(&o), 66, "{}", stderr(&o));
     assert!(stderr(&o).contains("/nonexistent/in"));
     let empty = d.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let o = run(&[
-        "run",
-        "--input",
-        empty.to_str().unwrap(),
-        "--output",
-        d.path().join("o").to_str().unwrap(),
-        "--checkpoint",
-        m.to_str().unwrap(),
-    ]);
+    let o = run_on(&empty, &d.path().join("o"), &m, &[]);
     assert_eq!(code(&o), 66, "{}", stderr(&o));
 
     let job = d.path().join("bad.yaml");
     std::fs::write(&job, "name: x\nmethod:\n  lamda: 0.7\n").unwrap();
-    let o = run(&["run", "--job", job.to_str().unwrap()]);
+    let o = run_job(&job, &[]);
     assert_eq!(code(&o), 78);
     assert!(
         stderr(&o).contains("lamda") && stderr(&o).contains("bad.yaml"),
         "{}",
         stderr(&o)
     );
-    let o = run(&["run", "--no-such-flag"]);
+    let o = cli(&["run", "--no-such-flag"]);
     assert_eq!(code(&o), 64);
 }
 
@@ -644,7 +590,7 @@ fn smiyc_layout_writes_float16_gzip() {
         )
         .replace("name: test", "name: mymethod");
     std::fs::write(&job, text).unwrap();
-    let o = run(&["run", "--job", job.to_str().unwrap()]);
+    let o = run_job(&job, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let p = output.join("anomaly_p/mymethod/folder/validation0000.hdf5");
     let file = hdf5::File::open(&p).unwrap();
@@ -665,7 +611,7 @@ fn shipped_jobs_load() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "yaml") {
             Job::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            let o = run(&["check-job", p.to_str().unwrap()]);
+            let o = cli(&["check-job", p.to_str().unwrap()]);
             assert_eq!(code(&o), 0, "{}", stderr(&o));
             n += 1;
         }
@@ -678,7 +624,7 @@ fn shipped_jobs_load() {
 #[test]
 fn demo_finds_the_obstacles_and_writes_the_report() {
     let d = tempfile::tempdir().unwrap();
-    let o = run(&["demo", "--dir", d.path().to_str().unwrap()]);
+    let o = cli(&["demo", "--dir", d.path().to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let m = Manifest::read(&d.path().join("output/manifest.json")).unwrap();
     assert_eq!(m.counts.written, 4);
@@ -739,7 +685,7 @@ fn demo_finds_the_obstacles_and_writes_the_report() {
 
     // A rerun skips every item; quiet, only the requested JSON is printed.
     let job = d.path().join("job.yaml");
-    let o = run(&["-q", "run", "--job", job.to_str().unwrap(), "--json"]);
+    let o = cli(&["-q", "run", "--job", job.to_str().unwrap(), "--json"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(stderr(&o), "", "-q printed more than errors");
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -748,7 +694,7 @@ fn demo_finds_the_obstacles_and_writes_the_report() {
 
 #[test]
 fn help_lists_exit_codes() {
-    let o = run(&["run", "--help"]);
+    let o = cli(&["run", "--help"]);
     assert_eq!(code(&o), 0);
     let out = String::from_utf8_lossy(&o.stdout);
     for needle in ["--input", "--overwrite", "75", "143"] {
@@ -797,9 +743,9 @@ fn run_eval_and_discovered_queries_round_trip() {
         out.display()
     );
     std::fs::write(&job, &base).unwrap();
-    let o = run(&["run", "--job", job.to_str().unwrap()]);
+    let o = run_job(&job, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let o = run(&["eval", "--job", job.to_str().unwrap()]);
+    let o = cli(&["eval", "--job", job.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("eval/results.json")).unwrap()).unwrap();
@@ -817,7 +763,7 @@ fn run_eval_and_discovered_queries_round_trip() {
         .contains("ap"));
 
     let queries = d.path().join("queries.yaml");
-    let o = run(&[
+    let o = cli(&[
         "discover-queries",
         "--job",
         job.to_str().unwrap(),
@@ -836,7 +782,7 @@ fn run_eval_and_discovered_queries_round_trip() {
         format!("{base}method: {{anomaly_queries_file: queries.yaml}}\n"),
     )
     .unwrap();
-    let o = run(&["check-job", job.to_str().unwrap()]);
+    let o = cli(&["check-job", job.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let shown: Job = serde_saphyr::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
     assert_eq!(shown.method.anomaly_queries, ranking.selected);
@@ -858,7 +804,7 @@ fn segmentation_and_fishyscapes_npy_outputs() {
         "output: {segmentation: true, npy: true, root:",
     );
     std::fs::write(&job, text).unwrap();
-    let o = run(&["run", "--job", job.to_str().unwrap()]);
+    let o = run_job(&job, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let seg = image::open(output.join("0001_frame_segmentation.png"))
         .unwrap()
@@ -895,7 +841,7 @@ fn forward_writes_input_and_raw_outputs() {
     )
     .unwrap();
     let out = d.path().join("raw.safetensors");
-    let o = run(&[
+    let o = cli(&[
         "forward",
         "--job",
         job.to_str().unwrap(),
@@ -949,7 +895,7 @@ fn six_scores_from_one_run_match_the_fixtures() {
     )
     .unwrap();
     let job = job.to_str().unwrap();
-    let o = run(&["run", "--job", job]);
+    let o = run_job(job, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 
     let want: std::collections::HashMap<String, tch::Tensor> =
@@ -998,15 +944,15 @@ fn six_scores_from_one_run_match_the_fixtures() {
         assert_eq!(firsts.len(), 6, "{firsts:?}");
     }
     // Resume skips both items; verify re-hashes all 36 files.
-    let o = run(&["run", "--job", job]);
+    let o = run_job(job, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let m = Manifest::read(&output.join("manifest.json")).unwrap();
     assert_eq!((m.counts.written, m.counts.skipped), (0, 2));
     std::fs::remove_file(output.join("eam/portrait.png")).unwrap();
-    assert_eq!(code(&run(&["run", "--job", job])), 0);
+    assert_eq!(code(&run_job(job, &[])), 0);
     let m = Manifest::read(&output.join("manifest.json")).unwrap();
     assert_eq!((m.counts.written, m.counts.skipped), (1, 1));
-    let o = run(&["verify", output.to_str().unwrap()]);
+    let o = verify(&output);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stderr(&o).contains("36 outputs checked"), "{}", stderr(&o));
     let crate_json = std::fs::read_to_string(output.join("ro-crate-metadata.json")).unwrap();
@@ -1015,20 +961,12 @@ fn six_scores_from_one_run_match_the_fixtures() {
     // Two shards and a merge give the same files and a verifiable manifest.
     let sharded = d.path().join("sharded");
     for k in ["0/2", "1/2"] {
-        let o = run(&[
-            "run",
-            "--job",
-            job,
-            "--output",
-            sharded.to_str().unwrap(),
-            "--shard",
-            k,
-        ]);
+        let o = run_job(job, &["--output", sharded.to_str().unwrap(), "--shard", k]);
         assert_eq!(code(&o), 0, "{}", stderr(&o));
     }
-    let o = run(&["merge", sharded.to_str().unwrap()]);
+    let o = merge(&sharded);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let o = run(&["verify", sharded.to_str().unwrap()]);
+    let o = verify(&sharded);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     for kind in ScoreKind::ALL {
         for stem in ["landscape", "portrait"] {
@@ -1078,13 +1016,13 @@ fn eval_compares_every_score_of_a_run() {
     )
     .unwrap();
     let job = job.to_str().unwrap();
-    let o = run(&["run", "--job", job]);
+    let o = run_job(job, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(out
         .join("rba/anomaly_p/cmp/AnomalyTrack-all/validation0001.hdf5")
         .is_file());
 
-    let o = run(&["eval", "--job", job, "--no-overlays"]);
+    let o = cli(&["eval", "--job", job, "--no-overlays"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let table = String::from_utf8_lossy(&o.stdout).into_owned();
     let rows: Vec<&str> = table.lines().collect();
@@ -1134,7 +1072,7 @@ fn eval_compares_every_score_of_a_run() {
     assert_eq!(frames.lines().count(), 3, "{frames}");
 
     let only = d.path().join("only");
-    let o = run(&[
+    let o = cli(&[
         "eval",
         "--job",
         job,
@@ -1147,14 +1085,14 @@ fn eval_compares_every_score_of_a_run() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(only.join("entropy/results.json").is_file());
     assert!(!only.join("rba").exists());
-    let o = run(&["eval", "--job", job, "--score", "eam"]);
+    let o = cli(&["eval", "--job", job, "--score", "eam"]);
     assert_ne!(code(&o), 0);
     assert!(
         stderr(&o).contains("eam") && stderr(&o).contains("rba, maskomaly, entropy"),
         "{}",
         stderr(&o)
     );
-    let o = run(&["eval", "--job", job, "--score", "odin"]);
+    let o = cli(&["eval", "--job", job, "--score", "odin"]);
     assert_eq!(code(&o), 64, "{}", stderr(&o));
     assert!(stderr(&o).contains("maskomaly, rba, eam"), "{}", stderr(&o));
 }

@@ -22,7 +22,6 @@
 //! * [`compare`]: every score of a multi-score run, each evaluated as above, then one comparison
 //!   table and combined PR / ROC plots.
 
-pub mod browser;
 pub mod chart;
 pub mod compare;
 pub mod components;

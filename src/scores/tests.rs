@@ -107,40 +107,103 @@ fn rba_smoothing_is_torchvisions_gaussian_blur() {
     }
 }
 
+/// The edge cases of the fixture inputs, through the scores: pixels that no query claims (where
+/// Σ_k S'_k = 0), queries that all predict void, and the padding of the network input.
 #[test]
-fn edge_cases_are_in_the_fixtures() {
+fn edge_cases_give_the_defined_scores() {
+    let _g = tch::no_grad_guard();
     let t = fixtures();
-    let values = |name: &str| Vec::<f32>::try_from(t[name].flatten(0, -1)).unwrap();
-    // Pixels where Σ_k S'_k = 0: entropy ln K (K = 7), msp 1, rba 0, energy −ln K, eam 1.
+    let close = |a: f32, b: f32| (a - b).abs() <= 4.0 * f32::EPSILON * b.abs().max(1.0);
+    // Σ_k S'_k = 0 (the reference's entropy is ln K there, and only there: class 0 is never
+    // predicted, so elsewhere it is at most ln (K − 1)): entropy ln K (K = 7), msp 1, rba 0,
+    // energy −ln K, eam 1.
+    let ln_k = (7f64).ln() as f32;
     for case in ["landscape", "identity"] {
-        let ent = values(&format!("{case}.entropy"));
-        let zero: Vec<usize> = (0..ent.len())
-            .filter(|&i| ent[i] == (7f64).ln() as f32)
+        let reference = Vec::<f32>::try_from(t[&format!("{case}.entropy")].flatten(0, -1)).unwrap();
+        let zero: Vec<usize> = (0..reference.len())
+            .filter(|&i| reference[i] == ln_k)
             .collect();
         assert!(zero.len() > 50, "{case}: {} empty pixels", zero.len());
-        let (msp, rba, eam) = (
-            values(&format!("{case}.msp")),
-            values(&format!("{case}.rba")),
-            values(&format!("{case}.eam")),
-        );
-        for &i in &zero {
-            assert_eq!(
-                (msp[i], rba[i], eam[i]),
-                (1.0, 0.0, 1.0),
-                "{case} pixel {i}"
+        let got = run_case(&t, case, &method_for(&t, case));
+        for (kind, want) in [
+            (ScoreKind::Entropy, ln_k),
+            (ScoreKind::Msp, 1.0),
+            (ScoreKind::Rba, 0.0),
+            (ScoreKind::Energy, -ln_k),
+            (ScoreKind::Eam, 1.0),
+        ] {
+            let map = &got.maps.iter().find(|m| m.0 == kind).unwrap().1;
+            for &i in &zero {
+                assert!(close(map[i], want), "{case}/{kind} pixel {i}: {}", map[i]);
+            }
+        }
+    }
+
+    // Void-only: every query's argmax is void, so S'_k ≤ Σ_q max_k p̃_q,k =: B everywhere, and
+    // msp and eam are at least 1 − B; every map is finite.
+    let logits = &t["void_only.pred_logits"];
+    let p = logits.softmax(-1, Kind::Float);
+    assert!(Vec::<i64>::try_from(&p.argmax(1, false))
+        .unwrap()
+        .iter()
+        .all(|&c| c == 7));
+    let bound = p
+        .narrow(1, 0, 7)
+        .max_dim(1, false)
+        .0
+        .sum(Kind::Float)
+        .double_value(&[]) as f32;
+    assert!(bound < 0.5, "void-only inputs with inlier mass {bound}");
+    let got = run_case(&t, "void_only", &method_for(&t, "void_only"));
+    for (kind, map) in &got.maps {
+        assert!(map.iter().all(|v| v.is_finite()), "void_only/{kind}");
+        if matches!(kind, ScoreKind::Msp | ScoreKind::Eam) {
+            let low = map.iter().copied().fold(f32::MAX, f32::min);
+            assert!(
+                low >= 1.0 - bound - 1e-6,
+                "void_only/{kind}: {low} < 1 − {bound}"
             );
         }
     }
-    // Void-only: every query's argmax is the void class.
-    let p = t["void_only.pred_logits"]
-        .softmax(-1, Kind::Float)
-        .argmax(1, false);
-    assert!(Vec::<i64>::try_from(&p).unwrap().iter().all(|&c| c == 7));
-    // Padding: padded sizes exceed the resized ones in two cases; the portrait case is portrait.
-    let [h, w, rh, rw, hp, wp] = sizes(&t, "landscape");
-    assert!(wp > rw && (h, w) != (rh, rw) && hp == rh);
-    let [h, w, rh, _, hp, _] = sizes(&t, "portrait");
-    assert!(h > w && hp > rh);
+
+    // Padding (landscape: columns on the right; portrait: rows at the bottom): changing the mask
+    // logits that only reach padded pixels (bilinear ×4, half-pixel centres) changes no score
+    // computed on the cropped map, and changes Maskomaly, which resizes the padded map as its
+    // official code does.
+    for (case, dim) in [("landscape", 2), ("portrait", 1)] {
+        let [_, _, rh, rw, hp, wp] = sizes(&t, case);
+        assert!((rh, rw) != (hp, wp), "{case} is not padded");
+        let resized = if dim == 1 { rh } else { rw };
+        let cells = t[&format!("{case}.pred_masks")].size()[dim] as usize;
+        // The last cell a kept pixel reads: floor((resized − 0.5) / 4 − 0.5) + 1.
+        let first_padding_only = ((resized as f64 - 0.5) / 4.0 - 0.5).floor() as usize + 2;
+        assert!(first_padding_only < cells, "{case}: no padding-only cells");
+        let mut changed: HashMap<String, Tensor> = t
+            .iter()
+            .map(|(k, v)| (k.clone(), v.shallow_clone()))
+            .collect();
+        let masks = t[&format!("{case}.pred_masks")].copy();
+        let _ = masks
+            .narrow(
+                dim as i64,
+                first_padding_only as i64,
+                (cells - first_padding_only) as i64,
+            )
+            .neg_();
+        changed.insert(format!("{case}.pred_masks"), masks);
+        let method = method_for(&t, case);
+        let (a, b) = (
+            run_case(&t, case, &method),
+            run_case(&changed, case, &method),
+        );
+        for ((kind, x), (_, y)) in a.maps.iter().zip(&b.maps) {
+            if *kind == ScoreKind::Maskomaly {
+                assert!(x != y, "{case}: the padding does not reach Maskomaly");
+            } else {
+                assert!(x == y, "{case}/{kind}: the padding changed the score");
+            }
+        }
+    }
 }
 
 #[test]

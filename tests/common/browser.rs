@@ -1,5 +1,7 @@
-//! Headless Chromium for the report's browser test and the README pictures (the program itself never
-//! starts a browser). Chromium is Debian's `chromium` package (`scripts/ci-deps.sh`).
+//! Headless Chromium for the report's browser test (`tests/report_browser.rs`) and the README
+//! pictures (`examples/docs_pictures.rs`), which include this file; the program itself never starts
+//! a browser. Chromium is Debian's `chromium` package (`scripts/ci-deps.sh`).
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
