@@ -1,7 +1,8 @@
 //! Every `#[ignore]`d test says why. Those that `make test` runs (they need root or Chromium, which
 //! CI has; their reason ends in "(make test runs it)") are named on the Makefile's `--ignored` line,
 //! with their test target, and every name there is such a test: a test renamed or added without
-//! the Makefile would otherwise never run.
+//! the Makefile would otherwise never run. Likewise every name filter of the scalar-kernel pass
+//! names a test that exists.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -102,4 +103,54 @@ fn the_scan_finds_an_ignored_test_and_its_reason() {
             "#[ignore = \"needs root\"]".to_string()
         )]
     );
+}
+
+/// The files that can hold the lib test `a::b::tests::name`: `src/a/b/tests.rs`, `src/a/b.rs`,
+/// `src/a/b/mod.rs`.
+fn lib_test_files(root: &Path, filter: &str) -> Vec<PathBuf> {
+    let parts: Vec<&str> = filter.split("::").collect();
+    let module: Vec<&str> = parts[..parts.len() - 1]
+        .iter()
+        .copied()
+        .filter(|p| *p != "tests")
+        .collect();
+    let dir = module.iter().fold(root.join("src"), |d, p| d.join(p));
+    vec![
+        dir.join("tests.rs"),
+        dir.with_extension("rs"),
+        dir.join("mod.rs"),
+    ]
+}
+
+/// The scalar-kernel pass re-runs tests by name filter; a filter that matches no test (after a
+/// rename or a move) would pass without running anything.
+#[test]
+fn every_scalar_kernel_filter_names_a_test() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let makefile = std::fs::read_to_string(root.join("Makefile")).unwrap();
+    let lines: Vec<&str> = makefile
+        .lines()
+        .filter(|l| l.contains("ATEN_CPU_CAPABILITY=default") && l.contains(" -- "))
+        .collect();
+    assert!(lines.len() >= 2, "the scalar-kernel pass is gone");
+    let mut checked = 0;
+    for line in lines {
+        let (build, names) = line.split_once(" -- ").unwrap();
+        for filter in names.split_whitespace().filter(|w| !w.starts_with('-')) {
+            let name = filter.rsplit("::").next().unwrap();
+            let files = match build.split_once("--test ") {
+                Some((_, t)) => vec![root.join("tests").join(format!("{}.rs", t.trim()))],
+                None => lib_test_files(root, filter),
+            };
+            let found = files.iter().any(|f| {
+                std::fs::read_to_string(f).is_ok_and(|t| t.contains(&format!("fn {name}")))
+            });
+            assert!(
+                found,
+                "`{filter}` on the Makefile's scalar-kernel line names no test in {files:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "only {checked} filters");
 }
