@@ -177,6 +177,26 @@ mod tests {
         assert!(lock_output(d.path(), None).is_ok());
     }
 
+    /// The locks are `flock`s, so an older binary or `flock(1)` in a script excludes this one.
+    #[test]
+    fn a_flock_held_by_another_program_is_respected() {
+        use std::os::fd::AsRawFd;
+        let d = tempfile::tempdir().unwrap();
+        let f = File::create(d.path().join(LOCK_FILE)).unwrap();
+        // SAFETY: flock on a descriptor this test owns.
+        let held = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+        assert_eq!(held, 0);
+        let e = lock_output(d.path(), None).unwrap_err();
+        assert!(matches!(e, LockError::Busy { .. }), "{e}");
+        assert!(
+            e.to_string().contains(&d.path().display().to_string()),
+            "{e}"
+        );
+        drop(lock_output(d.path(), Some((0, 1))).unwrap());
+        drop(f);
+        assert!(lock_output(d.path(), None).is_ok());
+    }
+
     #[test]
     fn shards_starting_while_others_finish_all_get_the_lock() {
         let d = tempfile::tempdir().unwrap();
