@@ -4,8 +4,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use strum::{EnumCount, VariantArray, VariantNames};
 
 /// One anomaly score. The names are the job's `method.scores` entries, the `--score` values and the
-/// output folder names: the strum derives are their one definition (parsing, printing, listing), and
-/// serde goes through them.
+/// output folder names: the strum derives are their one definition (parsing, printing, listing),
+/// and serde goes through them.
 #[derive(
     Debug,
     Clone,

@@ -1,9 +1,10 @@
 //! Advisory locks on an output folder, so that two runs never write one folder at once.
 //!
-//! A whole run holds an exclusive lock (std's `File::try_lock`, `flock` on Linux) on `OUTPUT/.maskomaly.lock`; each task of an array job
-//! holds a shared lock on it (the tasks write one tree side by side) and an exclusive lock on its
-//! own `manifests/.shard-K-of-N.lock`. The kernel releases a lock when its process ends, however it
-//! ends, so a killed run never leaves a stale lock. A second writer is refused at once.
+//! A whole run holds an exclusive lock (std's `File::try_lock`: `flock` on Linux) on
+//! `OUTPUT/.maskomaly.lock`; each task of an array job holds a shared lock on it (the tasks write
+//! one tree side by side) and an exclusive lock on its own `manifests/.shard-K-of-N.lock`. The
+//! kernel releases a lock when its process ends, however it ends, so a killed run never leaves a
+//! stale lock. A second writer is refused at once.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::MetadataExt;
