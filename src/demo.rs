@@ -140,7 +140,7 @@ impl Scene {
         } else if y < self.horizon {
             ScenePart::Sky
         } else if (x as i64 - self.width as i64 / 2).abs() < (self.width / 80).max(1) as i64
-            && (y / 12) % 2 == 0
+            && (y / 12).is_multiple_of(2)
         {
             ScenePart::LaneMark
         } else {

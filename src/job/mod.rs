@@ -45,8 +45,20 @@ impl Default for Job {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `as_str` (strum) and serde derive the names from the variants by one rule, snake_case.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum DatasetKind {
     /// Every image under the root (recursively), no labels.
     Folder,
@@ -61,16 +73,7 @@ pub enum DatasetKind {
 
 impl DatasetKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            DatasetKind::Folder => "folder",
-            DatasetKind::SmiycAnomaly => "smiyc_anomaly",
-            DatasetKind::SmiycObstacle => "smiyc_obstacle",
-            DatasetKind::FsStatic => "fs_static",
-            DatasetKind::FsLaf => "fs_laf",
-            DatasetKind::RoadAnomaly => "road_anomaly",
-            DatasetKind::StreetHazards => "street_hazards",
-            DatasetKind::LostAndFound => "lost_and_found",
-        }
+        self.into()
     }
 }
 
@@ -385,8 +388,20 @@ pub enum DeviceChoice {
 }
 
 /// Numeric precision of the network; scoring always runs in float32.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Precision {
     /// float32 with TF32 disabled: the faithful default.
     #[default]
@@ -412,19 +427,7 @@ impl Precision {
     ];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Tf32 => "tf32",
-            Precision::Pytorch => "pytorch",
-            Precision::Bf16 => "bf16",
-            Precision::Fp16 => "fp16",
-        }
-    }
-}
-
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 

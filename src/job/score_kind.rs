@@ -1,10 +1,28 @@
 //! The names of the anomaly scores a job can ask for, and their fixed display ranges.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use strum::{EnumCount, VariantArray, VariantNames};
 
-/// One anomaly score. The names are the job's `method.scores` entries and the output folder names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// One anomaly score. The names are the job's `method.scores` entries, the `--score` values and the
+/// output folder names: the strum derives are their one definition (parsing, printing, listing),
+/// and serde goes through them.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::EnumCount,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+    strum::VariantNames,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum ScoreKind {
     Maskomaly,
     Rba,
@@ -15,33 +33,29 @@ pub enum ScoreKind {
 }
 
 impl ScoreKind {
-    pub const ALL: [ScoreKind; 6] = [
-        ScoreKind::Maskomaly,
-        ScoreKind::Rba,
-        ScoreKind::Eam,
-        ScoreKind::Energy,
-        ScoreKind::Msp,
-        ScoreKind::Entropy,
-    ];
+    /// Every score, in declaration order (the order of comparisons and reports).
+    pub const ALL: [ScoreKind; ScoreKind::COUNT] = {
+        let variants = <ScoreKind as VariantArray>::VARIANTS;
+        let mut all = [ScoreKind::Maskomaly; ScoreKind::COUNT];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = variants[i];
+            i += 1;
+        }
+        all
+    };
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            ScoreKind::Maskomaly => "maskomaly",
-            ScoreKind::Rba => "rba",
-            ScoreKind::Eam => "eam",
-            ScoreKind::Energy => "energy",
-            ScoreKind::Msp => "msp",
-            ScoreKind::Entropy => "entropy",
-        }
+        self.into()
     }
 
     pub fn from_name(name: &str) -> Option<ScoreKind> {
-        ScoreKind::ALL.into_iter().find(|k| k.as_str() == name)
+        name.parse().ok()
     }
 
     /// `maskomaly, rba, eam, energy, msp, entropy`: for messages.
     pub fn valid_names() -> String {
-        ScoreKind::ALL.map(ScoreKind::as_str).join(", ")
+        <ScoreKind as VariantNames>::VARIANTS.join(", ")
     }
 
     /// Whether the score reads the semantic map `S'`.
@@ -70,8 +84,50 @@ impl ScoreKind {
     }
 }
 
-impl std::fmt::Display for ScoreKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+impl Serialize for ScoreKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ScoreKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = ScoreKind;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "a score name ({})", ScoreKind::valid_names())
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ScoreKind, E> {
+                ScoreKind::from_name(v)
+                    .ok_or_else(|| E::unknown_variant(v, <ScoreKind as VariantNames>::VARIANTS))
+            }
+        }
+        deserializer.deserialize_str(Name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_through_text_serde_and_the_list() {
+        assert_eq!(
+            ScoreKind::valid_names(),
+            "maskomaly, rba, eam, energy, msp, entropy"
+        );
+        for k in ScoreKind::ALL {
+            assert_eq!(ScoreKind::from_name(k.as_str()), Some(k));
+            assert_eq!(k.to_string(), k.as_str());
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{k}\""));
+            assert_eq!(serde_json::from_str::<ScoreKind>(&json).unwrap(), k);
+        }
+        assert_eq!(ScoreKind::from_name("Maskomaly"), None);
+        assert_eq!(ScoreKind::from_name("odin"), None);
+        let e = serde_json::from_str::<ScoreKind>("\"odin\"").unwrap_err();
+        assert!(e.to_string().contains("unknown variant `odin`"), "{e}");
+        assert!(e.to_string().contains("`entropy`"), "{e}");
     }
 }

@@ -97,6 +97,23 @@ fn precision_parses_and_defaults_to_fp32() {
 }
 
 #[test]
+fn text_names_equal_the_job_file_names() {
+    let serde_name = |v: serde_json::Value| v.as_str().unwrap().to_string();
+    for &k in <DatasetKind as strum::VariantArray>::VARIANTS {
+        assert_eq!(k.as_str(), serde_name(serde_json::to_value(k).unwrap()));
+    }
+    for p in Precision::ALL {
+        assert_eq!(p.as_str(), serde_name(serde_json::to_value(p).unwrap()));
+        assert_eq!(p.to_string(), p.as_str());
+        assert_eq!(p.as_str().parse::<Precision>(), Ok(p));
+    }
+    assert_eq!(DatasetKind::FsLaf.as_str(), "fs_laf");
+    assert_eq!(Precision::Bf16.as_str(), "bf16");
+    let e = "fp8".parse::<Precision>().unwrap_err();
+    assert!(e.contains("fp8") && e.contains("pytorch"), "{e}");
+}
+
+#[test]
 fn unknown_precision_is_rejected_with_its_name_and_line() {
     let err = parse("name: x\nruntime:\n  device: cpu\n  precision: fp8\n")
         .unwrap_err()

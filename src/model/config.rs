@@ -212,122 +212,39 @@ impl Config {
         }
     }
 
-    /// Reads an HF `Mask2FormerConfig` `config.json` (Swin backbone only).
+    /// Reads an HF `Mask2FormerConfig` `config.json` (Swin backbone only). Errors name the file,
+    /// the key (`backbone_config.depths[2]`) and, for a wrong type, the line and column.
     pub fn from_hf_json(path: &Path) -> Result<Config, ModelError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ModelError::Config(format!("cannot read {}: {e}", path.display())))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| ModelError::Config(format!("{} is not JSON: {e}", path.display())))?;
-        Config::from_hf_value(&v)
+        let mut de = serde_json::Deserializer::from_str(&text);
+        let not_json = |e: serde_json::Error| {
+            ModelError::Config(format!("{} is not JSON: {e}", path.display()))
+        };
+        let hf: HfConfig = match serde_path_to_error::deserialize(&mut de) {
+            Ok(hf) => {
+                de.end().map_err(not_json)?;
+                hf
+            }
+            Err(e) if e.inner().is_syntax() || e.inner().is_eof() => {
+                return Err(not_json(e.into_inner()))
+            }
+            Err(e) => {
+                return Err(ModelError::Config(format!(
+                    "{}: {}",
+                    path.display(),
+                    key_error(e)
+                )))
+            }
+        };
+        hf.into_config()
             .map_err(|m| ModelError::Config(format!("{}: {m}", path.display())))
     }
 
-    /// The mapping from HF names to this config; a missing key takes HF's default.
+    /// The mapping from HF names to this config; a missing or `null` key takes HF's default.
     pub fn from_hf_value(v: &serde_json::Value) -> Result<Config, String> {
-        let int = |obj: &serde_json::Value, key: &str, default: i64| -> Result<i64, String> {
-            match obj.get(key) {
-                None | Some(serde_json::Value::Null) => Ok(default),
-                Some(x) => x
-                    .as_i64()
-                    .ok_or_else(|| format!("`{key}` must be an integer, found {x}")),
-            }
-        };
-        let ints = |obj: &serde_json::Value, key: &str| -> Result<Vec<i64>, String> {
-            let arr = obj
-                .get(key)
-                .and_then(|x| x.as_array())
-                .ok_or_else(|| format!("`{key}` must be a list"))?;
-            arr.iter()
-                .map(|x| {
-                    x.as_i64()
-                        .ok_or_else(|| format!("`{key}` must hold integers"))
-                })
-                .collect()
-        };
-        let model_type = v.get("model_type").and_then(|x| x.as_str()).unwrap_or("");
-        if model_type != "mask2former" {
-            return Err(format!(
-                "model_type is `{model_type}`, expected `mask2former`"
-            ));
-        }
-        let b = v.get("backbone_config").ok_or("no `backbone_config`")?;
-        let backbone_type = b.get("model_type").and_then(|x| x.as_str()).unwrap_or("");
-        if backbone_type != "swin" {
-            return Err(format!(
-                "backbone model_type is `{backbone_type}`, only `swin` is implemented"
-            ));
-        }
-        if let Some(act) = b.get("hidden_act").and_then(|x| x.as_str()) {
-            if act != "gelu" {
-                return Err(format!(
-                    "backbone hidden_act `{act}` is not supported (only gelu)"
-                ));
-            }
-        }
-        if b.get("use_absolute_embeddings")
-            .and_then(|x| x.as_bool())
-            .unwrap_or(false)
-        {
-            return Err("backbone use_absolute_embeddings is not supported".into());
-        }
-        let eps = b
-            .get("layer_norm_eps")
-            .and_then(|x| x.as_f64())
-            .unwrap_or(1e-5);
-        // The HF Mask2Former heads use PyTorch's default eps; only the backbone's is configurable.
-        if (eps - 1e-5).abs() > 1e-12 {
-            return Err(format!(
-                "backbone layer_norm_eps {eps} differs from the heads' 1e-5"
-            ));
-        }
-        let num_labels = match v.get("id2label").and_then(|x| x.as_object()) {
-            Some(m) => m.len() as i64,
-            None => int(v, "num_labels", 0)?,
-        };
-        let decoder_layers = int(v, "decoder_layers", 10)?;
-        let cfg = Config {
-            swin: SwinConfig {
-                patch_size: int(b, "patch_size", 4)?,
-                in_chans: int(b, "num_channels", 3)?,
-                embed_dim: int(b, "embed_dim", 96)?,
-                depths: ints(b, "depths")?,
-                num_heads: ints(b, "num_heads")?,
-                window_size: int(b, "window_size", 7)?,
-                mlp_ratio: b.get("mlp_ratio").and_then(|x| x.as_f64()).unwrap_or(4.0),
-            },
-            pixel_decoder: PixelDecoderConfig {
-                conv_dim: int(v, "feature_size", 256)?,
-                mask_dim: int(v, "mask_feature_size", 256)?,
-                transformer_enc_layers: int(v, "encoder_layers", 6)?,
-                transformer_nheads: int(v, "num_attention_heads", 8)?,
-                transformer_dim_feedforward: int(v, "encoder_feedforward_dim", 1024)?,
-                n_points: 4,
-                num_groups: 32,
-                common_stride: int(v, "common_stride", 4)?,
-            },
-            transformer_decoder: TransformerDecoderConfig {
-                hidden_dim: int(v, "hidden_dim", 256)?,
-                num_queries: int(v, "num_queries", 100)?,
-                nheads: int(v, "num_attention_heads", 8)?,
-                dim_feedforward: int(v, "dim_feedforward", 2048)?,
-                dec_layers: decoder_layers - 1,
-                num_classes: num_labels,
-            },
-            norm_eps: 1e-5,
-        };
-        if v.get("pre_norm").and_then(|x| x.as_bool()).unwrap_or(false) {
-            return Err(
-                "pre_norm = true is not supported (the released models are post-norm)".into(),
-            );
-        }
-        if v.get("enforce_input_projection")
-            .and_then(|x| x.as_bool())
-            .unwrap_or(false)
-        {
-            return Err("enforce_input_projection = true is not supported".into());
-        }
-        cfg.validate()?;
-        Ok(cfg)
+        let hf: HfConfig = serde_path_to_error::deserialize(v).map_err(key_error)?;
+        hf.into_config()
     }
 
     /// Checks the relations the modules rely on (divisibility, list lengths).
@@ -354,6 +271,12 @@ impl Config {
             }
         }
         let p = &self.pixel_decoder;
+        if p.conv_dim < 1 || p.num_groups < 1 || p.transformer_nheads < 1 {
+            return Err(format!(
+                "conv_dim {}, GroupNorm groups {} and heads {} must be positive",
+                p.conv_dim, p.num_groups, p.transformer_nheads
+            ));
+        }
         if p.conv_dim % p.num_groups != 0 || p.conv_dim % p.transformer_nheads != 0 {
             return Err(format!(
                 "conv_dim {} must be divisible by the GroupNorm groups ({}) and the heads ({})",
@@ -373,7 +296,7 @@ impl Config {
                 t.hidden_dim, p.conv_dim, p.mask_dim
             ));
         }
-        if t.hidden_dim % t.nheads != 0 || t.hidden_dim % 2 != 0 {
+        if t.nheads < 1 || t.hidden_dim % t.nheads != 0 || t.hidden_dim % 2 != 0 {
             return Err(format!(
                 "hidden_dim {} must be even and divisible by nheads {}",
                 t.hidden_dim, t.nheads
@@ -388,6 +311,155 @@ impl Config {
     /// Channel count of backbone stage `i` (`embed_dim · 2^i`).
     pub fn stage_dim(&self, i: usize) -> i64 {
         self.swin.embed_dim << i
+    }
+}
+
+/// `serde_path_to_error`'s error as "`key`: what is wrong".
+fn key_error(e: serde_path_to_error::Error<serde_json::Error>) -> String {
+    let key = e.path().to_string();
+    format!("`{key}`: {}", e.into_inner())
+}
+
+/// The keys of an HF `Mask2FormerConfig` that this crate reads; `None` (missing or `null`) takes
+/// HF's default. Other keys are ignored.
+#[derive(Debug, Deserialize)]
+struct HfConfig {
+    #[serde(default)]
+    model_type: Option<String>,
+    #[serde(default)]
+    backbone_config: Option<HfSwin>,
+    #[serde(default)]
+    id2label: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    num_labels: Option<i64>,
+    #[serde(default)]
+    decoder_layers: Option<i64>,
+    #[serde(default)]
+    feature_size: Option<i64>,
+    #[serde(default)]
+    mask_feature_size: Option<i64>,
+    #[serde(default)]
+    encoder_layers: Option<i64>,
+    #[serde(default)]
+    num_attention_heads: Option<i64>,
+    #[serde(default)]
+    encoder_feedforward_dim: Option<i64>,
+    #[serde(default)]
+    common_stride: Option<i64>,
+    #[serde(default)]
+    hidden_dim: Option<i64>,
+    #[serde(default)]
+    num_queries: Option<i64>,
+    #[serde(default)]
+    dim_feedforward: Option<i64>,
+    #[serde(default)]
+    pre_norm: Option<bool>,
+    #[serde(default)]
+    enforce_input_projection: Option<bool>,
+}
+
+/// `backbone_config` (HF `SwinConfig`); `depths` and `num_heads` have no default.
+#[derive(Debug, Deserialize)]
+struct HfSwin {
+    #[serde(default)]
+    model_type: Option<String>,
+    #[serde(default)]
+    hidden_act: Option<String>,
+    #[serde(default)]
+    use_absolute_embeddings: Option<bool>,
+    #[serde(default)]
+    layer_norm_eps: Option<f64>,
+    #[serde(default)]
+    patch_size: Option<i64>,
+    #[serde(default)]
+    num_channels: Option<i64>,
+    #[serde(default)]
+    embed_dim: Option<i64>,
+    depths: Vec<i64>,
+    num_heads: Vec<i64>,
+    #[serde(default)]
+    window_size: Option<i64>,
+    #[serde(default)]
+    mlp_ratio: Option<f64>,
+}
+
+impl HfConfig {
+    fn into_config(self) -> Result<Config, String> {
+        let model_type = self.model_type.as_deref().unwrap_or("");
+        if model_type != "mask2former" {
+            return Err(format!(
+                "model_type is `{model_type}`, expected `mask2former`"
+            ));
+        }
+        let b = self.backbone_config.ok_or("no `backbone_config`")?;
+        let backbone_type = b.model_type.as_deref().unwrap_or("");
+        if backbone_type != "swin" {
+            return Err(format!(
+                "backbone model_type is `{backbone_type}`, only `swin` is implemented"
+            ));
+        }
+        if let Some(act) = b.hidden_act.as_deref() {
+            if act != "gelu" {
+                return Err(format!(
+                    "backbone hidden_act `{act}` is not supported (only gelu)"
+                ));
+            }
+        }
+        if b.use_absolute_embeddings.unwrap_or(false) {
+            return Err("backbone use_absolute_embeddings is not supported".into());
+        }
+        let eps = b.layer_norm_eps.unwrap_or(1e-5);
+        // The HF Mask2Former heads use PyTorch's default eps; only the backbone's is configurable.
+        if (eps - 1e-5).abs() > 1e-12 {
+            return Err(format!(
+                "backbone layer_norm_eps {eps} differs from the heads' 1e-5"
+            ));
+        }
+        let num_labels = match &self.id2label {
+            Some(m) => m.len() as i64,
+            None => self.num_labels.unwrap_or(0),
+        };
+        let heads = self.num_attention_heads.unwrap_or(8);
+        let cfg = Config {
+            swin: SwinConfig {
+                patch_size: b.patch_size.unwrap_or(4),
+                in_chans: b.num_channels.unwrap_or(3),
+                embed_dim: b.embed_dim.unwrap_or(96),
+                depths: b.depths,
+                num_heads: b.num_heads,
+                window_size: b.window_size.unwrap_or(7),
+                mlp_ratio: b.mlp_ratio.unwrap_or(4.0),
+            },
+            pixel_decoder: PixelDecoderConfig {
+                conv_dim: self.feature_size.unwrap_or(256),
+                mask_dim: self.mask_feature_size.unwrap_or(256),
+                transformer_enc_layers: self.encoder_layers.unwrap_or(6),
+                transformer_nheads: heads,
+                transformer_dim_feedforward: self.encoder_feedforward_dim.unwrap_or(1024),
+                n_points: 4,
+                num_groups: 32,
+                common_stride: self.common_stride.unwrap_or(4),
+            },
+            transformer_decoder: TransformerDecoderConfig {
+                hidden_dim: self.hidden_dim.unwrap_or(256),
+                num_queries: self.num_queries.unwrap_or(100),
+                nheads: heads,
+                dim_feedforward: self.dim_feedforward.unwrap_or(2048),
+                dec_layers: self.decoder_layers.unwrap_or(10).saturating_sub(1),
+                num_classes: num_labels,
+            },
+            norm_eps: 1e-5,
+        };
+        if self.pre_norm.unwrap_or(false) {
+            return Err(
+                "pre_norm = true is not supported (the released models are post-norm)".into(),
+            );
+        }
+        if self.enforce_input_projection.unwrap_or(false) {
+            return Err("enforce_input_projection = true is not supported".into());
+        }
+        cfg.validate()?;
+        Ok(cfg)
     }
 }
 
@@ -424,5 +496,88 @@ mod tests {
         let mut bad = v.clone();
         bad["backbone_config"]["model_type"] = "resnet".into();
         assert!(Config::from_hf_value(&bad).unwrap_err().contains("swin"));
+        // `null` takes the default, as a missing key does.
+        let mut nulled = v.clone();
+        nulled["backbone_config"]["patch_size"] = serde_json::Value::Null;
+        nulled["num_queries"] = serde_json::Value::Null;
+        assert_eq!(
+            Config::from_hf_value(&nulled).unwrap(),
+            Config::mask2former_swin_large_cityscapes_semantic()
+        );
+    }
+
+    /// A small valid HF config as text, one key per line.
+    const HF_TINY: &str = r#"{
+  "model_type": "mask2former",
+  "backbone_config": {
+    "model_type": "swin",
+    "embed_dim": 16,
+    "depths": [2, 2, 2, 2],
+    "num_heads": [1, 2, 4, 8],
+    "window_size": 4,
+    "mlp_ratio": 2.0
+  },
+  "feature_size": 32, "mask_feature_size": 32, "hidden_dim": 32, "encoder_feedforward_dim": 64,
+  "encoder_layers": 2, "decoder_layers": 4, "num_attention_heads": 4, "dim_feedforward": 64,
+  "num_queries": 8, "num_labels": 4
+}"#;
+
+    fn hf_json_error(text: &str) -> String {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("config.json");
+        std::fs::write(&path, text).unwrap();
+        let e = Config::from_hf_json(&path).unwrap_err().to_string();
+        assert!(e.contains(&path.display().to_string()), "file missing: {e}");
+        e
+    }
+
+    #[test]
+    fn hf_json_reads_the_tiny_config() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("config.json");
+        std::fs::write(&path, HF_TINY).unwrap();
+        assert_eq!(Config::from_hf_json(&path).unwrap(), Config::tiny());
+    }
+
+    #[test]
+    fn hf_json_wrong_type_names_the_key_and_the_line() {
+        let e = hf_json_error(&HF_TINY.replace(r#""window_size": 4"#, r#""window_size": "4""#));
+        assert!(e.contains("backbone_config.window_size"), "{e}");
+        assert!(e.contains("line 8"), "{e}");
+        // A silently ignored wrong type would have taken the default ratio.
+        let e = hf_json_error(&HF_TINY.replace(r#""mlp_ratio": 2.0"#, r#""mlp_ratio": "2""#));
+        assert!(e.contains("backbone_config.mlp_ratio"), "{e}");
+        let e = hf_json_error(&HF_TINY.replace("[2, 2, 2, 2]", "[2, 2, true, 2]"));
+        assert!(e.contains("backbone_config.depths[2]"), "{e}");
+        let e = hf_json_error(&HF_TINY.replace(r#""num_queries": 8"#, r#""num_queries": 8.5"#));
+        assert!(e.contains("`num_queries`"), "{e}");
+    }
+
+    #[test]
+    fn hf_json_missing_required_key_is_named() {
+        let e = hf_json_error(&HF_TINY.replace(r#""num_heads": [1, 2, 4, 8],"#, ""));
+        assert!(
+            e.contains("num_heads") && e.contains("backbone_config"),
+            "{e}"
+        );
+        let e = hf_json_error(&HF_TINY.replace(r#""depths": [2, 2, 2, 2],"#, r#""depths": null,"#));
+        assert!(e.contains("backbone_config.depths"), "{e}");
+        let no_backbone = r#"{"model_type": "mask2former", "num_labels": 4}"#;
+        assert!(hf_json_error(no_backbone).contains("`backbone_config`"));
+    }
+
+    #[test]
+    fn hf_json_bad_syntax_and_bad_numbers_are_errors_not_panics() {
+        assert!(hf_json_error("{\"model_type\": ").contains("is not JSON"));
+        assert!(hf_json_error(&format!("{HF_TINY} x")).contains("is not JSON"));
+        let e = hf_json_error(
+            &HF_TINY.replace(r#""num_attention_heads": 4"#, r#""num_attention_heads": 0"#),
+        );
+        assert!(e.contains("heads"), "{e}");
+        let e = hf_json_error(&HF_TINY.replace(
+            r#""decoder_layers": 4"#,
+            r#""decoder_layers": -9223372036854775808"#,
+        ));
+        assert!(e.contains("dec_layers"), "{e}");
     }
 }

@@ -1,12 +1,12 @@
 //! Advisory locks on an output folder, so that two runs never write one folder at once.
 //!
-//! A whole run holds an exclusive `flock` on `OUTPUT/.maskomaly.lock`; each task of an array job
-//! holds a shared lock on it (the tasks write one tree side by side) and an exclusive lock on its
-//! own `manifests/.shard-K-of-N.lock`. The kernel releases a lock when its process ends, however it
-//! ends, so a killed run never leaves a stale lock. A second writer is refused at once.
+//! A whole run holds an exclusive lock (std's `File::try_lock`: `flock` on Linux) on
+//! `OUTPUT/.maskomaly.lock`; each task of an array job holds a shared lock on it (the tasks write
+//! one tree side by side) and an exclusive lock on its own `manifests/.shard-K-of-N.lock`. The
+//! kernel releases a lock when its process ends, however it ends, so a killed run never leaves a
+//! stale lock. A second writer is refused at once.
 
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
+use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -57,10 +57,9 @@ impl Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        // SAFETY: flock on the descriptor this lock owns. A failed conversion may drop the shared
-        // lock early, which is being let go anyway.
-        let last = self.exclusive
-            || unsafe { libc::flock(self._file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        // On Linux this converts the held shared `flock` to an exclusive one. A failed conversion
+        // may drop the shared lock early, which is being let go anyway.
+        let last = self.exclusive || self._file.try_lock().is_ok();
         if last {
             let _ = std::fs::remove_file(&self.path);
         }
@@ -88,23 +87,24 @@ pub fn try_lock(path: &Path, shared: bool, folder: &Path) -> Result<Lock, LockEr
             .truncate(false)
             .open(path)
             .map_err(io)?;
-        let op = if shared { libc::LOCK_SH } else { libc::LOCK_EX };
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) } != 0 {
-            let e = std::io::Error::last_os_error();
-            let busy = e.raw_os_error() == Some(libc::EWOULDBLOCK);
-            if busy && shared && start.elapsed() < SHARED_PATIENCE {
+        let locked = if shared {
+            file.try_lock_shared()
+        } else {
+            file.try_lock()
+        };
+        match locked {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) if shared && start.elapsed() < SHARED_PATIENCE => {
                 std::thread::sleep(std::time::Duration::from_millis(2));
                 continue;
             }
-            return Err(if busy {
-                LockError::Busy {
+            Err(TryLockError::WouldBlock) => {
+                return Err(LockError::Busy {
                     folder: folder.to_path_buf(),
                     path: path.to_path_buf(),
-                }
-            } else {
-                io(e)
-            });
+                })
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
         }
         // A holder that gave up may have removed the file between our open and our flock: then
         // the lock is on a name nobody else will open. Lock the file the path names now.
@@ -175,6 +175,26 @@ mod tests {
             !d.path().join(LOCK_FILE).exists(),
             "the last shard to finish removes the root lock file"
         );
+        assert!(lock_output(d.path(), None).is_ok());
+    }
+
+    /// The locks are `flock`s, so an older binary or `flock(1)` in a script excludes this one.
+    #[test]
+    fn a_flock_held_by_another_program_is_respected() {
+        use std::os::fd::AsRawFd;
+        let d = tempfile::tempdir().unwrap();
+        let f = File::create(d.path().join(LOCK_FILE)).unwrap();
+        // SAFETY: flock on a descriptor this test owns.
+        let held = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+        assert_eq!(held, 0);
+        let e = lock_output(d.path(), None).unwrap_err();
+        assert!(matches!(e, LockError::Busy { .. }), "{e}");
+        assert!(
+            e.to_string().contains(&d.path().display().to_string()),
+            "{e}"
+        );
+        drop(lock_output(d.path(), Some((0, 1))).unwrap());
+        drop(f);
         assert!(lock_output(d.path(), None).is_ok());
     }
 

@@ -50,8 +50,19 @@ pub struct OutputFile {
     pub sha256: String,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Serialize,
+    Deserialize,
+    PartialEq,
+    Eq,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ItemStatus {
     Written,
     /// Outputs from an earlier run were complete and unchanged.
@@ -190,8 +201,19 @@ impl TryFrom<ItemRecordText> for ItemRecord {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Serialize,
+    Deserialize,
+    PartialEq,
+    Eq,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum RunStatus {
     Running,
     Complete,
@@ -202,23 +224,14 @@ pub enum RunStatus {
 impl RunStatus {
     /// As written in the manifest.
     pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Complete => "complete",
-            RunStatus::Interrupted => "interrupted",
-            RunStatus::Failed => "failed",
-        }
+        self.into()
     }
 }
 
 impl ItemStatus {
     /// As written in the manifest.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ItemStatus::Written => "written",
-            ItemStatus::Skipped => "skipped",
-            ItemStatus::Failed => "failed",
-        }
+        self.into()
     }
 
     /// Whether the item's outputs exist as recorded (`skipped`: a rerun found them finished).
@@ -396,6 +409,19 @@ fn rfc3339(t: jiff::Timestamp) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn status_names_are_the_manifest_names() {
+        let json = |v: serde_json::Value| v.as_str().unwrap().to_string();
+        for &s in <RunStatus as strum::VariantArray>::VARIANTS {
+            assert_eq!(s.as_str(), json(serde_json::to_value(s).unwrap()));
+        }
+        for &s in <ItemStatus as strum::VariantArray>::VARIANTS {
+            assert_eq!(s.as_str(), json(serde_json::to_value(s).unwrap()));
+        }
+        assert_eq!(RunStatus::Interrupted.as_str(), "interrupted");
+        assert_eq!(ItemStatus::Skipped.as_str(), "skipped");
+    }
 
     #[test]
     fn dates() {

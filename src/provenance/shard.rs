@@ -28,8 +28,19 @@ pub const SHARDS_ENV: &str = "MASKOMALY_SHARDS";
 pub const MAX_SHARDS: usize = 99_999;
 
 /// Where a shard's index came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ShardSource {
     /// `--shard K/N`
     Flag,
@@ -40,12 +51,7 @@ pub enum ShardSource {
 
 impl ShardSource {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ShardSource::Flag => "flag",
-            ShardSource::Slurm => "slurm",
-            ShardSource::Kubernetes => "kubernetes",
-            ShardSource::AwsBatch => "aws_batch",
-        }
+        self.into()
     }
 }
 
@@ -349,6 +355,15 @@ pub fn parse_manifest_name(name: &str) -> Option<(usize, usize)> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn source_names_are_the_manifest_names() {
+        for &s in <ShardSource as strum::VariantArray>::VARIANTS {
+            let json = serde_json::to_value(s).unwrap();
+            assert_eq!(Some(s.as_str()), json.as_str());
+        }
+        assert_eq!(ShardSource::AwsBatch.as_str(), "aws_batch");
+    }
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let m: HashMap<String, String> = pairs

@@ -62,7 +62,11 @@ pub fn post(t: &Tensor, resized: (usize, usize), original: (usize, usize)) -> Te
 fn upsample_rows(masks: &Tensor, hp: usize, wp: usize, y0: usize, y1: usize) -> Tensor {
     let h = masks.size()[1] as usize;
     let f = hp / h;
-    let banded = wp > 128 && hp % h == 0 && f.is_power_of_two() && y0 % f == 0 && y1 % f == 0;
+    let banded = wp > 128
+        && hp.is_multiple_of(h)
+        && f.is_power_of_two()
+        && y0.is_multiple_of(f)
+        && y1.is_multiple_of(f);
     if !banded || (y0, y1) == (0, hp) {
         return resize(masks, (hp, wp)).narrow(1, y0 as i64, (y1 - y0) as i64);
     }

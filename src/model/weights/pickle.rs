@@ -284,7 +284,7 @@ impl<'a> Vm<'a> {
     }
 
     fn set_items(&mut self, dict: Id, items: &[Id]) -> Result<(), PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err("SETITEMS with an odd number of items"));
         }
         let pairs = items.chunks(2).map(|c| (c[0], c[1]));
