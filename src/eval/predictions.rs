@@ -1,7 +1,8 @@
-//! Reading the runner's score maps back: HDF5 (`value`, float32 or float16) and `.npy` (float32 or
-//! float16, C order), and finding the file of an item in either output layout.
+//! Reading the runner's score maps back as predictions (through the HDF5 and `.npy` readers of
+//! [`crate::output`]), and finding the file of an item in either output layout.
 
 use crate::job::{Job, Layout};
+use crate::output::{StoredDtype, StoredScore};
 use std::path::{Path, PathBuf};
 
 /// Storage type of a prediction file. Float16 quantises scores and creates ties, so the results say
@@ -97,7 +98,7 @@ fn squeeze(path: &Path, shape: &[usize]) -> Result<(usize, usize), PredictionErr
 
 /// Reads an HDF5 score map ([`crate::output::hdf5::read_score`]).
 pub fn read_hdf5(path: &Path) -> Result<Prediction, PredictionError> {
-    use crate::output::hdf5::{read_score, ReadError, StoredDtype};
+    use crate::output::hdf5::{read_score, ReadError};
     let stored = read_score(path).map_err(|e| match e {
         ReadError::Dtype { dtype, .. } => PredictionError::Dtype {
             path: path.to_path_buf(),
@@ -108,6 +109,27 @@ pub fn read_hdf5(path: &Path) -> Result<Prediction, PredictionError> {
             message: source.to_string(),
         },
     })?;
+    prediction(path, stored)
+}
+
+/// Reads a `.npy` score map ([`crate::output::npy::read_score`]).
+pub fn read_npy(path: &Path) -> Result<Prediction, PredictionError> {
+    use crate::output::npy::{read_score, ReadError};
+    let stored = read_score(path).map_err(|e| match e {
+        ReadError::Dtype { dtype, .. } => PredictionError::Dtype {
+            path: path.to_path_buf(),
+            dtype,
+        },
+        ReadError::Format { message, .. } => PredictionError::Read {
+            path: path.to_path_buf(),
+            message,
+        },
+    })?;
+    prediction(path, stored)
+}
+
+/// A stored map as a prediction: unit axes dropped, the storage type kept.
+fn prediction(path: &Path, stored: StoredScore) -> Result<Prediction, PredictionError> {
     let (height, width) = squeeze(path, &stored.shape)?;
     Ok(Prediction {
         width,
@@ -117,99 +139,6 @@ pub fn read_hdf5(path: &Path) -> Result<Prediction, PredictionError> {
             StoredDtype::Float32 => PredDtype::Float32,
             StoredDtype::Float16 => PredDtype::Float16,
         },
-    })
-}
-
-/// Minimal `.npy` reader (format 1.0–3.0): little-endian float32 / float16 (prediction files may
-/// hold either), C order; the writer is `output::npy`.
-pub fn read_npy(path: &Path) -> Result<Prediction, PredictionError> {
-    let bad = |m: &str| PredictionError::Read {
-        path: path.to_path_buf(),
-        message: m.to_string(),
-    };
-    let bytes = std::fs::read(path).map_err(|e| bad(&e.to_string()))?;
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("not a .npy file"));
-    }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        _ => return Err(bad("unsupported .npy version")),
-    };
-    let header = bytes
-        .get(start..start + header_len)
-        .ok_or_else(|| bad("truncated header"))?;
-    let header = String::from_utf8_lossy(header);
-    let field = |key: &str| -> Option<String> {
-        let i = header.find(&format!("'{key}'"))?;
-        let rest = header[i + key.len() + 2..]
-            .trim_start()
-            .strip_prefix(':')?
-            .trim_start();
-        let end = if rest.starts_with('(') {
-            rest.find(')')? + 1
-        } else {
-            rest.find([',', '}'])?
-        };
-        Some(rest[..end].trim().to_string())
-    };
-    let descr = field("descr").ok_or_else(|| bad("header has no descr"))?;
-    if field("fortran_order").as_deref() != Some("False") {
-        return Err(bad("Fortran-ordered arrays are not supported"));
-    }
-    let shape_s = field("shape").ok_or_else(|| bad("header has no shape"))?;
-    let shape: Vec<usize> = shape_s
-        .trim_matches(|c| c == '(' || c == ')')
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| bad("bad shape")))
-        .collect::<Result<_, _>>()?;
-    let (height, width) = squeeze(path, &shape)?;
-    let data = &bytes[start + header_len..];
-    let n = height
-        .checked_mul(width)
-        .ok_or_else(|| bad("shape too large"))?;
-    let (scores, dtype) = match descr.trim_matches('\'') {
-        "<f4" | "=f4" => {
-            let raw = n
-                .checked_mul(4)
-                .and_then(|k| data.get(..k))
-                .ok_or_else(|| bad("data shorter than its shape"))?;
-            (
-                raw.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                PredDtype::Float32,
-            )
-        }
-        "<f2" | "=f2" => {
-            let raw = n
-                .checked_mul(2)
-                .and_then(|k| data.get(..k))
-                .ok_or_else(|| bad("data shorter than its shape"))?;
-            (
-                raw.chunks_exact(2)
-                    .map(|c| f32::from(half::f16::from_le_bytes([c[0], c[1]])))
-                    .collect(),
-                PredDtype::Float16,
-            )
-        }
-        other => {
-            return Err(PredictionError::Dtype {
-                path: path.to_path_buf(),
-                dtype: other.to_string(),
-            })
-        }
-    };
-    Ok(Prediction {
-        width,
-        height,
-        scores,
-        dtype,
     })
 }
 

@@ -2,6 +2,7 @@
 //! float16 is written with gzip level 9 as the benchmark does; float32 keeps every bit of the score.
 //! [`read_score`] is the one reader of these files (evaluation and `verify --rerun` use it).
 
+use super::{StoredDtype, StoredScore};
 use crate::job::H5Dtype;
 use std::path::Path;
 
@@ -69,22 +70,6 @@ pub fn write_score(
         }
         file.close().map_err(to_io)
     })
-}
-
-/// Storage type of a score map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoredDtype {
-    Float32,
-    Float16,
-}
-
-/// A score map as stored: its shape (as written, unit axes included) and values widened to f32
-/// (exact for float16).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredScore {
-    pub shape: Vec<usize>,
-    pub values: Vec<f32>,
-    pub dtype: StoredDtype,
 }
 
 /// A score map file that cannot be read.

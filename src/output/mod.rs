@@ -289,6 +289,22 @@ pub fn is_fatal_write_error(e: &std::io::Error) -> bool {
     )
 }
 
+/// Storage type of a score map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredDtype {
+    Float32,
+    Float16,
+}
+
+/// A score map as stored: its shape (as written, unit axes included) and values widened to f32
+/// (exact for float16).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredScore {
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+    pub dtype: StoredDtype,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

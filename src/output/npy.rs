@@ -1,8 +1,10 @@
-//! NumPy `.npy` for float32 and uint8 arrays (C order, format 1.0): the Fishyscapes output format,
-//! and the exchange format of the benchmarks. The files equal numpy's own `np.save` byte for byte.
+//! NumPy `.npy`: writing float32 and uint8 arrays (C order, format 1.0), the Fishyscapes output
+//! format and the exchange format of the benchmarks, in files equal to numpy's own `np.save` byte
+//! for byte; reading float32 and float16 score maps back for evaluation.
 
+use super::{StoredDtype, StoredScore};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes a float32 array of `shape` atomically.
 pub fn write_f32(path: &Path, data: &[f32], shape: &[usize]) -> std::io::Result<()> {
@@ -62,6 +64,107 @@ fn write(
     })
 }
 
+/// A `.npy` file that cannot be read as a score map.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read {path}: {message}")]
+    Format { path: PathBuf, message: String },
+    #[error("{path} holds {dtype}, not float32 or float16")]
+    Dtype { path: PathBuf, dtype: String },
+}
+
+/// Reads a score map (format 1.0–3.0): little-endian float32 or float16 (prediction files may hold
+/// either), C order, any shape.
+pub fn read_score(path: &Path) -> Result<StoredScore, ReadError> {
+    let bad = |m: &str| ReadError::Format {
+        path: path.to_path_buf(),
+        message: m.to_string(),
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(&e.to_string()))?;
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file"));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        _ => return Err(bad("unsupported .npy version")),
+    };
+    let header = bytes
+        .get(start..start + header_len)
+        .ok_or_else(|| bad("truncated header"))?;
+    let header = String::from_utf8_lossy(header);
+    let field = |key: &str| -> Option<String> {
+        let i = header.find(&format!("'{key}'"))?;
+        let rest = header[i + key.len() + 2..]
+            .trim_start()
+            .strip_prefix(':')?
+            .trim_start();
+        let end = if rest.starts_with('(') {
+            rest.find(')')? + 1
+        } else {
+            rest.find([',', '}'])?
+        };
+        Some(rest[..end].trim().to_string())
+    };
+    let descr = field("descr").ok_or_else(|| bad("header has no descr"))?;
+    if field("fortran_order").as_deref() != Some("False") {
+        return Err(bad("Fortran-ordered arrays are not supported"));
+    }
+    let shape_s = field("shape").ok_or_else(|| bad("header has no shape"))?;
+    let shape: Vec<usize> = shape_s
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().map_err(|_| bad("bad shape")))
+        .collect::<Result<_, _>>()?;
+    let data = &bytes[start + header_len..];
+    let n = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| bad("shape too large"))?;
+    let (scores, dtype) = match descr.trim_matches('\'') {
+        "<f4" | "=f4" => {
+            let raw = n
+                .checked_mul(4)
+                .and_then(|k| data.get(..k))
+                .ok_or_else(|| bad("data shorter than its shape"))?;
+            (
+                raw.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                StoredDtype::Float32,
+            )
+        }
+        "<f2" | "=f2" => {
+            let raw = n
+                .checked_mul(2)
+                .and_then(|k| data.get(..k))
+                .ok_or_else(|| bad("data shorter than its shape"))?;
+            (
+                raw.chunks_exact(2)
+                    .map(|c| f32::from(half::f16::from_le_bytes([c[0], c[1]])))
+                    .collect(),
+                StoredDtype::Float16,
+            )
+        }
+        other => {
+            return Err(ReadError::Dtype {
+                path: path.to_path_buf(),
+                dtype: other.to_string(),
+            })
+        }
+    };
+    Ok(StoredScore {
+        shape,
+        values: scores,
+        dtype,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     /// Files written by numpy 1.24.2's `np.save` (`scripts/make_npy_fixtures.py`): the same
@@ -102,8 +205,8 @@ mod tests {
         super::write_f32(&p, &data, &[4, 6]).unwrap();
         let bytes = std::fs::read(&p).unwrap();
         assert_eq!((bytes.len() - 24 * 4) % 64, 0, "header padded to 64 bytes");
-        let back = crate::eval::predictions::read_npy(&p).unwrap();
-        assert_eq!((back.height, back.width, back.scores), (4, 6, data));
+        let back = super::read_score(&p).unwrap();
+        assert_eq!((back.shape, back.values), (vec![4, 6], data));
     }
 
     #[test]
