@@ -387,7 +387,8 @@ pub(crate) fn hresize(src: &[f32], taps: &[Tap], out: &mut [f32]) {
 mod tests {
     use super::*;
 
-    /// docs/method.md §14.2 pattern: `src[y][x][c] = (x*7 + y*13 + c*101 + (x*y)%17) % 256`.
+    /// docs/method.md §14.2 pattern: `src[y][x][c] = (x*7 + y*13 + c*101 + (x*y)%17) % 256`. The
+    /// expected values are Pillow 9.3.0's, printed by `scripts/make_golden_values.py`.
     fn pattern(h: usize, w: usize) -> Vec<u8> {
         let mut v = Vec::with_capacity(h * w * 3);
         for y in 0..h {
@@ -431,7 +432,8 @@ mod tests {
         assert_eq!(pillow_bilinear(&src, 47, 33, 3, 47, 33), src);
     }
 
-    /// docs/method.md §14.3 pattern: `f[y][x] = f32(((x*31 + y*17) % 97) / 97)`, 1024×1824.
+    /// docs/method.md §14.3 pattern: `f[y][x] = f32(((x*31 + y*17) % 97) / 97)`, 1024×1824. The
+    /// expected values are OpenCV 4.7.0's, printed by `scripts/make_golden_values.py`.
     fn area_pattern() -> Vec<f32> {
         let (h, w) = (1024, 1824);
         let mut v = Vec::with_capacity(h * w);

@@ -686,6 +686,8 @@ mod tests {
         (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-9
     }
 
+    /// docs/method.md §14.4: scikit-learn 1.2.1's values (and the reference's AUPR), printed by
+    /// `scripts/make_golden_values.py`.
     #[test]
     fn golden_vector_matches_sklearn_1_2_1() {
         let (s, y) = golden();

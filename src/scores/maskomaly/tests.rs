@@ -16,7 +16,9 @@ fn score_map(plan: &QueryPlan, masks: &Tensor, method: &Method) -> Vec<f32> {
     score_host(plan, plane, h, w, method)
 }
 
-/// docs/method.md §14.1 golden inputs: Q = 100, 20 classes, 6×8.
+/// docs/method.md §14.1 golden inputs: Q = 100, 20 classes, 6×8. The expected values below are the
+/// reference rule's in numpy 1.24.2 (`scripts/reference_scoring.py`), printed by
+/// `scripts/make_golden_values.py`.
 fn golden_inputs() -> (Vec<f32>, Tensor) {
     let s = [3, 19, 24, 31, 49, 70, 83];
     let mut cls = Vec::with_capacity(2000);
