@@ -250,6 +250,23 @@ pub struct VerifyArgs {
     pub keep: bool,
 }
 
+impl VerifyArgs {
+    /// What the library's `verify` needs from these flags.
+    pub fn request(&self) -> crate::provenance::verify::Request {
+        use crate::provenance::verify::{Request, Rerun};
+        Request {
+            output: self.output.clone(),
+            input: self.input.clone(),
+            rerun: self.rerun.then(|| Rerun {
+                checkpoint: self.checkpoint.clone(),
+                device: self.device.clone(),
+                tolerance: self.tolerance,
+                keep: self.keep,
+            }),
+        }
+    }
+}
+
 /// `--shard` / `--shards` of `maskomaly run` (flattened into its arguments).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ShardArgs {

@@ -3,7 +3,8 @@
 use crate::diagnostic::{ExitCode, Failure};
 
 pub fn merge(args: &crate::cli::MergeArgs) -> Result<ExitCode, Failure> {
-    match crate::provenance::merge::merge(args, &std::env::args().collect::<Vec<_>>()) {
+    let command_line: Vec<String> = std::env::args().collect();
+    match crate::provenance::merge::merge(&args.output, args.input.as_deref(), &command_line) {
         Ok(r) => {
             eprint!("{}", r.render());
             Ok(r.exit_code())

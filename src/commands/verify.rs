@@ -3,7 +3,7 @@
 use crate::diagnostic::{ExitCode, Failure};
 
 pub fn verify(args: &crate::cli::VerifyArgs) -> Result<ExitCode, Failure> {
-    match crate::provenance::verify::verify(args) {
+    match crate::provenance::verify::verify(&args.request()) {
         Ok(r) => {
             eprint!("{}", r.render());
             Ok(r.exit_code())

@@ -20,7 +20,6 @@
 use super::manifest::{ItemRecord, Manifest, ManifestError, RunStatus};
 use super::shard::{self, Shard, ShardSource};
 use super::stream::{self, ManifestReader, ManifestWriter, Sorter};
-use crate::cli::MergeArgs;
 use crate::dataset;
 use crate::diagnostic::{Diagnose, ExitCode};
 use crate::output::pathtext;
@@ -195,16 +194,21 @@ struct ShardRef {
 /// The shard manifests found, by shard index, with their file.
 type Shards = BTreeMap<usize, (PathBuf, ManifestReader)>;
 
-/// Merges the shard manifests under `args.output`; writes `manifest.json` and its RO-Crate.
+/// Merges the shard manifests under `output` (listing `input`, default the recorded root, for the
+/// expected items); writes `manifest.json` and its RO-Crate.
 /// `command_line` is recorded in the merged manifest.
-pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, MergeError> {
+pub fn merge(
+    output: &Path,
+    input: Option<&Path>,
+    command_line: &[String],
+) -> Result<MergeReport, MergeError> {
     // No task of the array may still be writing, nor a whole run over the same folder.
-    let _lock = if args.output.is_dir() {
-        crate::output::lock::lock_output(&args.output, None)?
+    let _lock = if output.is_dir() {
+        crate::output::lock::lock_output(output, None)?
     } else {
         Vec::new()
     };
-    let (count, found) = read_shards(&args.output.join(crate::output::MANIFESTS_DIR))?;
+    let (count, found) = read_shards(&output.join(crate::output::MANIFESTS_DIR))?;
     let mut report = MergeReport {
         count,
         found: found.keys().copied().collect(),
@@ -220,22 +224,22 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
         .1
         .header();
     // Expected items: the input listing split as the runner splits it, when the root is readable.
-    let listed = expected_items(first, args.input.as_deref(), count);
+    let listed = expected_items(first, input, count);
     report.listed_inputs = listed.is_some();
     let sort_err = |source| MergeError::Sort {
-        dir: args.output.clone(),
+        dir: output.to_path_buf(),
         source,
     };
-    stream::remove_stale_spills(&args.output, SPILL_TAG);
-    let (recorded, per_shard) = sort_records(&found, &args.output).map_err(sort_err)?;
+    stream::remove_stale_spills(output, SPILL_TAG);
+    let (recorded, per_shard) = sort_records(&found, output).map_err(sort_err)?;
 
-    let path = shard::manifest_path(&args.output, None);
+    let path = shard::manifest_path(output, None);
     let write_err = |source| MergeError::Write {
         path: path.clone(),
         source,
     };
     let header = merged_header(first, &found, command_line);
-    let merged_from = serde_json::to_value(merged_from(&found, count, &args.output))
+    let merged_from = serde_json::to_value(merged_from(&found, count, output))
         .map_err(|e| write_err(e.into()))?;
     let mut w = ManifestWriter::create(&path, &header, &[("merged_from", merged_from)])
         .map_err(write_err)?;
@@ -274,7 +278,7 @@ pub fn merge(args: &MergeArgs, command_line: &[String]) -> Result<MergeReport, M
     w.commit(total, None).map_err(write_err)?;
     match ManifestReader::open(&path) {
         Ok(r) => {
-            if let Err(e) = super::rocrate::write_from(&args.output, &r) {
+            if let Err(e) = super::rocrate::write_from(output, &r) {
                 log::warn!("{e}");
             }
         }
@@ -752,11 +756,7 @@ mod tests {
     }
 
     fn run(f: &Fixture) -> (MergeReport, Value) {
-        let args = MergeArgs {
-            output: f.output.path().to_path_buf(),
-            input: None,
-        };
-        let r = merge(&args, &["maskomaly".into(), "merge".into()]).unwrap();
+        let r = merge(f.output.path(), None, &["maskomaly".into(), "merge".into()]).unwrap();
         let path = f.output.path().join("manifest.json");
         // The typed reader reads the merged manifest too.
         Manifest::read(&path).unwrap();
@@ -842,17 +842,13 @@ mod tests {
         let root = f.input.path();
         let m = shard_manifest(root, 0, 1, "complete", vec![item("a.png", "written", "1")]);
         put(&f, 0, 1, &m);
-        let args = MergeArgs {
-            output: f.output.path().to_path_buf(),
-            input: None,
-        };
         let running = crate::output::lock::lock_output(f.output.path(), Some((0, 1))).unwrap();
-        let e = merge(&args, &[]).unwrap_err();
+        let e = merge(f.output.path(), None, &[]).unwrap_err();
         assert_eq!(e.exit_code(), ExitCode::TempFail, "{e}");
         assert!(e.hint().unwrap().contains("afterany"), "{e}");
         assert!(!f.output.path().join("manifest.json").exists());
         drop(running);
-        merge(&args, &[]).unwrap();
+        merge(f.output.path(), None, &[]).unwrap();
         let lock = f.output.path().join(crate::output::lock::LOCK_FILE);
         assert!(!lock.exists(), "the merge leaves no lock file");
     }
@@ -993,11 +989,7 @@ mod tests {
                 .collect();
             put(&f, k, n, &shard_manifest(&gone, k, n, "complete", items));
         }
-        let args = MergeArgs {
-            output: f.output.path().to_path_buf(),
-            input: None,
-        };
-        let r = merge(&args, &[]).unwrap();
+        let r = merge(f.output.path(), None, &[]).unwrap();
         assert!(r.is_clean(), "{}", r.render());
         assert_eq!((r.total, r.written, r.found.len()), (n * per, n * per, n));
         let m = ManifestReader::open(&f.output.path().join("manifest.json")).unwrap();
@@ -1030,12 +1022,8 @@ mod tests {
     #[test]
     fn nothing_to_merge_and_mixed_counts_are_errors() {
         let f = fixture();
-        let args = MergeArgs {
-            output: f.output.path().to_path_buf(),
-            input: None,
-        };
         assert_eq!(
-            merge(&args, &[]).unwrap_err().exit_code(),
+            merge(f.output.path(), None, &[]).unwrap_err().exit_code(),
             ExitCode::NoInput
         );
         put(
@@ -1050,7 +1038,7 @@ mod tests {
             3,
             &shard_manifest(f.input.path(), 0, 3, "complete", vec![]),
         );
-        let e = merge(&args, &[]).unwrap_err();
+        let e = merge(f.output.path(), None, &[]).unwrap_err();
         assert!(matches!(e, MergeError::MixedCounts { .. }), "{e}");
     }
 }

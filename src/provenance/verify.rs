@@ -17,12 +17,32 @@
 use super::manifest::{ItemStatus, Manifest, ManifestError, RunStatus};
 use super::shard;
 use super::stream::ManifestReader;
-use crate::cli::VerifyArgs;
 use crate::diagnostic::{Diagnose, ExitCode};
 use crate::output::digest::sha256_file;
 use crate::output::hdf5::read_score;
 use crate::output::pathtext;
 use std::path::{Path, PathBuf};
+
+/// What `verify` checks: the outputs under `output` against its manifest, the inputs (under
+/// `input`, default the recorded root), and with `rerun` the maps of a fresh run.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub output: PathBuf,
+    pub input: Option<PathBuf>,
+    pub rerun: Option<Rerun>,
+}
+
+/// How `verify --rerun` runs the job again.
+#[derive(Debug, Clone)]
+pub struct Rerun {
+    /// Default: the recorded checkpoint (its SHA-256 must match the record).
+    pub checkpoint: Option<PathBuf>,
+    pub device: String,
+    /// Largest accepted |difference| between map values (default: 0 on cpu, 1e-3 otherwise).
+    pub tolerance: Option<f64>,
+    /// Keep the rerun's folder.
+    pub keep: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -252,8 +272,8 @@ fn changed_inputs(r: &ManifestReader, root: &Path) -> Result<Vec<String>, Verify
     Ok(out)
 }
 
-/// Checks the files under `args.output` against its manifest; with `--rerun`, also the maps.
-pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, VerifyError> {
+/// Checks the files under `args.output` against its manifest; with `args.rerun`, also the maps.
+pub fn verify(args: &Request) -> Result<VerifyReport, VerifyError> {
     let path = shard::manifest_path(&args.output, None);
     if !path.is_file() {
         let shards = args.output.join(crate::output::MANIFESTS_DIR).is_dir();
@@ -279,8 +299,8 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, VerifyError> {
     }
     check_outputs(&args.output, &reader, &mut report)?;
     check_inputs(args.input.as_deref(), &reader, &mut report)?;
-    if args.rerun {
-        report.rerun = Some(rerun(args, &reader)?);
+    if let Some(how) = &args.rerun {
+        report.rerun = Some(rerun(args, how, &reader)?);
     }
     Ok(report)
 }
@@ -350,11 +370,11 @@ fn check_inputs(
 }
 
 /// Runs the recorded job again into a fresh folder and compares its maps with the recorded ones.
-fn rerun(args: &VerifyArgs, r: &ManifestReader) -> Result<RerunReport, VerifyError> {
+fn rerun(args: &Request, how: &Rerun, r: &ManifestReader) -> Result<RerunReport, VerifyError> {
     let m = r.header();
-    let tolerance = args
+    let tolerance = how
         .tolerance
-        .unwrap_or(if args.device == "cpu" { 0.0 } else { 1e-3 });
+        .unwrap_or(if how.device == "cpu" { 0.0 } else { 1e-3 });
     let folder = tempfile::Builder::new()
         .prefix("maskomaly-verify-")
         .tempdir()
@@ -364,11 +384,11 @@ fn rerun(args: &VerifyArgs, r: &ManifestReader) -> Result<RerunReport, VerifyErr
         })?;
     let out = folder.path().join("output");
     let job_file = write_rerun_job(args, m, folder.path(), &out)?;
-    let checkpoint = args
+    let checkpoint = how
         .checkpoint
         .clone()
         .unwrap_or_else(|| m.checkpoint.path.clone());
-    let status = spawn_run(&job_file, &out, &checkpoint, &args.device)?;
+    let status = spawn_run(&job_file, &out, &checkpoint, &how.device)?;
 
     let mut report = RerunReport {
         tolerance,
@@ -388,7 +408,7 @@ fn rerun(args: &VerifyArgs, r: &ManifestReader) -> Result<RerunReport, VerifyErr
         }
     }
     for_each_output(r, |o| compare_output(&args.output, &out, &o, &mut report))?;
-    if !args.keep && report.mismatches.is_empty() {
+    if !how.keep && report.mismatches.is_empty() {
         drop(folder);
     } else {
         let kept = folder.keep();
@@ -399,7 +419,7 @@ fn rerun(args: &VerifyArgs, r: &ManifestReader) -> Result<RerunReport, VerifyErr
 
 /// The recorded job with the rerun's input and output roots, written as `job.json` in `folder`.
 fn write_rerun_job(
-    args: &VerifyArgs,
+    args: &Request,
     m: &Manifest,
     folder: &Path,
     out: &Path,
@@ -609,14 +629,10 @@ mod tests {
     }
 
     fn check(d: &Path) -> VerifyReport {
-        let args = VerifyArgs {
+        let args = Request {
             output: d.to_path_buf(),
-            rerun: false,
             input: None,
-            checkpoint: None,
-            device: "cpu".into(),
-            tolerance: None,
-            keep: false,
+            rerun: None,
         };
         verify(&args).unwrap()
     }
@@ -679,14 +695,10 @@ mod tests {
     fn no_manifest_hints_at_merge() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("manifests")).unwrap();
-        let args = VerifyArgs {
+        let args = Request {
             output: d.path().to_path_buf(),
-            rerun: false,
             input: None,
-            checkpoint: None,
-            device: "cpu".into(),
-            tolerance: None,
-            keep: false,
+            rerun: None,
         };
         let e = verify(&args).unwrap_err();
         assert_eq!(e.exit_code(), ExitCode::NoInput);
