@@ -38,7 +38,7 @@ test: setup
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets
-	$(CARGO) test --test cli --test hostile --test report_browser -- --ignored --exact eval_on_a_full_disk_exits_74 a_full_disk_stops_the_run_cleanly_and_a_rerun_completes report_renders_offline_in_chromium comparison_report_renders_offline_in_chromium
+	$(CARGO) test --test cli --test hostile --test report_browser --test runner -- --ignored --exact eval_on_a_full_disk_exits_74 discover_queries_on_a_full_disk_leaves_no_ranking a_full_disk_stops_the_run_cleanly_and_a_rerun_completes report_renders_offline_in_chromium comparison_report_renders_offline_in_chromium
 	ATEN_CPU_CAPABILITY=default $(CARGO) test --lib -- scores::tests::every_score_matches_its_official_formula scores::tests::rba_smoothing_is_torchvisions_gaussian_blur scores::maskomaly::tests::golden model::backend::native::tests::parity model::backend::native::tests::layer_level_parity
 	ATEN_CPU_CAPABILITY=default $(CARGO) test --test runner -- six_scores_from_one_run_match_the_fixtures
 	bash tests/slurm.sh

@@ -707,12 +707,10 @@ fn help_lists_exit_codes() {
     );
 }
 
-/// A synthetic SMIYC anomaly-track copy: `run` writes predictions, `eval` reports on them, and
-/// `discover-queries` writes a ranking that a job then uses through `method.anomaly_queries_file`.
-#[test]
-fn run_eval_and_discovered_queries_round_trip() {
-    let d = tempfile::tempdir().unwrap();
-    let root = d.path().join("dataset_AnomalyTrack");
+/// A synthetic SMIYC anomaly-track copy of three frames under `dir` with a job file for it (tiny
+/// model, output in `dir/out`). Returns the job file and its text.
+fn smiyc_copy(d: &Path) -> (PathBuf, String) {
+    let root = d.join("dataset_AnomalyTrack");
     for i in 0..3u32 {
         let (w, h) = (120usize, 80usize);
         let img = maskomaly::demo::road_scene(w, h, i);
@@ -732,8 +730,8 @@ fn run_eval_and_discovered_queries_round_trip() {
         std::fs::create_dir_all(lp.parent().unwrap()).unwrap();
         label.save(&lp).unwrap();
     }
-    let out = d.path().join("out");
-    let job = d.path().join("job.yaml");
+    let out = d.join("out");
+    let job = d.join("job.yaml");
     let base = format!(
         "name: rt\ndataset: {{kind: smiyc_anomaly, root: {}, split: validation}}\n\
          checkpoint: {{format: torchscript, path: {}}}\n\
@@ -743,6 +741,16 @@ fn run_eval_and_discovered_queries_round_trip() {
         out.display()
     );
     std::fs::write(&job, &base).unwrap();
+    (job, base)
+}
+
+/// A synthetic SMIYC anomaly-track copy: `run` writes predictions, `eval` reports on them, and
+/// `discover-queries` writes a ranking that a job then uses through `method.anomaly_queries_file`.
+#[test]
+fn run_eval_and_discovered_queries_round_trip() {
+    let d = tempfile::tempdir().unwrap();
+    let (job, base) = smiyc_copy(d.path());
+    let out = d.path().join("out");
     let o = run_job(&job, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let o = cli(&["eval", "--job", job.to_str().unwrap()]);
@@ -786,6 +794,32 @@ fn run_eval_and_discovered_queries_round_trip() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let shown: Job = serde_saphyr::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
     assert_eq!(shown.method.anomaly_queries, ranking.selected);
+}
+
+/// `discover-queries` onto a full disk: exit 74 naming the file, and no ranking left behind (a
+/// cut-off ranking could still parse, as a shorter one).
+#[test]
+#[ignore = "needs root: mounts an 8 KiB tmpfs to fill up (make test runs it)"]
+fn discover_queries_on_a_full_disk_leaves_no_ranking() {
+    let d = tempfile::tempdir().unwrap();
+    let (job, _) = smiyc_copy(d.path());
+    assert_eq!(code(&run_job(&job, &[])), 0);
+    let mnt = d.path().join("mnt");
+    let _tmpfs = common::mount_tmpfs(&mnt, "8k");
+    let queries = mnt.join("queries.yaml");
+    let o = cli(&[
+        "discover-queries",
+        "--job",
+        job.to_str().unwrap(),
+        "--output",
+        queries.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 74, "{err}");
+    assert!(err.contains("queries.yaml"), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&mnt).unwrap().collect();
+    assert!(left.is_empty(), "left on the full disk: {left:?}");
 }
 
 /// The Fishyscapes pair and the segmentation PNG: input resolution, trainIds in 0..19, and the

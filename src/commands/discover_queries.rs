@@ -8,7 +8,7 @@ use crate::dataset::{self, label::read_label};
 use crate::device::resolve_device;
 use crate::diagnostic::{ExitCode, Failure};
 use crate::eval::discover::{discover, DiscoverOptions};
-use crate::job::queries::{write_ranking, IouVariant, Ranking};
+use crate::job::queries::{ranking_text, IouVariant, Ranking};
 use crate::job::Job;
 use crate::preprocess::{decode_file_limited, prepare};
 use crate::run_error::RunError;
@@ -87,9 +87,11 @@ pub fn discover_queries(
         source: e.into(),
     })?;
     progress.finish_and_clear();
-    write_ranking(out, &ranking).map_err(|e| RunError::Write {
+    let text = ranking_text(&ranking).map_err(|e| RunError::Write {
         path: out.to_path_buf(),
         source: e.into(),
     })?;
+    crate::output::write_bytes_atomic(out, text.as_bytes())
+        .map_err(|e| RunError::io("cannot write", out, e))?;
     Ok(ranking)
 }

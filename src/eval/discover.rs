@@ -246,7 +246,7 @@ fn rank(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::queries::{read_ranking, resolve_anomaly_queries, write_ranking};
+    use crate::job::queries::{ranking_text, read_ranking, resolve_anomaly_queries};
     use crate::job::Job;
 
     /// Label 8×4: anomaly in columns 2..4 of rows 1..3; ignore at (7, 0).
@@ -387,7 +387,7 @@ mod tests {
             &DiscoverOptions::default(),
         )
         .unwrap();
-        write_ranking(&d.path().join("queries.yaml"), &r).unwrap();
+        std::fs::write(d.path().join("queries.yaml"), ranking_text(&r).unwrap()).unwrap();
         assert_eq!(read_ranking(&d.path().join("queries.yaml")).unwrap(), r);
 
         let job_file = d.path().join("job.yaml");

@@ -45,33 +45,31 @@ pub type QueriesFile = Ranking;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueriesFileError {
-    #[error("cannot read anomaly query file {path}: {message}")]
-    Read { path: PathBuf, message: String },
+    #[error("cannot read anomaly query file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("anomaly query file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("cannot write {path}: {message}")]
-    Write { path: PathBuf, message: String },
 }
 
-/// Writes a ranking as YAML, with a header comment saying what it is.
-pub fn write_ranking(path: &Path, ranking: &Ranking) -> Result<(), QueriesFileError> {
-    let err = |m: String| QueriesFileError::Write {
-        path: path.to_path_buf(),
-        message: m,
-    };
-    let body = serde_saphyr::to_string(ranking).map_err(|e| err(e.to_string()))?;
-    let text = format!(
+/// A ranking as the YAML text of a query file, with a header comment saying what it is. The
+/// caller writes it atomically: a cut-off file could still parse, as a shorter ranking.
+pub fn ranking_text(ranking: &Ranking) -> Result<String, serde_saphyr::ser::Error> {
+    let body = serde_saphyr::to_string(ranking)?;
+    Ok(format!(
         "# Mask queries ranked by mean {:?} IoU with the anomaly labels over {} frame(s), masks > {}.\n\
          # Use with `method.anomaly_queries_file`; `selected` is used unless `method.anomaly_queries_top` is set.\n{body}",
         ranking.iou, ranking.frames, ranking.threshold
-    );
-    std::fs::write(path, text).map_err(|e| err(e.to_string()))
+    ))
 }
 
 pub fn read_ranking(path: &Path) -> Result<Ranking, QueriesFileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| QueriesFileError::Read {
+    let text = std::fs::read_to_string(path).map_err(|source| QueriesFileError::Read {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source,
     })?;
     serde_saphyr::from_str(&text).map_err(|e| QueriesFileError::Invalid {
         path: path.to_path_buf(),
