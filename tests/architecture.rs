@@ -1,5 +1,6 @@
 //! The shape of `src/`: file and function sizes, an import graph without cycles, and references
-//! that resolve inside the repository (every `§` into docs/method.md, no path outside).
+//! that resolve inside the repository (every `§` into docs/method.md, no path outside, every test
+//! the README and BENCHMARKS name).
 //!
 //! Limits: no file over 800 lines outside its tests (the pickle machine and the metrics may stay
 //! whole), no function over 150 lines, no cycle between modules (at the top level and between the
@@ -647,4 +648,65 @@ fn section_references_are_read_whole() {
         section_refs("see §4, §14.1 and §9.2. Also § alone and §2x"),
         ["4", "14.1", "9.2", "", "2"]
     );
+}
+
+/// The file that holds `path`'s test function: `a::b::tests::f` in `src/a/b{/tests.rs,.rs,/mod.rs}`,
+/// `runner::f` in `tests/runner.rs`. None when it names no test file.
+fn test_holds(root: &Path, path: &str) -> Option<bool> {
+    let parts: Vec<&str> = path.split("::").collect();
+    let (name, module) = parts.split_last()?;
+    let has =
+        |f: PathBuf| std::fs::read_to_string(f).is_ok_and(|t| t.contains(&format!("fn {name}")));
+    if let [file] = module {
+        let f = root.join("tests").join(format!("{file}.rs"));
+        return f.is_file().then(|| has(f));
+    }
+    if !module.contains(&"tests") {
+        return None;
+    }
+    let dir = module
+        .iter()
+        .filter(|m| **m != "tests")
+        .fold(root.join("src"), |d, m| d.join(m));
+    Some(
+        [
+            dir.join("tests.rs"),
+            dir.with_extension("rs"),
+            dir.join("mod.rs"),
+        ]
+        .into_iter()
+        .any(has),
+    )
+}
+
+/// The README's and BENCHMARKS' test names (`a::tests::f`, `runner::f`) name tests that exist, so
+/// a moved or renamed test cannot leave its evidence pointing nowhere.
+#[test]
+fn the_documents_name_tests_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    for doc in ["README.md", "BENCHMARKS.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        for quoted in text.split('`').skip(1).step_by(2) {
+            let path = quoted.trim_end_matches('*').trim_end_matches('_');
+            let well_formed = path.contains("::")
+                && path
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == ':');
+            if !well_formed {
+                continue;
+            }
+            match test_holds(root, path) {
+                Some(true) => checked += 1,
+                Some(false) => missing.push(format!("{doc}: `{quoted}`")),
+                None => {}
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "tests named but not found: {missing:#?}"
+    );
+    assert!(checked >= 20, "only {checked} test names found");
 }
