@@ -235,6 +235,72 @@ fn chromium() -> PathBuf {
         .expect("chromium is not installed (scripts/ci-deps.sh installs Debian's chromium)")
 }
 
+/// Renders `page` in headless Chromium, offline: no load errors and no network request. Returns
+/// the screenshot (`WIDTH` × `HEIGHT`), copied to the file `keep_var` names when it is set.
+fn render_offline(chromium: &Path, d: &Path, page: &Path, keep_var: &str) -> image::RgbImage {
+    let shot = d.join("shot.png");
+    let net = d.join("net.json");
+    let out = browser::screenshot(
+        chromium,
+        page,
+        &shot,
+        (WIDTH, HEIGHT),
+        Duration::from_secs(120),
+        &[format!("--log-net-log={}", net.display())],
+    )
+    .unwrap();
+    let errors = browser::load_errors(&out.log);
+    assert!(errors.is_empty(), "browser errors:\n{}", errors.join("\n"));
+    let requests = page_requests(&net);
+    assert!(
+        requests.is_empty(),
+        "the page made network requests: {requests:?}"
+    );
+    if let Ok(keep) = std::env::var(keep_var) {
+        std::fs::copy(&shot, keep).unwrap();
+    }
+    let img = image::open(&shot).unwrap().into_rgb8();
+    assert_eq!(img.dimensions(), (WIDTH, HEIGHT));
+    img
+}
+
+/// Loads a copy of `page` with `script` appended, beside the page in `eval` so that relative
+/// references resolve the same way; returns the browser's log, which holds the script's
+/// `PROBE ...` console lines. Fails on any load error.
+fn probe(chromium: &Path, d: &Path, eval: &Path, page: &str, script: &str) -> String {
+    let probe_path = eval.join("report.probe.html");
+    std::fs::write(
+        &probe_path,
+        page.replace("</body>", &format!("{script}</body>")),
+    )
+    .unwrap();
+    let out = browser::screenshot(
+        chromium,
+        &probe_path,
+        &d.join("probe.png"),
+        (WIDTH, 900),
+        Duration::from_secs(120),
+        &[],
+    )
+    .unwrap();
+    let errors = browser::load_errors(&out.log);
+    assert!(errors.is_empty(), "browser errors:\n{}", errors.join("\n"));
+    out.log
+}
+
+/// The message of the probe's `PROBE what ...` console line. Console lines read
+/// `[...:INFO:CONSOLE:N] "message", source: URL (line)`.
+fn probe_line(log: &str, what: &str) -> String {
+    let tag = format!("\"PROBE {what} ");
+    log.lines()
+        .find_map(|l| l.split_once(&tag).map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("the probe did not report {what}:\n{log}"))
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Appended to a copy of the page: reports image loads, page width, and whether sorting works.
 const PROBE: &str = r#"<script>
 window.addEventListener("load", function () {
@@ -293,30 +359,12 @@ fn report_renders_offline_in_chromium() {
     let d = tempfile::tempdir().unwrap();
     let (eval, page_path, page) = single_score_page(d.path());
     let chromium = chromium();
-    let shot = eval.join("shot.png");
-    let net = d.path().join("net.json");
-    let out = browser::screenshot(
+    let img = render_offline(
         &chromium,
+        d.path(),
         &page_path,
-        &shot,
-        (WIDTH, HEIGHT),
-        Duration::from_secs(120),
-        &[format!("--log-net-log={}", net.display())],
-    )
-    .unwrap();
-    let errors = browser::load_errors(&out.log);
-    assert!(errors.is_empty(), "browser errors:\n{}", errors.join("\n"));
-    let requests = page_requests(&net);
-    assert!(
-        requests.is_empty(),
-        "the page made network requests: {requests:?}"
+        "MASKOMALY_REPORT_SCREENSHOT",
     );
-    if let Ok(keep) = std::env::var("MASKOMALY_REPORT_SCREENSHOT") {
-        std::fs::copy(&shot, keep).unwrap();
-    }
-
-    let img = image::open(&shot).unwrap().into_rgb8();
-    assert_eq!(img.dimensions(), (WIDTH, HEIGHT));
     let bg = *img.get_pixel(WIDTH - 3, HEIGHT - 3);
     let inked = img.pixels().filter(|p| **p != bg).count() as f64 / (WIDTH * HEIGHT) as f64;
     let mut colours = std::collections::HashSet::new();
@@ -339,32 +387,12 @@ fn report_renders_offline_in_chromium() {
         "heat maps not visible ({heat} JET-blue pixels)"
     );
 
-    // The probe copy sits beside the page so that relative references resolve the same way.
-    let probe_path = eval.join("report.probe.html");
-    std::fs::write(
-        &probe_path,
-        page.replace("</body>", &format!("{PROBE}</body>")),
-    )
-    .unwrap();
-    let out = browser::screenshot(
-        &chromium,
-        &probe_path,
-        &d.path().join("probe.png"),
-        (WIDTH, 900),
-        Duration::from_secs(120),
-        &[],
-    )
-    .unwrap();
-    // Console lines read `[...:INFO:CONSOLE:N] "message", source: URL (line)`.
+    let log = probe(&chromium, d.path(), &eval, &page, PROBE);
     let line = |what: &str| -> Vec<String> {
-        let tag = format!("\"PROBE {what} ");
-        let l = out
-            .log
-            .lines()
-            .find_map(|l| l.split_once(&tag).map(|(_, rest)| rest))
-            .unwrap_or_else(|| panic!("the probe did not report {what}:\n{}", out.log));
-        let message = l.split('"').next().unwrap_or_default();
-        message.split(' ').map(str::to_string).collect()
+        probe_line(&log, what)
+            .split(' ')
+            .map(str::to_string)
+            .collect()
     };
     // "N broken SRC,SRC,...": nothing after "broken".
     let images = line("images");
@@ -383,8 +411,6 @@ fn report_renders_offline_in_chromium() {
         "the page is wider than the window: {width:?}"
     );
     assert_eq!(line("sort")[0], "ok", "sorting by AP failed");
-    let errors = browser::load_errors(&out.log);
-    assert!(errors.is_empty(), "browser errors:\n{}", errors.join("\n"));
 }
 
 /// Appended to a copy of the page of several scores: whether each score is named in the metrics
@@ -459,28 +485,12 @@ fn comparison_report_renders_offline_in_chromium() {
     let names = NAMES;
     let (eval, page_path, page) = comparison_page(d.path());
     let chromium = chromium();
-    let shot = eval.join("shot.png");
-    let net = d.path().join("net.json");
-    let out = browser::screenshot(
+    let img = render_offline(
         &chromium,
+        d.path(),
         &page_path,
-        &shot,
-        (WIDTH, HEIGHT),
-        Duration::from_secs(120),
-        &[format!("--log-net-log={}", net.display())],
-    )
-    .unwrap();
-    let errors = browser::load_errors(&out.log);
-    assert!(errors.is_empty(), "browser errors:\n{}", errors.join("\n"));
-    let requests = page_requests(&net);
-    assert!(
-        requests.is_empty(),
-        "the page made network requests: {requests:?}"
+        "MASKOMALY_COMPARISON_SCREENSHOT",
     );
-    if let Ok(keep) = std::env::var("MASKOMALY_COMPARISON_SCREENSHOT") {
-        std::fs::copy(&shot, keep).unwrap();
-    }
-    let img = image::open(&shot).unwrap().into_rgb8();
     let bg = *img.get_pixel(WIDTH - 3, HEIGHT - 3);
     let inked = img.pixels().filter(|p| **p != bg).count() as f64 / (WIDTH * HEIGHT) as f64;
     assert!(
@@ -489,32 +499,8 @@ fn comparison_report_renders_offline_in_chromium() {
         100.0 * inked
     );
 
-    let probe_path = eval.join("report.probe.html");
-    std::fs::write(
-        &probe_path,
-        page.replace("</body>", &format!("{COMPARE_PROBE}</body>")),
-    )
-    .unwrap();
-    let out = browser::screenshot(
-        &chromium,
-        &probe_path,
-        &d.path().join("probe.png"),
-        (WIDTH, 900),
-        Duration::from_secs(120),
-        &[],
-    )
-    .unwrap();
-    let line = |what: &str| -> String {
-        let tag = format!("\"PROBE {what} ");
-        out.log
-            .lines()
-            .find_map(|l| l.split_once(&tag).map(|(_, rest)| rest))
-            .unwrap_or_else(|| panic!("the probe did not report {what}:\n{}", out.log))
-            .split('"')
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    };
+    let log = probe(&chromium, d.path(), &eval, &page, COMPARE_PROBE);
+    let line = |what: &str| probe_line(&log, what);
     for name in names {
         assert_eq!(
             line(&format!("score-{name}")),
@@ -536,6 +522,4 @@ fn comparison_report_renders_offline_in_chromium() {
         width.len() == 2 && width[0] <= width[1] && width[1] == WIDTH,
         "the page is wider than the window: {width:?}"
     );
-    let errors = browser::load_errors(&out.log);
-    assert!(errors.is_empty(), "browser errors:\n{}", errors.join("\n"));
 }
