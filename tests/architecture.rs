@@ -6,6 +6,8 @@
 //! whole), no function over 150 lines, no cycle between modules (at the top level and between the
 //! files of one folder), and only the commands import the pipeline.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -650,35 +652,6 @@ fn section_references_are_read_whole() {
     );
 }
 
-/// The file that holds `path`'s test function: `a::b::tests::f` in `src/a/b{/tests.rs,.rs,/mod.rs}`,
-/// `runner::f` in `tests/runner.rs`. None when it names no test file.
-fn test_holds(root: &Path, path: &str) -> Option<bool> {
-    let parts: Vec<&str> = path.split("::").collect();
-    let (name, module) = parts.split_last()?;
-    let has =
-        |f: PathBuf| std::fs::read_to_string(f).is_ok_and(|t| t.contains(&format!("fn {name}")));
-    if let [file] = module {
-        let f = root.join("tests").join(format!("{file}.rs"));
-        return f.is_file().then(|| has(f));
-    }
-    if !module.contains(&"tests") {
-        return None;
-    }
-    let dir = module
-        .iter()
-        .filter(|m| **m != "tests")
-        .fold(root.join("src"), |d, m| d.join(m));
-    Some(
-        [
-            dir.join("tests.rs"),
-            dir.with_extension("rs"),
-            dir.join("mod.rs"),
-        ]
-        .into_iter()
-        .any(has),
-    )
-}
-
 /// The README's and BENCHMARKS' test names (`a::tests::f`, `runner::f`) name tests that exist, so
 /// a moved or renamed test cannot leave its evidence pointing nowhere.
 #[test]
@@ -697,7 +670,7 @@ fn the_documents_name_tests_that_exist() {
             if !well_formed {
                 continue;
             }
-            match test_holds(root, path) {
+            match common::test_exists(path) {
                 Some(true) => checked += 1,
                 Some(false) => missing.push(format!("{doc}: `{quoted}`")),
                 None => {}

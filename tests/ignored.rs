@@ -4,6 +4,8 @@
 //! the Makefile would otherwise never run. Likewise every name filter of the scalar-kernel pass
 //! names a test that exists.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -105,23 +107,6 @@ fn the_scan_finds_an_ignored_test_and_its_reason() {
     );
 }
 
-/// The files that can hold the lib test `a::b::tests::name`: `src/a/b/tests.rs`, `src/a/b.rs`,
-/// `src/a/b/mod.rs`.
-fn lib_test_files(root: &Path, filter: &str) -> Vec<PathBuf> {
-    let parts: Vec<&str> = filter.split("::").collect();
-    let module: Vec<&str> = parts[..parts.len() - 1]
-        .iter()
-        .copied()
-        .filter(|p| *p != "tests")
-        .collect();
-    let dir = module.iter().fold(root.join("src"), |d, p| d.join(p));
-    vec![
-        dir.join("tests.rs"),
-        dir.with_extension("rs"),
-        dir.join("mod.rs"),
-    ]
-}
-
 /// The scalar-kernel pass re-runs tests by name filter; a filter that matches no test (after a
 /// rename or a move) would pass without running anything.
 #[test]
@@ -137,17 +122,14 @@ fn every_scalar_kernel_filter_names_a_test() {
     for line in lines {
         let (build, names) = line.split_once(" -- ").unwrap();
         for filter in names.split_whitespace().filter(|w| !w.starts_with('-')) {
-            let name = filter.rsplit("::").next().unwrap();
-            let files = match build.split_once("--test ") {
-                Some((_, t)) => vec![root.join("tests").join(format!("{}.rs", t.trim()))],
-                None => lib_test_files(root, filter),
+            let path = match build.split_once("--test ") {
+                Some((_, t)) => format!("{}::{filter}", t.trim()),
+                None => filter.to_string(),
             };
-            let found = files.iter().any(|f| {
-                std::fs::read_to_string(f).is_ok_and(|t| t.contains(&format!("fn {name}")))
-            });
-            assert!(
-                found,
-                "`{filter}` on the Makefile's scalar-kernel line names no test in {files:?}"
+            assert_eq!(
+                common::test_exists(&path),
+                Some(true),
+                "`{filter}` on the Makefile's scalar-kernel line names no test"
             );
             checked += 1;
         }

@@ -200,3 +200,34 @@ pub fn signal_mid_run(child: &mut std::process::Child, manifest: &Path, sig: i32
     signal(child, libc::SIGCONT);
     done
 }
+
+/// Whether the test function `path` names exists: `a::b::tests::f` in `src/a/b/tests.rs`,
+/// `src/a/b.rs` or `src/a/b/mod.rs` (a trailing name prefix like `parity` matches `parity_*`), and
+/// `runner::f` in `tests/runner.rs`. None when `path` names no test file at all.
+pub fn test_exists(path: &str) -> Option<bool> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let parts: Vec<&str> = path.split("::").collect();
+    let (name, module) = parts.split_last()?;
+    let has =
+        |f: PathBuf| std::fs::read_to_string(f).is_ok_and(|t| t.contains(&format!("fn {name}")));
+    if let [file] = module {
+        let f = root.join("tests").join(format!("{file}.rs"));
+        return f.is_file().then(|| has(f));
+    }
+    if !module.contains(&"tests") {
+        return None;
+    }
+    let dir = module
+        .iter()
+        .filter(|m| **m != "tests")
+        .fold(root.join("src"), |d, m| d.join(m));
+    Some(
+        [
+            dir.join("tests.rs"),
+            dir.with_extension("rs"),
+            dir.join("mod.rs"),
+        ]
+        .into_iter()
+        .any(has),
+    )
+}
